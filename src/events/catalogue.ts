@@ -1,0 +1,102 @@
+import type { z } from "zod";
+import { commandEvents } from "./command.ts";
+import type { EventDef } from "./define.ts";
+import { formatIssues } from "./define.ts";
+import { type AggregateRef, type Envelope, isAggregateKind, isValidId } from "./envelope.ts";
+import {
+  InvalidEventDataError,
+  NewerVersionError,
+  NotAnEnvelopeError,
+  type StreamPosition,
+  UnknownEventTypeError,
+} from "./errors.ts";
+
+/** Every event type corral writes. Adding a type here is adding it to the public contract. */
+export const catalogue = [...commandEvents] as const;
+
+type Defs = (typeof catalogue)[number];
+export type EventType = Defs["type"];
+
+/** The union of every event envelope, discriminated by `type`. */
+export type CorralEvent = {
+  [D in Defs as D["type"]]: Envelope<D["type"], z.output<D["schema"]>>;
+}[EventType];
+
+export type EventOf<T extends EventType> = Extract<CorralEvent, { type: T }>;
+export type DataOf<T extends EventType> = EventOf<T>["data"];
+/** What a caller may pass as data (schema defaults not yet applied). */
+export type DataInputOf<T extends EventType> = z.input<Extract<Defs, { type: T }>["schema"]>;
+
+const byType = new Map<string, EventDef>();
+for (const def of catalogue) {
+  if (byType.has(def.type)) throw new Error(`event type ${def.type} is defined twice`);
+  byType.set(def.type, def as EventDef);
+}
+
+export function eventDef(type: string): EventDef | undefined {
+  return byType.get(type);
+}
+
+export function isEventType(type: unknown): type is EventType {
+  return typeof type === "string" && byType.has(type);
+}
+
+/** Validates (and fills defaults of) the data of an event of `type`; names the bad field. */
+export function validateData<T extends EventType>(type: T, data: unknown, at?: StreamPosition): DataOf<T> {
+  const def = byType.get(type);
+  if (!def) throw new UnknownEventTypeError(type, at);
+  const parsed = def.schema.safeParse(data);
+  if (!parsed.success) throw new InvalidEventDataError(type, formatIssues(parsed.error), at);
+  return parsed.data as DataOf<T>;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
+}
+
+/**
+ * Checks that a decoded value is one of our envelopes, upcasts older versions, validates data.
+ * Throws a typed DecodeError (with the stream position) instead of letting bad input through.
+ */
+export function checkEnvelope(raw: unknown, at?: StreamPosition): CorralEvent {
+  if (!isPlainObject(raw)) throw new NotAnEnvelopeError("body is not a map", at);
+  const { id, type, v, aggregate, at: time, causationId, correlationId } = raw;
+  if (typeof id !== "string" || id.length === 0) throw new NotAnEnvelopeError("missing id", at);
+  if (typeof type !== "string") throw new NotAnEnvelopeError("missing type", at);
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) throw new NotAnEnvelopeError("bad v", at);
+  if (typeof time !== "number" || !Number.isFinite(time)) throw new NotAnEnvelopeError("bad at", at);
+  if (!isPlainObject(aggregate) || !isAggregateKind(aggregate.kind) || !isValidId(aggregate.id)) {
+    throw new NotAnEnvelopeError("bad aggregate", at);
+  }
+  if (causationId !== undefined && typeof causationId !== "string") {
+    throw new NotAnEnvelopeError("bad causationId", at);
+  }
+  if (correlationId !== undefined && typeof correlationId !== "string") {
+    throw new NotAnEnvelopeError("bad correlationId", at);
+  }
+  const def = byType.get(type);
+  if (!def) throw new UnknownEventTypeError(type, at);
+  if (v > def.v) throw new NewerVersionError(type, v, def.v, at);
+  if (def.kind !== aggregate.kind) {
+    throw new NotAnEnvelopeError(`${type} belongs to ${def.kind}, not ${aggregate.kind}`, at);
+  }
+  let data = raw.data;
+  for (let from = v; from < def.v; from++) {
+    const up = def.upcast?.[from];
+    if (!up) throw new InvalidEventDataError(type, [`no upcaster from v${from}`], at);
+    data = up(data);
+  }
+  const parsed = def.schema.safeParse(data);
+  if (!parsed.success) throw new InvalidEventDataError(type, formatIssues(parsed.error), at);
+  const env: Envelope = {
+    id,
+    type,
+    v: def.v,
+    aggregate: { kind: aggregate.kind, id: aggregate.id } as AggregateRef,
+    at: time,
+    data: parsed.data,
+  };
+  if (causationId !== undefined) env.causationId = causationId;
+  if (correlationId !== undefined) env.correlationId = correlationId;
+  return env as CorralEvent;
+}

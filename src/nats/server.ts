@@ -1,0 +1,128 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdirSync, openSync } from "node:fs";
+import { createConnection, createServer } from "node:net";
+import { join } from "node:path";
+
+export interface NatsServerOptions {
+  /** Port to listen on; 0 or unset picks a free one. */
+  port?: number;
+  /** JetStream store directory (kept across restarts of the same handle). */
+  storeDir: string;
+  /** Write the server's log here instead of discarding it. */
+  logFile?: string;
+  /** Leave running after this process exits (npm start keeps nothing; tests never set it). */
+  detached?: boolean;
+  binary?: string;
+}
+
+export class NatsServerNotFoundError extends Error {
+  override name = "NatsServerNotFoundError";
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === "object" && addr ? resolve(addr.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+function tcpOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createConnection({ port, host: "127.0.0.1" });
+    s.once("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => resolve(false));
+  });
+}
+
+const live = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const p of live) if (p.exitCode === null) p.kill("SIGKILL");
+});
+
+/**
+ * A real `nats-server -js` child process on loopback. Tests get their own on a free port with a
+ * temp store; `stop`/`kill`/`start` let them take the server away and bring it back.
+ */
+export class NatsServer {
+  private proc: ChildProcess | undefined;
+  port = 0;
+
+  constructor(private readonly opts: NatsServerOptions) {}
+
+  get url(): string {
+    return `nats://127.0.0.1:${this.port}`;
+  }
+
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
+  static async start(opts: NatsServerOptions): Promise<NatsServer> {
+    const s = new NatsServer(opts);
+    await s.start();
+    return s;
+  }
+
+  async start(): Promise<void> {
+    if (this.proc && this.proc.exitCode === null) return;
+    if (!this.port) this.port = this.opts.port || (await freePort());
+    mkdirSync(this.opts.storeDir, { recursive: true });
+    const bin = this.opts.binary ?? "nats-server";
+    const out = this.opts.logFile ? openSync(this.opts.logFile, "a") : "ignore";
+    const args = ["-js", "-a", "127.0.0.1", "-p", String(this.port), "-sd", this.opts.storeDir];
+    const proc = spawn(bin, args, { stdio: ["ignore", out, out], detached: this.opts.detached ?? false });
+    const failed = new Promise<never>((_, reject) => {
+      proc.once("error", (err: NodeJS.ErrnoException) =>
+        reject(
+          err.code === "ENOENT"
+            ? new NatsServerNotFoundError(`${bin} is not on PATH`)
+            : new Error(`cannot start ${bin}: ${err.message}`),
+        ),
+      );
+      proc.once("exit", (code) => reject(new Error(`${bin} exited with code ${code} before it was ready`)));
+    });
+    failed.catch(() => {});
+    this.proc = proc;
+    if (this.opts.detached) proc.unref();
+    else live.add(proc);
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      const ready = await Promise.race([tcpOpen(this.port), failed]);
+      if (ready) return;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    proc.kill("SIGKILL");
+    throw new Error(`${bin} did not listen on ${this.port} within 10 s`);
+  }
+
+  /** Graceful stop (SIGTERM), waiting for the process to end. */
+  stop(): Promise<void> {
+    return this.signal("SIGTERM");
+  }
+
+  /** Abrupt death, as in a crash. */
+  kill(): Promise<void> {
+    return this.signal("SIGKILL");
+  }
+
+  private async signal(sig: NodeJS.Signals): Promise<void> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise<void>((r) => p.once("exit", () => r()));
+    p.kill(sig);
+    await exited;
+    live.delete(p);
+  }
+
+  static storeDirUnder(dir: string): string {
+    return join(dir, "jetstream");
+  }
+}

@@ -1,0 +1,167 @@
+import {
+  DeliverPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
+  jetstream,
+  jetstreamManager,
+  type OrderedConsumerOptions,
+} from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { encodeEvent } from "../codec/msgpack.ts";
+import { checkEnvelope } from "../events/catalogue.ts";
+import { type AggregateRef, checkRef, type Envelope, refKey } from "../events/envelope.ts";
+import { ConcurrencyError } from "./errors.ts";
+import { PipelinedPublisher, type PublisherOptions, WrongLastSequence } from "./publisher.ts";
+import { type DropHook, type RangeOptions, type RangeStats, readRange } from "./reader.ts";
+import { type StoredRecord, toRecord } from "./records.ts";
+import { DEFAULT_STREAM, type EnsureResult, ensureStream, type StreamOptions } from "./stream.ts";
+import { ALL_EVENTS, eventSubject } from "./subjects.ts";
+
+export interface EventStoreOptions {
+  stream?: Partial<StreamOptions>;
+  publisher?: PublisherOptions;
+}
+
+export interface AppendResult {
+  /** Stream sequence of each appended event, in order. */
+  seqs: number[];
+  /** The aggregate's last sequence after the append: pass it as expectedSeq next time. */
+  lastSeq: number;
+  /** How many were already stored (a retry of an append whose ack was lost). */
+  duplicates: number;
+}
+
+export interface FollowOptions {
+  filter?: string;
+  /** Start here (inclusive); default: only events appended from now on. */
+  fromSeq?: number;
+  fromTime?: Date;
+}
+
+/**
+ * The JetStream event store: one stream, one subject per aggregate, optimistic concurrency per
+ * aggregate via Nats-Expected-Last-Subject-Sequence, idempotent appends via Nats-Msg-Id.
+ */
+export class EventStore {
+  readonly stream: string;
+  readonly js: JetStreamClient;
+  private readonly publisher: PipelinedPublisher;
+
+  private constructor(
+    readonly nc: NatsConnection,
+    readonly jsm: JetStreamManager,
+    readonly streamOptions: StreamOptions,
+    readonly ensured: EnsureResult,
+    publisherOptions?: PublisherOptions,
+  ) {
+    this.stream = streamOptions.name;
+    this.js = jetstream(nc);
+    this.publisher = new PipelinedPublisher(nc, publisherOptions);
+  }
+
+  /** Connects the store to its stream, creating or updating the stream as needed. */
+  static async open(nc: NatsConnection, opts: EventStoreOptions = {}): Promise<EventStore> {
+    const streamOptions = { ...DEFAULT_STREAM, ...opts.stream };
+    const jsm = await jetstreamManager(nc);
+    const ensured = await ensureStream(jsm, streamOptions);
+    return new EventStore(nc, jsm, streamOptions, ensured, opts.publisher);
+  }
+
+  /**
+   * Appends events to one aggregate. `expectedSeq` is the stream sequence of the aggregate's last
+   * event as the caller knows it (0: the aggregate must not exist yet). Events are stored in
+   * order; each one's Nats-Msg-Id is its event id, so repeating an append whose ack was lost
+   * stores nothing twice and returns the original sequences.
+   */
+  async append(ref: AggregateRef, events: readonly Envelope[], expectedSeq: number): Promise<AppendResult> {
+    checkRef(ref);
+    if (!Number.isInteger(expectedSeq) || expectedSeq < 0) {
+      throw new TypeError(`expectedSeq must be a non-negative integer, got ${expectedSeq}`);
+    }
+    const subject = eventSubject(ref);
+    const seqs: number[] = [];
+    let expected = expectedSeq;
+    let duplicates = 0;
+    for (const event of events) {
+      if (event.aggregate.kind !== ref.kind || event.aggregate.id !== ref.id) {
+        throw new TypeError(`event ${event.id} belongs to ${refKey(event.aggregate)}, not ${refKey(ref)}`);
+      }
+      checkEnvelope(event); // never store what a reader could not decode
+      try {
+        const ack = await this.publisher.publish(subject, encodeEvent(event), event.id, expected);
+        if (ack.duplicate) duplicates++;
+        seqs.push(ack.seq);
+        expected = ack.seq;
+      } catch (err) {
+        if (err instanceof WrongLastSequence) throw new ConcurrencyError(ref, expected, err.currentSeq);
+        throw err;
+      }
+    }
+    return { seqs, lastSeq: expected, duplicates };
+  }
+
+  /** The stream sequence of the aggregate's last event, 0 if it has none. */
+  async lastSeqOf(ref: AggregateRef): Promise<number> {
+    const m = await this.jsm.streams.getMessage(this.stream, { last_by_subj: eventSubject(checkRef(ref)) });
+    return m?.seq ?? 0;
+  }
+
+  /** The stream's last sequence (0 when empty). */
+  async lastSeq(): Promise<number> {
+    return (await this.jsm.streams.info(this.stream)).state.last_seq;
+  }
+
+  /** One message by stream sequence, decoded (or with its decode error); null if there is none. */
+  async get(seq: number): Promise<StoredRecord | null> {
+    const m = await this.jsm.streams.getMessage(this.stream, { seq });
+    if (!m) return null;
+    return toRecord(m.seq, m.subject, m.time.getTime(), m.data);
+  }
+
+  /** Events of one aggregate after `afterSeq` (its snapshot's sequence), in order. */
+  async readAggregate(ref: AggregateRef, afterSeq = 0): Promise<StoredRecord[]> {
+    const last = await this.lastSeqOf(ref);
+    if (last <= afterSeq) return [];
+    const out: StoredRecord[] = [];
+    for await (const batch of this.read({ filter: eventSubject(ref), fromSeq: afterSeq + 1, toSeq: last })) {
+      for (const r of batch) out.push(r);
+    }
+    return out;
+  }
+
+  /** Reads a bounded range in batches (see readRange); ends when caught up or at `toSeq`. */
+  read(opts: RangeOptions = {}, stats?: RangeStats, dropHook?: DropHook): AsyncGenerator<StoredRecord[]> {
+    return readRange(this.nc, this.jsm, this.stream, opts, stats, dropHook);
+  }
+
+  /** Follows the stream live (an ordered consumer: it survives reconnects and never skips). */
+  async *follow(opts: FollowOptions = {}, signal?: AbortSignal): AsyncGenerator<StoredRecord> {
+    const o: Partial<OrderedConsumerOptions> = { filter_subjects: opts.filter ?? ALL_EVENTS };
+    if (opts.fromTime) {
+      o.deliver_policy = DeliverPolicy.StartTime;
+      o.opt_start_time = opts.fromTime.toISOString();
+    } else if (opts.fromSeq !== undefined) {
+      o.deliver_policy = DeliverPolicy.StartSequence;
+      o.opt_start_seq = Math.max(1, opts.fromSeq);
+    } else {
+      o.deliver_policy = DeliverPolicy.New;
+    }
+    const consumer = await this.js.consumers.get(this.stream, o);
+    const messages = await consumer.consume();
+    const stop = () => messages.stop();
+    if (signal?.aborted) stop();
+    signal?.addEventListener("abort", stop, { once: true });
+    try {
+      for await (const m of messages) {
+        yield toRecord(m.seq, m.subject, m.info.timestampNanos / 1e6, m.data);
+      }
+    } finally {
+      signal?.removeEventListener("abort", stop);
+      stop();
+    }
+  }
+
+  close(): void {
+    this.publisher.close();
+  }
+}

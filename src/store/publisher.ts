@@ -1,0 +1,154 @@
+import { headers, type Msg, type NatsConnection, nuid, type Subscription } from "@nats-io/nats-core";
+import { AppendTimeoutError, NoStreamError, StoreError } from "./errors.ts";
+
+export interface PubAck {
+  stream: string;
+  seq: number;
+  duplicate: boolean;
+}
+
+/** The server said "wrong last sequence": carries the subject's current last sequence. */
+export class WrongLastSequence extends StoreError {
+  override name = "WrongLastSequence";
+  constructor(readonly currentSeq: number) {
+    super(`wrong last sequence: ${currentSeq}`);
+  }
+}
+
+interface Pending {
+  subject: string;
+  data: Uint8Array;
+  hdrs: ReturnType<typeof headers>;
+  deadline: number;
+  triesLeft: number;
+  resolve: (ack: PubAck) => void;
+  reject: (err: Error) => void;
+}
+
+export interface PublisherOptions {
+  /** How long to wait for a JetStream ack before publishing again with the same Nats-Msg-Id. */
+  ackTimeoutMs: number;
+  /** Re-publishes after a lost ack; the msg id makes them idempotent within the duplicate window. */
+  retries: number;
+}
+
+const JS_WRONG_LAST_SEQUENCE = 10071;
+const utf8 = new TextDecoder();
+
+/**
+ * Publishes to JetStream without one request (and one timer) per message: every publish carries a
+ * reply subject under one wildcard inbox, and a single subscription matches acks to publishes by
+ * token. Many appends can be in flight at once, so throughput is bounded by the server, not by
+ * round trips. Timeouts are swept on a coarse interval instead of per-message timers.
+ */
+export class PipelinedPublisher {
+  private readonly prefix = `_INBOX.${nuid.next()}.`;
+  private readonly pending = new Map<string, Pending>();
+  private readonly sub: Subscription;
+  private readonly sweeper: NodeJS.Timeout;
+  private next = 0;
+  private closed = false;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly opts: PublisherOptions = { ackTimeoutMs: 5_000, retries: 2 },
+  ) {
+    this.sub = nc.subscribe(`${this.prefix}*`, { callback: (_err, msg) => this.onReply(msg) });
+    this.sweeper = setInterval(() => this.sweep(), Math.min(250, opts.ackTimeoutMs / 4));
+    this.sweeper.unref();
+  }
+
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  publish(
+    subject: string,
+    data: Uint8Array,
+    msgId: string,
+    expectedLastSubjectSeq?: number,
+  ): Promise<PubAck> {
+    if (this.closed) return Promise.reject(new StoreError("publisher is closed"));
+    const hdrs = headers();
+    hdrs.set("Nats-Msg-Id", msgId);
+    if (expectedLastSubjectSeq !== undefined) {
+      hdrs.set("Nats-Expected-Last-Subject-Sequence", String(expectedLastSubjectSeq));
+    }
+    const token = (this.next++).toString(36);
+    return new Promise<PubAck>((resolve, reject) => {
+      this.pending.set(token, {
+        subject,
+        data,
+        hdrs,
+        deadline: Date.now() + this.opts.ackTimeoutMs,
+        triesLeft: this.opts.retries,
+        resolve,
+        reject,
+      });
+      this.nc.publish(subject, data, { reply: this.prefix + token, headers: hdrs });
+    });
+  }
+
+  private onReply(msg: Msg): void {
+    const token = msg.subject.slice(this.prefix.length);
+    const p = this.pending.get(token);
+    if (!p) return; // a late ack for a publish we already retried and settled
+    this.pending.delete(token);
+    if (msg.headers?.code === 503) {
+      p.reject(new NoStreamError(`no JetStream stream accepts ${p.subject} (no responders)`));
+      return;
+    }
+    let ack: {
+      stream?: string;
+      seq?: number;
+      duplicate?: boolean;
+      error?: { code: number; err_code: number; description: string };
+    };
+    try {
+      ack = JSON.parse(utf8.decode(msg.data));
+    } catch {
+      p.reject(new StoreError(`unreadable JetStream ack on ${p.subject}`));
+      return;
+    }
+    if (ack.error) {
+      if (ack.error.err_code === JS_WRONG_LAST_SEQUENCE) {
+        const m = /(\d+)\s*$/.exec(ack.error.description);
+        p.reject(new WrongLastSequence(m ? Number(m[1]) : -1));
+      } else {
+        p.reject(new StoreError(`JetStream refused ${p.subject}: ${ack.error.description}`));
+      }
+      return;
+    }
+    p.resolve({ stream: ack.stream ?? "", seq: ack.seq ?? 0, duplicate: ack.duplicate === true });
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const [token, p] of this.pending) {
+      if (p.deadline > now) continue;
+      if (p.triesLeft > 0 && !this.nc.isClosed()) {
+        // Same bytes, same Nats-Msg-Id: if the first one was stored, the server answers "duplicate".
+        p.triesLeft--;
+        p.deadline = now + this.opts.ackTimeoutMs;
+        this.nc.publish(p.subject, p.data, { reply: this.prefix + token, headers: p.hdrs });
+      } else {
+        this.pending.delete(token);
+        p.reject(
+          new AppendTimeoutError(
+            `no JetStream ack for ${p.subject} after ${this.opts.retries + 1} attempts of ${this.opts.ackTimeoutMs} ms`,
+          ),
+        );
+      }
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.sweeper);
+    this.sub.unsubscribe();
+    for (const p of this.pending.values())
+      p.reject(new StoreError("publisher closed before the ack arrived"));
+    this.pending.clear();
+  }
+}

@@ -1,0 +1,218 @@
+import { AckPolicy, DeliverPolicy, type JetStreamManager } from "@nats-io/jetstream";
+import { type Msg, type NatsConnection, nanos, nuid, type Subscription } from "@nats-io/nats-core";
+import { type StoredRecord, toRecord } from "./records.ts";
+import { ALL_EVENTS } from "./subjects.ts";
+
+export interface RangeOptions {
+  /** Subject filter; one subject or one wildcard (nats-server 2.9 has no multi-filter consumers). */
+  filter?: string;
+  /** First stream sequence to read (inclusive). */
+  fromSeq?: number;
+  /** Or: first message stored at or after this time. */
+  fromTime?: Date;
+  /** Last stream sequence to read (inclusive); default: until caught up with the stream. */
+  toSeq?: number;
+  /** Messages per pull request; two requests are kept in flight. */
+  batch?: number;
+  /** No message for this long while more are expected: start again from the last one seen. */
+  stallMs?: number;
+}
+
+export interface RangeStats {
+  messages: number;
+  /** Times the reader threw away a consumer and resumed after its last contiguous message. */
+  resets: number;
+  /** Delivery-sequence gaps seen (messages the transport lost); each one caused a reset. */
+  gaps: number;
+}
+
+/** Test seam: pretend the transport dropped this delivery, to prove gaps are caught. */
+export type DropHook = (deliverySeq: number, streamSeq: number) => boolean;
+
+/**
+ * Reads a range of the stream fast: an ephemeral pull consumer without acks, batched pull
+ * requests on one plain inbox subscription, and the delivery metadata parsed straight from the
+ * reply subject. Core NATS delivery may drop messages, so every delivery sequence is checked to
+ * be contiguous; a gap (or a stall) restarts the consumer right after the last message that was
+ * delivered in order. Yields arrays of records to keep per-message overhead low.
+ */
+export async function* readRange(
+  nc: NatsConnection,
+  jsm: JetStreamManager,
+  stream: string,
+  opts: RangeOptions = {},
+  stats: RangeStats = { messages: 0, resets: 0, gaps: 0 },
+  dropHook?: DropHook,
+): AsyncGenerator<StoredRecord[]> {
+  const filter = opts.filter ?? ALL_EVENTS;
+  const batch = opts.batch ?? 2_000;
+  const stallMs = opts.stallMs ?? 5_000;
+  const toSeq = opts.toSeq ?? Number.POSITIVE_INFINITY;
+  if (opts.fromSeq !== undefined && opts.fromSeq > toSeq) return;
+
+  let buffer: StoredRecord[] = [];
+  let wake: (() => void) | undefined;
+  let failure: Error | undefined;
+  let done = false;
+  let lastSeq = 0; // last stream seq delivered in order
+  let nextDseq = 1; // delivery seq we expect next from the current consumer
+  let requested = 0; // messages asked for from the current consumer
+  let received = 0; // messages received from the current consumer
+  let yielded = 0; // messages handed to our caller from the current consumer
+  let lastProgress = Date.now();
+  let consumer = "";
+  let inbox = "";
+  let sub: Subscription | undefined;
+  let generation = 0;
+
+  const notify = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const finish = () => {
+    done = true;
+    notify();
+  };
+  const pull = () => {
+    // Keep at most two batches between the server and our caller.
+    while (!done && requested - yielded < 2 * batch) {
+      requested += batch;
+      const req = JSON.stringify({ batch, expires: nanos(30_000) });
+      nc.publish(`$JS.API.CONSUMER.MSG.NEXT.${stream}.${consumer}`, req, { reply: inbox });
+    }
+  };
+
+  const onMsg = (gen: number, msg: Msg) => {
+    if (gen !== generation || done) return;
+    const code = msg.headers?.code ?? 0;
+    if (code !== 0 || !msg.reply) {
+      if (code === 408 || code === 404) {
+        // A pull request expired: forget what it did not deliver and ask again.
+        const left = Number(msg.headers?.get("Nats-Pending-Messages") || 0);
+        requested -= left > 0 ? left : 0;
+        pull();
+      } else if (code === 409) {
+        void restart(); // consumer deleted or leadership changed
+      }
+      return;
+    }
+    // $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>[.<token>] (v1);
+    // v2 puts <domain>.<account hash> before <stream>. Read from the stream name on.
+    const t = msg.reply.split(".");
+    const base = t.length >= 12 ? 4 : 2;
+    const sseq = Number(t[base + 3]);
+    const dseq = Number(t[base + 4]);
+    const time = Number(t[base + 5]) / 1e6;
+    const pending = Number(t[base + 6]);
+    received++;
+    if (dropHook?.(dseq, sseq)) return;
+    if (dseq !== nextDseq) {
+      stats.gaps++;
+      void restart();
+      return;
+    }
+    nextDseq++;
+    lastProgress = Date.now();
+    if (sseq > toSeq) {
+      finish();
+      return;
+    }
+    lastSeq = sseq;
+    stats.messages++;
+    buffer.push(toRecord(sseq, msg.subject, time, msg.data));
+    if (sseq === toSeq || pending === 0) finish();
+    else if (buffer.length >= batch) notify();
+  };
+
+  const start = async (from: { seq?: number; time?: Date }) => {
+    const gen = ++generation;
+    inbox = `_INBOX.${nuid.next()}`;
+    sub = nc.subscribe(inbox, { callback: (_e, m) => onMsg(gen, m) });
+    const cfg = {
+      ack_policy: AckPolicy.None,
+      filter_subject: filter,
+      mem_storage: true,
+      num_replicas: 1,
+      inactive_threshold: nanos(30_000),
+      ...(from.time
+        ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: from.time.toISOString() }
+        : from.seq && from.seq > 1
+          ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from.seq }
+          : { deliver_policy: DeliverPolicy.All }),
+    };
+    const info = await jsm.consumers.add(stream, cfg);
+    if (gen !== generation) return;
+    consumer = info.name;
+    nextDseq = 1;
+    requested = 0;
+    received = 0;
+    yielded = 0;
+    lastProgress = Date.now();
+    if (info.num_pending === 0) {
+      finish();
+      return;
+    }
+    pull();
+  };
+
+  const stop = () => {
+    sub?.unsubscribe();
+    sub = undefined;
+    if (consumer) {
+      const name = consumer;
+      consumer = "";
+      jsm.consumers.delete(stream, name).catch(() => {}); // inactive_threshold reaps it otherwise
+    }
+  };
+
+  let restarting = false;
+  const restart = async () => {
+    if (restarting || done) return;
+    restarting = true;
+    stats.resets++;
+    // Drop everything after the last in-order message; it will be delivered again.
+    stop();
+    generation++;
+    try {
+      await start({ seq: lastSeq + 1 });
+    } catch (err) {
+      failure = err as Error;
+      finish();
+    } finally {
+      restarting = false;
+    }
+  };
+
+  const watchdog = setInterval(
+    () => {
+      if (!done && !restarting && Date.now() - lastProgress > stallMs) void restart();
+    },
+    Math.max(100, Math.floor(stallMs / 4)),
+  );
+  watchdog.unref();
+
+  try {
+    await start(opts.fromTime ? { time: opts.fromTime } : { seq: opts.fromSeq ?? 1 });
+    while (true) {
+      if (buffer.length > 0) {
+        const out = buffer;
+        buffer = [];
+        yielded += out.length;
+        lastProgress = Date.now(); // a slow caller is not a stalled server
+        if (!done) pull();
+        yield out;
+        continue;
+      }
+      if (failure) throw failure;
+      if (done) return;
+      await new Promise<void>((r) => {
+        wake = r;
+      });
+    }
+  } finally {
+    done = true;
+    clearInterval(watchdog);
+    stop();
+  }
+}
