@@ -50,6 +50,45 @@ export function validateData<T extends EventType>(type: T, data: unknown, at?: S
   return parsed.data as DataOf<T>;
 }
 
+/** Envelopes built by createEvent from validated data: the store need not validate them again. */
+const validated = new WeakSet<object>();
+
+export function isValidated(event: object): boolean {
+  return validated.has(event);
+}
+
+export interface EventMeta {
+  id: string;
+  at: number;
+  causationId?: string;
+  correlationId?: string;
+}
+
+/** Builds an envelope from raw data, validating it (defaults filled in) against the catalogue. */
+export function createEvent<T extends EventType>(
+  ref: AggregateRef,
+  type: T,
+  data: unknown,
+  meta: EventMeta,
+): EventOf<T> {
+  const def = byType.get(type);
+  if (!def) throw new UnknownEventTypeError(type);
+  if (def.kind !== ref.kind)
+    throw new InvalidEventDataError(type, [`is a ${def.kind} event, not ${ref.kind}`]);
+  const env: Envelope = {
+    id: meta.id,
+    type,
+    v: def.v,
+    aggregate: { kind: ref.kind, id: ref.id },
+    at: meta.at,
+    data: validateData(type, data),
+  };
+  if (meta.causationId) env.causationId = meta.causationId;
+  if (meta.correlationId) env.correlationId = meta.correlationId;
+  validated.add(env);
+  return env as EventOf<T>;
+}
+
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
 }

@@ -8,7 +8,7 @@ import {
 } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { encodeEvent } from "../codec/msgpack.ts";
-import { checkEnvelope } from "../events/catalogue.ts";
+import { checkEnvelope, isValidated } from "../events/catalogue.ts";
 import { type AggregateRef, checkRef, type Envelope, refKey } from "../events/envelope.ts";
 import { ConcurrencyError } from "./errors.ts";
 import { PipelinedPublisher, type PublisherOptions, WrongLastSequence } from "./publisher.ts";
@@ -86,7 +86,7 @@ export class EventStore {
       if (event.aggregate.kind !== ref.kind || event.aggregate.id !== ref.id) {
         throw new TypeError(`event ${event.id} belongs to ${refKey(event.aggregate)}, not ${refKey(ref)}`);
       }
-      checkEnvelope(event); // never store what a reader could not decode
+      if (!isValidated(event)) checkEnvelope(event); // never store what a reader could not decode
       try {
         const ack = await this.publisher.publish(subject, encodeEvent(event), event.id, expected);
         if (ack.duplicate) duplicates++;

@@ -54,9 +54,12 @@ export async function ensureStream(jsm: JetStreamManager, opts: StreamOptions): 
         await jsm.streams.add(want);
         return { action: "created" };
       } catch (addErr) {
-        // Another process created it between our info and add: fall through to compare.
-        if (!(addErr instanceof JetStreamApiError)) throw addErr;
-        current = (await jsm.streams.info(opts.name)).config;
+        // Another process may have created it between our info and add: then compare.
+        const raced = await jsm.streams.info(opts.name).catch(() => undefined);
+        if (!raced) {
+          throw new Error(`cannot create stream ${opts.name} on ${ALL_EVENTS}: ${(addErr as Error).message}`);
+        }
+        current = raced.config;
       }
     } else {
       throw err;

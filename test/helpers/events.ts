@@ -1,5 +1,5 @@
 import type { DataInputOf, EventType } from "../../src/events/catalogue.ts";
-import { eventDef, validateData } from "../../src/events/catalogue.ts";
+import { createEvent } from "../../src/events/catalogue.ts";
 import type { AggregateRef, Envelope } from "../../src/events/envelope.ts";
 import { uuidv7 } from "../../src/events/id.ts";
 
@@ -10,7 +10,5 @@ export function makeEvent<T extends EventType>(
   data: DataInputOf<T>,
   at = Date.now(),
 ): Envelope {
-  const def = eventDef(type);
-  if (!def) throw new Error(`unknown ${type}`);
-  return { id: uuidv7(at), type, v: def.v, aggregate: ref, at, data: validateData(type, data) };
+  return createEvent(ref, type, data, { id: uuidv7(at), at });
 }

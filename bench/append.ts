@@ -1,0 +1,144 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { jetstream } from "@nats-io/jetstream";
+import { encodeEvent } from "../src/codec/msgpack.ts";
+import { createEvent } from "../src/events/catalogue.ts";
+import type { AggregateRef, Envelope } from "../src/events/envelope.ts";
+import { uuidv7 } from "../src/events/id.ts";
+import { connectNats } from "../src/nats/connect.ts";
+import { NatsServer } from "../src/nats/server.ts";
+import { EventStore } from "../src/store/event-store.ts";
+import { PipelinedPublisher } from "../src/store/publisher.ts";
+import { eventSubject } from "../src/store/subjects.ts";
+
+const AGGREGATES = 1_000;
+const EVENTS_PER_AGGREGATE = 20;
+const ROUNDS = 5;
+
+/** Realistic command events for one aggregate, built (and validated) the way the actor host builds them. */
+function eventsFor(ref: AggregateRef): Envelope[] {
+  const at = Date.now();
+  const out: Envelope[] = [
+    createEvent(
+      ref,
+      "CommandCreated",
+      { agentId: "agent-1", action: "npm test", payload: { cwd: "/work", n: ref.id } },
+      { id: uuidv7(at), at },
+    ),
+  ];
+  for (let i = 1; i < EVENTS_PER_AGGREGATE; i++) {
+    const type = i % 2 ? "CommandSent" : "CommandAcked";
+    out.push(createEvent(ref, type, { attempt: i }, { id: uuidv7(at + i), at: at + i }));
+  }
+  return out;
+}
+
+function workload(tag: string): { ref: AggregateRef; events: Envelope[] }[] {
+  return Array.from({ length: AGGREGATES }, (_, i) => {
+    const ref: AggregateRef = { kind: "command", id: `${tag}-${i}` };
+    return { ref, events: eventsFor(ref) };
+  });
+}
+
+function encoded(w: { ref: AggregateRef; events: Envelope[] }[]) {
+  return w.map(({ ref, events }) => ({
+    subject: eventSubject(ref),
+    msgs: events.map((e) => ({ id: e.id, bytes: encodeEvent(e) })),
+  }));
+}
+
+async function each<T>(items: T[], fn: (item: T) => Promise<void>): Promise<void> {
+  await Promise.all(items.map(fn));
+}
+
+async function timed(fn: () => Promise<void>): Promise<number> {
+  const t0 = performance.now();
+  await fn();
+  return performance.now() - t0;
+}
+
+/**
+ * Appends through the store (pipelined publishes, one ack inbox) vs the official client's
+ * `js.publish`, with the same payloads, the same per-aggregate expected-sequence headers and the
+ * same concurrency: 1,000 aggregates in parallel, each a sequential writer.
+ */
+export async function benchAppend(): Promise<{ baseline: number; store: number; ratio: number }> {
+  const dir = mkdtempSync(join(tmpdir(), "corral-bench-append-"));
+  const server = await NatsServer.start({ storeDir: join(dir, "store") });
+  const nc = await connectNats(server.url, { name: "bench-append" });
+  try {
+    const store = await EventStore.open(nc);
+    const js = jetstream(nc);
+    const total = AGGREGATES * EVENTS_PER_AGGREGATE;
+    const raw = new PipelinedPublisher(nc);
+    const best = {
+      base: Number.POSITIVE_INFINITY,
+      store: Number.POSITIVE_INFINITY,
+      raw: Number.POSITIVE_INFINITY,
+    };
+    // Warm up (JIT, connection buffers).
+    await Promise.all(
+      workload("warm")
+        .slice(0, 100)
+        .map(({ ref, events }) => store.append(ref, events, 0)),
+    );
+    // Interleave the variants round by round so drift on this noisy machine hits all of them.
+    for (let round = 0; round < ROUNDS; round++) {
+      const base = encoded(workload(`base${round}`));
+      best.base = Math.min(
+        best.base,
+        await timed(() =>
+          each(base, async ({ subject, msgs }) => {
+            let seq = 0;
+            for (const m of msgs)
+              seq = (
+                await js.publish(subject, m.bytes, { msgID: m.id, expect: { lastSubjectSequence: seq } })
+              ).seq;
+          }),
+        ),
+      );
+      const ours = workload(`store${round}`);
+      best.store = Math.min(
+        best.store,
+        await timed(() =>
+          each(ours, async ({ ref, events }) => {
+            let seq = 0;
+            for (const e of events) seq = (await store.append(ref, [e], seq)).lastSeq;
+          }),
+        ),
+      );
+      // The ceiling: pre-encoded bytes through the bare pipelined publisher (no validation/encoding).
+      const bare = encoded(workload(`raw${round}`));
+      best.raw = Math.min(
+        best.raw,
+        await timed(() =>
+          each(bare, async ({ subject, msgs }) => {
+            let seq = 0;
+            for (const m of msgs) seq = (await raw.publish(subject, m.bytes, m.id, seq)).seq;
+          }),
+        ),
+      );
+    }
+    raw.close();
+    const rate = (ms: number) => (total / ms) * 1000;
+    const baseline = rate(best.base);
+    const storeRate = rate(best.store);
+    const ratio = storeRate / baseline;
+    console.log(
+      `append: ${total} events over ${AGGREGATES} aggregates, best of ${ROUNDS}  js.publish ${fmt(baseline)} ev/s  ` +
+        `store.append ${fmt(storeRate)} ev/s  ratio ${ratio.toFixed(2)}x (target >= 3x)  ` +
+        `[bare pipelined publish ${fmt(rate(best.raw))} ev/s = ${(rate(best.raw) / baseline).toFixed(2)}x: the ceiling on this machine]`,
+    );
+    store.close();
+    return { baseline, store: storeRate, ratio };
+  } finally {
+    await nc.close();
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
+
+if (import.meta.url === `file://${process.argv[1]}`) await benchAppend();

@@ -1,0 +1,415 @@
+import type { Logger } from "pino";
+import { type AnyMachineSnapshot, initialTransition, transition } from "xstate";
+import type { AggregateDef } from "../../machines/aggregate.ts";
+import {
+  type CorralEvent,
+  createEvent,
+  type DataInputOf,
+  type EventType,
+  eventDef,
+} from "../events/catalogue.ts";
+import { type AggregateKind, type AggregateRef, checkRef, refKey } from "../events/envelope.ts";
+import { DecodeError } from "../events/errors.ts";
+import { uuidv7 } from "../events/id.ts";
+import { silentLogger } from "../log.ts";
+import { ConcurrencyError } from "../store/errors.ts";
+import type { EventStore } from "../store/event-store.ts";
+import type { SnapshotStore } from "../store/snapshots.ts";
+import { kindSubject } from "../store/subjects.ts";
+import type { EffectContext, EffectHandlers } from "./effects.ts";
+import { InvalidInputError, RejectedInputError } from "./errors.ts";
+import { KeyedQueue } from "./keyed-queue.ts";
+import { Scheduler } from "./scheduler.ts";
+
+/** An input to an actor: becomes the stored event if the machine accepts it. */
+export interface Input<T extends EventType = EventType> {
+  type: T;
+  data: DataInputOf<T>;
+  /** Event id; give one to make a retried request idempotent (default: a new UUIDv7). */
+  id?: string;
+  /** Event time in ms (default: the host's clock). */
+  at?: number;
+  causationId?: string;
+  correlationId?: string;
+}
+
+/** The untyped shape of any input, for code that handles every type alike. */
+export type AnyInput = Omit<Input, "type" | "data"> & { type: string; data: unknown };
+
+export interface Accepted {
+  seq: number;
+  event: CorralEvent;
+  value: unknown;
+  context: unknown;
+  status: string;
+}
+
+export interface ActorView {
+  ref: AggregateRef;
+  seq: number;
+  value: unknown;
+  context: unknown;
+  status: string;
+}
+
+export interface ActorHostOptions {
+  store: EventStore;
+  /** Without it, actors are always rebuilt from their full history. */
+  snapshots?: SnapshotStore;
+  aggregates: readonly AggregateDef[];
+  effects?: EffectHandlers;
+  clock?: () => number;
+  /** Write a snapshot after this many events of one actor (default 100). */
+  snapshotEvery?: number;
+  /** Conflicts (another writer got there first) are retried this often, reloading each time. */
+  maxConflictRetries?: number;
+  log?: Logger;
+  /** false: never deliver timer inputs (replay and debugging tools that must not change history). */
+  timers?: boolean;
+}
+
+interface Actor {
+  snapshot: AnyMachineSnapshot;
+  seq: number;
+  /** Events folded since the last snapshot write. */
+  since: number;
+}
+
+const BACKOFF_START_MS = 100;
+const BACKOFF_FACTOR = 1.5;
+
+/**
+ * Hosts event-sourced XState actors. For each input: fold the actor's state with `transition`
+ * (pure), store the resulting event with optimistic concurrency, and only after JetStream has
+ * acknowledged it run the machine's actions as effects. Effects report back as new inputs.
+ * Timers are deadlines in context, turned into inputs by the scheduler.
+ */
+export class ActorHost {
+  private readonly store: EventStore;
+  private readonly snapshots: SnapshotStore | undefined;
+  private readonly defs = new Map<AggregateKind, AggregateDef>();
+  private readonly effects: EffectHandlers;
+  private readonly clock: () => number;
+  private readonly snapshotEvery: number;
+  private readonly maxConflictRetries: number;
+  private readonly log: Logger;
+  private readonly timers: boolean;
+  private readonly actors = new Map<string, Actor>();
+  private readonly queue = new KeyedQueue();
+  private readonly scheduler: Scheduler;
+  private readonly background = new Set<Promise<unknown>>();
+  private closed = false;
+
+  constructor(opts: ActorHostOptions) {
+    this.store = opts.store;
+    this.snapshots = opts.snapshots;
+    this.effects = opts.effects ?? {};
+    this.clock = opts.clock ?? Date.now;
+    this.snapshotEvery = opts.snapshotEvery ?? 100;
+    this.maxConflictRetries = opts.maxConflictRetries ?? 3;
+    this.log = opts.log ?? silentLogger;
+    this.timers = opts.timers ?? true;
+    this.scheduler = new Scheduler(this.clock);
+    for (const def of opts.aggregates) {
+      if (this.defs.has(def.kind)) throw new Error(`aggregate kind ${def.kind} is registered twice`);
+      const missing = def.effects.filter((name) => !this.effects[name]);
+      if (missing.length > 0)
+        throw new Error(`no effect handler for ${def.kind} action(s): ${missing.join(", ")}`);
+      this.defs.set(def.kind, def);
+    }
+  }
+
+  /**
+   * Delivers an input. Resolves once the resulting event is stored (effects are then started, not
+   * awaited). Throws InvalidInputError or RejectedInputError without storing anything.
+   */
+  async send<T extends EventType>(ref: AggregateRef, input: Input<T>): Promise<Accepted> {
+    if (this.closed) throw new Error("actor host is closed");
+    const def = this.defOf(ref);
+    const env = this.build(ref, input);
+    const key = refKey(ref);
+    return this.queue.run(key, async () => {
+      for (let conflicts = 0; ; conflicts++) {
+        // Not cached: assume a brand-new actor (no reads). If it exists after all, the append
+        // conflicts and we reload; this keeps creation — the hot path — at one round trip.
+        let actor = this.actors.get(key);
+        const guessedNew = !actor;
+        actor ??= this.fresh(def);
+        let [next, actions] = transition(def.machine, actor.snapshot, env);
+        if (next === actor.snapshot && actions.length === 0 && guessedNew) {
+          actor = await this.load(ref, def);
+          [next, actions] = transition(def.machine, actor.snapshot, env);
+        }
+        if (next === actor.snapshot && actions.length === 0) {
+          // A cached state could be stale (another writer): confirm before refusing.
+          if (
+            !guessedNew &&
+            conflicts < this.maxConflictRetries &&
+            (await this.store.lastSeqOf(ref)) !== actor.seq
+          ) {
+            this.actors.set(key, await this.load(ref, def));
+            continue;
+          }
+          this.actors.set(key, actor);
+          throw new RejectedInputError(ref, env.type, actor.snapshot.value);
+        }
+        let seq: number;
+        try {
+          const appended = await this.store.append(ref, [env], actor.seq);
+          seq = appended.lastSeq;
+          if (appended.duplicates > 0) {
+            // This exact event (same id) was stored before: a retried request. Answer as the
+            // first time did; its effects ran (or recovery re-drives them) then, not now.
+            const current = await this.load(ref, def);
+            this.remember(ref, def, current);
+            const s = current.snapshot;
+            return { seq, event: env, value: s.value, context: s.context, status: s.status };
+          }
+        } catch (err) {
+          // Whatever happened, our copy may be stale now: rebuild it on the next input.
+          this.actors.delete(key);
+          if (err instanceof ConcurrencyError && conflicts < this.maxConflictRetries) {
+            if (!guessedNew || conflicts > 0) {
+              await delay(BACKOFF_START_MS * BACKOFF_FACTOR ** conflicts);
+            }
+            this.actors.set(key, await this.load(ref, def));
+            continue;
+          }
+          throw err;
+        }
+        const updated: Actor = { snapshot: next, seq, since: actor.since + 1 };
+        this.remember(ref, def, updated);
+        this.runEffects(ref, env, seq, next, actions);
+        return { seq, event: env, value: next.value, context: next.context, status: next.status };
+      }
+    });
+  }
+
+  /** The actor's current state (loaded from snapshot + events if not in memory). */
+  async get(ref: AggregateRef): Promise<ActorView> {
+    const def = this.defOf(ref);
+    const key = refKey(ref);
+    return this.queue.run(key, async () => {
+      const actor = this.actors.get(key) ?? (await this.load(ref, def));
+      return {
+        ref,
+        seq: actor.seq,
+        value: actor.snapshot.value,
+        context: actor.snapshot.context,
+        status: actor.snapshot.status,
+      };
+    });
+  }
+
+  /**
+   * Rebuilds every actor of a kind from the stream (after a restart) and re-arms their timers.
+   * Actors that reached a final state are not kept. Returns how many live actors were loaded.
+   */
+  async recover(kind: AggregateKind): Promise<number> {
+    const def = this.defs.get(kind);
+    if (!def) throw new InvalidInputError(`no aggregate kind ${kind} in this host`);
+    const folded = new Map<string, { ref: AggregateRef; actor: Actor }>();
+    for await (const batch of this.store.read({ filter: kindSubject(kind) })) {
+      for (const r of batch) {
+        if (r.error) {
+          this.log.warn(
+            { seq: r.seq, subject: r.subject, reason: r.error.reason },
+            "skipping unreadable event in recovery",
+          );
+          continue;
+        }
+        const key = refKey(r.event.aggregate);
+        let entry = folded.get(key);
+        if (!entry) {
+          entry = { ref: r.event.aggregate, actor: this.fresh(def) };
+          folded.set(key, entry);
+        }
+        const [next] = transition(def.machine, entry.actor.snapshot, r.event);
+        entry.actor = { snapshot: next, seq: r.seq, since: entry.actor.since + 1 };
+      }
+    }
+    let live = 0;
+    for (const { ref, actor } of folded.values()) {
+      const key = refKey(ref);
+      if (actor.snapshot.status !== "active") continue;
+      live++;
+      await this.queue.run(key, async () => {
+        const cached = this.actors.get(key);
+        if (cached && cached.seq >= actor.seq) return; // newer input landed meanwhile
+        this.remember(ref, def, { ...actor, since: 0 });
+      });
+    }
+    return live;
+  }
+
+  /** Actors currently held in memory (live ones). */
+  liveActors(kind?: AggregateKind): ActorView[] {
+    const out: ActorView[] = [];
+    for (const [key, a] of this.actors) {
+      const slash = key.indexOf("/");
+      const ref = { kind: key.slice(0, slash) as AggregateKind, id: key.slice(slash + 1) };
+      if (kind && ref.kind !== kind) continue;
+      out.push({
+        ref,
+        seq: a.seq,
+        value: a.snapshot.value,
+        context: a.snapshot.context,
+        status: a.snapshot.status,
+      });
+    }
+    return out;
+  }
+
+  /** Resolves when every effect and snapshot write started so far has finished. */
+  async idle(): Promise<void> {
+    while (this.background.size > 0) await Promise.allSettled([...this.background]);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.scheduler.close();
+    await this.idle();
+  }
+
+  // --- internals -------------------------------------------------------------------------------
+
+  private defOf(ref: AggregateRef): AggregateDef {
+    try {
+      checkRef(ref);
+    } catch (err) {
+      throw new InvalidInputError((err as Error).message);
+    }
+    const def = this.defs.get(ref.kind);
+    if (!def) throw new InvalidInputError(`no aggregate kind ${ref.kind} in this host`);
+    return def;
+  }
+
+  /** The event this input would become; fails with the bad field named, before any I/O. */
+  private build(ref: AggregateRef, input: AnyInput): CorralEvent {
+    const def = eventDef(input.type);
+    if (!def) throw new InvalidInputError(`unknown event type ${JSON.stringify(input.type)}`);
+    if (def.kind !== ref.kind) {
+      throw new InvalidInputError(
+        `${input.type} is a ${def.kind} event; it cannot be sent to ${refKey(ref)}`,
+      );
+    }
+    const at = input.at ?? this.clock();
+    const { causationId, correlationId } = input;
+    try {
+      return createEvent(ref, input.type as EventType, input.data, {
+        id: input.id ?? uuidv7(at),
+        at,
+        causationId,
+        correlationId,
+      });
+    } catch (err) {
+      throw new InvalidInputError(err instanceof DecodeError ? err.message : String(err));
+    }
+  }
+
+  private fresh(def: AggregateDef): Actor {
+    return { snapshot: initialTransition(def.machine)[0], seq: 0, since: 0 };
+  }
+
+  /** Latest snapshot (if its version matches) plus the events after it, folded without effects. */
+  private async load(ref: AggregateRef, def: AggregateDef): Promise<Actor> {
+    let actor = this.fresh(def);
+    const snap = await this.snapshots?.get(ref).catch((err: unknown) => {
+      this.log.warn({ err, aggregate: refKey(ref) }, "snapshot read failed; replaying full history");
+      return undefined;
+    });
+    if (snap && snap.version === def.version) {
+      actor = {
+        snapshot: def.machine.resolveState({ value: snap.value, context: snap.context } as never),
+        seq: snap.seq,
+        since: 0,
+      };
+    }
+    for (const r of await this.store.readAggregate(ref, actor.seq)) {
+      // An actor's own history must be readable: skipping an event would silently corrupt it.
+      if (r.error) throw r.error;
+      const [next] = transition(def.machine, actor.snapshot, r.event);
+      actor = { snapshot: next, seq: r.seq, since: actor.since + 1 };
+    }
+    return actor;
+  }
+
+  /** Caches a live actor, arms its deadline, and writes a snapshot when one is due. */
+  private remember(ref: AggregateRef, def: AggregateDef, actor: Actor): void {
+    const key = refKey(ref);
+    const done = actor.snapshot.status !== "active";
+    if (done) this.actors.delete(key);
+    else this.actors.set(key, actor);
+    if (this.snapshots && (actor.since >= this.snapshotEvery || (done && actor.since > 0))) {
+      actor.since = 0;
+      const snapshot = {
+        seq: actor.seq,
+        version: def.version,
+        value: actor.snapshot.value,
+        context: actor.snapshot.context,
+      };
+      this.track(
+        this.snapshots
+          .put(ref, snapshot)
+          .catch((err: unknown) => this.log.warn({ err, aggregate: key }, "snapshot write failed")),
+      );
+    }
+    const timer = done || !this.timers ? null : (def.timer?.(actor.snapshot) ?? null);
+    if (!timer) {
+      this.scheduler.disarm(key);
+      return;
+    }
+    this.scheduler.arm(key, timer.at, () => {
+      const input = { ...timer.input, at: Math.max(this.clock(), timer.at) } as Input;
+      this.track(
+        this.send(ref, input).catch((err: unknown) => {
+          if (err instanceof RejectedInputError) return; // stale: the actor moved on meanwhile
+          if (this.closed) return;
+          this.log.warn({ err, aggregate: key, input: input.type }, "timer input failed; retrying in 1 s");
+          this.scheduler.arm(key, this.clock() + 1_000, () =>
+            this.remember(ref, def, this.actors.get(key) ?? actor),
+          );
+        }),
+      );
+    });
+  }
+
+  private runEffects(
+    ref: AggregateRef,
+    event: CorralEvent,
+    seq: number,
+    snapshot: AnyMachineSnapshot,
+    actions: readonly { type: string; params?: unknown }[],
+  ): void {
+    for (const action of actions) {
+      const handler = this.effects[action.type];
+      if (!handler) continue; // xstate built-ins (assign, raise...) carry no effect
+      const ctx: EffectContext = {
+        aggregate: ref,
+        event,
+        seq,
+        context: snapshot.context,
+        send: (r, i) => this.send(r, i),
+        log: this.log,
+      };
+      this.track(
+        (async () => {
+          try {
+            await handler(action.params, ctx);
+          } catch (err) {
+            this.log.error({ err, aggregate: refKey(ref), action: action.type, seq }, "effect failed");
+          }
+        })(),
+      );
+    }
+  }
+
+  private track(p: Promise<unknown>): void {
+    this.background.add(p);
+    void p.finally(() => this.background.delete(p));
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,22 @@
+/**
+ * Runs tasks one at a time per key, in arrival order; different keys run concurrently. This is
+ * what makes each aggregate a sequential writer without a lock around the whole host.
+ */
+export class KeyedQueue {
+  private readonly tails = new Map<string, Promise<unknown>>();
+
+  run<T>(key: string, task: () => Promise<T>): Promise<T> {
+    const prev = this.tails.get(key);
+    const next = prev ? prev.then(task, task) : task();
+    const tail = next.catch(() => {});
+    this.tails.set(key, tail);
+    void tail.then(() => {
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    });
+    return next;
+  }
+
+  get size(): number {
+    return this.tails.size;
+  }
+}
