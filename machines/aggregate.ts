@@ -21,6 +21,17 @@ export interface AggregateDef<M extends AnyStateMachine = AnyStateMachine> {
   effects: readonly string[];
   /** The pending deadline of this snapshot and the input to deliver when it passes. */
   timer?: (snapshot: SnapshotFrom<M>) => { at: number; input: TimerInput } | null;
+  /**
+   * After a restart: the effects of the step the actor is in the middle of, to run again
+   * (effects are idempotent). The crash may have come between storing an event and its effect.
+   */
+  resume?: (snapshot: SnapshotFrom<M>) => EffectIntent[];
+}
+
+/** A named action with its params, as `transition` returns them. */
+export interface EffectIntent {
+  type: string;
+  params: unknown;
 }
 
 export function defineAggregate<M extends AnyStateMachine>(def: AggregateDef<M>): AggregateDef<M> {

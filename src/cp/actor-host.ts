@@ -52,12 +52,19 @@ export interface ActorView {
   status: string;
 }
 
+export type ChangeListener = (view: ActorView, event: CorralEvent) => void;
+
+function viewOf(ref: AggregateRef, a: { snapshot: AnyMachineSnapshot; seq: number }): ActorView {
+  return { ref, seq: a.seq, value: a.snapshot.value, context: a.snapshot.context, status: a.snapshot.status };
+}
+
 export interface ActorHostOptions {
   store: EventStore;
   /** Without it, actors are always rebuilt from their full history. */
   snapshots?: SnapshotStore;
   aggregates: readonly AggregateDef[];
-  effects?: EffectHandlers;
+  /** Effect handlers per aggregate kind, by action name. */
+  effects?: Partial<Record<AggregateKind, EffectHandlers>>;
   clock?: () => number;
   /** Write a snapshot after this many events of one actor (default 100). */
   snapshotEvery?: number;
@@ -71,6 +78,8 @@ export interface ActorHostOptions {
 interface Actor {
   snapshot: AnyMachineSnapshot;
   seq: number;
+  /** The last event folded in, when known (not after a snapshot load): the cause of resumed effects. */
+  last?: CorralEvent;
   /** Events folded since the last snapshot write. */
   since: number;
 }
@@ -88,7 +97,7 @@ export class ActorHost {
   private readonly store: EventStore;
   private readonly snapshots: SnapshotStore | undefined;
   private readonly defs = new Map<AggregateKind, AggregateDef>();
-  private readonly effects: EffectHandlers;
+  private readonly effects: Partial<Record<AggregateKind, EffectHandlers>>;
   private readonly clock: () => number;
   private readonly snapshotEvery: number;
   private readonly maxConflictRetries: number;
@@ -98,6 +107,7 @@ export class ActorHost {
   private readonly queue = new KeyedQueue();
   private readonly scheduler: Scheduler;
   private readonly background = new Set<Promise<unknown>>();
+  private readonly listeners = new Set<ChangeListener>();
   private closed = false;
 
   constructor(opts: ActorHostOptions) {
@@ -112,7 +122,7 @@ export class ActorHost {
     this.scheduler = new Scheduler(this.clock);
     for (const def of opts.aggregates) {
       if (this.defs.has(def.kind)) throw new Error(`aggregate kind ${def.kind} is registered twice`);
-      const missing = def.effects.filter((name) => !this.effects[name]);
+      const missing = def.effects.filter((name) => !this.effects[def.kind]?.[name]);
       if (missing.length > 0)
         throw new Error(`no effect handler for ${def.kind} action(s): ${missing.join(", ")}`);
       this.defs.set(def.kind, def);
@@ -177,8 +187,9 @@ export class ActorHost {
           }
           throw err;
         }
-        const updated: Actor = { snapshot: next, seq, since: actor.since + 1 };
+        const updated: Actor = { snapshot: next, seq, since: actor.since + 1, last: env };
         this.remember(ref, def, updated);
+        this.notify(viewOf(ref, updated), env);
         this.runEffects(ref, env, seq, next, actions);
         return { seq, event: env, value: next.value, context: next.context, status: next.status };
       }
@@ -202,52 +213,76 @@ export class ActorHost {
   }
 
   /**
-   * Rebuilds every actor of a kind from the stream (after a restart) and re-arms their timers.
-   * Actors that reached a final state are not kept. Returns how many live actors were loaded.
+   * Rebuilds every actor of a kind from the stream (after a restart), re-arms their timers, and
+   * re-runs the effect of any step an actor was in the middle of (`resume`; effects are
+   * idempotent). Actors in a final state are not kept. Returns the live actors loaded.
    */
-  async recover(kind: AggregateKind): Promise<number> {
+  async recover(kind: AggregateKind): Promise<ActorView[]> {
     const def = this.defs.get(kind);
     if (!def) throw new InvalidInputError(`no aggregate kind ${kind} in this host`);
     const folded = new Map<string, { ref: AggregateRef; actor: Actor }>();
     for await (const batch of this.store.read({ filter: kindSubject(kind) })) {
       for (const r of batch) {
         if (r.error) {
-          this.log.warn(
-            { seq: r.seq, subject: r.subject, reason: r.error.reason },
-            "skipping unreadable event in recovery",
-          );
+          // Recovery must not stop on a poison message; loading that one actor later fails loudly.
+          this.log.warn({ seq: r.seq, subject: r.subject, reason: r.error.reason }, "skipping unreadable event in recovery");
           continue;
         }
         const key = refKey(r.event.aggregate);
-        let entry = folded.get(key);
-        if (!entry) {
-          entry = { ref: r.event.aggregate, actor: this.fresh(def) };
-          folded.set(key, entry);
-        }
+        const entry = folded.get(key) ?? { ref: r.event.aggregate, actor: this.fresh(def) };
         const [next] = transition(def.machine, entry.actor.snapshot, r.event);
-        entry.actor = { snapshot: next, seq: r.seq, since: entry.actor.since + 1 };
+        entry.actor = { snapshot: next, seq: r.seq, since: entry.actor.since + 1, last: r.event };
+        folded.set(key, entry);
       }
     }
-    let live = 0;
+    const views: ActorView[] = [];
     for (const { ref, actor } of folded.values()) {
-      const key = refKey(ref);
       if (actor.snapshot.status !== "active") continue;
-      live++;
-      await this.queue.run(key, async () => {
+      const key = refKey(ref);
+      const kept = await this.queue.run(key, async () => {
         const cached = this.actors.get(key);
-        if (cached && cached.seq >= actor.seq) return; // newer input landed meanwhile
+        if (cached && cached.seq >= actor.seq) return false; // a newer input landed meanwhile
         this.remember(ref, def, { ...actor, since: 0 });
+        return true;
       });
+      if (kept) views.push(viewOf(ref, actor));
     }
-    return live;
+    return views;
+  }
+
+  /**
+   * Re-runs the effect of the step each live actor of `kind` is in the middle of (its
+   * definition's `resume`): after a crash, the event may be stored and its effect never run.
+   * Effects must therefore be idempotent.
+   */
+  resume(kind: AggregateKind): number {
+    const def = this.defs.get(kind);
+    if (!def?.resume) return 0;
+    let n = 0;
+    for (const [key, actor] of this.actors) {
+      if (!key.startsWith(`${kind}/`)) continue;
+      const intents = def.resume(actor.snapshot);
+      if (intents.length === 0) continue;
+      n++;
+      this.runEffects(parseKey(key), actor.last, actor.seq, actor.snapshot, intents);
+    }
+    return n;
+  }
+
+  /**
+   * Calls `listener` after every event this host stores (before its effects run), with the
+   * actor's new state. The control plane keeps its in-memory views current this way.
+   */
+  onChange(listener: ChangeListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   /** Actors currently held in memory (live ones). */
   liveActors(kind?: AggregateKind): ActorView[] {
     const out: ActorView[] = [];
     for (const [key, a] of this.actors) {
-      const slash = key.indexOf("/");
-      const ref = { kind: key.slice(0, slash) as AggregateKind, id: key.slice(slash + 1) };
+      const ref = parseKey(key);
       if (kind && ref.kind !== kind) continue;
       out.push({
         ref,
@@ -329,7 +364,7 @@ export class ActorHost {
       // An actor's own history must be readable: skipping an event would silently corrupt it.
       if (r.error) throw r.error;
       const [next] = transition(def.machine, actor.snapshot, r.event);
-      actor = { snapshot: next, seq: r.seq, since: actor.since + 1 };
+      actor = { snapshot: next, seq: r.seq, since: actor.since + 1, last: r.event };
     }
     return actor;
   }
@@ -374,15 +409,25 @@ export class ActorHost {
     });
   }
 
+  private notify(view: ActorView, event: CorralEvent): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(view, event);
+      } catch (err) {
+        this.log.error({ err, aggregate: refKey(view.ref) }, "change listener failed");
+      }
+    }
+  }
+
   private runEffects(
     ref: AggregateRef,
-    event: CorralEvent,
+    event: CorralEvent | undefined,
     seq: number,
     snapshot: AnyMachineSnapshot,
     actions: readonly { type: string; params?: unknown }[],
   ): void {
     for (const action of actions) {
-      const handler = this.effects[action.type];
+      const handler = this.effects[ref.kind]?.[action.type];
       if (!handler) continue; // xstate built-ins (assign, raise...) carry no effect
       const ctx: EffectContext = {
         aggregate: ref,
@@ -408,6 +453,11 @@ export class ActorHost {
     this.background.add(p);
     void p.finally(() => this.background.delete(p));
   }
+}
+
+function parseKey(key: string): AggregateRef {
+  const slash = key.indexOf("/");
+  return { kind: key.slice(0, slash) as AggregateKind, id: key.slice(slash + 1) };
 }
 
 function delay(ms: number): Promise<void> {

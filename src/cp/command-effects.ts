@@ -29,7 +29,7 @@ export function commandEffects(channel: AgentChannel): EffectHandlers {
       await ctx.send(ctx.aggregate, {
         type: "CommandSent",
         data: { attempt: p.attempt },
-        causationId: ctx.event.id,
+        causationId: ctx.event?.id,
       });
     },
     cancelOnAgent: async (p: { agentId: string }, ctx) => {

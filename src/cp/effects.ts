@@ -6,8 +6,8 @@ import type { Accepted, Input } from "./actor-host.ts";
 /** What an effect sees: the fact that caused it (already stored) and a way to report back. */
 export interface EffectContext {
   aggregate: AggregateRef;
-  /** The stored event whose transition produced this action. */
-  event: CorralEvent;
+  /** The stored event whose transition produced this action (absent when resumed from a snapshot). */
+  event?: CorralEvent;
   /** Its stream sequence. */
   seq: number;
   /** The actor's context after the transition. */

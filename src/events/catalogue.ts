@@ -1,8 +1,11 @@
 import type { z } from "zod";
+import { agentEvents } from "./agent.ts";
 import { commandEvents } from "./command.ts";
 import type { EventDef } from "./define.ts";
 import { formatIssues } from "./define.ts";
 import { type AggregateRef, type Envelope, isAggregateKind, isValidId } from "./envelope.ts";
+import { leaseEvents } from "./lease.ts";
+import { poolEvents } from "./pool.ts";
 import {
   InvalidEventDataError,
   NewerVersionError,
@@ -12,7 +15,7 @@ import {
 } from "./errors.ts";
 
 /** Every event type corral writes. Adding a type here is adding it to the public contract. */
-export const catalogue = [...commandEvents] as const;
+export const catalogue = [...commandEvents, ...poolEvents, ...agentEvents, ...leaseEvents] as const;
 
 type Defs = (typeof catalogue)[number];
 export type EventType = Defs["type"];

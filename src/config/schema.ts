@@ -1,0 +1,103 @@
+import { z } from "zod";
+import { PortConfigError, parsePortConfig } from "../ports/range.ts";
+import { parseDuration } from "./duration.ts";
+
+/** corral.yaml as people write it: durations like "5m", port ranges like "8000-9000". */
+
+const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const ms = parseDuration(v);
+  if (ms === undefined) {
+    ctx.addIssue({ code: "custom", message: `${JSON.stringify(v)} is not a duration (use e.g. 500ms, 30s, 5m, 2h)` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const ports = z.unknown().transform((v, ctx) => {
+  try {
+    const p = parsePortConfig(v, "");
+    return { low: p.low, high: p.high, perAgent: p.perAgent, ...(p.hostUrl ? { hostUrl: p.hostUrl } : {}) };
+  } catch (err) {
+    if (!(err instanceof PortConfigError)) throw err;
+    ctx.addIssue({ code: "custom", message: err.detail, path: err.field.split(".").filter(Boolean) });
+    return z.NEVER;
+  }
+});
+
+const mount = z.union([
+  z.string().transform((v, ctx) => {
+    const [source, target, mode] = v.split(":");
+    if (!source || !target || (mode && mode !== "ro" && mode !== "rw")) {
+      ctx.addIssue({ code: "custom", message: `${JSON.stringify(v)} is not SOURCE:TARGET[:ro|rw]` });
+      return z.NEVER;
+    }
+    return { source, target, readOnly: mode === "ro" };
+  }),
+  z.object({ source: z.string().min(1), target: z.string().min(1), readOnly: z.boolean().optional() }).strict(),
+]);
+
+const template = z
+  .object({
+    image: z.string().min(1).optional(),
+    command: z.array(z.string()).min(1),
+    env: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String)).default({}),
+    workdir: z.string().optional(),
+    mounts: z.array(mount).default([]),
+    limits: z
+      .object({
+        memoryMb: z.number().int().positive().optional(),
+        cpus: z.number().positive().optional(),
+        pids: z.number().int().positive().optional(),
+      })
+      .strict()
+      .default({}),
+    stopGrace: duration.default(2_000),
+  })
+  .strict();
+
+const pool = z
+  .object({
+    runtime: z.enum(["auto", "docker", "process"]).default("auto"),
+    min: z.number().int().min(0).default(0),
+    max: z.number().int().min(1).default(10),
+    warm: z.number().int().min(0).default(1),
+    idleTimeout: duration.default(300_000),
+    recycle: z
+      .object({
+        maxAge: duration.optional(),
+        maxLeases: z.number().int().positive().optional(),
+        maxRecycles: z.number().int().min(0).optional(),
+      })
+      .strict()
+      .default({}),
+    maintenanceInterval: duration.default(5_000),
+    leaseTtl: duration.default(60_000),
+    startTimeout: duration.default(60_000),
+    ports: ports.optional(),
+    /** Omitted: the built-in hello agent (answers HTTP on CORRAL_PORT_A with its id). */
+    template: template.optional(),
+  })
+  .strict()
+  .superRefine((p, ctx) => {
+    if (p.min > p.max) ctx.addIssue({ code: "custom", path: ["min"], message: `min (${p.min}) must be <= max (${p.max})` });
+    if (p.warm > p.max) ctx.addIssue({ code: "custom", path: ["warm"], message: `warm (${p.warm}) must be <= max (${p.max})` });
+  });
+
+const poolName = /^[A-Za-z0-9_-]{1,64}$/;
+
+export const configSchema = z
+  .object({
+    /** Names this daemon's containers/processes (label corral.instance); one daemon per instance. */
+    instance: z.string().regex(poolName, "1-64 characters of A-Z a-z 0-9 _ -").default("default"),
+    stateDir: z.string().min(1).default(".corral"),
+    nats: z.string().min(1).optional(),
+    pools: z.record(z.string().regex(poolName, "pool names are 1-64 characters of A-Z a-z 0-9 _ -"), pool).refine(
+      (p) => Object.keys(p).length > 0,
+      { message: "at least one pool is needed" },
+    ),
+  })
+  .strict();
+
+export type FileConfig = z.output<typeof configSchema>;
+export type PoolSpec = FileConfig["pools"][string];
+export type TemplateSpec = z.output<typeof template>;

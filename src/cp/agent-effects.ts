@@ -1,0 +1,158 @@
+import { createConnection } from "node:net";
+import type { InstanceParams } from "../../machines/agent.ts";
+import type { PoolConfig } from "../events/pool.ts";
+import type { PortAllocator } from "../ports/allocator.ts";
+import { portEnv } from "../ports/env.ts";
+import type { Runtime } from "../runtime/types.ts";
+import type { EffectContext, EffectHandlers } from "./effects.ts";
+import { RejectedInputError } from "./errors.ts";
+
+export interface AgentEffectDeps {
+  /** The daemon instance: every runtime resource carries it as a label. */
+  instance: string;
+  runtimeFor(kind: PoolConfig["runtime"]): Runtime;
+  configOf(poolId: string): PoolConfig | null;
+  ports: PortAllocator;
+  clock: () => number;
+}
+
+/** Reports a fact to the agent; a rejection means the agent moved on (stopped, failed): fine. */
+async function report(ctx: EffectContext, input: Parameters<EffectContext["send"]>[1]): Promise<void> {
+  try {
+    await ctx.send(ctx.aggregate, { ...input, causationId: ctx.event?.id });
+  } catch (err) {
+    if (!(err instanceof RejectedInputError)) throw err;
+  }
+}
+
+async function fail(ctx: EffectContext, phase: string, err: unknown): Promise<void> {
+  const code = (err as { code?: string }).code ?? "error";
+  ctx.log.warn({ err, agent: ctx.aggregate.id, phase }, "agent step failed");
+  await report(ctx, { type: "AgentFailed", data: { phase, code: String(code), message: (err as Error).message ?? String(err) } });
+}
+
+/** Resolves when something accepts TCP connections on the port (the agent's server is up). */
+async function portAnswers(port: number, until: number, now: () => number): Promise<boolean> {
+  while (now() < until) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = createConnection({ port, host: "127.0.0.1" });
+      s.once("connect", () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once("error", () => resolve(false));
+    });
+    if (ok) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
+}
+
+/**
+ * The agent machine's effects. Each one is idempotent — after a crash the step an agent was in
+ * is run again — and reports its outcome as the agent's next event.
+ */
+export function agentEffects(deps: AgentEffectDeps): EffectHandlers {
+  const runtimeOf = (ctx: EffectContext) => deps.runtimeFor((ctx.context as { runtime: PoolConfig["runtime"] }).runtime);
+
+  /** Removes every instance of this agent (all generations): stop with grace, then remove. */
+  const removeAll = async (ctx: EffectContext, p: InstanceParams) => {
+    const runtime = runtimeOf(ctx);
+    const grace = deps.configOf(p.poolId)?.template.stopGraceMs;
+    const found = await runtime.list({ agentId: ctx.aggregate.id });
+    const ids = new Set(found.map((i) => i.id));
+    if (p.instanceId) ids.add(p.instanceId);
+    for (const id of ids) {
+      await runtime.stop(id, grace);
+      await runtime.remove(id);
+    }
+    deps.ports.release(ctx.aggregate.id);
+  };
+
+  return {
+    allocatePorts: async (p: InstanceParams, ctx) => {
+      const config = deps.configOf(p.poolId);
+      try {
+        const ports = config?.ports ? await deps.ports.allocate(ctx.aggregate.id, config.ports, config.ports.perAgent) : [];
+        await report(ctx, { type: "AgentPortsAllocated", data: { generation: p.generation, ports } });
+      } catch (err) {
+        await fail(ctx, "requested", err);
+      }
+    },
+
+    createInstance: async (p: InstanceParams, ctx) => {
+      const config = deps.configOf(p.poolId);
+      const runtime = runtimeOf(ctx);
+      try {
+        if (!config) throw Object.assign(new Error(`pool ${p.poolId} has no configuration`), { code: "no_config" });
+        // After a crash the instance may exist already: adopt it instead of making a second one.
+        const existing = (await runtime.list({ agentId: ctx.aggregate.id })).find((i) => i.generation === p.generation);
+        const instance =
+          existing ??
+          (await runtime.create({
+            instance: deps.instance,
+            poolId: p.poolId,
+            agentId: ctx.aggregate.id,
+            generation: p.generation,
+            template: config.template,
+            ports: p.ports,
+            env: {
+              CORRAL_AGENT_ID: ctx.aggregate.id,
+              CORRAL_POOL: p.poolId,
+              CORRAL_GENERATION: String(p.generation),
+              ...portEnv(p.ports, config.ports?.hostUrl),
+            },
+          }));
+        await report(ctx, { type: "AgentCreated", data: { generation: p.generation, instanceId: instance.id } });
+      } catch (err) {
+        await fail(ctx, "creating", err);
+      }
+    },
+
+    startInstance: async (p: InstanceParams, ctx) => {
+      const runtime = runtimeOf(ctx);
+      const deadline = (ctx.context as { deadline: number | null }).deadline ?? deps.clock() + 30_000;
+      try {
+        const id = p.instanceId as string;
+        const current = await runtime.inspect(id);
+        if (!current) throw Object.assign(new Error(`instance ${id} is gone`), { code: "not_found" });
+        if (current.state !== "running") await runtime.start(id);
+        // Ready means the agent's server answers on its first port (when it has ports).
+        const first = p.ports[0];
+        if (first !== undefined && !(await portAnswers(first, deadline, deps.clock))) {
+          throw Object.assign(new Error(`nothing answered on port ${first} before the start deadline`), { code: "not_ready" });
+        }
+        await report(ctx, { type: "AgentStarted", data: { generation: p.generation } });
+      } catch (err) {
+        await fail(ctx, "starting", err);
+      }
+    },
+
+    recycleInstance: async (p: InstanceParams, ctx) => {
+      try {
+        await removeAll(ctx, p);
+        const timeout = deps.configOf(p.poolId)?.startTimeoutMs ?? 60_000;
+        await report(ctx, {
+          type: "AgentRecycled",
+          data: { generation: p.generation + 1, deadline: deps.clock() + timeout },
+        });
+      } catch (err) {
+        await fail(ctx, "recycling", err);
+      }
+    },
+
+    stopInstance: async (p: InstanceParams, ctx) => {
+      try {
+        await removeAll(ctx, p);
+        await report(ctx, { type: "AgentStopped", data: {} });
+      } catch (err) {
+        await fail(ctx, "stopping", err);
+      }
+    },
+
+    cleanupInstance: async (p: InstanceParams, ctx) => {
+      // Final state: nothing to report. If this fails, the reconciler reaps by label at next start.
+      await removeAll(ctx, p);
+    },
+  };
+}

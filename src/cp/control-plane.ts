@@ -1,0 +1,216 @@
+import { isDeepStrictEqual } from "node:util";
+import type { NatsConnection } from "@nats-io/nats-core";
+import type { Logger } from "pino";
+import { agentAggregate } from "../../machines/agent.ts";
+import { leaseAggregate, type LeaseContext } from "../../machines/lease.ts";
+import { poolAggregate, type PoolContext } from "../../machines/pool.ts";
+import type { CorralEvent } from "../events/catalogue.ts";
+import type { PoolConfig } from "../events/pool.ts";
+import { silentLogger } from "../log.ts";
+import { PortAllocator } from "../ports/allocator.ts";
+import type { Runtime, RuntimeKind } from "../runtime/types.ts";
+import { EventStore } from "../store/event-store.ts";
+import { SnapshotStore } from "../store/snapshots.ts";
+import { ActorHost, type ActorView } from "./actor-host.ts";
+import { agentEffects } from "./agent-effects.ts";
+import { LeaseNotActiveError, UnknownPoolError } from "./errors.ts";
+import { type AcquireOptions, type LeaseGrant, PoolSupervisor } from "./pool-supervisor.ts";
+import { poolEffects } from "./pool-effects.ts";
+import { reconcileLeases, reconcileRuntime, watchRuntime } from "./reconciler.ts";
+
+export interface ControlPlaneOptions {
+  nc: NatsConnection;
+  /** Names this daemon's runtime resources (label corral.instance); one writer per instance. */
+  instance: string;
+  pools: Record<string, PoolConfig>;
+  runtimes: Partial<Record<RuntimeKind, Runtime>>;
+  ports?: PortAllocator;
+  log?: Logger;
+  clock?: () => number;
+  snapshotEvery?: number;
+}
+
+export interface StartReport {
+  pools: string[];
+  recovered: { pools: number; agents: number; leases: number };
+  adopted: number;
+  removed: number;
+  gone: number;
+  leasesFixed: number;
+  resumed: number;
+}
+
+/**
+ * corral's live side for one instance: the actor host with the pool, agent and lease machines,
+ * a supervisor per pool, the runtimes and the host port allocator. `start` rebuilds everything
+ * from the stream and reconciles it with what the runtimes really have before serving.
+ */
+export class ControlPlane {
+  readonly host: ActorHost;
+  readonly store: EventStore;
+  readonly ports: PortAllocator;
+  private readonly supervisors = new Map<string, PoolSupervisor>();
+  private readonly watchers: { close(): void }[] = [];
+  private readonly log: Logger;
+  private readonly clock: () => number;
+
+  private constructor(
+    private readonly opts: ControlPlaneOptions,
+    store: EventStore,
+    snapshots: SnapshotStore,
+  ) {
+    this.store = store;
+    this.log = opts.log ?? silentLogger;
+    this.clock = opts.clock ?? Date.now;
+    this.ports = opts.ports ?? new PortAllocator();
+    const runtimeFor = (kind: RuntimeKind): Runtime => {
+      const r = opts.runtimes[kind];
+      if (!r) throw Object.assign(new Error(`the ${kind} runtime is not available`), { code: "runtime_unavailable" });
+      return r;
+    };
+    const supervisorOf = (pool: string) => this.supervisors.get(pool);
+    this.host = new ActorHost({
+      store,
+      snapshots,
+      aggregates: [poolAggregate, agentAggregate, leaseAggregate],
+      log: this.log,
+      clock: this.clock,
+      snapshotEvery: opts.snapshotEvery,
+      effects: {
+        pool: poolEffects(),
+        agent: agentEffects({
+          instance: opts.instance,
+          runtimeFor,
+          configOf: (pool) => supervisorOf(pool)?.config ?? null,
+          ports: this.ports,
+          clock: this.clock,
+        }),
+        lease: {
+          recycleAgent: (p: { poolId: string; agentId: string }) => supervisorOf(p.poolId)?.leaseExpired(p.agentId),
+        },
+      },
+    });
+    for (const name of Object.keys(opts.pools)) {
+      this.supervisors.set(name, new PoolSupervisor({ name, host: this.host, runtimeFor, clock: this.clock, log: this.log }));
+    }
+    this.host.onChange((view, event) => this.route(view, event));
+  }
+
+  static async start(opts: ControlPlaneOptions): Promise<{ cp: ControlPlane; report: StartReport }> {
+    const store = await EventStore.open(opts.nc);
+    const snapshots = await SnapshotStore.open(opts.nc);
+    const cp = new ControlPlane(opts, store, snapshots);
+    const report = await cp.boot();
+    return { cp, report };
+  }
+
+  private async boot(): Promise<StartReport> {
+    const { host, log } = this;
+    // 1. Rebuild every actor from the stream.
+    const pools = await host.recover("pool");
+    const agents = await host.recover("agent");
+    const leases = await host.recover("lease");
+    // 2. Configure the pools (create, reopen or reconfigure; close pools no longer configured).
+    for (const [name, config] of Object.entries(this.opts.pools)) {
+      const view = pools.find((p) => p.ref.id === name);
+      const ref = { kind: "pool" as const, id: name };
+      const ctx = view?.context as PoolContext | undefined;
+      if (!view) await host.send(ref, { type: "PoolCreated", data: { config } });
+      else if (view.value === "closed") await host.send(ref, { type: "PoolReopened", data: { config } });
+      else if (!isDeepStrictEqual(ctx?.config, config)) await host.send(ref, { type: "PoolReconfigured", data: { config } });
+    }
+    for (const p of host.liveActors("pool")) this.route(p);
+    for (const a of host.liveActors("agent")) this.route(a);
+    for (const l of host.liveActors("lease")) this.route(l);
+    // 3. Ports held by live agents, as the stream says, before anything allocates.
+    for (const a of agents) {
+      const ports = (a.context as { ports: number[] }).ports;
+      if (ports.length > 0) this.ports.restore(a.ref.id, ports);
+    }
+    // 4. Runtimes: adopt what belongs to a live agent, remove the rest, fail agents whose instance is gone.
+    const totals = { adopted: 0, removed: 0, gone: 0 };
+    for (const runtime of Object.values(this.opts.runtimes)) {
+      if (!runtime) continue;
+      const r = await reconcileRuntime(runtime, host, log);
+      totals.adopted += r.adopted;
+      totals.removed += r.removed;
+      totals.gone += r.gone;
+      this.watchers.push(watchRuntime(runtime, host, log));
+    }
+    const leasesFixed = await reconcileLeases(host, log);
+    // 5. Finish the steps that were under way, then supervise (restores the warm target).
+    const resumed = host.resume("agent");
+    for (const s of this.supervisors.values()) s.start();
+    const orphanPools = host.liveActors("pool").filter((p) => !this.supervisors.has(p.ref.id) && p.value === "open");
+    for (const p of orphanPools) {
+      await host.send(p.ref, { type: "PoolCloseRequested", data: { reason: "no longer configured" } });
+    }
+    return {
+      pools: [...this.supervisors.keys()],
+      recovered: { pools: pools.length, agents: agents.length, leases: leases.length },
+      ...totals,
+      leasesFixed,
+      resumed,
+    };
+  }
+
+  /** Keeps each supervisor's view current with the events the host stores. */
+  private route(view: ActorView, _event?: CorralEvent): void {
+    switch (view.ref.kind) {
+      case "pool":
+        this.supervisors.get(view.ref.id)?.observePool(view);
+        return;
+      case "agent":
+        this.supervisors.get((view.context as { poolId: string }).poolId)?.observeAgent(view, _event);
+        return;
+      case "lease":
+        this.supervisors.get((view.context as LeaseContext).poolId)?.observeLease(view);
+        return;
+    }
+  }
+
+  pool(name: string): PoolSupervisor {
+    const s = this.supervisors.get(name);
+    if (!s) throw new UnknownPoolError(name, [...this.supervisors.keys()]);
+    return s;
+  }
+
+  poolNames(): string[] {
+    return [...this.supervisors.keys()];
+  }
+
+  acquire(pool: string, opts: AcquireOptions): Promise<LeaseGrant> {
+    return this.pool(pool).acquire(opts);
+  }
+
+  /** Releases by lease id alone: the lease knows its pool. */
+  async release(leaseId: string): Promise<{ leaseId: string; agentId: string; pool: string }> {
+    const pool = await this.poolOfLease(leaseId);
+    return { ...(await this.pool(pool).release(leaseId)), pool };
+  }
+
+  async renew(leaseId: string, ttlMs?: number): Promise<{ leaseId: string; expiresAt: number }> {
+    return this.pool(await this.poolOfLease(leaseId)).renew(leaseId, ttlMs);
+  }
+
+  private async poolOfLease(leaseId: string): Promise<string> {
+    const view = await this.host.get({ kind: "lease", id: leaseId });
+    const pool = (view.context as LeaseContext).poolId;
+    if (!pool) throw new LeaseNotActiveError(leaseId, String(view.value));
+    return pool;
+  }
+
+  /**
+   * Stops this control plane. Agents keep running (the next start adopts them) unless
+   * `stopAgents`: then every pool is closed, leases revoked, and agents stopped and removed.
+   */
+  async stop(opts: { stopAgents?: boolean } = {}): Promise<void> {
+    if (opts.stopAgents) {
+      await Promise.all([...this.supervisors.values()].map((s) => s.close({ reason: "shutdown", revokeLeases: true })));
+    }
+    for (const s of this.supervisors.values()) s.stop();
+    for (const w of this.watchers) w.close();
+    await this.host.close();
+    this.store.close();
+  }
+}

@@ -1,0 +1,111 @@
+import type { Logger } from "pino";
+import type { AgentContext } from "../../machines/agent.ts";
+import type { LeaseContext } from "../../machines/lease.ts";
+import type { Runtime, RuntimeEvent } from "../runtime/types.ts";
+import type { ActorHost, ActorView } from "./actor-host.ts";
+import { RejectedInputError } from "./errors.ts";
+
+/** States in which an agent's instance is expected to exist and keep running. */
+const MUST_RUN = new Set(["ready", "draining"]);
+
+function stateName(value: unknown): string {
+  return typeof value === "object" && value !== null ? Object.keys(value)[0] ?? "" : String(value);
+}
+
+async function tell(host: ActorHost, log: Logger, view: ActorView, input: Parameters<ActorHost["send"]>[1]) {
+  try {
+    await host.send(view.ref, input);
+  } catch (err) {
+    if (!(err instanceof RejectedInputError)) log.error({ err, aggregate: view.ref }, "reconcile input failed");
+  }
+}
+
+export interface ReconcileReport {
+  adopted: number;
+  removed: number;
+  gone: number;
+}
+
+/**
+ * After a restart: compare what the runtime has (by our instance label) with what the stream
+ * says. Instances of a live agent's current generation are adopted; everything else is removed
+ * (orphans, old generations, agents that ended); agents that should be running but are not are
+ * recorded as failed, so the pool replaces them.
+ */
+export async function reconcileRuntime(runtime: Runtime, host: ActorHost, log: Logger): Promise<ReconcileReport> {
+  const agents = new Map(
+    host
+      .liveActors("agent")
+      .filter((v) => (v.context as AgentContext).runtime === runtime.kind)
+      .map((v) => [v.ref.id, v]),
+  );
+  const report: ReconcileReport = { adopted: 0, removed: 0, gone: 0 };
+  const running = new Set<string>();
+  for (const inst of await runtime.list()) {
+    const agent = agents.get(inst.agentId);
+    const ctx = agent?.context as AgentContext | undefined;
+    const state = agent ? stateName(agent.value) : "";
+    const current =
+      ctx !== undefined &&
+      inst.generation === ctx.generation &&
+      (ctx.instanceId === inst.id || (ctx.instanceId === null && state === "creating"));
+    if (current && state !== "stopping" && state !== "recycling") {
+      report.adopted++;
+      if (inst.state === "running") running.add(inst.id);
+      continue;
+    }
+    if (current) continue; // its resumed stop/recycle effect removes it
+    log.info({ instance: inst.id, agent: inst.agentId, generation: inst.generation }, "removing orphaned instance");
+    await runtime.stop(inst.id, 1_000);
+    await runtime.remove(inst.id);
+    report.removed++;
+  }
+  for (const agent of agents.values()) {
+    const ctx = agent.context as AgentContext;
+    if (!MUST_RUN.has(stateName(agent.value)) || (ctx.instanceId && running.has(ctx.instanceId))) continue;
+    report.gone++;
+    await tell(host, log, agent, {
+      type: "AgentFailed",
+      data: { phase: stateName(agent.value), code: "gone", message: "instance not running after restart" },
+    });
+  }
+  return report;
+}
+
+/** A lease and its agent must agree; a crash between the two appends of a grant can split them. */
+export async function reconcileLeases(host: ActorHost, log: Logger): Promise<number> {
+  const agents = new Map(host.liveActors("agent").map((v) => [v.ref.id, v]));
+  const leases = host.liveActors("lease").filter((v) => v.value === "granted");
+  const granted = new Set(leases.map((l) => l.ref.id));
+  let fixed = 0;
+  for (const lease of leases) {
+    const agent = agents.get((lease.context as LeaseContext).agentId);
+    if ((agent?.context as AgentContext | undefined)?.leaseId === lease.ref.id) continue;
+    fixed++;
+    await tell(host, log, lease, { type: "LeaseRevoked", data: { reason: "agent not held by this lease after restart" } });
+  }
+  for (const agent of agents.values()) {
+    const leaseId = (agent.context as AgentContext).leaseId;
+    if (!leaseId || granted.has(leaseId)) continue;
+    fixed++;
+    await tell(host, log, agent, { type: "AgentReleased", data: { leaseId } });
+  }
+  return fixed;
+}
+
+/** Live runtime events: an instance that dies under a running agent fails that agent. */
+export function watchRuntime(runtime: Runtime, host: ActorHost, log: Logger): { close(): void } {
+  return runtime.events((e: RuntimeEvent) => {
+    if ((e.type !== "die" && e.type !== "destroy") || !e.agentId) return;
+    const agent = host.liveActors("agent").find((v) => v.ref.id === e.agentId);
+    const ctx = agent?.context as AgentContext | undefined;
+    if (!agent || !ctx || ctx.instanceId !== e.id) return;
+    const state = stateName(agent.value);
+    if (state !== "starting" && !MUST_RUN.has(state)) return; // stopping / recycling: expected
+    const code = e.exitCode === undefined ? "" : ` with code ${e.exitCode}`;
+    void tell(host, log, agent, {
+      type: "AgentFailed",
+      data: { phase: state, code: "exited", message: `instance ${e.type === "destroy" ? "was removed" : `exited${code}`}` },
+    });
+  });
+}

@@ -1,0 +1,118 @@
+import { z } from "zod";
+import { defineEvent } from "./define.ts";
+
+/** One agent: its instances (generations) in a runtime, its ports, its leases. */
+
+const id = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, "1-128 characters of A-Z a-z 0-9 _ -");
+const generation = z.number().int().min(1);
+
+export const AgentRequested = defineEvent({
+  type: "AgentRequested",
+  v: 1,
+  kind: "agent",
+  doc: "The pool asked for this agent; next it gets its host ports.",
+  schema: z.object({ poolId: id, runtime: z.enum(["docker", "process"]), deadline: z.number().int() }),
+});
+
+export const AgentPortsAllocated = defineEvent({
+  type: "AgentPortsAllocated",
+  v: 1,
+  kind: "agent",
+  doc: "Host ports were reserved for this generation (released when it stops, fails or is recycled).",
+  schema: z.object({ generation, ports: z.array(z.number().int().min(1).max(65535)) }),
+});
+
+export const AgentCreated = defineEvent({
+  type: "AgentCreated",
+  v: 1,
+  kind: "agent",
+  doc: "The runtime created the instance (container or process record), not yet started.",
+  schema: z.object({ generation, instanceId: z.string().min(1) }),
+});
+
+export const AgentStarted = defineEvent({
+  type: "AgentStarted",
+  v: 1,
+  kind: "agent",
+  doc: "The instance runs and answers: the agent is ready for leases.",
+  schema: z.object({ generation }),
+});
+
+export const AgentLeased = defineEvent({
+  type: "AgentLeased",
+  v: 1,
+  kind: "agent",
+  doc: "A lease was granted on this agent.",
+  schema: z.object({ leaseId: id }),
+});
+
+export const AgentReleased = defineEvent({
+  type: "AgentReleased",
+  v: 1,
+  kind: "agent",
+  doc: "The lease on this agent ended; it is idle again.",
+  schema: z.object({ leaseId: id }),
+});
+
+export const AgentRecycleRequested = defineEvent({
+  type: "AgentRecycleRequested",
+  v: 1,
+  kind: "agent",
+  doc: "Stop this instance and start a new generation (state unknown, limits reached, unhealthy).",
+  schema: z.object({ reason: z.string().min(1), deadline: z.number().int() }),
+});
+
+export const AgentRecycled = defineEvent({
+  type: "AgentRecycled",
+  v: 1,
+  kind: "agent",
+  doc: "The old instance is gone and its ports released; a new generation is requested.",
+  schema: z.object({ generation, deadline: z.number().int() }),
+});
+
+export const AgentDrainRequested = defineEvent({
+  type: "AgentDrainRequested",
+  v: 1,
+  kind: "agent",
+  doc: "No new leases; stop once the current lease (if any) ends.",
+  schema: z.object({ reason: z.string().min(1), deadline: z.number().int() }),
+});
+
+export const AgentStopped = defineEvent({
+  type: "AgentStopped",
+  v: 1,
+  kind: "agent",
+  doc: "The instance was stopped and removed; its ports are released.",
+  schema: z.object({}),
+});
+
+export const AgentFailed = defineEvent({
+  type: "AgentFailed",
+  v: 1,
+  kind: "agent",
+  doc: "The agent failed (spawn error, died, timed out); its instance is removed and ports released.",
+  schema: z.object({ phase: z.string().min(1), code: z.string().min(1), message: z.string() }),
+});
+
+export const AgentTimedOut = defineEvent({
+  type: "AgentTimedOut",
+  v: 1,
+  kind: "agent",
+  doc: "The deadline of the agent's current step passed (delivered by the scheduler).",
+  schema: z.object({ deadline: z.number().int() }),
+});
+
+export const agentEvents = [
+  AgentRequested,
+  AgentPortsAllocated,
+  AgentCreated,
+  AgentStarted,
+  AgentLeased,
+  AgentReleased,
+  AgentRecycleRequested,
+  AgentRecycled,
+  AgentDrainRequested,
+  AgentStopped,
+  AgentFailed,
+  AgentTimedOut,
+] as const;

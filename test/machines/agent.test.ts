@@ -1,0 +1,158 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { getShortestPaths } from "@xstate/graph";
+import type { SnapshotFrom } from "xstate";
+import { agentAggregate, agentMachine, agentPhase } from "../../machines/agent.ts";
+import type { Envelope } from "../../src/events/envelope.ts";
+import { eventsFor, fold, given } from "../helpers/decider.ts";
+
+const ref = { kind: "agent", id: "a1" } as const;
+const T = 1_000_000;
+
+function ready() {
+  const ev = eventsFor(ref);
+  const h = [
+    ev("AgentRequested", { poolId: "p", runtime: "process", deadline: T + 100 }, T),
+    ev("AgentPortsAllocated", { generation: 1, ports: [8000, 8001] }, T + 1),
+    ev("AgentCreated", { generation: 1, instanceId: "i-1" }, T + 2),
+    ev("AgentStarted", { generation: 1 }, T + 3),
+  ];
+  return { ev, h };
+}
+
+describe("agent machine", () => {
+  it("requested → creating → starting → ready.idle, each step asking for its effect", () => {
+    const ev = eventsFor(ref);
+    const req = ev("AgentRequested", { poolId: "p", runtime: "docker", deadline: T + 100 }, T);
+    given(agentMachine, []).when(req).thenState("requested", { createdAt: T, generation: 1, deadline: T + 100 }, ["allocatePorts"]);
+    const ports = ev("AgentPortsAllocated", { generation: 1, ports: [8000] }, T + 1);
+    given(agentMachine, [req]).when(ports).thenState("creating", { ports: [8000] }, ["createInstance"]);
+    const created = ev("AgentCreated", { generation: 1, instanceId: "c1" }, T + 2);
+    given(agentMachine, [req, ports]).when(created).thenState("starting", { instanceId: "c1" }, ["startInstance"]);
+    given(agentMachine, [req, ports, created])
+      .when(ev("AgentStarted", { generation: 1 }, T + 3))
+      .thenState({ ready: "idle" }, { readyAt: T + 3, deadline: null }, []);
+  });
+
+  it("facts about another generation are stale and rejected", () => {
+    const { ev, h } = ready();
+    given(agentMachine, h.slice(0, 2)).when(ev("AgentCreated", { generation: 2, instanceId: "x" }, T + 5)).thenRejected();
+  });
+
+  it("idle ⇄ leased counts leases; a release for another lease is rejected", () => {
+    const { ev, h } = ready();
+    const leased = ev("AgentLeased", { leaseId: "L1" }, T + 10);
+    given(agentMachine, h).when(leased).thenState({ ready: "leased" }, { leaseId: "L1", leasesServed: 1 });
+    given(agentMachine, [...h, leased]).when(ev("AgentReleased", { leaseId: "L2" }, T + 11)).thenRejected();
+    given(agentMachine, [...h, leased]).when(ev("AgentLeased", { leaseId: "L3" }, T + 11)).thenRejected();
+    given(agentMachine, [...h, leased])
+      .when(ev("AgentReleased", { leaseId: "L1" }, T + 12))
+      .thenState({ ready: "idle" }, { leaseId: null, leasesServed: 1 });
+  });
+
+  it("recycle: stop the instance, then a new generation starts over at requested", () => {
+    const { ev, h } = ready();
+    const rr = ev("AgentRecycleRequested", { reason: "max-leases", deadline: T + 500 }, T + 20);
+    given(agentMachine, h).when(rr).thenState("recycling", { deadline: T + 500 }, ["recycleInstance"]);
+    given(agentMachine, [...h, rr])
+      .when(ev("AgentRecycled", { generation: 2, deadline: T + 900 }, T + 30))
+      .thenState("requested", { generation: 2, recycles: 1, ports: [], instanceId: null, deadline: T + 900 }, ["allocatePorts"]);
+    given(agentMachine, [...h, rr]).when(ev("AgentRecycled", { generation: 3, deadline: T + 900 }, T + 30)).thenRejected();
+  });
+
+  it("drain: idle stops at once; leased waits for the release", () => {
+    const { ev, h } = ready();
+    const drain = ev("AgentDrainRequested", { reason: "closing", deadline: T + 700 }, T + 20);
+    given(agentMachine, h).when(drain).thenState("stopping", { stopReason: "closing" }, ["stopInstance"]);
+    const leased = ev("AgentLeased", { leaseId: "L1" }, T + 10);
+    given(agentMachine, [...h, leased]).when(drain).thenState("draining", {}, []);
+    given(agentMachine, [...h, leased, drain])
+      .when(ev("AgentReleased", { leaseId: "L1" }, T + 30))
+      .thenState("stopping", {}, ["stopInstance"]);
+    given(agentMachine, [...h, leased, drain])
+      .when(ev("AgentTimedOut", { deadline: T + 700 }, T + 700))
+      .thenState("stopping", {}, ["stopInstance"]);
+  });
+
+  it("a step past its deadline fails the agent and cleans up; a stale timer is rejected", () => {
+    const ev = eventsFor(ref);
+    const req = ev("AgentRequested", { poolId: "p", runtime: "process", deadline: T + 100 }, T);
+    given(agentMachine, [req])
+      .when(ev("AgentTimedOut", { deadline: T + 100 }, T + 100))
+      .thenState("failed", { error: { phase: "requested", code: "timeout", message: "requested did not finish before its deadline" } }, ["cleanupInstance"]);
+    given(agentMachine, [req]).when(ev("AgentTimedOut", { deadline: T + 99 }, T + 100)).thenRejected();
+  });
+
+  it("fails from any live state with the reported reason", () => {
+    const { ev, h } = ready();
+    const failed = ev("AgentFailed", { phase: "ready", code: "exited", message: "code 137" }, T + 40);
+    given(agentMachine, h).when(failed).thenState("failed", { error: { phase: "ready", code: "exited", message: "code 137" } });
+    given(agentMachine, [...h, failed]).when(ev("AgentLeased", { leaseId: "L" }, T + 41)).thenRejected();
+  });
+
+  it("resume re-runs the effect of the step in progress; timer follows the deadline", () => {
+    const { h } = ready();
+    assert.deepEqual(agentAggregate.resume?.(fold(agentMachine, h.slice(0, 2))), [
+      { type: "createInstance", params: { poolId: "p", generation: 1, ports: [8000, 8001], instanceId: null } },
+    ]);
+    assert.deepEqual(agentAggregate.resume?.(fold(agentMachine, h)), []);
+    assert.equal(agentAggregate.timer?.(fold(agentMachine, h.slice(0, 1)))?.at, T + 100);
+    assert.equal(agentAggregate.timer?.(fold(agentMachine, h)), null);
+  });
+
+  it("agentPhase names every state the way the pool sees it", () => {
+    assert.equal(agentPhase({ ready: "idle" }), "idle");
+    assert.equal(agentPhase({ ready: "leased" }), "leased");
+    for (const s of ["new", "requested", "creating", "starting"]) assert.equal(agentPhase(s), "starting");
+    for (const s of ["draining", "recycling", "stopping", "stopped", "failed"]) assert.equal(agentPhase(s), s);
+  });
+});
+
+/** Inputs built from the current state so that guards can pass. */
+function samples(s: SnapshotFrom<typeof agentMachine>): Envelope[] {
+  const c = s.context;
+  const at = c.deadline ?? T;
+  const mk = (type: string, data: unknown): Envelope => ({ id: `${type}-${at}`, type, v: 1, aggregate: ref, at, data });
+  const recycle = c.generation < 3; // bound the state space: generations are unbounded otherwise
+  return [
+    mk("AgentRequested", { poolId: "p", runtime: "process", deadline: T + 100 }),
+    mk("AgentPortsAllocated", { generation: c.generation, ports: [9000] }),
+    mk("AgentCreated", { generation: c.generation, instanceId: `i${c.generation}` }),
+    mk("AgentStarted", { generation: c.generation }),
+    mk("AgentLeased", { leaseId: "L" }),
+    mk("AgentReleased", { leaseId: "L" }),
+    ...(recycle
+      ? [
+          mk("AgentRecycleRequested", { reason: "r", deadline: at + 10 }),
+          mk("AgentRecycled", { generation: c.generation + 1, deadline: at + 20 }),
+        ]
+      : []),
+    mk("AgentDrainRequested", { reason: "d", deadline: at + 30 }),
+    mk("AgentStopped", {}),
+    mk("AgentFailed", { phase: "x", code: "y", message: "z" }),
+    mk("AgentTimedOut", { deadline: at }),
+  ];
+}
+
+describe("agent machine (model-based paths)", () => {
+  it("reaches every state; ports and instance are cleared whenever a generation ends", () => {
+    // biome-ignore lint/suspicious/noExplicitAny: graph options are typed for machine events, ours are envelopes
+    const paths = getShortestPaths(agentMachine, {
+      events: samples as any,
+      limit: 3_000,
+      // Lease counts grow without bound; states differ by what the machine decides on.
+      serializeState: (s) => JSON.stringify([s.value, s.context.generation, s.context.leaseId, s.context.deadline]),
+    });
+    const values = new Set(paths.map((p) => JSON.stringify(p.state.value)));
+    for (const v of ["requested", "creating", "starting", { ready: "idle" }, { ready: "leased" }, "draining", "recycling", "stopping", "stopped", "failed"]) {
+      assert.ok(values.has(JSON.stringify(v)), `unreachable: ${JSON.stringify(v)}`);
+    }
+    for (const p of paths) {
+      const c = p.state.context;
+      if (p.state.value === "requested") assert.deepEqual(c.ports, []);
+      if (p.state.status === "done") assert.equal(c.deadline, null);
+      if (JSON.stringify(p.state.value).includes("leased")) assert.notEqual(c.leaseId, null);
+      assert.equal(c.recycles, Math.max(0, c.generation - 1));
+    }
+  });
+});
