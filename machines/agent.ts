@@ -84,20 +84,28 @@ export const agentMachine = setup({
     stopInstance: (_, _p: InstanceParams) => {},
     cleanupInstance: (_, _p: InstanceParams) => {},
     // Context updates:
-    request: assign((_, p: { poolId: string; runtime: "docker" | "process"; at: number; deadline: number }) => ({
-      poolId: p.poolId,
-      runtime: p.runtime,
-      generation: 1,
-      createdAt: p.at,
-      deadline: p.deadline,
-    })),
+    request: assign(
+      (_, p: { poolId: string; runtime: "docker" | "process"; at: number; deadline: number }) => ({
+        poolId: p.poolId,
+        runtime: p.runtime,
+        generation: 1,
+        createdAt: p.at,
+        deadline: p.deadline,
+      }),
+    ),
     setPorts: assign((_, p: { ports: number[] }) => ({ ports: p.ports })),
     setInstance: assign((_, p: { instanceId: string }) => ({ instanceId: p.instanceId })),
     becomeReady: assign((_, p: { at: number }) => ({ readyAt: p.at, deadline: null })),
-    lease: assign(({ context }, p: { leaseId: string }) => ({ leaseId: p.leaseId, leasesServed: context.leasesServed + 1 })),
+    lease: assign(({ context }, p: { leaseId: string }) => ({
+      leaseId: p.leaseId,
+      leasesServed: context.leasesServed + 1,
+    })),
     unlease: assign({ leaseId: null }),
     arm: assign((_, p: { deadline: number }) => ({ deadline: p.deadline })),
-    stopBecause: assign((_, p: { reason: string; deadline: number }) => ({ stopReason: p.reason, deadline: p.deadline })),
+    stopBecause: assign((_, p: { reason: string; deadline: number }) => ({
+      stopReason: p.reason,
+      deadline: p.deadline,
+    })),
     nextGeneration: assign(({ context }, p: { generation: number; deadline: number }) => ({
       generation: p.generation,
       recycles: context.recycles + 1,
@@ -115,11 +123,13 @@ export const agentMachine = setup({
     })),
   },
   guards: {
-    thisGeneration: ({ context, event }) => "generation" in event.data && event.data.generation === context.generation,
+    thisGeneration: ({ context, event }) =>
+      "generation" in event.data && event.data.generation === context.generation,
     nextGeneration: ({ context, event }) =>
       event.type === "AgentRecycled" && event.data.generation === context.generation + 1,
     thisLease: ({ context, event }) => "leaseId" in event.data && event.data.leaseId === context.leaseId,
-    dueNow: ({ context, event }) => event.type === "AgentTimedOut" && event.data.deadline === context.deadline,
+    dueNow: ({ context, event }) =>
+      event.type === "AgentTimedOut" && event.data.deadline === context.deadline,
   },
 }).createMachine({
   id: "agent",
@@ -159,7 +169,10 @@ export const agentMachine = setup({
           target: "creating",
           actions: { type: "setPorts", params: ({ event }) => ({ ports: event.data.ports }) },
         },
-        AgentDrainRequested: { target: "stopping", actions: { type: "stopBecause", params: ({ event }) => event.data } },
+        AgentDrainRequested: {
+          target: "stopping",
+          actions: { type: "stopBecause", params: ({ event }) => event.data },
+        },
         AgentTimedOut: { guard: "dueNow", ...fail("requested") },
         AgentFailed: fail("requested"),
       },
@@ -172,7 +185,10 @@ export const agentMachine = setup({
           target: "starting",
           actions: { type: "setInstance", params: ({ event }) => ({ instanceId: event.data.instanceId }) },
         },
-        AgentDrainRequested: { target: "stopping", actions: { type: "stopBecause", params: ({ event }) => event.data } },
+        AgentDrainRequested: {
+          target: "stopping",
+          actions: { type: "stopBecause", params: ({ event }) => event.data },
+        },
         AgentTimedOut: { guard: "dueNow", ...fail("creating") },
         AgentFailed: fail("creating"),
       },
@@ -185,7 +201,10 @@ export const agentMachine = setup({
           target: "ready",
           actions: { type: "becomeReady", params: ({ event }) => ({ at: event.at }) },
         },
-        AgentDrainRequested: { target: "stopping", actions: { type: "stopBecause", params: ({ event }) => event.data } },
+        AgentDrainRequested: {
+          target: "stopping",
+          actions: { type: "stopBecause", params: ({ event }) => event.data },
+        },
         AgentTimedOut: { guard: "dueNow", ...fail("starting") },
         AgentFailed: fail("starting"),
       },
@@ -240,7 +259,10 @@ export const agentMachine = setup({
             params: ({ event }) => event.data,
           },
         },
-        AgentDrainRequested: { target: "stopping", actions: { type: "stopBecause", params: ({ event }) => event.data } },
+        AgentDrainRequested: {
+          target: "stopping",
+          actions: { type: "stopBecause", params: ({ event }) => event.data },
+        },
         AgentTimedOut: { guard: "dueNow", ...fail("recycling") },
         AgentFailed: fail("recycling"),
       },
@@ -270,7 +292,14 @@ export const agentAggregate = defineAggregate({
   kind: "agent",
   machine: agentMachine,
   version: 1,
-  effects: ["allocatePorts", "createInstance", "startInstance", "recycleInstance", "stopInstance", "cleanupInstance"],
+  effects: [
+    "allocatePorts",
+    "createInstance",
+    "startInstance",
+    "recycleInstance",
+    "stopInstance",
+    "cleanupInstance",
+  ],
   timer: (s) => {
     const deadline = s.context.deadline;
     return deadline === null ? null : { at: deadline, input: { type: "AgentTimedOut", data: { deadline } } };
@@ -282,7 +311,15 @@ export const agentAggregate = defineAggregate({
 });
 
 /** Where an agent is, in the words the pool and the worldview use. */
-export type AgentPhase = "starting" | "idle" | "leased" | "draining" | "recycling" | "stopping" | "stopped" | "failed";
+export type AgentPhase =
+  | "starting"
+  | "idle"
+  | "leased"
+  | "draining"
+  | "recycling"
+  | "stopping"
+  | "stopped"
+  | "failed";
 
 export function agentPhase(value: unknown): AgentPhase {
   if (typeof value === "object" && value !== null && "ready" in value) {

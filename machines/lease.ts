@@ -42,8 +42,10 @@ export const leaseMachine = setup({
     end: assign((_, p: { at: number; reason: string }) => ({ endedAt: p.at, endReason: p.reason })),
   },
   guards: {
-    dueNow: ({ context, event }) => event.type === "LeaseExpired" && event.data.deadline === context.expiresAt,
-    extends: ({ context, event }) => event.type === "LeaseRenewed" && event.data.expiresAt > context.expiresAt,
+    dueNow: ({ context, event }) =>
+      event.type === "LeaseExpired" && event.data.deadline === context.expiresAt,
+    extends: ({ context, event }) =>
+      event.type === "LeaseRenewed" && event.data.expiresAt > context.expiresAt,
   },
 }).createMachine({
   id: "lease",
@@ -61,7 +63,10 @@ export const leaseMachine = setup({
   states: {
     new: {
       on: {
-        LeaseGranted: { target: "granted", actions: { type: "grant", params: ({ event }) => ({ ...event.data, at: event.at }) } },
+        LeaseGranted: {
+          target: "granted",
+          actions: { type: "grant", params: ({ event }) => ({ ...event.data, at: event.at }) },
+        },
       },
     },
     granted: {
@@ -76,7 +81,10 @@ export const leaseMachine = setup({
           target: "expired",
           actions: [
             { type: "end", params: ({ event }) => ({ at: event.at, reason: "expired" }) },
-            { type: "recycleAgent", params: ({ context }) => ({ poolId: context.poolId, agentId: context.agentId }) },
+            {
+              type: "recycleAgent",
+              params: ({ context }) => ({ poolId: context.poolId, agentId: context.agentId }),
+            },
           ],
         },
         LeaseRevoked: {

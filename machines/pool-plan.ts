@@ -40,7 +40,11 @@ export type RecycleReason = "max-age" | "max-leases" | "lease-expired";
 const ENDING: ReadonlySet<AgentPhase> = new Set(["draining", "stopping", "stopped", "failed"]);
 
 /** After a lease ends (or on maintenance): has this agent reached a recycle limit? */
-export function limitReached(config: PoolConfig, a: AgentSummary, now: number): "max-age" | "max-leases" | null {
+export function limitReached(
+  config: PoolConfig,
+  a: AgentSummary,
+  now: number,
+): "max-age" | "max-leases" | null {
   const { maxAgeMs, maxLeases } = config.recycle;
   if (maxLeases !== undefined && a.leasesServed >= maxLeases) return "max-leases";
   if (maxAgeMs !== undefined && a.readyAt !== null && now - a.readyAt >= maxAgeMs) return "max-age";
@@ -50,7 +54,8 @@ export function limitReached(config: PoolConfig, a: AgentSummary, now: number): 
 /** Recycle, or retire for good when the agent has been recycled as often as allowed. */
 export function renewal(config: PoolConfig, a: AgentSummary, reason: RecycleReason): Decision {
   const max = config.recycle.maxRecycles;
-  if (max !== undefined && a.recycles >= max) return { type: "retire", agentId: a.id, reason: "max-recycles" };
+  if (max !== undefined && a.recycles >= max)
+    return { type: "retire", agentId: a.id, reason: "max-recycles" };
   return { type: "recycle", agentId: a.id, reason };
 }
 
@@ -73,11 +78,15 @@ export function planPool(input: PlanInput): Decision[] {
     decisions.push(d);
     if (d.type === "retire") leaving.add(a.id);
   }
-  const recycling = new Set(decisions.filter((d) => d.type === "recycle").map((d) => (d as { agentId: string }).agentId));
+  const recycling = new Set(
+    decisions.filter((d) => d.type === "recycle").map((d) => (d as { agentId: string }).agentId),
+  );
 
   let count = live.length - leaving.size;
   const idle = live.filter((a) => a.phase === "idle" && !leaving.has(a.id) && !recycling.has(a.id));
-  const coming = live.filter((a) => a.phase === "starting" || a.phase === "recycling" || recycling.has(a.id)).length;
+  const coming = live.filter(
+    (a) => a.phase === "starting" || a.phase === "recycling" || recycling.has(a.id),
+  ).length;
   let available = idle.length + coming;
 
   // Over the hard cap (the config shrank): retire idle agents first.
@@ -95,7 +104,8 @@ export function planPool(input: PlanInput): Decision[] {
   const want = Math.min(Math.max(forMin, forDemand, forWarm, 0), config.max - count);
   const paused = input.spawnPausedUntil !== undefined && input.spawnPausedUntil > now;
   if (want > 0 && !paused) {
-    const reason: SpawnReason = forMin > 0 ? "min" : forDemand > 0 ? "demand" : leaving.size > 0 ? "replace" : "warm";
+    const reason: SpawnReason =
+      forMin > 0 ? "min" : forDemand > 0 ? "demand" : leaving.size > 0 ? "replace" : "warm";
     for (let i = 0; i < want; i++) decisions.push({ type: "spawn", reason });
     return decisions;
   }

@@ -89,7 +89,10 @@ export const poolMachine = setup({
             }),
           },
         },
-        PoolCloseRequested: { target: "closing", actions: { type: "closing", params: ({ event }) => event.data } },
+        PoolCloseRequested: {
+          target: "closing",
+          actions: { type: "closing", params: ({ event }) => event.data },
+        },
         PoolAgentRetired: {
           actions: {
             type: "retireAgent",

@@ -136,7 +136,7 @@ describe("determinism through the host and a real nats-server", () => {
           store,
           snapshots,
           aggregates: [commandAggregate],
-          effects: { dispatch: () => {}, cancelOnAgent: () => {} },
+          effects: { command: { dispatch: () => {}, cancelOnAgent: () => {} } },
           snapshotEvery: every,
           clock: () => clock.now,
           timers: false, // the inputs above already include timeouts; real timers would add more
@@ -161,7 +161,7 @@ describe("determinism through the host and a real nats-server", () => {
           store,
           snapshots,
           aggregates: [commandAggregate],
-          effects: { dispatch: () => {}, cancelOnAgent: () => {} },
+          effects: { command: { dispatch: () => {}, cancelOnAgent: () => {} } },
         }).get(ref);
         assert.deepEqual(view(rebuilt), view(pure));
         assert.deepEqual(view(live), view(pure));

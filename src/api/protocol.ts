@@ -36,7 +36,9 @@ export const acquireRequest = z
   .strict();
 
 export const leaseRequest = z.object({ leaseId: id }).strict();
-export const renewRequest = z.object({ leaseId: id, ttlMs: z.number().int().min(100).max(86_400_000).optional() }).strict();
+export const renewRequest = z
+  .object({ leaseId: id, ttlMs: z.number().int().min(100).max(86_400_000).optional() })
+  .strict();
 export const cancelRequest = z.object({ requestId: z.string().min(1).max(128) }).strict();
 export const closeRequest = z.object({ revokeLeases: z.boolean().default(false) }).strict();
 

@@ -77,11 +77,23 @@ export async function startApi(nc: NatsConnection, cp: ControlPlane, opts: ApiOp
         handle(msg).then(
           (reply) => msg.respond(JSON.stringify(reply)),
           (e: unknown) => {
-            const known = e instanceof PoolError || e instanceof InvalidInputError || e instanceof RejectedInputError;
-            const code = e instanceof PoolError ? e.code : e instanceof RejectedInputError ? "rejected" : known ? "bad_request" : "internal";
+            const known =
+              e instanceof PoolError || e instanceof InvalidInputError || e instanceof RejectedInputError;
+            const code =
+              e instanceof PoolError
+                ? e.code
+                : e instanceof RejectedInputError
+                  ? "rejected"
+                  : known
+                    ? "bad_request"
+                    : "internal";
             const message = (e as Error).message ?? String(e);
             if (!known) opts.log.error({ err: e, endpoint: name }, "request failed");
-            msg.respondError(code === "internal" ? 500 : 400, message, JSON.stringify({ error: { code, message } }));
+            msg.respondError(
+              code === "internal" ? 500 : 400,
+              message,
+              JSON.stringify({ error: { code, message } }),
+            );
           },
         );
       },
@@ -94,7 +106,12 @@ export async function startApi(nc: NatsConnection, cp: ControlPlane, opts: ApiOp
     const abort = new AbortController();
     if (req.requestId) waiting.set(req.requestId, abort);
     try {
-      const g = await cp.acquire(pool, { timeoutMs: req.timeoutMs, holder: req.holder, ttlMs: req.ttlMs, signal: abort.signal });
+      const g = await cp.acquire(pool, {
+        timeoutMs: req.timeoutMs,
+        holder: req.holder,
+        ttlMs: req.ttlMs,
+        signal: abort.signal,
+      });
       const hostUrl = cp.pool(pool).config?.ports?.hostUrl;
       const reply: AcquireReply = {
         leaseId: g.leaseId,
@@ -140,7 +157,9 @@ export async function startApi(nc: NatsConnection, cp: ControlPlane, opts: ApiOp
     await cp.pool(pool).close({ reason: "api", revokeLeases });
     return { pool, state: "closed" };
   });
-  endpoint("pools", subjects.poolsList, async () => ({ pools: cp.poolNames().map((name) => opts.status(name)) }));
+  endpoint("pools", subjects.poolsList, async () => ({
+    pools: cp.poolNames().map((name) => opts.status(name)),
+  }));
   endpoint("down", subjects.down, async () => {
     if (!opts.onDown) throw new PoolError("unsupported", "this daemon cannot be stopped over the API");
     await opts.onDown();

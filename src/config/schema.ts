@@ -7,7 +7,10 @@ import { parseDuration } from "./duration.ts";
 const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
   const ms = parseDuration(v);
   if (ms === undefined) {
-    ctx.addIssue({ code: "custom", message: `${JSON.stringify(v)} is not a duration (use e.g. 500ms, 30s, 5m, 2h)` });
+    ctx.addIssue({
+      code: "custom",
+      message: `${JSON.stringify(v)} is not a duration (use e.g. 500ms, 30s, 5m, 2h)`,
+    });
     return z.NEVER;
   }
   return ms;
@@ -33,7 +36,9 @@ const mount = z.union([
     }
     return { source, target, readOnly: mode === "ro" };
   }),
-  z.object({ source: z.string().min(1), target: z.string().min(1), readOnly: z.boolean().optional() }).strict(),
+  z
+    .object({ source: z.string().min(1), target: z.string().min(1), readOnly: z.boolean().optional() })
+    .strict(),
 ]);
 
 const template = z
@@ -79,8 +84,10 @@ const pool = z
   })
   .strict()
   .superRefine((p, ctx) => {
-    if (p.min > p.max) ctx.addIssue({ code: "custom", path: ["min"], message: `min (${p.min}) must be <= max (${p.max})` });
-    if (p.warm > p.max) ctx.addIssue({ code: "custom", path: ["warm"], message: `warm (${p.warm}) must be <= max (${p.max})` });
+    if (p.min > p.max)
+      ctx.addIssue({ code: "custom", path: ["min"], message: `min (${p.min}) must be <= max (${p.max})` });
+    if (p.warm > p.max)
+      ctx.addIssue({ code: "custom", path: ["warm"], message: `warm (${p.warm}) must be <= max (${p.max})` });
   });
 
 const poolName = /^[A-Za-z0-9_-]{1,64}$/;
@@ -91,10 +98,9 @@ export const configSchema = z
     instance: z.string().regex(poolName, "1-64 characters of A-Z a-z 0-9 _ -").default("default"),
     stateDir: z.string().min(1).default(".corral"),
     nats: z.string().min(1).optional(),
-    pools: z.record(z.string().regex(poolName, "pool names are 1-64 characters of A-Z a-z 0-9 _ -"), pool).refine(
-      (p) => Object.keys(p).length > 0,
-      { message: "at least one pool is needed" },
-    ),
+    pools: z
+      .record(z.string().regex(poolName, "pool names are 1-64 characters of A-Z a-z 0-9 _ -"), pool)
+      .refine((p) => Object.keys(p).length > 0, { message: "at least one pool is needed" }),
   })
   .strict();
 

@@ -225,7 +225,10 @@ export class ActorHost {
       for (const r of batch) {
         if (r.error) {
           // Recovery must not stop on a poison message; loading that one actor later fails loudly.
-          this.log.warn({ seq: r.seq, subject: r.subject, reason: r.error.reason }, "skipping unreadable event in recovery");
+          this.log.warn(
+            { seq: r.seq, subject: r.subject, reason: r.error.reason },
+            "skipping unreadable event in recovery",
+          );
           continue;
         }
         const key = refKey(r.event.aggregate);

@@ -28,7 +28,10 @@ async function report(ctx: EffectContext, input: Parameters<EffectContext["send"
 async function fail(ctx: EffectContext, phase: string, err: unknown): Promise<void> {
   const code = (err as { code?: string }).code ?? "error";
   ctx.log.warn({ err, agent: ctx.aggregate.id, phase }, "agent step failed");
-  await report(ctx, { type: "AgentFailed", data: { phase, code: String(code), message: (err as Error).message ?? String(err) } });
+  await report(ctx, {
+    type: "AgentFailed",
+    data: { phase, code: String(code), message: (err as Error).message ?? String(err) },
+  });
 }
 
 /** Resolves when something accepts TCP connections on the port (the agent's server is up). */
@@ -53,7 +56,8 @@ async function portAnswers(port: number, until: number, now: () => number): Prom
  * is run again — and reports its outcome as the agent's next event.
  */
 export function agentEffects(deps: AgentEffectDeps): EffectHandlers {
-  const runtimeOf = (ctx: EffectContext) => deps.runtimeFor((ctx.context as { runtime: PoolConfig["runtime"] }).runtime);
+  const runtimeOf = (ctx: EffectContext) =>
+    deps.runtimeFor((ctx.context as { runtime: PoolConfig["runtime"] }).runtime);
 
   /** Removes every instance of this agent (all generations): stop with grace, then remove. */
   const removeAll = async (ctx: EffectContext, p: InstanceParams) => {
@@ -73,7 +77,9 @@ export function agentEffects(deps: AgentEffectDeps): EffectHandlers {
     allocatePorts: async (p: InstanceParams, ctx) => {
       const config = deps.configOf(p.poolId);
       try {
-        const ports = config?.ports ? await deps.ports.allocate(ctx.aggregate.id, config.ports, config.ports.perAgent) : [];
+        const ports = config?.ports
+          ? await deps.ports.allocate(ctx.aggregate.id, config.ports, config.ports.perAgent)
+          : [];
         await report(ctx, { type: "AgentPortsAllocated", data: { generation: p.generation, ports } });
       } catch (err) {
         await fail(ctx, "requested", err);
@@ -84,9 +90,12 @@ export function agentEffects(deps: AgentEffectDeps): EffectHandlers {
       const config = deps.configOf(p.poolId);
       const runtime = runtimeOf(ctx);
       try {
-        if (!config) throw Object.assign(new Error(`pool ${p.poolId} has no configuration`), { code: "no_config" });
+        if (!config)
+          throw Object.assign(new Error(`pool ${p.poolId} has no configuration`), { code: "no_config" });
         // After a crash the instance may exist already: adopt it instead of making a second one.
-        const existing = (await runtime.list({ agentId: ctx.aggregate.id })).find((i) => i.generation === p.generation);
+        const existing = (await runtime.list({ agentId: ctx.aggregate.id })).find(
+          (i) => i.generation === p.generation,
+        );
         const instance =
           existing ??
           (await runtime.create({
@@ -103,7 +112,10 @@ export function agentEffects(deps: AgentEffectDeps): EffectHandlers {
               ...portEnv(p.ports, config.ports?.hostUrl),
             },
           }));
-        await report(ctx, { type: "AgentCreated", data: { generation: p.generation, instanceId: instance.id } });
+        await report(ctx, {
+          type: "AgentCreated",
+          data: { generation: p.generation, instanceId: instance.id },
+        });
       } catch (err) {
         await fail(ctx, "creating", err);
       }
@@ -120,7 +132,9 @@ export function agentEffects(deps: AgentEffectDeps): EffectHandlers {
         // Ready means the agent's server answers on its first port (when it has ports).
         const first = p.ports[0];
         if (first !== undefined && !(await portAnswers(first, deadline, deps.clock))) {
-          throw Object.assign(new Error(`nothing answered on port ${first} before the start deadline`), { code: "not_ready" });
+          throw Object.assign(new Error(`nothing answered on port ${first} before the start deadline`), {
+            code: "not_ready",
+          });
         }
         await report(ctx, { type: "AgentStarted", data: { generation: p.generation } });
       } catch (err) {

@@ -2,8 +2,8 @@ import { isDeepStrictEqual } from "node:util";
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import { agentAggregate } from "../../machines/agent.ts";
-import { leaseAggregate, type LeaseContext } from "../../machines/lease.ts";
-import { poolAggregate, type PoolContext } from "../../machines/pool.ts";
+import { type LeaseContext, leaseAggregate } from "../../machines/lease.ts";
+import { type PoolContext, poolAggregate } from "../../machines/pool.ts";
 import type { CorralEvent } from "../events/catalogue.ts";
 import type { PoolConfig } from "../events/pool.ts";
 import { silentLogger } from "../log.ts";
@@ -14,8 +14,8 @@ import { SnapshotStore } from "../store/snapshots.ts";
 import { ActorHost, type ActorView } from "./actor-host.ts";
 import { agentEffects } from "./agent-effects.ts";
 import { LeaseNotActiveError, UnknownPoolError } from "./errors.ts";
-import { type AcquireOptions, type LeaseGrant, PoolSupervisor } from "./pool-supervisor.ts";
 import { poolEffects } from "./pool-effects.ts";
+import { type AcquireOptions, type LeaseGrant, PoolSupervisor } from "./pool-supervisor.ts";
 import { reconcileLeases, reconcileRuntime, watchRuntime } from "./reconciler.ts";
 
 export interface ControlPlaneOptions {
@@ -65,7 +65,10 @@ export class ControlPlane {
     this.ports = opts.ports ?? new PortAllocator();
     const runtimeFor = (kind: RuntimeKind): Runtime => {
       const r = opts.runtimes[kind];
-      if (!r) throw Object.assign(new Error(`the ${kind} runtime is not available`), { code: "runtime_unavailable" });
+      if (!r)
+        throw Object.assign(new Error(`the ${kind} runtime is not available`), {
+          code: "runtime_unavailable",
+        });
       return r;
     };
     const supervisorOf = (pool: string) => this.supervisors.get(pool);
@@ -86,12 +89,16 @@ export class ControlPlane {
           clock: this.clock,
         }),
         lease: {
-          recycleAgent: (p: { poolId: string; agentId: string }) => supervisorOf(p.poolId)?.leaseExpired(p.agentId),
+          recycleAgent: (p: { poolId: string; agentId: string }) =>
+            supervisorOf(p.poolId)?.leaseExpired(p.agentId),
         },
       },
     });
     for (const name of Object.keys(opts.pools)) {
-      this.supervisors.set(name, new PoolSupervisor({ name, host: this.host, runtimeFor, clock: this.clock, log: this.log }));
+      this.supervisors.set(
+        name,
+        new PoolSupervisor({ name, host: this.host, runtimeFor, clock: this.clock, log: this.log }),
+      );
     }
     this.host.onChange((view, event) => this.route(view, event));
   }
@@ -117,7 +124,8 @@ export class ControlPlane {
       const ctx = view?.context as PoolContext | undefined;
       if (!view) await host.send(ref, { type: "PoolCreated", data: { config } });
       else if (view.value === "closed") await host.send(ref, { type: "PoolReopened", data: { config } });
-      else if (!isDeepStrictEqual(ctx?.config, config)) await host.send(ref, { type: "PoolReconfigured", data: { config } });
+      else if (!isDeepStrictEqual(ctx?.config, config))
+        await host.send(ref, { type: "PoolReconfigured", data: { config } });
     }
     for (const p of host.liveActors("pool")) this.route(p);
     for (const a of host.liveActors("agent")) this.route(a);
@@ -141,7 +149,9 @@ export class ControlPlane {
     // 5. Finish the steps that were under way, then supervise (restores the warm target).
     const resumed = host.resume("agent");
     for (const s of this.supervisors.values()) s.start();
-    const orphanPools = host.liveActors("pool").filter((p) => !this.supervisors.has(p.ref.id) && p.value === "open");
+    const orphanPools = host
+      .liveActors("pool")
+      .filter((p) => !this.supervisors.has(p.ref.id) && p.value === "open");
     for (const p of orphanPools) {
       await host.send(p.ref, { type: "PoolCloseRequested", data: { reason: "no longer configured" } });
     }
@@ -206,7 +216,9 @@ export class ControlPlane {
    */
   async stop(opts: { stopAgents?: boolean } = {}): Promise<void> {
     if (opts.stopAgents) {
-      await Promise.all([...this.supervisors.values()].map((s) => s.close({ reason: "shutdown", revokeLeases: true })));
+      await Promise.all(
+        [...this.supervisors.values()].map((s) => s.close({ reason: "shutdown", revokeLeases: true })),
+      );
     }
     for (const s of this.supervisors.values()) s.stop();
     for (const w of this.watchers) w.close();

@@ -3,7 +3,11 @@ import type { EffectContext, EffectHandlers } from "./effects.ts";
 import { RejectedInputError } from "./errors.ts";
 
 /** Sends a decision on to the agent it concerns; an agent that already moved on is fine. */
-async function toAgent(ctx: EffectContext, agentId: string, input: Parameters<EffectContext["send"]>[1]): Promise<void> {
+async function toAgent(
+  ctx: EffectContext,
+  agentId: string,
+  input: Parameters<EffectContext["send"]>[1],
+): Promise<void> {
   try {
     await ctx.send({ kind: "agent", id: agentId }, { ...input, causationId: ctx.event?.id });
   } catch (err) {
@@ -20,8 +24,14 @@ export function poolEffects(): EffectHandlers {
         data: { poolId: p.poolId, runtime: p.runtime, deadline: p.deadline },
       }),
     retireAgent: (p: { agentId: string; reason: string; deadline: number }, ctx) =>
-      toAgent(ctx, p.agentId, { type: "AgentDrainRequested", data: { reason: p.reason, deadline: p.deadline } }),
+      toAgent(ctx, p.agentId, {
+        type: "AgentDrainRequested",
+        data: { reason: p.reason, deadline: p.deadline },
+      }),
     recycleAgent: (p: { agentId: string; reason: string; deadline: number }, ctx) =>
-      toAgent(ctx, p.agentId, { type: "AgentRecycleRequested", data: { reason: p.reason, deadline: p.deadline } }),
+      toAgent(ctx, p.agentId, {
+        type: "AgentRecycleRequested",
+        data: { reason: p.reason, deadline: p.deadline },
+      }),
   };
 }

@@ -1,8 +1,14 @@
 import type { Logger } from "pino";
 import { type AgentContext, type AgentPhase, agentPhase } from "../../machines/agent.ts";
 import type { LeaseContext } from "../../machines/lease.ts";
-import { type AgentSummary, type Decision, limitReached, planPool, renewal } from "../../machines/pool-plan.ts";
 import type { PoolContext } from "../../machines/pool.ts";
+import {
+  type AgentSummary,
+  type Decision,
+  limitReached,
+  planPool,
+  renewal,
+} from "../../machines/pool-plan.ts";
 import type { CorralEvent } from "../events/catalogue.ts";
 import type { AggregateRef } from "../events/envelope.ts";
 import { uuidv7 } from "../events/id.ts";
@@ -136,7 +142,8 @@ export class PoolSupervisor {
 
   observeLease(view: ActorView): void {
     const ctx = view.context as LeaseContext;
-    if (view.value === "granted") this.leases.set(view.ref.id, { agentId: ctx.agentId, expiresAt: ctx.expiresAt });
+    if (view.value === "granted")
+      this.leases.set(view.ref.id, { agentId: ctx.agentId, expiresAt: ctx.expiresAt });
     else this.leases.delete(view.ref.id);
   }
 
@@ -149,7 +156,7 @@ export class PoolSupervisor {
     for (;;) {
       const agentId = this.takeIdle() ?? (await this.waitForAgent(deadline, opts));
       const agent = this.agents.get(agentId);
-      if (!agent || agent.phase !== "idle" || !agent.instanceId) {
+      if (agent?.phase !== "idle" || !agent.instanceId) {
         this.reserved.delete(agentId);
         continue;
       }
@@ -202,7 +209,9 @@ export class PoolSupervisor {
     }
     // Undo whichever half was stored, so no agent is held by a lease nobody has.
     if (granted.status === "fulfilled") {
-      await this.host.send(leaseRef, { type: "LeaseRevoked", data: { reason: "agent unavailable" } }).catch(() => {});
+      await this.host
+        .send(leaseRef, { type: "LeaseRevoked", data: { reason: "agent unavailable" } })
+        .catch(() => {});
     }
     if (leased.status === "fulfilled") {
       await this.host.send(agentRef, { type: "AgentReleased", data: { leaseId } }).catch(() => {});
@@ -216,10 +225,12 @@ export class PoolSupervisor {
     const agentId = (lease.context as LeaseContext).agentId;
     await Promise.all([
       this.host.send({ kind: "lease", id: leaseId }, { type: "LeaseReleased", data: {} }),
-      this.host.send({ kind: "agent", id: agentId }, { type: "AgentReleased", data: { leaseId } }).catch((err) => {
-        // The agent failed or was recycled meanwhile: the lease still ends.
-        if (!(err instanceof RejectedInputError)) throw err;
-      }),
+      this.host
+        .send({ kind: "agent", id: agentId }, { type: "AgentReleased", data: { leaseId } })
+        .catch((err) => {
+          // The agent failed or was recycled meanwhile: the lease still ends.
+          if (!(err instanceof RejectedInputError)) throw err;
+        }),
     ]);
     return { leaseId, agentId };
   }
@@ -253,7 +264,9 @@ export class PoolSupervisor {
   stop(): void {
     clearInterval(this.timer);
     this.timer = undefined;
-    this.rejectWaiters(new PoolError("shutting_down", `the control plane is shutting down (pool ${this.name})`));
+    this.rejectWaiters(
+      new PoolError("shutting_down", `the control plane is shutting down (pool ${this.name})`),
+    );
   }
 
   /** No new leases; agents are drained and stopped. Resolves when the pool is closed. */
@@ -261,13 +274,20 @@ export class PoolSupervisor {
     if (this.state === "closed") return;
     const closed = new Promise<void>((r) => this.closedWaiters.push(r));
     if (this.state === "open") {
-      await this.host.send(this.ref, { type: "PoolCloseRequested", data: { reason: opts.reason ?? "requested" } });
+      await this.host.send(this.ref, {
+        type: "PoolCloseRequested",
+        data: { reason: opts.reason ?? "requested" },
+      });
     }
     if (opts.revokeLeases) {
       await Promise.all(
         [...this.leases.entries()].map(async ([leaseId, l]) => {
-          await this.host.send({ kind: "lease", id: leaseId }, { type: "LeaseRevoked", data: { reason: "pool closed" } }).catch(() => {});
-          await this.host.send({ kind: "agent", id: l.agentId }, { type: "AgentReleased", data: { leaseId } }).catch(() => {});
+          await this.host
+            .send({ kind: "lease", id: leaseId }, { type: "LeaseRevoked", data: { reason: "pool closed" } })
+            .catch(() => {});
+          await this.host
+            .send({ kind: "agent", id: l.agentId }, { type: "AgentReleased", data: { leaseId } })
+            .catch(() => {});
         }),
       );
     }
@@ -330,14 +350,26 @@ export class PoolSupervisor {
     switch (d.type) {
       case "spawn": {
         const agentId = `${this.name}-${uuidv7(this.deps.clock())}`;
-        await this.record({ type: "PoolAgentSpawned", data: { agentId, reason: d.reason } }, agentId, "starting");
+        await this.record(
+          { type: "PoolAgentSpawned", data: { agentId, reason: d.reason } },
+          agentId,
+          "starting",
+        );
         return;
       }
       case "retire":
-        await this.record({ type: "PoolAgentRetired", data: { agentId: d.agentId, reason: d.reason } }, d.agentId, "draining");
+        await this.record(
+          { type: "PoolAgentRetired", data: { agentId: d.agentId, reason: d.reason } },
+          d.agentId,
+          "draining",
+        );
         return;
       case "recycle":
-        await this.record({ type: "PoolAgentRecycled", data: { agentId: d.agentId, reason: d.reason } }, d.agentId, "recycling");
+        await this.record(
+          { type: "PoolAgentRecycled", data: { agentId: d.agentId, reason: d.reason } },
+          d.agentId,
+          "recycling",
+        );
         return;
     }
   }
@@ -349,14 +381,32 @@ export class PoolSupervisor {
   private async record(
     input:
       | { type: "PoolAgentSpawned"; data: { agentId: string; reason: "min" | "warm" | "demand" | "replace" } }
-      | { type: "PoolAgentRetired"; data: { agentId: string; reason: "idle-timeout" | "scale-down" | "max-recycles" | "closing" | "unhealthy" } }
-      | { type: "PoolAgentRecycled"; data: { agentId: string; reason: "max-leases" | "max-age" | "lease-expired" | "unhealthy" } },
+      | {
+          type: "PoolAgentRetired";
+          data: {
+            agentId: string;
+            reason: "idle-timeout" | "scale-down" | "max-recycles" | "closing" | "unhealthy";
+          };
+        }
+      | {
+          type: "PoolAgentRecycled";
+          data: { agentId: string; reason: "max-leases" | "max-age" | "lease-expired" | "unhealthy" };
+        },
     agentId: string,
     phase: AgentPhase,
   ): Promise<void> {
     const prev = this.agents.get(agentId);
     this.agents.set(agentId, {
-      ...(prev ?? { id: agentId, generation: 0, instanceId: null, ports: [], leaseId: null, leasesServed: 0, recycles: 0, readyAt: null }),
+      ...(prev ?? {
+        id: agentId,
+        generation: 0,
+        instanceId: null,
+        ports: [],
+        leaseId: null,
+        leasesServed: 0,
+        recycles: 0,
+        readyAt: null,
+      }),
       phase,
       idleSince: null,
     });
@@ -396,7 +446,10 @@ export class PoolSupervisor {
     for (const [leaseId, l] of this.leases) {
       if (l.agentId !== id) continue;
       void this.host
-        .send({ kind: "lease", id: leaseId }, { type: "LeaseRevoked", data: { reason: `agent failed: ${error.code}` } })
+        .send(
+          { kind: "lease", id: leaseId },
+          { type: "LeaseRevoked", data: { reason: `agent failed: ${error.code}` } },
+        )
         .catch(() => {});
     }
     if (prev?.phase === "starting" || error.phase !== "ready") {
@@ -405,7 +458,10 @@ export class PoolSupervisor {
       this.spawnBackoffMs = Math.min(this.spawnBackoffMs * 2, SPAWN_BACKOFF_MAX_MS);
       setTimeout(() => this.kick(), this.spawnBackoffMs).unref();
       void this.host
-        .send(this.ref, { type: "PoolSpawnFailed", data: { agentId: id, code: error.code, message: error.message } })
+        .send(this.ref, {
+          type: "PoolSpawnFailed",
+          data: { agentId: id, code: error.code, message: error.message },
+        })
         .catch(() => {});
     }
   }
@@ -414,7 +470,8 @@ export class PoolSupervisor {
     void this.host
       .send({ kind: "agent", id: agentId }, { type: "AgentFailed", data: { phase: "ready", code, message } })
       .catch((err) => {
-        if (!(err instanceof RejectedInputError)) this.deps.log.error({ err, agent: agentId }, "could not record agent failure");
+        if (!(err instanceof RejectedInputError))
+          this.deps.log.error({ err, agent: agentId }, "could not record agent failure");
       });
   }
 
@@ -486,7 +543,8 @@ export class PoolSupervisor {
   private finishClose(): void {
     if (this.state !== "closing") return;
     void this.host.send(this.ref, { type: "PoolClosed", data: {} }).catch((err) => {
-      if (!(err instanceof RejectedInputError)) this.deps.log.error({ err, pool: this.name }, "could not record pool closed");
+      if (!(err instanceof RejectedInputError))
+        this.deps.log.error({ err, pool: this.name }, "could not record pool closed");
     });
   }
 }

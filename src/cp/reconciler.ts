@@ -9,14 +9,15 @@ import { RejectedInputError } from "./errors.ts";
 const MUST_RUN = new Set(["ready", "draining"]);
 
 function stateName(value: unknown): string {
-  return typeof value === "object" && value !== null ? Object.keys(value)[0] ?? "" : String(value);
+  return typeof value === "object" && value !== null ? (Object.keys(value)[0] ?? "") : String(value);
 }
 
 async function tell(host: ActorHost, log: Logger, view: ActorView, input: Parameters<ActorHost["send"]>[1]) {
   try {
     await host.send(view.ref, input);
   } catch (err) {
-    if (!(err instanceof RejectedInputError)) log.error({ err, aggregate: view.ref }, "reconcile input failed");
+    if (!(err instanceof RejectedInputError))
+      log.error({ err, aggregate: view.ref }, "reconcile input failed");
   }
 }
 
@@ -32,7 +33,11 @@ export interface ReconcileReport {
  * (orphans, old generations, agents that ended); agents that should be running but are not are
  * recorded as failed, so the pool replaces them.
  */
-export async function reconcileRuntime(runtime: Runtime, host: ActorHost, log: Logger): Promise<ReconcileReport> {
+export async function reconcileRuntime(
+  runtime: Runtime,
+  host: ActorHost,
+  log: Logger,
+): Promise<ReconcileReport> {
   const agents = new Map(
     host
       .liveActors("agent")
@@ -55,7 +60,10 @@ export async function reconcileRuntime(runtime: Runtime, host: ActorHost, log: L
       continue;
     }
     if (current) continue; // its resumed stop/recycle effect removes it
-    log.info({ instance: inst.id, agent: inst.agentId, generation: inst.generation }, "removing orphaned instance");
+    log.info(
+      { instance: inst.id, agent: inst.agentId, generation: inst.generation },
+      "removing orphaned instance",
+    );
     await runtime.stop(inst.id, 1_000);
     await runtime.remove(inst.id);
     report.removed++;
@@ -82,7 +90,10 @@ export async function reconcileLeases(host: ActorHost, log: Logger): Promise<num
     const agent = agents.get((lease.context as LeaseContext).agentId);
     if ((agent?.context as AgentContext | undefined)?.leaseId === lease.ref.id) continue;
     fixed++;
-    await tell(host, log, lease, { type: "LeaseRevoked", data: { reason: "agent not held by this lease after restart" } });
+    await tell(host, log, lease, {
+      type: "LeaseRevoked",
+      data: { reason: "agent not held by this lease after restart" },
+    });
   }
   for (const agent of agents.values()) {
     const leaseId = (agent.context as AgentContext).leaseId;
@@ -105,7 +116,11 @@ export function watchRuntime(runtime: Runtime, host: ActorHost, log: Logger): { 
     const code = e.exitCode === undefined ? "" : ` with code ${e.exitCode}`;
     void tell(host, log, agent, {
       type: "AgentFailed",
-      data: { phase: state, code: "exited", message: `instance ${e.type === "destroy" ? "was removed" : `exited${code}`}` },
+      data: {
+        phase: state,
+        code: "exited",
+        message: `instance ${e.type === "destroy" ? "was removed" : `exited${code}`}`,
+      },
     });
   });
 }

@@ -36,7 +36,7 @@ export async function runDemo(opts: {
     store,
     snapshots,
     aggregates: [commandAggregate],
-    effects: commandEffects(agents),
+    effects: { command: commandEffects(agents) },
     log,
   });
   try {

@@ -4,8 +4,6 @@ import { commandEvents } from "./command.ts";
 import type { EventDef } from "./define.ts";
 import { formatIssues } from "./define.ts";
 import { type AggregateRef, type Envelope, isAggregateKind, isValidId } from "./envelope.ts";
-import { leaseEvents } from "./lease.ts";
-import { poolEvents } from "./pool.ts";
 import {
   InvalidEventDataError,
   NewerVersionError,
@@ -13,6 +11,8 @@ import {
   type StreamPosition,
   UnknownEventTypeError,
 } from "./errors.ts";
+import { leaseEvents } from "./lease.ts";
+import { poolEvents } from "./pool.ts";
 
 /** Every event type corral writes. Adding a type here is adding it to the public contract. */
 export const catalogue = [...commandEvents, ...poolEvents, ...agentEvents, ...leaseEvents] as const;

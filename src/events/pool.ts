@@ -4,7 +4,6 @@ import { defineEvent } from "./define.ts";
 /** Pools (seed 002): config, and every spawn / retire / recycle decision the supervisor makes. */
 
 const ms = z.number().int().nonnegative();
-const name = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "1-64 characters of A-Z a-z 0-9 _ -");
 const agentId = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, "1-128 characters of A-Z a-z 0-9 _ -");
 
 export const templateSchema = z.object({
@@ -13,7 +12,9 @@ export const templateSchema = z.object({
   env: z.record(z.string(), z.string()).default({}),
   workdir: z.string().optional(),
   mounts: z
-    .array(z.object({ source: z.string().min(1), target: z.string().min(1), readOnly: z.boolean().optional() }))
+    .array(
+      z.object({ source: z.string().min(1), target: z.string().min(1), readOnly: z.boolean().optional() }),
+    )
     .default([]),
   limits: z
     .object({

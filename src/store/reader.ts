@@ -57,7 +57,6 @@ export async function* readRange(
   let lastSeq = 0; // last stream seq delivered in order
   let nextDseq = 1; // delivery seq we expect next from the current consumer
   let requested = 0; // messages asked for from the current consumer
-  let received = 0; // messages received from the current consumer
   let yielded = 0; // messages handed to our caller from the current consumer
   let lastProgress = Date.now();
   let consumer = "";
@@ -105,7 +104,6 @@ export async function* readRange(
     const dseq = Number(t[base + 4]);
     const time = Number(t[base + 5]) / 1e6;
     const pending = Number(t[base + 6]);
-    received++;
     if (dropHook?.(dseq, sseq)) return;
     if (dseq !== nextDseq) {
       stats.gaps++;
@@ -146,7 +144,6 @@ export async function* readRange(
     consumer = info.name;
     nextDseq = 1;
     requested = 0;
-    received = 0;
     yielded = 0;
     lastProgress = Date.now();
     if (info.num_pending === 0) {

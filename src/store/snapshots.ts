@@ -26,7 +26,7 @@ export class SnapshotStore {
 
   async get(ref: AggregateRef): Promise<Snapshot | undefined> {
     const e = await this.kv.get(`${ref.kind}.${ref.id}`);
-    if (!e || e.operation !== "PUT" || e.value.length === 0) return undefined;
+    if (e?.operation !== "PUT" || e.value.length === 0) return undefined;
     const s = decode(e.value) as Snapshot;
     if (typeof s?.seq !== "number" || typeof s.version !== "number") return undefined;
     return s;

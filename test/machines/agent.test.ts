@@ -24,11 +24,17 @@ describe("agent machine", () => {
   it("requested → creating → starting → ready.idle, each step asking for its effect", () => {
     const ev = eventsFor(ref);
     const req = ev("AgentRequested", { poolId: "p", runtime: "docker", deadline: T + 100 }, T);
-    given(agentMachine, []).when(req).thenState("requested", { createdAt: T, generation: 1, deadline: T + 100 }, ["allocatePorts"]);
+    given(agentMachine, [])
+      .when(req)
+      .thenState("requested", { createdAt: T, generation: 1, deadline: T + 100 }, ["allocatePorts"]);
     const ports = ev("AgentPortsAllocated", { generation: 1, ports: [8000] }, T + 1);
-    given(agentMachine, [req]).when(ports).thenState("creating", { ports: [8000] }, ["createInstance"]);
+    given(agentMachine, [req])
+      .when(ports)
+      .thenState("creating", { ports: [8000] }, ["createInstance"]);
     const created = ev("AgentCreated", { generation: 1, instanceId: "c1" }, T + 2);
-    given(agentMachine, [req, ports]).when(created).thenState("starting", { instanceId: "c1" }, ["startInstance"]);
+    given(agentMachine, [req, ports])
+      .when(created)
+      .thenState("starting", { instanceId: "c1" }, ["startInstance"]);
     given(agentMachine, [req, ports, created])
       .when(ev("AgentStarted", { generation: 1 }, T + 3))
       .thenState({ ready: "idle" }, { readyAt: T + 3, deadline: null }, []);
@@ -36,15 +42,21 @@ describe("agent machine", () => {
 
   it("facts about another generation are stale and rejected", () => {
     const { ev, h } = ready();
-    given(agentMachine, h.slice(0, 2)).when(ev("AgentCreated", { generation: 2, instanceId: "x" }, T + 5)).thenRejected();
+    given(agentMachine, h.slice(0, 2))
+      .when(ev("AgentCreated", { generation: 2, instanceId: "x" }, T + 5))
+      .thenRejected();
   });
 
   it("idle ⇄ leased counts leases; a release for another lease is rejected", () => {
     const { ev, h } = ready();
     const leased = ev("AgentLeased", { leaseId: "L1" }, T + 10);
     given(agentMachine, h).when(leased).thenState({ ready: "leased" }, { leaseId: "L1", leasesServed: 1 });
-    given(agentMachine, [...h, leased]).when(ev("AgentReleased", { leaseId: "L2" }, T + 11)).thenRejected();
-    given(agentMachine, [...h, leased]).when(ev("AgentLeased", { leaseId: "L3" }, T + 11)).thenRejected();
+    given(agentMachine, [...h, leased])
+      .when(ev("AgentReleased", { leaseId: "L2" }, T + 11))
+      .thenRejected();
+    given(agentMachine, [...h, leased])
+      .when(ev("AgentLeased", { leaseId: "L3" }, T + 11))
+      .thenRejected();
     given(agentMachine, [...h, leased])
       .when(ev("AgentReleased", { leaseId: "L1" }, T + 12))
       .thenState({ ready: "idle" }, { leaseId: null, leasesServed: 1 });
@@ -53,11 +65,19 @@ describe("agent machine", () => {
   it("recycle: stop the instance, then a new generation starts over at requested", () => {
     const { ev, h } = ready();
     const rr = ev("AgentRecycleRequested", { reason: "max-leases", deadline: T + 500 }, T + 20);
-    given(agentMachine, h).when(rr).thenState("recycling", { deadline: T + 500 }, ["recycleInstance"]);
+    given(agentMachine, h)
+      .when(rr)
+      .thenState("recycling", { deadline: T + 500 }, ["recycleInstance"]);
     given(agentMachine, [...h, rr])
       .when(ev("AgentRecycled", { generation: 2, deadline: T + 900 }, T + 30))
-      .thenState("requested", { generation: 2, recycles: 1, ports: [], instanceId: null, deadline: T + 900 }, ["allocatePorts"]);
-    given(agentMachine, [...h, rr]).when(ev("AgentRecycled", { generation: 3, deadline: T + 900 }, T + 30)).thenRejected();
+      .thenState(
+        "requested",
+        { generation: 2, recycles: 1, ports: [], instanceId: null, deadline: T + 900 },
+        ["allocatePorts"],
+      );
+    given(agentMachine, [...h, rr])
+      .when(ev("AgentRecycled", { generation: 3, deadline: T + 900 }, T + 30))
+      .thenRejected();
   });
 
   it("drain: idle stops at once; leased waits for the release", () => {
@@ -65,7 +85,9 @@ describe("agent machine", () => {
     const drain = ev("AgentDrainRequested", { reason: "closing", deadline: T + 700 }, T + 20);
     given(agentMachine, h).when(drain).thenState("stopping", { stopReason: "closing" }, ["stopInstance"]);
     const leased = ev("AgentLeased", { leaseId: "L1" }, T + 10);
-    given(agentMachine, [...h, leased]).when(drain).thenState("draining", {}, []);
+    given(agentMachine, [...h, leased])
+      .when(drain)
+      .thenState("draining", {}, []);
     given(agentMachine, [...h, leased, drain])
       .when(ev("AgentReleased", { leaseId: "L1" }, T + 30))
       .thenState("stopping", {}, ["stopInstance"]);
@@ -79,21 +101,40 @@ describe("agent machine", () => {
     const req = ev("AgentRequested", { poolId: "p", runtime: "process", deadline: T + 100 }, T);
     given(agentMachine, [req])
       .when(ev("AgentTimedOut", { deadline: T + 100 }, T + 100))
-      .thenState("failed", { error: { phase: "requested", code: "timeout", message: "requested did not finish before its deadline" } }, ["cleanupInstance"]);
-    given(agentMachine, [req]).when(ev("AgentTimedOut", { deadline: T + 99 }, T + 100)).thenRejected();
+      .thenState(
+        "failed",
+        {
+          error: {
+            phase: "requested",
+            code: "timeout",
+            message: "requested did not finish before its deadline",
+          },
+        },
+        ["cleanupInstance"],
+      );
+    given(agentMachine, [req])
+      .when(ev("AgentTimedOut", { deadline: T + 99 }, T + 100))
+      .thenRejected();
   });
 
   it("fails from any live state with the reported reason", () => {
     const { ev, h } = ready();
     const failed = ev("AgentFailed", { phase: "ready", code: "exited", message: "code 137" }, T + 40);
-    given(agentMachine, h).when(failed).thenState("failed", { error: { phase: "ready", code: "exited", message: "code 137" } });
-    given(agentMachine, [...h, failed]).when(ev("AgentLeased", { leaseId: "L" }, T + 41)).thenRejected();
+    given(agentMachine, h)
+      .when(failed)
+      .thenState("failed", { error: { phase: "ready", code: "exited", message: "code 137" } });
+    given(agentMachine, [...h, failed])
+      .when(ev("AgentLeased", { leaseId: "L" }, T + 41))
+      .thenRejected();
   });
 
   it("resume re-runs the effect of the step in progress; timer follows the deadline", () => {
     const { h } = ready();
     assert.deepEqual(agentAggregate.resume?.(fold(agentMachine, h.slice(0, 2))), [
-      { type: "createInstance", params: { poolId: "p", generation: 1, ports: [8000, 8001], instanceId: null } },
+      {
+        type: "createInstance",
+        params: { poolId: "p", generation: 1, ports: [8000, 8001], instanceId: null },
+      },
     ]);
     assert.deepEqual(agentAggregate.resume?.(fold(agentMachine, h)), []);
     assert.equal(agentAggregate.timer?.(fold(agentMachine, h.slice(0, 1)))?.at, T + 100);
@@ -104,7 +145,8 @@ describe("agent machine", () => {
     assert.equal(agentPhase({ ready: "idle" }), "idle");
     assert.equal(agentPhase({ ready: "leased" }), "leased");
     for (const s of ["new", "requested", "creating", "starting"]) assert.equal(agentPhase(s), "starting");
-    for (const s of ["draining", "recycling", "stopping", "stopped", "failed"]) assert.equal(agentPhase(s), s);
+    for (const s of ["draining", "recycling", "stopping", "stopped", "failed"])
+      assert.equal(agentPhase(s), s);
   });
 });
 
@@ -112,7 +154,14 @@ describe("agent machine", () => {
 function samples(s: SnapshotFrom<typeof agentMachine>): Envelope[] {
   const c = s.context;
   const at = c.deadline ?? T;
-  const mk = (type: string, data: unknown): Envelope => ({ id: `${type}-${at}`, type, v: 1, aggregate: ref, at, data });
+  const mk = (type: string, data: unknown): Envelope => ({
+    id: `${type}-${at}`,
+    type,
+    v: 1,
+    aggregate: ref,
+    at,
+    data,
+  });
   const recycle = c.generation < 3; // bound the state space: generations are unbounded otherwise
   return [
     mk("AgentRequested", { poolId: "p", runtime: "process", deadline: T + 100 }),
@@ -136,15 +185,27 @@ function samples(s: SnapshotFrom<typeof agentMachine>): Envelope[] {
 
 describe("agent machine (model-based paths)", () => {
   it("reaches every state; ports and instance are cleared whenever a generation ends", () => {
-    // biome-ignore lint/suspicious/noExplicitAny: graph options are typed for machine events, ours are envelopes
     const paths = getShortestPaths(agentMachine, {
+      // biome-ignore lint/suspicious/noExplicitAny: graph options are typed for machine events, ours are envelopes
       events: samples as any,
       limit: 3_000,
       // Lease counts grow without bound; states differ by what the machine decides on.
-      serializeState: (s) => JSON.stringify([s.value, s.context.generation, s.context.leaseId, s.context.deadline]),
+      serializeState: (s) =>
+        JSON.stringify([s.value, s.context.generation, s.context.leaseId, s.context.deadline]),
     });
     const values = new Set(paths.map((p) => JSON.stringify(p.state.value)));
-    for (const v of ["requested", "creating", "starting", { ready: "idle" }, { ready: "leased" }, "draining", "recycling", "stopping", "stopped", "failed"]) {
+    for (const v of [
+      "requested",
+      "creating",
+      "starting",
+      { ready: "idle" },
+      { ready: "leased" },
+      "draining",
+      "recycling",
+      "stopping",
+      "stopped",
+      "failed",
+    ]) {
       assert.ok(values.has(JSON.stringify(v)), `unreachable: ${JSON.stringify(v)}`);
     }
     for (const p of paths) {

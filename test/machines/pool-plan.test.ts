@@ -34,7 +34,10 @@ const plan = (agents: AgentSummary[], over: Partial<Parameters<typeof planPool>[
 
 describe("pool plan", () => {
   it("an empty pool spawns up to the warm target", () => {
-    assert.deepEqual(plan([]), [{ type: "spawn", reason: "min" }, { type: "spawn", reason: "min" }]);
+    assert.deepEqual(plan([]), [
+      { type: "spawn", reason: "min" },
+      { type: "spawn", reason: "min" },
+    ]);
   });
 
   it("agents on the way count as available: nothing spawns twice", () => {
@@ -94,11 +97,24 @@ describe("pool plan", () => {
     fc.assert(
       fc.property(
         fc.record({ min: fc.nat(4), extra: fc.nat(6), warm: fc.nat(6), waiters: fc.nat(12) }),
-        fc.array(fc.record({ phase: fc.constantFrom(...phases), idleSince: fc.nat(NOW), leases: fc.nat(5) }), { maxLength: 12 }),
+        fc.array(
+          fc.record({ phase: fc.constantFrom(...phases), idleSince: fc.nat(NOW), leases: fc.nat(5) }),
+          { maxLength: 12 },
+        ),
         (k, raw) => {
           const max = Math.max(1, k.min + k.extra);
-          const c = config({ min: Math.min(k.min, max), max, warm: Math.min(k.warm, max), recycle: { maxLeases: 4 } });
-          const agents = raw.map((r, i) => agent(`a${i}`, r.phase, { idleSince: r.phase === "idle" ? r.idleSince : null, leasesServed: r.leases }));
+          const c = config({
+            min: Math.min(k.min, max),
+            max,
+            warm: Math.min(k.warm, max),
+            recycle: { maxLeases: 4 },
+          });
+          const agents = raw.map((r, i) =>
+            agent(`a${i}`, r.phase, {
+              idleSince: r.phase === "idle" ? r.idleSince : null,
+              leasesServed: r.leases,
+            }),
+          );
           const d = planPool({ config: c, state: "open", agents, waiters: k.waiters, now: NOW });
           const live = agents.filter((a) => !["draining", "stopping"].includes(a.phase)).length;
           const spawns = d.filter((x) => x.type === "spawn").length;

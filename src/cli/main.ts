@@ -1,0 +1,188 @@
+import { createRequire } from "node:module";
+import { Command, CommanderError } from "commander";
+import { NatsUnreachableError, natsUrl } from "../nats/connect.ts";
+import {
+  type AggregateFilter,
+  parseAggregate,
+  parseCount,
+  parseSeq,
+  parseSince,
+  parseTypes,
+  type Since,
+} from "./args.ts";
+import { CliError, EXIT } from "./exit.ts";
+import { stdout } from "./output.ts";
+
+/**
+ * The `corral` command line. Command modules are imported inside their actions, so `--help`, a
+ * usage error or an unreachable NATS answer without loading the store, xstate or the demo.
+ */
+
+interface GlobalOpts {
+  nats?: string;
+}
+
+function urlOf(cmd: Command): string {
+  return (cmd.optsWithGlobals() as GlobalOpts).nats ?? natsUrl();
+}
+
+/** Runs `fn` with an AbortSignal that Ctrl-C (or SIGTERM) aborts: following ends cleanly, exit 0. */
+async function untilInterrupted(fn: (signal: AbortSignal) => Promise<void>): Promise<void> {
+  const ac = new AbortController();
+  const stop = () => ac.abort();
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+  try {
+    await fn(ac.signal);
+  } finally {
+    process.off("SIGINT", stop);
+    process.off("SIGTERM", stop);
+  }
+}
+
+interface TailCliOpts {
+  follow?: boolean;
+  aggregate?: AggregateFilter;
+  type?: string[];
+  since?: Since;
+  last?: number;
+  json?: boolean;
+}
+
+function eventsCommand(program: Command): void {
+  const events = program.command("events").description("read the event stream");
+
+  events
+    .command("tail")
+    .description("print the last events (default 20), or those since a point, then optionally follow")
+    .option("-f, --follow", "keep printing new events until Ctrl-C")
+    .option(
+      "-a, --aggregate <kind/id>",
+      "only one aggregate (command/abc) or one kind (command)",
+      parseAggregate,
+    )
+    .option("-t, --type <type>", "only these event types (repeatable, or a comma list)", parseTypes)
+    .option(
+      "-s, --since <when>",
+      "from a stream seq (120), a time ago (90s, 5m, 2h, 1d) or an ISO time",
+      (v) => parseSince(v),
+    )
+    .option("-n, --last <n>", "how many of the newest events to show (default 20)", parseCount)
+    .option("--json", "one JSON object per line")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  corral events tail -n 50\n  corral events tail --follow --aggregate command/demo-build\n" +
+        "  corral events tail --since 5m --type CommandFailed,CommandTimedOut --json",
+    )
+    .action(async (opts: TailCliOpts, cmd: Command) => {
+      const [{ tail }, { recordPrinter }, { withStore }] = await Promise.all([
+        import("./events-tail.ts"),
+        import("./output.ts"),
+        import("./session.ts"),
+      ]);
+      const printer = recordPrinter(stdout, opts.json === true);
+      await withStore({ url: urlOf(cmd), reconnect: opts.follow === true }, (store) =>
+        untilInterrupted((signal) =>
+          tail(
+            store,
+            {
+              subject: opts.aggregate?.subject,
+              types: opts.type,
+              since: opts.since,
+              last: opts.last,
+              follow: opts.follow === true,
+            },
+            printer,
+            signal,
+          ),
+        ),
+      );
+    });
+
+  events
+    .command("show")
+    .description("print one stored event in full")
+    .argument("<seq>", "stream sequence number", parseSeq)
+    .option("--json", "one line of JSON")
+    .action(async (seq: number, opts: { json?: boolean }, cmd: Command) => {
+      const [{ show }, { withStore }] = await Promise.all([
+        import("./events-show.ts"),
+        import("./session.ts"),
+      ]);
+      await withStore({ url: urlOf(cmd) }, (store) => show(store, seq, opts.json === true, stdout));
+    });
+}
+
+function worldviewCommand(program: Command): void {
+  program
+    .command("worldview")
+    .description("the worldview folded from the stream: pools, agents, sessions, commands")
+    .option("--at <seq>", "as it was right after this stream sequence (time travel)", parseSeq)
+    .option("--json", "one line of JSON")
+    .action(async (opts: { at?: number; json?: boolean }, cmd: Command) => {
+      const [{ worldview }, { withStore }] = await Promise.all([
+        import("./worldview.ts"),
+        import("./session.ts"),
+      ]);
+      await withStore({ url: urlOf(cmd) }, (store) =>
+        worldview(store, { at: opts.at, json: opts.json === true }, stdout),
+      );
+    });
+}
+
+function startCommand(program: Command): void {
+  program
+    .command("start")
+    .description("find or start a local nats-server, run the demo, and show the events it wrote")
+    .option("--data-dir <dir>", "local state (nats-server store and log)", ".corral")
+    .action(async (opts: { dataDir: string }, cmd: Command) => {
+      const [{ start }, { createLogger }] = await Promise.all([import("./start.ts"), import("../log.ts")]);
+      const g = cmd.optsWithGlobals() as GlobalOpts;
+      await start({ url: g.nats, dataDir: opts.dataDir, out: stdout, log: createLogger({ name: "corral" }) });
+    });
+}
+
+export function buildProgram(): Command {
+  const { version } = createRequire(import.meta.url)("../../package.json") as { version: string };
+  const program = new Command("corral")
+    .description("corral: event-sourced control plane for pools of AI coding agents")
+    .version(version)
+    .option("--nats <url>", "NATS server URL (default: $NATS_URL, else nats://127.0.0.1:4222)")
+    // Settings below are inherited by every subcommand created after them.
+    .exitOverride()
+    .showHelpAfterError("(add --help for usage)");
+  eventsCommand(program);
+  worldviewCommand(program);
+  startCommand(program);
+  return program;
+}
+
+function fail(message: string): void {
+  process.stderr.write(`corral: ${message}\n`);
+}
+
+/** Parses and runs one command line; resolves to the process exit code. */
+export async function run(argv: readonly string[]): Promise<number> {
+  // `corral events tail | head`: the reader went away; that is not an error.
+  process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code === "EPIPE") process.exit(EXIT.ok);
+  });
+  try {
+    await buildProgram().parseAsync([...argv]);
+    return EXIT.ok;
+  } catch (err) {
+    // Commander has already printed its message (or the help/version text).
+    if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    if (err instanceof NatsUnreachableError) {
+      fail(`${err.message}\n(start one with \`npm start\`, or point corral at one with NATS_URL or --nats)`);
+      return EXIT.natsUnreachable;
+    }
+    if (err instanceof CliError) {
+      fail(err.message);
+      return err.exitCode;
+    }
+    const e = err as Error;
+    fail(process.env.CORRAL_DEBUG ? (e.stack ?? String(e)) : (e.message ?? String(e)));
+    return EXIT.failure;
+  }
+}

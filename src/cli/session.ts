@@ -1,0 +1,51 @@
+import type { NatsConnection } from "@nats-io/nats-core";
+import { connectNats } from "../nats/connect.ts";
+import { EventStore } from "../store/event-store.ts";
+import { CliError, EXIT } from "./exit.ts";
+
+/**
+ * The CLI promises an answer within 3 s when NATS is down. Node + tsx start-up takes ~0.5 s and
+ * connectNats adds 250 ms of slack to its timeout, so 1.5 s leaves room on a slow machine.
+ */
+export const CONNECT_TIMEOUT_MS = 1_500;
+
+export interface SessionOptions {
+  url: string;
+  /** Long-lived commands (--follow) ride out server restarts; one-shot commands fail fast. */
+  reconnect?: boolean;
+}
+
+/** Opens a connection and the event store, runs `fn`, and always closes both. */
+export async function withStore<T>(opts: SessionOptions, fn: (store: EventStore) => Promise<T>): Promise<T> {
+  const nc = await connectNats(opts.url, {
+    name: "corral-cli",
+    timeoutMs: CONNECT_TIMEOUT_MS,
+    reconnect: opts.reconnect ?? false,
+  });
+  try {
+    const store = await openStore(nc, opts.url);
+    try {
+      return await fn(store);
+    } finally {
+      store.close();
+    }
+  } finally {
+    if (!nc.isClosed()) await nc.close();
+  }
+}
+
+async function openStore(nc: NatsConnection, url: string): Promise<EventStore> {
+  try {
+    return await EventStore.open(nc);
+  } catch (err) {
+    const msg = (err as Error).message ?? String(err);
+    // A plain nats-server without -js answers, but has no JetStream API: say so plainly.
+    if (/jetstream (is )?not enabled|no responders|503/i.test(msg)) {
+      throw new CliError(
+        `JetStream is not enabled on ${url} (start nats-server with -js): ${msg}`,
+        EXIT.failure,
+      );
+    }
+    throw err;
+  }
+}
