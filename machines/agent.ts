@@ -35,7 +35,10 @@ export interface AgentContext {
   ports: number[];
   instanceId: string | null;
   leaseId: string | null;
+  /** Leases over the agent's whole life. */
   leasesServed: number;
+  /** Leases of the current generation: what maxLeases limits (a recycle starts afresh). */
+  generationLeases: number;
   recycles: number;
   /** When the agent was requested (from its first event, never a clock). */
   createdAt: number;
@@ -99,6 +102,7 @@ export const agentMachine = setup({
     lease: assign(({ context }, p: { leaseId: string }) => ({
       leaseId: p.leaseId,
       leasesServed: context.leasesServed + 1,
+      generationLeases: context.generationLeases + 1,
     })),
     unlease: assign({ leaseId: null }),
     arm: assign((_, p: { deadline: number }) => ({ deadline: p.deadline })),
@@ -109,6 +113,7 @@ export const agentMachine = setup({
     nextGeneration: assign(({ context }, p: { generation: number; deadline: number }) => ({
       generation: p.generation,
       recycles: context.recycles + 1,
+      generationLeases: 0,
       ports: [],
       instanceId: null,
       leaseId: null,
@@ -142,6 +147,7 @@ export const agentMachine = setup({
     instanceId: null,
     leaseId: null,
     leasesServed: 0,
+    generationLeases: 0,
     recycles: 0,
     createdAt: 0,
     readyAt: null,

@@ -10,7 +10,8 @@ import type { AgentPhase } from "./agent.ts";
 export interface AgentSummary {
   id: string;
   phase: AgentPhase;
-  leasesServed: number;
+  /** Leases of the current generation (maxLeases counts these). */
+  generationLeases: number;
   recycles: number;
   /** When the current generation became ready; null before. */
   readyAt: number | null;
@@ -46,7 +47,7 @@ export function limitReached(
   now: number,
 ): "max-age" | "max-leases" | null {
   const { maxAgeMs, maxLeases } = config.recycle;
-  if (maxLeases !== undefined && a.leasesServed >= maxLeases) return "max-leases";
+  if (maxLeases !== undefined && a.generationLeases >= maxLeases) return "max-leases";
   if (maxAgeMs !== undefined && a.readyAt !== null && now - a.readyAt >= maxAgeMs) return "max-age";
   return null;
 }

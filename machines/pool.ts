@@ -22,6 +22,8 @@ type PoolEvent =
 
 export interface PoolContext {
   config: PoolConfig | null;
+  /** The daemon instance that runs this pool. */
+  instance: string;
   createdAt: number;
   closeReason: string | null;
   spawnFailures: number;
@@ -42,7 +44,11 @@ export const poolMachine = setup({
     spawnAgent: (_, _p: SpawnParams) => {},
     retireAgent: (_, _p: { agentId: string; reason: string; deadline: number }) => {},
     recycleAgent: (_, _p: { agentId: string; reason: string; deadline: number }) => {},
-    configure: assign((_, p: { config: PoolConfig }) => ({ config: p.config, closeReason: null })),
+    configure: assign((_, p: { config: PoolConfig; instance: string }) => ({
+      config: p.config,
+      instance: p.instance,
+      closeReason: null,
+    })),
     created: assign((_, p: { at: number }) => ({ createdAt: p.at })),
     closing: assign((_, p: { reason: string }) => ({ closeReason: p.reason })),
     spawnFailed: assign(({ context }, p: { code: string; message: string }) => ({
@@ -53,7 +59,14 @@ export const poolMachine = setup({
 }).createMachine({
   id: "pool",
   initial: "new",
-  context: { config: null, createdAt: 0, closeReason: null, spawnFailures: 0, lastSpawnFailure: null },
+  context: {
+    config: null,
+    instance: "",
+    createdAt: 0,
+    closeReason: null,
+    spawnFailures: 0,
+    lastSpawnFailure: null,
+  },
   states: {
     new: {
       on: {

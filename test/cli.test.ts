@@ -338,9 +338,9 @@ describe("corral CLI against a real nats-server", () => {
     );
   });
 
-  it("start uses the NATS that answers, runs the demo and shows its events", async () => {
+  it("demo uses the NATS that answers, drives commands and shows their events", async () => {
     const before = await store.lastSeq();
-    const r = await corral(["start"], env);
+    const r = await corral(["demo"], env);
     assert.equal(r.code, 0, r.stderr);
     assert.ok((await store.lastSeq()) > before, "the demo appended events");
     assert.match(r.stdout, /command\/demo-\S+\s+CommandCompleted/);
@@ -396,12 +396,12 @@ describe("option parsers", () => {
   });
 });
 
-describe("corral start without a running NATS", () => {
+describe("corral demo / start without a running NATS", () => {
   it("starts a nats-server of its own under the data dir and stops it afterwards", async () => {
     const dir = mkdtempSync(join(tmpdir(), "corral-cli-start-"));
     try {
       const url = `nats://127.0.0.1:${await freePort()}`;
-      const r = await corral(["start", "--data-dir", dir], { NATS_URL: url });
+      const r = await corral(["demo", "--data-dir", dir], { NATS_URL: url });
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /CommandCompleted/);
       assert.ok(existsSync(join(dir, "nats", "jetstream")), "JetStream store kept");

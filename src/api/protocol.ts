@@ -2,7 +2,9 @@ import { z } from "zod";
 
 /**
  * The request/reply contract on `corral.api.>`: JSON bodies, so any NATS client (or the `nats`
- * CLI) can call it. A failure is always `{ "error": { "code", "message" } }`.
+ * CLI) can call it. A failure is always `{ "error": { "code", "message" } }`. Every pool endpoint
+ * is on the pool's own subject, answered only by the daemon that runs that pool; a lease's pool is
+ * in its first event (`LeaseGranted.data.poolId` on `corral.evt.lease.<id>`).
  */
 
 export const API_PREFIX = "corral.api";
@@ -15,8 +17,6 @@ export const subjects = {
   status: (pool: string) => `${API_PREFIX}.pool.${pool}.status`,
   close: (pool: string) => `${API_PREFIX}.pool.${pool}.close`,
   poolsList: `${API_PREFIX}.pools.list`,
-  leaseRelease: `${API_PREFIX}.lease.release`,
-  leaseRenew: `${API_PREFIX}.lease.renew`,
   down: `${API_PREFIX}.daemon.down`,
 } as const;
 

@@ -39,11 +39,6 @@ function parse<S extends z.ZodType>(schema: S, msg: ServiceMsg): z.output<S> {
   return r.data;
 }
 
-/** Pool name from `corral.api.pool.<name>.<verb>`. */
-function poolOf(subject: string): string {
-  return subject.split(".")[3] ?? "";
-}
-
 export interface ApiOptions {
   log: Logger;
   /** Pool metrics and details for `.status` (from the worldview). */
@@ -100,63 +95,60 @@ export async function startApi(nc: NatsConnection, cp: ControlPlane, opts: ApiOp
     });
   };
 
-  endpoint("acquire", subjects.acquire("*"), async (msg) => {
-    const req = parse(acquireRequest, msg);
-    const pool = poolOf(msg.subject);
-    const abort = new AbortController();
-    if (req.requestId) waiting.set(req.requestId, abort);
-    try {
-      const g = await cp.acquire(pool, {
-        timeoutMs: req.timeoutMs,
-        holder: req.holder,
-        ttlMs: req.ttlMs,
-        signal: abort.signal,
-      });
-      const hostUrl = cp.pool(pool).config?.ports?.hostUrl;
-      const reply: AcquireReply = {
-        leaseId: g.leaseId,
-        pool: g.pool,
-        agentId: g.agentId,
-        generation: g.generation,
-        ports: g.ports,
-        urls: portUrls(g.ports, hostUrl),
-        env: portEnv(g.ports, hostUrl),
-        expiresAt: new Date(g.expiresAt).toISOString(),
-        ttlMs: g.ttlMs,
-        reach: { runtime: g.runtime, instanceId: g.instanceId, host: "127.0.0.1" },
-      };
-      return reply;
-    } finally {
-      if (req.requestId) waiting.delete(req.requestId);
-    }
-  });
-  endpoint("cancel", subjects.cancel("*"), async (msg) => {
-    const { requestId } = parse(cancelRequest, msg);
-    const abort = waiting.get(requestId);
-    abort?.abort();
-    return { requestId, cancelled: abort !== undefined };
-  });
-  const release = async (msg: ServiceMsg) => cp.release(parse(leaseRequest, msg).leaseId);
-  const renew = async (msg: ServiceMsg) => {
-    const req = parse(renewRequest, msg);
-    const r = await cp.renew(req.leaseId, req.ttlMs);
-    return { leaseId: r.leaseId, expiresAt: new Date(r.expiresAt).toISOString() };
-  };
-  endpoint("release", subjects.release("*"), release);
-  endpoint("renew", subjects.renew("*"), renew);
-  endpoint("lease_release", subjects.leaseRelease, release);
-  endpoint("lease_renew", subjects.leaseRenew, renew);
-  endpoint("status", subjects.status("*"), async (msg) => {
-    const pool = poolOf(msg.subject);
-    cp.pool(pool); // unknown pool → error
-    return opts.status(pool);
-  });
-  endpoint("close", subjects.close("*"), async (msg) => {
-    const pool = poolOf(msg.subject);
-    const { revokeLeases } = parse(closeRequest, msg);
-    await cp.pool(pool).close({ reason: "api", revokeLeases });
-    return { pool, state: "closed" };
-  });
+  // One set of endpoints per pool, on the pool's own subjects: only the daemon that runs a pool
+  // answers for it, so several daemons (instances) can share one NATS.
+  for (const pool of cp.poolNames()) {
+    endpoint(`acquire-${pool}`, subjects.acquire(pool), async (msg) => {
+      const req = parse(acquireRequest, msg);
+      const abort = new AbortController();
+      if (req.requestId) waiting.set(req.requestId, abort);
+      try {
+        const g = await cp.acquire(pool, {
+          timeoutMs: req.timeoutMs,
+          holder: req.holder,
+          ttlMs: req.ttlMs,
+          signal: abort.signal,
+        });
+        const hostUrl = cp.pool(pool).config?.ports?.hostUrl;
+        const reply: AcquireReply = {
+          leaseId: g.leaseId,
+          pool: g.pool,
+          agentId: g.agentId,
+          generation: g.generation,
+          ports: g.ports,
+          urls: portUrls(g.ports, hostUrl),
+          env: portEnv(g.ports, hostUrl),
+          expiresAt: new Date(g.expiresAt).toISOString(),
+          ttlMs: g.ttlMs,
+          reach: { runtime: g.runtime, instanceId: g.instanceId, host: "127.0.0.1" },
+        };
+        return reply;
+      } finally {
+        if (req.requestId) waiting.delete(req.requestId);
+      }
+    });
+    endpoint(`cancel-${pool}`, subjects.cancel(pool), async (msg) => {
+      const { requestId } = parse(cancelRequest, msg);
+      const abort = waiting.get(requestId);
+      abort?.abort();
+      return { requestId, cancelled: abort !== undefined };
+    });
+    endpoint(`release-${pool}`, subjects.release(pool), async (msg) => {
+      const { leaseId } = parse(leaseRequest, msg);
+      return { ...(await cp.pool(pool).release(leaseId)), pool };
+    });
+    endpoint(`renew-${pool}`, subjects.renew(pool), async (msg) => {
+      const req = parse(renewRequest, msg);
+      const r = await cp.pool(pool).renew(req.leaseId, req.ttlMs);
+      return { leaseId: r.leaseId, expiresAt: new Date(r.expiresAt).toISOString() };
+    });
+    endpoint(`status-${pool}`, subjects.status(pool), async () => opts.status(pool));
+    endpoint(`close-${pool}`, subjects.close(pool), async (msg) => {
+      const { revokeLeases } = parse(closeRequest, msg);
+      await cp.pool(pool).close({ reason: "api", revokeLeases });
+      return { pool, state: "closed" };
+    });
+  }
   endpoint("pools", subjects.poolsList, async () => ({
     pools: cp.poolNames().map((name) => opts.status(name)),
   }));

@@ -12,6 +12,7 @@ import {
 } from "./args.ts";
 import { CliError, EXIT } from "./exit.ts";
 import { stdout } from "./output.ts";
+import { poolCommands } from "./pool-commands.ts";
 
 /**
  * The `corral` command line. Command modules are imported inside their actions, so `--help`, a
@@ -130,15 +131,57 @@ function worldviewCommand(program: Command): void {
     });
 }
 
-function startCommand(program: Command): void {
+function daemonCommands(program: Command): void {
+  const logger = async () => (await import("../log.ts")).createLogger({ name: "corral" });
   program
     .command("start")
-    .description("find or start a local nats-server, run the demo, and show the events it wrote")
+    .description(
+      "run corral here with a warm pool and show it live (what `npm start` runs); Ctrl-C stops it all",
+    )
+    .option("--data-dir <dir>", "local state (nats-server store and log, process agents)", ".corral")
+    .option("-c, --config <file>", "pools to run (default: ./corral.yaml, else one built-in pool)")
+    .action(async (opts: { dataDir: string; config?: string }, cmd: Command) => {
+      const { startLocal } = await import("./daemon-commands.ts");
+      const g = cmd.optsWithGlobals() as GlobalOpts;
+      await startLocal({
+        nats: g.nats,
+        dataDir: opts.dataDir,
+        config: opts.config,
+        log: await logger(),
+        out: stdout,
+      });
+    });
+  program
+    .command("up")
+    .description("run the control plane; agents outlive it and the next `corral up` adopts them")
+    .option("-c, --config <file>", "corral.yaml (default: ./corral.yaml, else one built-in pool)")
+    .action(async (opts: { config?: string }, cmd: Command) => {
+      const { up } = await import("./daemon-commands.ts");
+      await up({
+        config: opts.config,
+        nats: (cmd.optsWithGlobals() as GlobalOpts).nats,
+        log: await logger(),
+      });
+    });
+  program
+    .command("down")
+    .description("close every pool and stop every agent of this instance")
+    .option("-c, --config <file>", "corral.yaml (default: ./corral.yaml, else one built-in pool)")
+    .action(async (opts: { config?: string }, cmd: Command) => {
+      const { down } = await import("./daemon-commands.ts");
+      const nats = (cmd.optsWithGlobals() as GlobalOpts).nats;
+      await down({ config: opts.config, nats, log: await logger(), out: stdout });
+    });
+  program
+    .command("demo")
+    .description(
+      "find or start a local nats-server, drive a few commands through the actor host, show the events",
+    )
     .option("--data-dir <dir>", "local state (nats-server store and log)", ".corral")
     .action(async (opts: { dataDir: string }, cmd: Command) => {
-      const [{ start }, { createLogger }] = await Promise.all([import("./start.ts"), import("../log.ts")]);
+      const { start } = await import("./start.ts");
       const g = cmd.optsWithGlobals() as GlobalOpts;
-      await start({ url: g.nats, dataDir: opts.dataDir, out: stdout, log: createLogger({ name: "corral" }) });
+      await start({ url: g.nats, dataDir: opts.dataDir, out: stdout, log: await logger() });
     });
 }
 
@@ -153,7 +196,8 @@ export function buildProgram(): Command {
     .showHelpAfterError("(add --help for usage)");
   eventsCommand(program);
   worldviewCommand(program);
-  startCommand(program);
+  daemonCommands(program);
+  poolCommands(program); // acquire, release, renew, status, pool close: clients of the daemon API
   return program;
 }
 

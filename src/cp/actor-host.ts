@@ -108,6 +108,7 @@ export class ActorHost {
   private readonly scheduler: Scheduler;
   private readonly background = new Set<Promise<unknown>>();
   private readonly listeners = new Set<ChangeListener>();
+  private readonly initials = new Map<AggregateKind, AnyMachineSnapshot>();
   private closed = false;
 
   constructor(opts: ActorHostOptions) {
@@ -217,7 +218,7 @@ export class ActorHost {
    * re-runs the effect of any step an actor was in the middle of (`resume`; effects are
    * idempotent). Actors in a final state are not kept. Returns the live actors loaded.
    */
-  async recover(kind: AggregateKind): Promise<ActorView[]> {
+  async recover(kind: AggregateKind, which: (view: ActorView) => boolean = () => true): Promise<ActorView[]> {
     const def = this.defs.get(kind);
     if (!def) throw new InvalidInputError(`no aggregate kind ${kind} in this host`);
     const folded = new Map<string, { ref: AggregateRef; actor: Actor }>();
@@ -240,7 +241,8 @@ export class ActorHost {
     }
     const views: ActorView[] = [];
     for (const { ref, actor } of folded.values()) {
-      if (actor.snapshot.status !== "active") continue;
+      // Only live actors this host is responsible for (their timers would otherwise fire here).
+      if (actor.snapshot.status !== "active" || !which(viewOf(ref, actor))) continue;
       const key = refKey(ref);
       const kept = await this.queue.run(key, async () => {
         const cached = this.actors.get(key);
@@ -258,12 +260,12 @@ export class ActorHost {
    * definition's `resume`): after a crash, the event may be stored and its effect never run.
    * Effects must therefore be idempotent.
    */
-  resume(kind: AggregateKind): number {
+  resume(kind: AggregateKind, which: (view: ActorView) => boolean = () => true): number {
     const def = this.defs.get(kind);
     if (!def?.resume) return 0;
     let n = 0;
     for (const [key, actor] of this.actors) {
-      if (!key.startsWith(`${kind}/`)) continue;
+      if (!key.startsWith(`${kind}/`) || !which(viewOf(parseKey(key), actor))) continue;
       const intents = def.resume(actor.snapshot);
       if (intents.length === 0) continue;
       n++;
@@ -303,10 +305,16 @@ export class ActorHost {
     while (this.background.size > 0) await Promise.allSettled([...this.background]);
   }
 
-  async close(): Promise<void> {
-    this.closed = true;
+  /**
+   * Stops timers, lets effects under way finish (they may still report, up to `graceMs`), then
+   * refuses further input. What did not finish is resumed by the next host's recovery.
+   */
+  async close(graceMs = 10_000): Promise<void> {
     this.scheduler.close();
-    await this.idle();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.idle(), new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+    clearTimeout(timer);
+    this.closed = true;
   }
 
   // --- internals -------------------------------------------------------------------------------
@@ -346,7 +354,13 @@ export class ActorHost {
   }
 
   private fresh(def: AggregateDef): Actor {
-    return { snapshot: initialTransition(def.machine)[0], seq: 0, since: 0 };
+    // Snapshots are immutable: one initial snapshot per machine serves every new actor.
+    let initial = this.initials.get(def.kind);
+    if (!initial) {
+      initial = initialTransition(def.machine)[0];
+      this.initials.set(def.kind, initial);
+    }
+    return { snapshot: initial, seq: 0, since: 0 };
   }
 
   /** Latest snapshot (if its version matches) plus the events after it, folded without effects. */
@@ -378,7 +392,8 @@ export class ActorHost {
     const done = actor.snapshot.status !== "active";
     if (done) this.actors.delete(key);
     else this.actors.set(key, actor);
-    if (this.snapshots && (actor.since >= this.snapshotEvery || (done && actor.since > 0))) {
+    // A finished actor is rarely loaded again (only to refuse an input): no snapshot for it.
+    if (this.snapshots && !done && actor.since >= this.snapshotEvery) {
       actor.since = 0;
       const snapshot = {
         seq: actor.seq,
@@ -445,7 +460,8 @@ export class ActorHost {
           try {
             await handler(action.params, ctx);
           } catch (err) {
-            this.log.error({ err, aggregate: refKey(ref), action: action.type, seq }, "effect failed");
+            const level = this.closed ? "debug" : "error"; // after close, reports are expected to fail
+            this.log[level]({ err, aggregate: refKey(ref), action: action.type, seq }, "effect failed");
           }
         })(),
       );

@@ -13,7 +13,7 @@ import { EventStore } from "../store/event-store.ts";
 import { SnapshotStore } from "../store/snapshots.ts";
 import { ActorHost, type ActorView } from "./actor-host.ts";
 import { agentEffects } from "./agent-effects.ts";
-import { LeaseNotActiveError, UnknownPoolError } from "./errors.ts";
+import { LeaseNotActiveError, PoolError, UnknownPoolError } from "./errors.ts";
 import { poolEffects } from "./pool-effects.ts";
 import { type AcquireOptions, type LeaseGrant, PoolSupervisor } from "./pool-supervisor.ts";
 import { reconcileLeases, reconcileRuntime, watchRuntime } from "./reconciler.ts";
@@ -53,6 +53,7 @@ export class ControlPlane {
   private readonly watchers: { close(): void }[] = [];
   private readonly log: Logger;
   private readonly clock: () => number;
+  private readonly newSupervisor: (name: string) => PoolSupervisor;
 
   private constructor(
     private readonly opts: ControlPlaneOptions,
@@ -94,12 +95,9 @@ export class ControlPlane {
         },
       },
     });
-    for (const name of Object.keys(opts.pools)) {
-      this.supervisors.set(
-        name,
-        new PoolSupervisor({ name, host: this.host, runtimeFor, clock: this.clock, log: this.log }),
-      );
-    }
+    this.newSupervisor = (name) =>
+      new PoolSupervisor({ name, host: this.host, runtimeFor, clock: this.clock, log: this.log });
+    for (const name of Object.keys(opts.pools)) this.supervisors.set(name, this.newSupervisor(name));
     this.host.onChange((view, event) => this.route(view, event));
   }
 
@@ -113,47 +111,65 @@ export class ControlPlane {
 
   private async boot(): Promise<StartReport> {
     const { host, log } = this;
-    // 1. Rebuild every actor from the stream.
+    // 1. Rebuild the pools from the stream.
     const pools = await host.recover("pool");
-    const agents = await host.recover("agent");
-    const leases = await host.recover("lease");
-    // 2. Configure the pools (create, reopen or reconfigure; close pools no longer configured).
+    // 2. Configure our pools (create, reopen or reconfigure). A pool is run by one instance.
+    const instance = this.opts.instance;
     for (const [name, config] of Object.entries(this.opts.pools)) {
       const view = pools.find((p) => p.ref.id === name);
       const ref = { kind: "pool" as const, id: name };
       const ctx = view?.context as PoolContext | undefined;
-      if (!view) await host.send(ref, { type: "PoolCreated", data: { config } });
-      else if (view.value === "closed") await host.send(ref, { type: "PoolReopened", data: { config } });
+      if (view && view.value !== "closed" && ctx?.instance !== instance) {
+        throw new PoolError(
+          "pool_owned",
+          `pool ${name} is run by instance ${ctx?.instance}; close it there first or pick another pool name`,
+        );
+      }
+      if (!view) await host.send(ref, { type: "PoolCreated", data: { config, instance } });
+      else if (view.value === "closed")
+        await host.send(ref, { type: "PoolReopened", data: { config, instance } });
       else if (!isDeepStrictEqual(ctx?.config, config))
-        await host.send(ref, { type: "PoolReconfigured", data: { config } });
+        await host.send(ref, { type: "PoolReconfigured", data: { config, instance } });
     }
+    // Pools of ours that are no longer configured are closed: a supervisor drains them.
+    const retiring = pools.filter(
+      (p) =>
+        !this.supervisors.has(p.ref.id) &&
+        p.value !== "closed" &&
+        (p.context as PoolContext).instance === instance,
+    );
+    for (const p of retiring) this.supervisors.set(p.ref.id, this.newSupervisor(p.ref.id));
+    const ours = (poolId: string) => this.supervisors.has(poolId);
+    // Then the agents and leases of our pools (another instance's are not ours to drive).
+    const poolOf = (v: ActorView) => ours((v.context as { poolId: string }).poolId);
+    const agents = await host.recover("agent", poolOf);
+    const leases = await host.recover("lease", poolOf);
     for (const p of host.liveActors("pool")) this.route(p);
     for (const a of host.liveActors("agent")) this.route(a);
     for (const l of host.liveActors("lease")) this.route(l);
     // 3. Ports held by live agents, as the stream says, before anything allocates.
     for (const a of agents) {
-      const ports = (a.context as { ports: number[] }).ports;
-      if (ports.length > 0) this.ports.restore(a.ref.id, ports);
+      const { ports, poolId } = a.context as { ports: number[]; poolId: string };
+      if (ports.length > 0 && ours(poolId)) this.ports.restore(a.ref.id, ports);
     }
     // 4. Runtimes: adopt what belongs to a live agent, remove the rest, fail agents whose instance is gone.
     const totals = { adopted: 0, removed: 0, gone: 0 };
     for (const runtime of Object.values(this.opts.runtimes)) {
       if (!runtime) continue;
-      const r = await reconcileRuntime(runtime, host, log);
+      const r = await reconcileRuntime(runtime, host, log, ours);
       totals.adopted += r.adopted;
       totals.removed += r.removed;
       totals.gone += r.gone;
       this.watchers.push(watchRuntime(runtime, host, log));
     }
-    const leasesFixed = await reconcileLeases(host, log);
+    const leasesFixed = await reconcileLeases(host, log, ours);
     // 5. Finish the steps that were under way, then supervise (restores the warm target).
-    const resumed = host.resume("agent");
+    const resumed = host.resume("agent", poolOf);
     for (const s of this.supervisors.values()) s.start();
-    const orphanPools = host
-      .liveActors("pool")
-      .filter((p) => !this.supervisors.has(p.ref.id) && p.value === "open");
-    for (const p of orphanPools) {
-      await host.send(p.ref, { type: "PoolCloseRequested", data: { reason: "no longer configured" } });
+    for (const p of retiring) {
+      void this.pool(p.ref.id)
+        .close({ reason: "no longer configured", revokeLeases: true })
+        .catch((err: unknown) => log.error({ err, pool: p.ref.id }, "closing an unconfigured pool failed"));
     }
     return {
       pools: [...this.supervisors.keys()],
@@ -210,16 +226,17 @@ export class ControlPlane {
     return pool;
   }
 
+  /** Closes every pool: leases revoked, agents drained, stopped and removed. */
+  async closeAll(reason = "shutdown"): Promise<void> {
+    await Promise.all([...this.supervisors.values()].map((s) => s.close({ reason, revokeLeases: true })));
+  }
+
   /**
    * Stops this control plane. Agents keep running (the next start adopts them) unless
    * `stopAgents`: then every pool is closed, leases revoked, and agents stopped and removed.
    */
   async stop(opts: { stopAgents?: boolean } = {}): Promise<void> {
-    if (opts.stopAgents) {
-      await Promise.all(
-        [...this.supervisors.values()].map((s) => s.close({ reason: "shutdown", revokeLeases: true })),
-      );
-    }
+    if (opts.stopAgents) await this.closeAll();
     for (const s of this.supervisors.values()) s.stop();
     for (const w of this.watchers) w.close();
     await this.host.close();

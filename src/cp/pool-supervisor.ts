@@ -44,6 +44,7 @@ export interface LeaseGrant {
 }
 
 interface AgentEntry extends AgentSummary {
+  leasesServed: number;
   generation: number;
   instanceId: string | null;
   ports: number[];
@@ -126,6 +127,7 @@ export class PoolSupervisor {
       ports: ctx.ports,
       leaseId: ctx.leaseId,
       leasesServed: ctx.leasesServed,
+      generationLeases: ctx.generationLeases,
       recycles: ctx.recycles,
       readyAt: ctx.readyAt,
       idleSince: phase === "idle" ? (prev?.phase === "idle" ? prev.idleSince : at) : null,
@@ -220,8 +222,7 @@ export class PoolSupervisor {
   }
 
   async release(leaseId: string): Promise<{ leaseId: string; agentId: string }> {
-    const lease = await this.host.get({ kind: "lease", id: leaseId });
-    if (lease.value !== "granted") throw new LeaseNotActiveError(leaseId, String(lease.value));
+    const lease = await this.leaseOfThisPool(leaseId);
     const agentId = (lease.context as LeaseContext).agentId;
     await Promise.all([
       this.host.send({ kind: "lease", id: leaseId }, { type: "LeaseReleased", data: {} }),
@@ -236,12 +237,21 @@ export class PoolSupervisor {
   }
 
   async renew(leaseId: string, ttlMs?: number): Promise<{ leaseId: string; expiresAt: number }> {
-    const lease = await this.host.get({ kind: "lease", id: leaseId });
-    if (lease.value !== "granted") throw new LeaseNotActiveError(leaseId, String(lease.value));
+    const lease = await this.leaseOfThisPool(leaseId);
     const ctx = lease.context as LeaseContext;
     const expiresAt = this.deps.clock() + (ttlMs ?? ctx.ttlMs);
     await this.host.send({ kind: "lease", id: leaseId }, { type: "LeaseRenewed", data: { expiresAt } });
     return { leaseId, expiresAt };
+  }
+
+  private async leaseOfThisPool(leaseId: string): Promise<ActorView> {
+    const lease = await this.host.get({ kind: "lease", id: leaseId });
+    const pool = (lease.context as LeaseContext).poolId;
+    if (lease.value !== "new" && pool !== this.name) {
+      throw new PoolError("wrong_pool", `lease ${leaseId} belongs to pool ${pool}, not ${this.name}`);
+    }
+    if (lease.value !== "granted") throw new LeaseNotActiveError(leaseId, String(lease.value));
+    return lease;
   }
 
   /** A lease ran out: its holder may have left the agent in any state, so recycle it. */
@@ -404,6 +414,7 @@ export class PoolSupervisor {
         ports: [],
         leaseId: null,
         leasesServed: 0,
+        generationLeases: 0,
         recycles: 0,
         readyAt: null,
       }),

@@ -37,11 +37,16 @@ export async function reconcileRuntime(
   runtime: Runtime,
   host: ActorHost,
   log: Logger,
+  ours: (poolId: string) => boolean,
 ): Promise<ReconcileReport> {
+  // Only agents of our own pools: another instance's agents are not ours to judge.
   const agents = new Map(
     host
       .liveActors("agent")
-      .filter((v) => (v.context as AgentContext).runtime === runtime.kind)
+      .filter((v) => {
+        const ctx = v.context as AgentContext;
+        return ctx.runtime === runtime.kind && ours(ctx.poolId);
+      })
       .map((v) => [v.ref.id, v]),
   );
   const report: ReconcileReport = { adopted: 0, removed: 0, gone: 0 };
@@ -81,9 +86,20 @@ export async function reconcileRuntime(
 }
 
 /** A lease and its agent must agree; a crash between the two appends of a grant can split them. */
-export async function reconcileLeases(host: ActorHost, log: Logger): Promise<number> {
-  const agents = new Map(host.liveActors("agent").map((v) => [v.ref.id, v]));
-  const leases = host.liveActors("lease").filter((v) => v.value === "granted");
+export async function reconcileLeases(
+  host: ActorHost,
+  log: Logger,
+  ours: (poolId: string) => boolean,
+): Promise<number> {
+  const agents = new Map(
+    host
+      .liveActors("agent")
+      .filter((v) => ours((v.context as AgentContext).poolId))
+      .map((v) => [v.ref.id, v]),
+  );
+  const leases = host
+    .liveActors("lease")
+    .filter((v) => v.value === "granted" && ours((v.context as LeaseContext).poolId));
   const granted = new Set(leases.map((l) => l.ref.id));
   let fixed = 0;
   for (const lease of leases) {

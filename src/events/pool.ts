@@ -4,6 +4,8 @@ import { defineEvent } from "./define.ts";
 /** Pools (seed 002): config, and every spawn / retire / recycle decision the supervisor makes. */
 
 const ms = z.number().int().nonnegative();
+/** The daemon instance that runs the pool: one writer per pool. */
+const instance = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "1-64 characters of A-Z a-z 0-9 _ -");
 const agentId = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, "1-128 characters of A-Z a-z 0-9 _ -");
 
 export const templateSchema = z.object({
@@ -66,7 +68,7 @@ export const PoolCreated = defineEvent({
   v: 1,
   kind: "pool",
   doc: "A pool was configured for the first time.",
-  schema: z.object({ config: poolConfigSchema }),
+  schema: z.object({ config: poolConfigSchema, instance }),
 });
 
 export const PoolReconfigured = defineEvent({
@@ -74,7 +76,7 @@ export const PoolReconfigured = defineEvent({
   v: 1,
   kind: "pool",
   doc: "The pool's configuration changed (applies to agents spawned from now on).",
-  schema: z.object({ config: poolConfigSchema }),
+  schema: z.object({ config: poolConfigSchema, instance }),
 });
 
 export const PoolAgentSpawned = defineEvent({
@@ -133,7 +135,7 @@ export const PoolReopened = defineEvent({
   v: 1,
   kind: "pool",
   doc: "A closed pool was opened again (by `corral up`).",
-  schema: z.object({ config: poolConfigSchema }),
+  schema: z.object({ config: poolConfigSchema, instance }),
 });
 
 export const poolEvents = [

@@ -21,7 +21,7 @@ const config = (over: Partial<PoolConfig> = {}): PoolConfig => ({
 const agent = (id: string, phase: AgentSummary["phase"], over: Partial<AgentSummary> = {}): AgentSummary => ({
   id,
   phase,
-  leasesServed: 0,
+  generationLeases: 0,
   recycles: 0,
   readyAt: 0,
   idleSince: phase === "idle" ? 0 : null,
@@ -69,7 +69,7 @@ describe("pool plan", () => {
       now: NOW,
       agents: [
         agent("old", "idle", { readyAt: NOW - 6_000, idleSince: NOW }),
-        agent("busy", "idle", { leasesServed: 3, recycles: 2, idleSince: NOW }),
+        agent("busy", "idle", { generationLeases: 3, recycles: 2, idleSince: NOW }),
       ],
     });
     assert.deepEqual(d, [
@@ -112,7 +112,7 @@ describe("pool plan", () => {
           const agents = raw.map((r, i) =>
             agent(`a${i}`, r.phase, {
               idleSince: r.phase === "idle" ? r.idleSince : null,
-              leasesServed: r.leases,
+              generationLeases: r.leases,
             }),
           );
           const d = planPool({ config: c, state: "open", agents, waiters: k.waiters, now: NOW });

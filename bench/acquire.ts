@@ -1,0 +1,251 @@
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { subjects } from "../src/api/protocol.ts";
+import { ControlPlane } from "../src/cp/control-plane.ts";
+import { poolConfigSchema } from "../src/events/pool.ts";
+import {
+  createRuntime,
+  dockerClient,
+  dockerUnavailableReason,
+  ensureLocalImage,
+  LOCAL_IMAGE,
+} from "../src/runtime/index.ts";
+import { spawnDaemon, until, writeConfig } from "../test/helpers/daemon.ts";
+import { fmt, perSecond, startBenchNats } from "./lib.ts";
+
+const run = promisify(execFile);
+const utf8 = new TextDecoder();
+const ONE_CLIENT_CYCLES = 2_000;
+const CONCURRENT = 100;
+const STORM_MS = 5_000;
+
+function pct(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+}
+const ms = (n: number) => `${n.toFixed(2)} ms`;
+
+async function request(nc: NatsConnection, subject: string, body: unknown): Promise<Record<string, unknown>> {
+  const m = await nc.request(subject, JSON.stringify(body), { timeout: 30_000 });
+  const r = JSON.parse(utf8.decode(m.data));
+  if (r.error) throw new Error(`${subject}: ${JSON.stringify(r.error)}`);
+  return r;
+}
+
+async function startBare(url: string): Promise<ChildProcess> {
+  const p = spawn(
+    process.execPath,
+    ["--import", "tsx", join(import.meta.dirname, "bare-responder.ts"), url],
+    {
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
+  await new Promise<void>((resolve) => p.stdout?.once("data", () => resolve()));
+  return p;
+}
+
+/** Loops `op` from `clients` concurrent callers for `forMs`; returns completed ops per second. */
+async function storm(clients: number, forMs: number, op: () => Promise<void>): Promise<number> {
+  let done = 0;
+  const end = performance.now() + forMs;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (performance.now() < end) {
+        await op();
+        done++;
+      }
+    }),
+  );
+  return perSecond(done, performance.now() - t0);
+}
+
+/**
+ * Warm acquire + release over NATS against a real daemon (its own process, process runtime,
+ * `sleep` agents so nothing but the control plane is measured), compared in the same run with
+ * a bare request/reply whose responder appends one JetStream event.
+ */
+export async function benchAcquire(): Promise<void> {
+  const nats = await startBenchNats("acquire");
+  const dir = mkdtempSync(join(tmpdir(), "corral-bench-acquire-"));
+  const instance = `bench-${process.pid}`;
+  const config = writeConfig(dir, {
+    instance,
+    stateDir: join(dir, "state"),
+    pools: {
+      bench: {
+        runtime: "process",
+        min: CONCURRENT,
+        max: CONCURRENT,
+        warm: CONCURRENT,
+        maintenanceInterval: "1s",
+        template: { command: ["sleep", "100000"] },
+      },
+    },
+  });
+  const daemon = await spawnDaemon(config, nats.server.url);
+  const bare = await startBare(nats.server.url);
+  try {
+    const { nc } = nats;
+    await until(
+      "100 idle agents",
+      async () => {
+        const s = await request(nc, subjects.status("bench"), {});
+        return (s.agents as { phase: string }[]).filter((a) => a.phase === "idle").length === CONCURRENT;
+      },
+      120_000,
+    );
+    const cycle = async () => {
+      const lease = await request(nc, subjects.acquire("bench"), { timeoutMs: 10_000 });
+      await request(nc, subjects.release("bench"), { leaseId: lease.leaseId });
+    };
+    // Warm up both paths.
+    for (let i = 0; i < 200; i++) {
+      await cycle();
+      await request(nc, "bench.bare", {});
+    }
+    // One client, sequential.
+    const acq: number[] = [];
+    const rel: number[] = [];
+    for (let i = 0; i < ONE_CLIENT_CYCLES; i++) {
+      const t0 = performance.now();
+      const lease = await request(nc, subjects.acquire("bench"), { timeoutMs: 10_000 });
+      const t1 = performance.now();
+      await request(nc, subjects.release("bench"), { leaseId: lease.leaseId });
+      acq.push(t1 - t0);
+      rel.push(performance.now() - t1);
+    }
+    const bareLat: number[] = [];
+    for (let i = 0; i < ONE_CLIENT_CYCLES; i++) {
+      const t0 = performance.now();
+      await request(nc, "bench.bare", {});
+      bareLat.push(performance.now() - t0);
+    }
+    for (const a of [acq, rel, bareLat]) a.sort((x, y) => x - y);
+    console.log(
+      `acquire, one client (${ONE_CLIENT_CYCLES} cycles): acquire p50 ${ms(pct(acq, 50))} p99 ${ms(pct(acq, 99))} ` +
+        `(target p50 <= 1.5 ms, p99 <= 5 ms)  release p50 ${ms(pct(rel, 50))} p99 ${ms(pct(rel, 99))}  ` +
+        `[bare request+append p50 ${ms(pct(bareLat, 50))} p99 ${ms(pct(bareLat, 99))}]`,
+    );
+    // 100 concurrent clients, each acquire → release in a loop.
+    const acquires = await storm(CONCURRENT, STORM_MS, cycle);
+    const bareRate = await storm(CONCURRENT, STORM_MS, async () => {
+      await request(nc, "bench.bare", {});
+    });
+    console.log(
+      `acquire, ${CONCURRENT} concurrent clients: ${fmt(acquires)} acquires/s (each with its release)  ` +
+        `bare request+append ${fmt(bareRate)} req/s  ratio ${((acquires / bareRate) * 100).toFixed(0)}% (target >= 50%)`,
+    );
+    await coldDocker(pct(acq, 50));
+  } finally {
+    bare.kill();
+    daemon.proc.kill("SIGTERM");
+    await daemon.exited;
+    // The daemon leaves agents running by design: stop them by our instance label.
+    const rt = await createRuntime("process", {
+      instance,
+      stateDir: join(dir, "state", "process", instance),
+    });
+    for (const i of await rt.list()) await rt.remove(i.id);
+    await rt.close();
+    await nats.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Cold docker create+start (compared with a warm acquire), and 20 agents to ready vs 20 bare docker runs. */
+async function coldDocker(warmAcquireP50: number): Promise<void> {
+  const why = await dockerUnavailableReason();
+  if (why) {
+    console.log(`docker: SKIPPED (no engine: ${why})`);
+    return;
+  }
+  const docker = dockerClient();
+  await ensureLocalImage(docker, LOCAL_IMAGE);
+  const instance = `bench-docker-${process.pid}`;
+  const runtime = await createRuntime("docker", { instance, docker });
+  const nats = await startBenchNats("spawn");
+  try {
+    const cold: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const t0 = performance.now();
+      const inst = await runtime.create({
+        instance,
+        poolId: "cold",
+        agentId: `cold-${i}`,
+        generation: 1,
+        template: { image: LOCAL_IMAGE, command: ["sleep", "1000"] },
+        env: {},
+        ports: [],
+      });
+      await runtime.start(inst.id);
+      cold.push(performance.now() - t0);
+      await runtime.remove(inst.id);
+    }
+    cold.sort((a, b) => a - b);
+    const coldP50 = pct(cold, 50);
+    console.log(
+      `docker cold create+start p50 ${ms(coldP50)} vs warm acquire p50 ${ms(warmAcquireP50)}: ` +
+        `a warm agent is ${(coldP50 / warmAcquireP50).toFixed(0)}x faster to get`,
+    );
+
+    // 20 bare `docker run -d` at once, until all are running.
+    const names = Array.from({ length: 20 }, (_, i) => `corral-bench-bare-${process.pid}-${i}`);
+    const t0 = performance.now();
+    await Promise.all(
+      names.map((n) =>
+        run("docker", [
+          "run",
+          "-d",
+          "--init",
+          "--name",
+          n,
+          "--label",
+          `corral.bench=${process.pid}`,
+          LOCAL_IMAGE,
+          "sleep",
+          "1000",
+        ]),
+      ),
+    );
+    const bareMs = performance.now() - t0;
+    await run("docker", ["rm", "-f", ...names]);
+
+    // 20 agents of a fresh pool to ready through the control plane.
+    const config = poolConfigSchema.parse({
+      runtime: "docker",
+      min: 20,
+      max: 20,
+      warm: 20,
+      idleTimeoutMs: 0,
+      recycle: {},
+      maintenanceIntervalMs: 1_000,
+      leaseTtlMs: 60_000,
+      startTimeoutMs: 60_000,
+      template: { image: LOCAL_IMAGE, command: ["sleep", "1000"] },
+    });
+    const t1 = performance.now();
+    const { cp } = await ControlPlane.start({
+      nc: nats.nc,
+      instance,
+      pools: { spawn: config },
+      runtimes: { docker: runtime },
+    });
+    await until("20 ready agents", () => (cp.pool("spawn").status().counts.idle ?? 0) === 20, 120_000);
+    const poolMs = performance.now() - t1;
+    console.log(
+      `docker spawn 20 agents to ready: ${ms(poolMs)} vs 20 bare docker runs ${ms(bareMs)} ` +
+        `(corral/bare ${(poolMs / bareMs).toFixed(2)}x)`,
+    );
+    await cp.stop({ stopAgents: true });
+  } finally {
+    for (const i of await runtime.list()) await runtime.remove(i.id);
+    await runtime.close();
+    await nats.stop();
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await benchAcquire();

@@ -1,0 +1,77 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { connectNats } from "../src/nats/connect.ts";
+import { NatsServer } from "../src/nats/server.ts";
+
+/** Small helpers shared by the benches: a private nats-server, timing, heap sampling, output. */
+
+export interface BenchNats {
+  server: NatsServer;
+  nc: NatsConnection;
+  /** Closes the connection, stops the server and removes its store. */
+  stop(): Promise<void>;
+}
+
+/** A nats-server of the bench's own on a free port, with a temporary file store. */
+export async function startBenchNats(name: string): Promise<BenchNats> {
+  const dir = mkdtempSync(join(tmpdir(), `corral-bench-${name}-`));
+  const server = await NatsServer.start({ storeDir: join(dir, "store") });
+  const nc = await connectNats(server.url, { name: `bench-${name}` });
+  return {
+    server,
+    nc,
+    async stop() {
+      await nc.close();
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> {
+  const t0 = performance.now();
+  const value = await fn();
+  return { ms: performance.now() - t0, value };
+}
+
+export const perSecond = (count: number, ms: number) => (count / ms) * 1000;
+export const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
+export const mb = (bytes: number) => (bytes / 1024 / 1024).toFixed(0);
+
+/** "ratio 2.70x (target >= 2x)", flagged when short of the target. */
+export function ratio(value: number, baseline: number, target: number): string {
+  const r = value / baseline;
+  return `ratio ${r.toFixed(2)}x (target >= ${target}x${r < target ? ", SHORT" : ""})`;
+}
+
+let gcFn: (() => void) | undefined;
+/** A full GC, for a clean heap baseline, whether or not node ran with --expose-gc. */
+export function collectGarbage(): void {
+  if (!gcFn) {
+    const g = (globalThis as { gc?: () => void }).gc;
+    if (g) gcFn = g;
+    else {
+      setFlagsFromString("--expose-gc");
+      gcFn = runInNewContext("gc") as () => void;
+    }
+  }
+  gcFn();
+}
+
+/** Samples heapUsed on a timer (it fires whenever the measured code awaits) and keeps the peak. */
+export function heapPeak(everyMs = 5): { stop(): number } {
+  let peak = process.memoryUsage().heapUsed;
+  const timer = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage().heapUsed);
+  }, everyMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      return Math.max(peak, process.memoryUsage().heapUsed);
+    },
+  };
+}

@@ -1,0 +1,255 @@
+import { jetstreamManager } from "@nats-io/jetstream";
+import {
+  type Msg,
+  type NatsConnection,
+  NoRespondersError,
+  RequestError,
+  TimeoutError,
+} from "@nats-io/nats-core";
+import { ServiceErrorCodeHeader, ServiceErrorHeader } from "@nats-io/services";
+import type { z } from "zod";
+import { decodeEvent } from "../codec/msgpack.ts";
+import { isValidId } from "../events/envelope.ts";
+import { DEFAULT_STREAM } from "../store/stream.ts";
+import { eventSubject } from "../store/subjects.ts";
+import {
+  type AcquireReply,
+  acquireRequest,
+  type cancelRequest,
+  type closeRequest,
+  isErrorReply,
+  type leaseRequest,
+  type renewRequest,
+  subjects,
+} from "./protocol.ts";
+
+/**
+ * A typed client for corral's pool API (`corral.api.>`, JSON request/reply). Every failure —
+ * an error reply from the daemon, no daemon at all, no reply in time — is an `ApiError` whose
+ * `code` is the stable, machine-readable part.
+ */
+
+export class ApiError extends Error {
+  override name = "ApiError";
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/*
+ * Reply shapes of the endpoints other than acquire, as src/api/service.ts builds them. They belong
+ * in protocol.ts beside AcquireReply; until they move there, they live here.
+ */
+export interface ReleaseReply {
+  leaseId: string;
+  agentId: string;
+  pool: string;
+}
+export interface RenewReply {
+  leaseId: string;
+  /** ISO 8601. */
+  expiresAt: string;
+}
+export interface CancelReply {
+  requestId: string;
+  /** False when no acquire with that id was waiting (already granted, failed, or never seen). */
+  cancelled: boolean;
+}
+export interface CloseReply {
+  pool: string;
+  state: string;
+}
+export interface DownReply {
+  stopped: boolean;
+}
+
+/** One pool's status. Every field is optional: readers render what the daemon sends. */
+export interface PoolStatus {
+  pool?: string;
+  state?: string;
+  metrics?: PoolMetrics;
+  agents?: AgentStatus[];
+  waiters?: number;
+  [key: string]: unknown;
+}
+export interface PoolMetrics {
+  active?: number;
+  idle?: number;
+  total?: number;
+  totalLeases?: number;
+  totalRecycles?: number;
+  spawned?: number;
+  terminated?: number;
+  lastScaleEvent?: { at: number | string; direction: string } | null;
+  [key: string]: unknown;
+}
+export interface AgentStatus {
+  id?: string;
+  phase?: string;
+  generation?: number;
+  ports?: number[];
+  leasesServed?: number;
+  [key: string]: unknown;
+}
+
+export type AcquireOptions = Omit<z.input<typeof acquireRequest>, "timeoutMs"> & { timeoutMs?: number };
+
+export interface ClientOptions {
+  /** How long to wait for a reply to an ordinary request (ms). */
+  timeoutMs?: number;
+}
+
+export const DEFAULT_REQUEST_TIMEOUT_MS = 5_000;
+/** Closing a pool (and `down`) waits until its agents have stopped, which takes a while. */
+export const DEFAULT_SLOW_TIMEOUT_MS = 60_000;
+/** The daemon's own default wait for a free agent, read from the request schema. */
+export const DEFAULT_ACQUIRE_TIMEOUT_MS: number = acquireRequest.parse({}).timeoutMs;
+
+const utf8 = new TextEncoder();
+
+export class CorralClient {
+  readonly timeoutMs: number;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    opts: ClientOptions = {},
+  ) {
+    this.timeoutMs = opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  }
+
+  /**
+   * Waits up to `timeoutMs` for a free agent of `pool` and leases it. The NATS request waits that
+   * long plus one ordinary request timeout, so the daemon's own `timeout` error (which names the
+   * pool) reaches the caller rather than a bare client-side timeout racing it.
+   */
+  async acquire(pool: string, opts: AcquireOptions = {}): Promise<AcquireReply> {
+    const timeoutMs = opts.timeoutMs ?? DEFAULT_ACQUIRE_TIMEOUT_MS;
+    const body: z.input<typeof acquireRequest> = { ...opts, timeoutMs };
+    return this.request(subjects.acquire(poolToken(pool)), body, timeoutMs + this.timeoutMs);
+  }
+
+  /** Ends a lease. Without `pool`, the lease's pool is read from its first event. */
+  async release(leaseId: string, pool?: string): Promise<ReleaseReply> {
+    const body: z.input<typeof leaseRequest> = { leaseId };
+    return this.request(subjects.release(poolToken(pool ?? (await this.poolOfLease(leaseId)))), body);
+  }
+
+  /** Extends a lease by `ttlMs` from now (default: the lease's own TTL). */
+  async renew(leaseId: string, ttlMs?: number, pool?: string): Promise<RenewReply> {
+    const body: z.input<typeof renewRequest> = ttlMs === undefined ? { leaseId } : { leaseId, ttlMs };
+    return this.request(subjects.renew(poolToken(pool ?? (await this.poolOfLease(leaseId)))), body);
+  }
+
+  /** The pool a lease belongs to, from its LeaseGranted event (the first on its subject). */
+  async poolOfLease(leaseId: string): Promise<string> {
+    if (!isValidId(leaseId)) {
+      throw new ApiError(
+        "bad_request",
+        `invalid lease id ${JSON.stringify(leaseId)}: use 1-128 characters of A-Z a-z 0-9 _ -`,
+      );
+    }
+    const jsm = await jetstreamManager(this.nc);
+    const first = await jsm.direct
+      .getMessage(DEFAULT_STREAM.name, { seq: 1, next_by_subj: eventSubject({ kind: "lease", id: leaseId }) })
+      .catch((err: unknown) => {
+        throw new ApiError("request_failed", `cannot look up lease ${leaseId}: ${(err as Error).message}`);
+      });
+    if (!first) throw new ApiError("lease_not_found", `no lease ${leaseId}`);
+    const event = decodeEvent(first.data, { seq: first.seq, subject: first.subject });
+    if (event.type !== "LeaseGranted")
+      throw new ApiError("lease_not_found", `no lease ${leaseId} (first event is ${event.type})`);
+    return event.data.poolId;
+  }
+
+  /** Stops a waiting acquire that was sent with this `requestId`. */
+  async cancel(pool: string, requestId: string): Promise<CancelReply> {
+    const body: z.input<typeof cancelRequest> = { requestId };
+    return this.request(subjects.cancel(poolToken(pool)), body);
+  }
+
+  async status(pool: string): Promise<PoolStatus> {
+    return this.request(subjects.status(poolToken(pool)), {});
+  }
+
+  /** The status of every pool the daemon runs. */
+  async pools(): Promise<PoolStatus[]> {
+    const reply = await this.request<{ pools?: PoolStatus[] }>(subjects.poolsList, {});
+    if (!Array.isArray(reply.pools)) throw new ApiError("bad_reply", "pools reply has no pools list");
+    return reply.pools;
+  }
+
+  /** No new leases; resolves once the pool's agents have stopped. */
+  async close(pool: string, opts: { revokeLeases?: boolean; timeoutMs?: number } = {}): Promise<CloseReply> {
+    const body: z.input<typeof closeRequest> = { revokeLeases: opts.revokeLeases ?? false };
+    return this.request(subjects.close(poolToken(pool)), body, opts.timeoutMs ?? DEFAULT_SLOW_TIMEOUT_MS);
+  }
+
+  /** Closes every pool and stops the daemon (it exits after replying). */
+  down(opts: { timeoutMs?: number } = {}): Promise<DownReply> {
+    return this.request(subjects.down, {}, opts.timeoutMs ?? DEFAULT_SLOW_TIMEOUT_MS);
+  }
+
+  private async request<T>(subject: string, body: unknown, timeoutMs = this.timeoutMs): Promise<T> {
+    let msg: Msg;
+    try {
+      msg = await this.nc.request(subject, utf8.encode(JSON.stringify(body)), { timeout: timeoutMs });
+    } catch (err) {
+      throw requestFailure(subject, timeoutMs, err);
+    }
+    return decodeReply<T>(subject, msg);
+  }
+}
+
+/** A pool name becomes one subject token: a dot or wildcard in it would address other subjects. */
+function poolToken(pool: string): string {
+  if (!isValidId(pool)) {
+    throw new ApiError(
+      "bad_request",
+      `invalid pool name ${JSON.stringify(pool)}: use 1-128 characters of A-Z a-z 0-9 _ -`,
+    );
+  }
+  return pool;
+}
+
+function requestFailure(subject: string, timeoutMs: number, err: unknown): ApiError {
+  // nats-core wraps "no responders" in a RequestError; a timeout comes bare.
+  const noResponders =
+    err instanceof NoRespondersError ||
+    (err instanceof RequestError && (err.isNoResponders() || err.cause instanceof NoRespondersError));
+  if (noResponders) {
+    return new ApiError("no_daemon", `no corral daemon answers on ${subject} — is \`corral up\` running?`);
+  }
+  if (err instanceof TimeoutError) {
+    return new ApiError("timeout", `no reply on ${subject} within ${timeoutMs} ms`);
+  }
+  return new ApiError("request_failed", `request on ${subject} failed: ${(err as Error)?.message ?? err}`);
+}
+
+/** The JSON body, or the ApiError it (or the micro error headers) carries. */
+function decodeReply<T>(subject: string, msg: Msg): T {
+  const headerCode = msg.headers?.get(ServiceErrorCodeHeader) ?? "";
+  let body: unknown;
+  try {
+    body = msg.data.length > 0 ? msg.json() : undefined;
+  } catch {
+    body = undefined;
+  }
+  if (isErrorReply(body)) {
+    const e = (body as { error: unknown }).error as { code?: unknown; message?: unknown } | null;
+    const code = typeof e?.code === "string" && e.code ? e.code : headerCode || "error";
+    const message =
+      typeof e?.message === "string" ? e.message : (msg.headers?.get(ServiceErrorHeader) ?? "unknown error");
+    throw new ApiError(code, message);
+  }
+  if (headerCode) {
+    // A responder that flagged an error without our JSON body: the headers are all there is.
+    throw new ApiError(headerCode, msg.headers?.get(ServiceErrorHeader) || `error ${headerCode}`);
+  }
+  if (body === undefined || typeof body !== "object" || body === null) {
+    throw new ApiError("bad_reply", `reply on ${subject} is not a JSON object`);
+  }
+  return body as T;
+}

@@ -1,0 +1,150 @@
+import { configFrom } from "../config/default.ts";
+import { ConfigError } from "../config/load.ts";
+import { Daemon } from "../daemon/daemon.ts";
+import type { Logger } from "../log.ts";
+import { natsUrl } from "../nats/connect.ts";
+import { ensureNats } from "../nats/ensure.ts";
+import { colourEnabled, palette } from "./colour.ts";
+import { CliError, EXIT } from "./exit.ts";
+import type { Out } from "./output.ts";
+
+function load(file?: string) {
+  try {
+    return configFrom(file);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new CliError(err.message, EXIT.usage);
+    throw err;
+  }
+}
+
+/** Resolves on the first SIGINT/SIGTERM. */
+function interrupted(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const on = (sig: NodeJS.Signals) => {
+      process.off("SIGINT", on);
+      process.off("SIGTERM", on);
+      resolve(sig);
+    };
+    process.on("SIGINT", on);
+    process.on("SIGTERM", on);
+  });
+}
+
+/**
+ * `corral up`: runs until SIGINT/SIGTERM, then stops serving and leaves the agents running —
+ * the next `corral up` adopts them. `corral down` is what stops agents.
+ */
+export async function up(opts: { config?: string; nats?: string; log: Logger }): Promise<void> {
+  const { config, source } = load(opts.config);
+  const url = opts.nats ?? (process.env.NATS_URL?.trim() || config.nats || natsUrl());
+  const daemon = await Daemon.start({
+    config,
+    configFile: source,
+    natsUrl: url,
+    log: opts.log,
+    connectWaitMs: 30_000,
+  });
+  const stopped = new Promise<void>((resolve) => {
+    // `corral down` over the API: the daemon already stopped its agents; exit once replied.
+    daemon.onDown = () => setTimeout(resolve, 50);
+  });
+  const how = await Promise.race([interrupted(), stopped.then(() => "down" as const)]);
+  opts.log.info({ how }, "stopping");
+  await daemon.stop({ stopAgents: false });
+}
+
+/**
+ * `corral down`: asks the running daemon to close its pools and stop every agent. With no daemon
+ * answering, does it itself: starts the control plane for the same instance and tears it down.
+ */
+export async function down(opts: { config?: string; nats?: string; log: Logger; out: Out }): Promise<void> {
+  const { config, source } = load(opts.config);
+  const url = opts.nats ?? (process.env.NATS_URL?.trim() || config.nats || natsUrl());
+  const [{ connectNats }, { CorralClient, ApiError }] = await Promise.all([
+    import("../nats/connect.ts"),
+    import("../api/client.ts"),
+  ]);
+  const nc = await connectNats(url, { name: "corral-down", timeoutMs: 1_500 });
+  try {
+    await new CorralClient(nc, { timeoutMs: 120_000 }).down();
+    opts.out.write("corral is down: pools closed, agents stopped\n");
+    return;
+  } catch (err) {
+    if (!(err instanceof ApiError) || err.code !== "no_daemon") throw err;
+  } finally {
+    await nc.close();
+  }
+  const daemon = await Daemon.start({
+    config,
+    configFile: source,
+    natsUrl: url,
+    log: opts.log,
+    serveApi: false,
+  });
+  await daemon.stop({ stopAgents: true });
+  opts.out.write("no daemon was running; stopped the agents of this instance and closed its pools\n");
+}
+
+/**
+ * `npm start`: NATS (found or started), the daemon with the default pool, and its status live
+ * on screen. Ctrl-C stops everything it started, agents included: nothing is left running.
+ */
+export async function startLocal(opts: {
+  nats?: string;
+  dataDir: string;
+  config?: string;
+  log: Logger;
+  out: Out;
+}): Promise<void> {
+  const { config, source } = load(opts.config);
+  const nats = await ensureNats({ url: opts.nats, dataDir: opts.dataDir, log: opts.log });
+  let daemon: Daemon | undefined;
+  try {
+    daemon = await Daemon.start({
+      config: { ...config, stateDir: opts.dataDir },
+      configFile: source,
+      natsUrl: nats.url,
+      log: opts.log,
+    });
+    const stop = interrupted();
+    const c = palette(colourEnabled(process.stdout));
+    const tty = process.stdout.isTTY === true;
+    const pools = daemon.cp.poolNames();
+    const draw = () => {
+      const lines = [c.bold(`corral is up · NATS ${nats.url} · Ctrl-C stops everything`)];
+      for (const pool of pools) lines.push(...renderStatus((daemon as Daemon).status(pool), c));
+      lines.push(
+        "",
+        c.dim(
+          `try:  npx corral acquire ${pools[0]}   then curl the URL it prints   ·   npx corral status --watch`,
+        ),
+      );
+      if (tty) opts.out.write(`\x1b[H\x1b[2J${lines.join("\n")}\n`);
+      else opts.out.write(`${lines.join("\n")}\n`);
+    };
+    draw();
+    const timer = setInterval(draw, tty ? 1_000 : 10_000);
+    await stop;
+    clearInterval(timer);
+    opts.out.write("\nstopping: closing pools and stopping agents…\n");
+  } finally {
+    await daemon?.stop({ stopAgents: true });
+    await nats.stop();
+  }
+  opts.out.write("stopped; nothing left running\n");
+}
+
+type Status = ReturnType<Daemon["status"]>;
+
+function renderStatus(s: Status, c: ReturnType<typeof palette>): string[] {
+  const m = s.metrics as Record<string, unknown> | null;
+  const head = `${c.bold(s.pool)} ${s.state}  waiting ${s.waiters}`;
+  const metrics = m
+    ? `  active ${m.active} idle ${m.idle} total ${m.total} · leases ${m.totalLeases} recycles ${m.totalRecycles} · spawned ${m.spawned} terminated ${m.terminated}`
+    : "";
+  const rows = s.agents.map(
+    (a) =>
+      `  ${a.id.padEnd(46)} ${a.phase.padEnd(10)} gen ${String(a.generation).padEnd(3)} leases ${String(a.leasesServed).padEnd(4)} ${a.ports.map((p) => `http://localhost:${p}`).join(" ")}`,
+  );
+  return ["", head + metrics, ...rows];
+}

@@ -1,0 +1,137 @@
+import { join, resolve } from "node:path";
+import type { NatsConnection } from "@nats-io/nats-core";
+import type { Service } from "@nats-io/services";
+import type { Logger } from "pino";
+import { startApi } from "../api/service.ts";
+import type { FileConfig } from "../config/schema.ts";
+import { ControlPlane, type StartReport } from "../cp/control-plane.ts";
+import { connectNats } from "../nats/connect.ts";
+import { CheckpointStore } from "../projections/checkpoints.ts";
+import { ProjectionRunner } from "../projections/runner.ts";
+import { type Worldview, type WorldviewState, worldviewProjection } from "../projections/worldview.ts";
+import { createRuntime, dockerClient, dockerUnavailableReason } from "../runtime/index.ts";
+import type { Runtime, RuntimeKind } from "../runtime/types.ts";
+import { resolvePools } from "./pools.ts";
+import { poolStatus } from "./status.ts";
+
+export interface DaemonOptions {
+  config: FileConfig;
+  /** For error messages: where the config came from. */
+  configFile: string;
+  natsUrl: string;
+  log: Logger;
+  /** Keep trying to reach NATS this long at start (compose starts NATS and corral together). */
+  connectWaitMs?: number;
+  /** false: no NATS API (a one-shot `corral down` that tears the instance down itself). */
+  serveApi?: boolean;
+}
+
+/**
+ * `corral up`: the control plane, its NATS API and a live worldview, for one instance. Stopping
+ * it leaves agents running for the next `corral up` to adopt; `down` stops them too.
+ */
+export class Daemon {
+  /** Called after `corral down` (over the API) has stopped every agent: time to exit. */
+  onDown: () => void = () => {};
+
+  private constructor(
+    readonly nc: NatsConnection,
+    readonly cp: ControlPlane,
+    readonly report: StartReport,
+    private readonly api: Service | undefined,
+    private readonly worldview: ProjectionRunner<WorldviewState, Worldview>,
+    private readonly runtimes: Runtime[],
+    private readonly stopFollowing: AbortController,
+    private readonly log: Logger,
+  ) {}
+
+  static async start(opts: DaemonOptions): Promise<Daemon> {
+    const { config, log } = opts;
+    const nc = await connectWithRetry(opts.natsUrl, opts.connectWaitMs ?? 0, log);
+    const runtimes: Partial<Record<RuntimeKind, Runtime>> = {};
+    try {
+      const dockerReason = await dockerUnavailableReason();
+      const docker = dockerReason === undefined ? dockerClient() : undefined;
+      const pools = await resolvePools(config, opts.configFile, { docker, dockerReason });
+      const stateDir = resolve(config.stateDir);
+      runtimes.process = await createRuntime("process", {
+        instance: config.instance,
+        log,
+        stateDir: join(stateDir, "process", config.instance),
+      });
+      // Docker is watched whenever it answers, so containers of a pool that moved to process are reaped too.
+      if (docker) runtimes.docker = await createRuntime("docker", { instance: config.instance, log, docker });
+      const { cp, report } = await ControlPlane.start({
+        nc,
+        instance: config.instance,
+        pools,
+        runtimes,
+        log,
+      });
+      const checkpoints = await CheckpointStore.open(nc);
+      const worldview = new ProjectionRunner(cp.store, worldviewProjection, { checkpoints, logger: log });
+      await worldview.catchUp();
+      const following = new AbortController();
+      void worldview
+        .follow(() => {}, following.signal)
+        .catch((err: unknown) => {
+          if (!following.signal.aborted) log.error({ err }, "worldview follower stopped");
+        });
+      let daemon: Daemon | undefined;
+      const api =
+        opts.serveApi === false
+          ? undefined
+          : await startApi(nc, cp, {
+              log,
+              status: (pool) => poolStatus(cp, worldview.view(), pool),
+              onDown: async () => {
+                await cp.closeAll("corral down");
+                setImmediate(() => daemon?.onDown());
+              },
+            });
+      daemon = new Daemon(
+        nc,
+        cp,
+        report,
+        api,
+        worldview,
+        Object.values(runtimes) as Runtime[],
+        following,
+        log,
+      );
+      log.info({ instance: config.instance, ...report }, "corral is up");
+      return daemon;
+    } catch (err) {
+      await Promise.allSettled(Object.values(runtimes).map((r) => r?.close()));
+      await nc.close();
+      throw err;
+    }
+  }
+
+  status(pool: string) {
+    return poolStatus(this.cp, this.worldview.view(), pool);
+  }
+
+  /** Stops serving. Agents keep running unless `stopAgents` (then pools close and agents stop). */
+  async stop(opts: { stopAgents?: boolean } = {}): Promise<void> {
+    await this.api?.stop().catch(() => {});
+    await this.cp.stop(opts);
+    this.stopFollowing.abort();
+    await Promise.allSettled(this.runtimes.map((r) => r.close()));
+    await this.nc.drain().catch(() => {});
+    this.log.info({ stopAgents: opts.stopAgents === true }, "corral stopped");
+  }
+}
+
+async function connectWithRetry(url: string, waitMs: number, log: Logger): Promise<NatsConnection> {
+  const until = Date.now() + waitMs;
+  for (;;) {
+    try {
+      return await connectNats(url, { name: "corral-daemon", reconnect: true });
+    } catch (err) {
+      if (Date.now() >= until) throw err;
+      log.info({ url }, "waiting for NATS");
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+}

@@ -1,0 +1,28 @@
+import type { ControlPlane } from "../cp/control-plane.ts";
+import type { Worldview } from "../projections/worldview.ts";
+
+/**
+ * What `.status` answers for a pool: the metrics of seed 002 from the worldview (what the stream
+ * says), and the supervisor's live details (waiting acquirers, each agent's phase).
+ */
+export function poolStatus(cp: ControlPlane, worldview: Worldview, pool: string) {
+  const live = cp.pool(pool).status();
+  const fromStream = (worldview as { pools?: Record<string, { metrics?: unknown }> }).pools?.[pool];
+  return {
+    pool,
+    state: live.state,
+    metrics: fromStream?.metrics ?? null,
+    waiters: live.waiters,
+    spawnPausedUntil: live.spawnPausedUntil,
+    agents: live.agents.map((a) => ({
+      id: a.id,
+      phase: a.phase,
+      generation: a.generation,
+      ports: a.ports,
+      leasesServed: a.leasesServed,
+      recycles: a.recycles,
+      leaseId: a.leaseId,
+    })),
+    worldviewSeq: worldview.lastSeq,
+  };
+}

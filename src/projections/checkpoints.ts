@@ -1,0 +1,106 @@
+import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
+import { type KV, Kvm } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { decode, encode } from "../codec/msgpack.ts";
+import { type ProjectionLogger, silent } from "./projection.ts";
+
+/** A projection's saved position: the state after folding every record up to `seq`. */
+export interface Checkpoint<V = unknown> {
+  seq: number;
+  /** The projection version that wrote it; any other version is ignored (rebuild). */
+  version: number;
+  state: V;
+}
+
+export const CHECKPOINT_BUCKET = "corral_projections";
+
+/** NATS's default max_payload; the server's own limit is used when the connection knows it. */
+const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
+/** Room for the KV message's headers and protocol overhead within max_payload. */
+const HEADROOM = 1024;
+
+export interface CheckpointStoreOptions {
+  bucket?: string;
+  /** false: only read an existing bucket (a read-only caller such as the CLI creates nothing). */
+  create?: boolean;
+  /** Largest encoded checkpoint to write; default: the server's max_payload less headroom. */
+  maxBytes?: number;
+  logger?: ProjectionLogger;
+}
+
+export type PutResult = "written" | "too-large" | "failed";
+
+/** Checkpoints in a JetStream KV bucket, one key per projection name, latest only. */
+export class CheckpointStore {
+  private constructor(
+    private readonly kv: KV,
+    readonly maxBytes: number,
+    private readonly log: ProjectionLogger,
+  ) {}
+
+  static async open(nc: NatsConnection, opts: CheckpointStoreOptions = {}): Promise<CheckpointStore> {
+    const bucket = opts.bucket ?? CHECKPOINT_BUCKET;
+    const kvm = new Kvm(nc);
+    const kv = opts.create === false ? await kvm.open(bucket) : await kvm.create(bucket, { history: 1 });
+    const maxBytes = opts.maxBytes ?? (nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD) - HEADROOM;
+    return new CheckpointStore(kv, maxBytes, opts.logger ?? silent);
+  }
+
+  /** The checkpoint under `name`, or undefined when there is none or it cannot be read. */
+  async get<V>(name: string): Promise<Checkpoint<V> | undefined> {
+    let bytes: Uint8Array;
+    try {
+      const e = await this.kv.get(name);
+      if (e?.operation !== "PUT" || e.value.length === 0) return undefined;
+      bytes = e.value;
+    } catch (err) {
+      // No bucket yet (read-only open, nothing checkpointed so far): simply none.
+      if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) return undefined;
+      // NATS trouble: fold from the start instead.
+      this.log.warn({ projection: name, err: (err as Error).message }, "cannot read projection checkpoint");
+      return undefined;
+    }
+    try {
+      const cp = decode(bytes) as Checkpoint<V>;
+      if (!Number.isInteger(cp?.seq) || cp.seq < 0 || !Number.isInteger(cp.version)) {
+        throw new TypeError("not a checkpoint");
+      }
+      return cp;
+    } catch (err) {
+      this.log.warn(
+        { projection: name, err: (err as Error).message },
+        "ignoring unreadable projection checkpoint",
+      );
+      return undefined;
+    }
+  }
+
+  /**
+   * Writes a checkpoint. One that would not fit in a NATS message is logged and skipped, and a
+   * failed write is logged: the projection carries on and simply replays more next time.
+   */
+  async put<V>(name: string, cp: Checkpoint<V>): Promise<PutResult> {
+    const bytes = encode(cp);
+    if (bytes.length > this.maxBytes) {
+      this.log.warn(
+        { projection: name, seq: cp.seq, bytes: bytes.length, maxBytes: this.maxBytes },
+        "projection checkpoint too large, not written",
+      );
+      return "too-large";
+    }
+    try {
+      await this.kv.put(name, bytes);
+      return "written";
+    } catch (err) {
+      this.log.warn(
+        { projection: name, seq: cp.seq, err: (err as Error).message },
+        "checkpoint write failed",
+      );
+      return "failed";
+    }
+  }
+
+  async delete(name: string): Promise<void> {
+    await this.kv.delete(name);
+  }
+}

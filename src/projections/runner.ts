@@ -1,0 +1,208 @@
+import type { EventStore } from "../store/event-store.ts";
+import type { StoredRecord } from "../store/records.ts";
+import type { CheckpointStore, PutResult } from "./checkpoints.ts";
+import { type OnSkip, type Projection, type ProjectionLogger, silent } from "./projection.ts";
+
+export interface RunnerOptions {
+  /** Where checkpoints live; without one the runner always folds from the start. */
+  checkpoints?: CheckpointStore;
+  /** Read checkpoints, never write them (for one-shot readers such as the CLI). */
+  readOnly?: boolean;
+  /** Checkpoint after about this many records (at batch boundaries); 0: only when caught up. */
+  checkpointEvery?: number;
+  /** Messages per pull request of the catch-up reader. */
+  batch?: number;
+  logger?: ProjectionLogger;
+}
+
+export interface CatchUpResult {
+  /** Sequence the catch-up started after. */
+  from: number;
+  /** Sequence the state now includes. */
+  seq: number;
+  records: number;
+  checkpoint: CheckpointResult;
+}
+
+/** "unchanged": the last checkpoint already holds this position; "none": no store, or read-only. */
+export type CheckpointResult = PutResult | "unchanged" | "none";
+
+/**
+ * Drives a projection over the event store: resumes from its checkpoint, catches up with the
+ * fast range reader, follows live with an ordered consumer, and checkpoints as it goes. Poison
+ * records are folded in as skips (counted by the projection, logged here with their sequence);
+ * nothing in the stream can stop it.
+ */
+export class ProjectionRunner<S, V> {
+  private s: S;
+  private pos = 0;
+  private resumed = false;
+  private checkpointedAt = -1;
+  private readonly log: ProjectionLogger;
+  private readonly every: number;
+
+  constructor(
+    readonly store: EventStore,
+    readonly projection: Projection<S, V>,
+    private readonly opts: RunnerOptions = {},
+  ) {
+    this.s = projection.init();
+    this.log = opts.logger ?? silent;
+    this.every = opts.checkpointEvery ?? 10_000;
+  }
+
+  /** Stream sequence the state includes (0: nothing folded yet). */
+  get seq(): number {
+    return this.pos;
+  }
+
+  /** The working state; it changes as records arrive. Use `view()` for a plain copy. */
+  get state(): S {
+    return this.s;
+  }
+
+  view(): V {
+    return this.projection.save(this.s);
+  }
+
+  /** Loads the checkpoint, once; returns the sequence folding resumes after. */
+  async resume(): Promise<number> {
+    if (this.resumed) return this.pos;
+    this.resumed = true;
+    const loaded = await this.loadCheckpoint(Number.POSITIVE_INFINITY);
+    if (loaded) {
+      this.s = loaded.state;
+      this.pos = loaded.seq;
+      this.checkpointedAt = loaded.seq;
+    }
+    return this.pos;
+  }
+
+  /** Folds everything after the current position (up to `toSeq`), then checkpoints. */
+  async catchUp(toSeq?: number): Promise<CatchUpResult> {
+    await this.resume();
+    const from = this.pos;
+    let records = 0;
+    let since = 0;
+    for await (const batch of this.store.read({ fromSeq: from + 1, toSeq, batch: this.opts.batch })) {
+      this.pos = this.applyBatch(this.s, batch, this.pos);
+      records += batch.length;
+      since += batch.length;
+      if (this.every > 0 && since >= this.every) {
+        since = 0;
+        await this.checkpoint();
+      }
+    }
+    return { from, seq: this.pos, records, checkpoint: await this.checkpoint() };
+  }
+
+  /** Throws the state away and folds the whole stream again (the checkpoint is overwritten). */
+  async rebuild(): Promise<CatchUpResult> {
+    this.resumed = true;
+    this.s = this.projection.init();
+    this.pos = 0;
+    this.checkpointedAt = -1;
+    return this.catchUp();
+  }
+
+  /**
+   * The projection as of stream sequence `seq`, folded apart from the runner's own state: from
+   * zero, or from a checkpoint at or before `seq` (never one past it).
+   */
+  async at(seq: number, opts: { useCheckpoint?: boolean } = {}): Promise<{ seq: number; state: V }> {
+    let state = this.projection.init();
+    let pos = 0;
+    const loaded = opts.useCheckpoint === false ? undefined : await this.loadCheckpoint(seq);
+    if (loaded) {
+      state = loaded.state;
+      pos = loaded.seq;
+    }
+    if (seq > pos) {
+      for await (const batch of this.store.read({ fromSeq: pos + 1, toSeq: seq, batch: this.opts.batch })) {
+        pos = this.applyBatch(state, batch, pos);
+      }
+    }
+    return { seq: pos, state: this.projection.save(state) };
+  }
+
+  /**
+   * Catches up, then applies each new record as it is stored and calls `onRecord` after it.
+   * Checkpoints every `checkpointEvery` records and once more when `signal` stops it.
+   */
+  async follow(onRecord: (record: StoredRecord, runner: this) => void, signal?: AbortSignal): Promise<void> {
+    await this.catchUp();
+    let since = 0;
+    try {
+      for await (const r of this.store.follow({ fromSeq: this.pos + 1 }, signal)) {
+        if (r.seq <= this.pos) continue;
+        this.pos = this.applyBatch(this.s, [r], this.pos);
+        onRecord(r, this);
+        if (this.every > 0 && ++since >= this.every) {
+          since = 0;
+          await this.checkpoint();
+        }
+      }
+    } finally {
+      await this.checkpoint();
+    }
+  }
+
+  /** Saves {seq, version, state}, unless read-only or nothing changed since the last one. */
+  async checkpoint(): Promise<CheckpointResult> {
+    const cps = this.opts.checkpoints;
+    if (!cps || this.opts.readOnly) return "none";
+    if (this.pos === this.checkpointedAt) return "unchanged";
+    const seq = this.pos;
+    const result = await cps.put(this.projection.name, {
+      seq,
+      version: this.projection.version,
+      state: this.projection.save(this.s),
+    });
+    if (result === "written") this.checkpointedAt = seq;
+    return result;
+  }
+
+  private applyBatch(state: S, batch: readonly StoredRecord[], pos: number): number {
+    const p = this.projection;
+    let last = pos;
+    for (const r of batch) {
+      if (r.seq <= last) continue; // a redelivery: the state already includes it
+      p.apply(state, r, this.onSkip);
+      last = r.seq;
+    }
+    return last;
+  }
+
+  private readonly onSkip: OnSkip = (r, reason, err) =>
+    this.log.warn(
+      {
+        projection: this.projection.name,
+        seq: r.seq,
+        subject: r.subject,
+        reason,
+        err: (err as Error)?.message,
+      },
+      "skipped stream record",
+    );
+
+  private async loadCheckpoint(maxSeq: number): Promise<{ seq: number; state: S } | undefined> {
+    const cps = this.opts.checkpoints;
+    if (!cps) return undefined;
+    const { name, version } = this.projection;
+    const cp = await cps.get<V>(name);
+    if (!cp || cp.seq > maxSeq) return undefined;
+    if (cp.version !== version) {
+      this.log.warn(
+        { projection: name, found: cp.version, version },
+        "ignoring checkpoint of another version",
+      );
+      return undefined;
+    }
+    try {
+      return { seq: cp.seq, state: this.projection.load(cp.state) };
+    } catch (err) {
+      this.log.warn({ projection: name, err: (err as Error).message }, "ignoring malformed checkpoint");
+      return undefined;
+    }
+  }
+}

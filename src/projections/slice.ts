@@ -1,0 +1,52 @@
+import type { EventOf, EventType } from "../events/catalogue.ts";
+
+/** Where an event sits in the stream; the only notion of time a reducer gets (never a clock). */
+export interface RecordMeta {
+  seq: number;
+  /** When the server stored it (ms since the epoch). */
+  time: number;
+}
+
+/**
+ * One independent part of the worldview: a reducer over the event types it declares, plus the
+ * conversion between its working state and plain, canonical, MessagePack-safe data.
+ *
+ * Reducers update their working state in place: copying a map of live items on every event
+ * would make a rebuild O(events × live items). They are still deterministic functions of
+ * (state, event, meta) — no I/O, no clock, no randomness — so folding the same records always
+ * gives the same state, whichever way the stream was split into catch-ups.
+ */
+export interface Slice<S, V, T extends EventType = EventType> {
+  /** Event types this slice reduces; every other type never reaches it. */
+  readonly handles: readonly T[];
+  init(): S;
+  reduce(state: S, event: EventOf<T>, meta: RecordMeta): void;
+  /** Plain data, canonical (same state → deep-equal output), not sharing objects with `state`. */
+  save(state: S): V;
+  /** The inverse of `save`; throws on data of the wrong shape (the checkpoint is then ignored). */
+  load(saved: V): S;
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: a slice of any state, for composition tables
+export type AnySlice = Slice<any, any, any>;
+export type ViewOf<L> = L extends { save(state: never): infer V } ? V : never;
+export type StateOf<L> = L extends { init(): infer S } ? S : never;
+
+export function defineSlice<S, V, const T extends EventType>(slice: Slice<S, V, T>): Slice<S, V, T> {
+  return slice;
+}
+
+/** Routes each event to the slices that declared its type, built once per composition. */
+export function dispatchTable<L extends Record<string, AnySlice>>(
+  slices: L,
+): Map<string, [key: keyof L & string, slice: AnySlice][]> {
+  const table = new Map<string, [keyof L & string, AnySlice][]>();
+  for (const [key, slice] of Object.entries(slices)) {
+    for (const type of slice.handles as readonly string[]) {
+      const list = table.get(type) ?? [];
+      list.push([key, slice]);
+      table.set(type, list);
+    }
+  }
+  return table;
+}

@@ -1,0 +1,489 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { type Service, type ServiceMsg, Svcm } from "@nats-io/services";
+import { ApiError, CorralClient, type PoolStatus } from "../src/api/client.ts";
+import { type AcquireReply, subjects } from "../src/api/protocol.ts";
+import { formatDuration } from "../src/cli/pool-format.ts";
+import { EventStore } from "../src/store/event-store.ts";
+import { makeEvent } from "./helpers/events.ts";
+import { startTestNats, type TestNats } from "./helpers/nats.ts";
+
+/*
+ * The pool API client and the pool commands of the CLI, against a real nats-server and a
+ * stand-in daemon: a NATS micro service on the real subjects that answers with canned replies
+ * and records what it was asked. The pool logic itself is tested end to end elsewhere.
+ */
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const bin = join(root, "bin", "corral.js");
+const ESC = "\u001b[";
+
+function lease(pool: string, leaseId = "lease-1"): AcquireReply {
+  return {
+    leaseId,
+    pool,
+    agentId: "agent-7",
+    generation: 3,
+    ports: [41000, 41001],
+    urls: ["http://127.0.0.1:41000", "http://127.0.0.1:41001"],
+    env: { CORRAL_PORT_A: "41000", CORRAL_PORT_B: "41001" },
+    expiresAt: "2030-01-01T00:00:00.000Z",
+    ttlMs: 60_000,
+    reach: { runtime: "process", instanceId: "pid-4242", host: "127.0.0.1" },
+  };
+}
+
+const STATUS: PoolStatus = {
+  pool: "ok",
+  state: "open",
+  metrics: {
+    active: 1,
+    idle: 1,
+    total: 2,
+    totalLeases: 12,
+    totalRecycles: 3,
+    spawned: 5,
+    terminated: 3,
+    lastScaleEvent: { at: Date.UTC(2030, 0, 1), direction: "up" },
+  },
+  agents: [
+    { id: "agent-7", phase: "leased", generation: 3, ports: [41000, 41001], leasesServed: 9 },
+    { id: "agent-8", phase: "idle", generation: 1, ports: [41002, 41003], leasesServed: 3 },
+  ],
+  waiters: 0,
+};
+/** A daemon older or newer than this CLI: fields missing, one unknown. */
+const BARE: PoolStatus = { pool: "bare", agents: [{ id: "agent-x" }], mood: "calm" };
+
+interface Recorded {
+  subject: string;
+  body: Record<string, unknown>;
+}
+
+/** The stand-in daemon: what each pool name makes it do is spelled out in `acquire` below. */
+class StandIn {
+  readonly calls: Recorded[] = [];
+  /** Acquires left unanswered until cancelled, by request id. */
+  private readonly waiting = new Map<string, { msg: ServiceMsg; pool: string }>();
+  private svc?: Service;
+
+  async start(nc: NatsConnection): Promise<void> {
+    this.svc = await new Svcm(nc).add({ name: "corral-standin", version: "0.0.1", queue: "corral" });
+    const on = (
+      name: string,
+      subject: string,
+      handle: (msg: ServiceMsg, body: Record<string, unknown>) => void,
+    ) =>
+      this.svc?.addEndpoint(name, {
+        subject,
+        handler: (err, msg) => {
+          if (err) throw err;
+          const body = (msg.data.length > 0 ? msg.json() : {}) as Record<string, unknown>;
+          this.calls.push({ subject: msg.subject, body });
+          handle(msg, body);
+        },
+      });
+    on("acquire", subjects.acquire("*"), (msg, body) => this.acquire(msg, body));
+    on("cancel", subjects.cancel("*"), (msg, body) => this.cancel(msg, body));
+    on("status", subjects.status("*"), (msg) => {
+      const pool = poolOf(msg);
+      if (pool === "mute") return; // never answers: the client's own timeout
+      if (pool === "ok") return reply(msg, STATUS);
+      fail(msg, "unknown_pool", `no pool named "${pool}" (pools: ok, bare)`);
+    });
+    on("pools", subjects.poolsList, (msg) => reply(msg, { pools: [STATUS, BARE] }));
+    on("release", subjects.release("*"), (msg, body) =>
+      reply(msg, { leaseId: body.leaseId, agentId: "agent-7", pool: poolOf(msg) }),
+    );
+    on("renew", subjects.renew("*"), (msg, body) =>
+      reply(msg, { leaseId: body.leaseId, expiresAt: "2030-01-01T00:02:00.000Z" }),
+    );
+    on("close", subjects.close("*"), (msg) => reply(msg, { pool: poolOf(msg), state: "closed" }));
+    // No `down` endpoint: that subject has no responders.
+  }
+
+  private acquire(msg: ServiceMsg, body: Record<string, unknown>): void {
+    const pool = poolOf(msg);
+    switch (pool) {
+      case "closed":
+        fail(msg, "pool_closed", "pool is closed: closed");
+        return;
+      case "headers":
+        // Only the micro error headers, no JSON body.
+        msg.respondError(503, "daemon overloaded");
+        return;
+      case "slow":
+        // The daemon's own acquire timeout, answered later than the acquire's timeoutMs.
+        setTimeout(
+          () => fail(msg, "timeout", `no agent of pool slow became free within ${body.timeoutMs} ms`),
+          300,
+        );
+        return;
+      case "wait":
+      case "race":
+        this.waiting.set(String(body.requestId), { msg, pool });
+        return;
+      default:
+        reply(msg, lease(pool));
+    }
+  }
+
+  private cancel(msg: ServiceMsg, body: Record<string, unknown>): void {
+    const requestId = String(body.requestId);
+    const w = this.waiting.get(requestId);
+    this.waiting.delete(requestId);
+    if (w?.pool === "race") {
+      // The grant crossed the cancel: the lease is out, the cancel found nothing to stop.
+      reply(w.msg, lease("race", "lease-late"));
+      reply(msg, { requestId, cancelled: false });
+      return;
+    }
+    if (w) fail(w.msg, "cancelled", `acquire on pool ${w.pool} was cancelled`);
+    reply(msg, { requestId, cancelled: w !== undefined });
+  }
+
+  of(subject: string): Recorded[] {
+    return this.calls.filter((c) => c.subject === subject);
+  }
+
+  async stop(): Promise<void> {
+    await this.svc?.stop();
+  }
+}
+
+function poolOf(msg: ServiceMsg): string {
+  return msg.subject.split(".")[3] ?? "";
+}
+function reply(msg: ServiceMsg, value: unknown): void {
+  msg.respond(JSON.stringify(value));
+}
+function fail(msg: ServiceMsg, code: string, message: string): void {
+  msg.respondError(400, message, JSON.stringify({ error: { code, message } }));
+}
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** The real CLI as a subprocess; `during` may act on it while it runs (e.g. send Ctrl-C). */
+function corral(
+  args: string[],
+  env: Record<string, string>,
+  during?: (kill: (signal: NodeJS.Signals) => void) => Promise<void>,
+): Promise<Run> {
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
+  delete childEnv.NO_COLOR;
+  delete childEnv.FORCE_COLOR;
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [bin, ...args], { cwd: root, env: childEnv });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.on("data", (d) => {
+      stdout += d;
+    });
+    p.stderr.on("data", (d) => {
+      stderr += d;
+    });
+    p.on("error", reject);
+    p.on("close", (code) => resolve({ code, stdout, stderr }));
+    p.stdin.end();
+    during?.((signal) => p.kill(signal)).catch(reject);
+  });
+}
+
+async function waitUntil(what: string, ok: () => boolean, ms = 8_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function rejectsWith(p: Promise<unknown>, code: string, message: string | RegExp): Promise<void> {
+  await assert.rejects(p, (err: unknown) => {
+    assert.ok(err instanceof ApiError, `not an ApiError: ${err}`);
+    assert.equal(err.code, code);
+    if (typeof message === "string") assert.equal(err.message, message);
+    else assert.match(err.message, message);
+    return true;
+  });
+}
+
+describe("CorralClient and the pool commands, against a stand-in daemon", () => {
+  let t: TestNats;
+  let client: CorralClient;
+  let env: Record<string, string>;
+  const standIn = new StandIn();
+
+  before(async () => {
+    t = await startTestNats();
+    await standIn.start(await t.connect("stand-in"));
+    client = new CorralClient(await t.connect("client"));
+    env = { NATS_URL: t.url };
+    // Release and renew by lease id alone find the lease's pool in its LeaseGranted event.
+    const store = await EventStore.open(await t.connect("seed"));
+    for (const id of ["lease-1", "lease-9"]) {
+      const ref = { kind: "lease" as const, id };
+      await store.append(
+        ref,
+        [makeEvent(ref, "LeaseGranted", { poolId: "ok", agentId: "agent-7", ttlMs: 60_000, expiresAt: 1 })],
+        0,
+      );
+    }
+    store.close();
+  });
+
+  after(async () => {
+    await standIn.stop();
+    await t.cleanup();
+  });
+
+  it("acquire: the typed reply, and the request as sent", async () => {
+    const r = await client.acquire("ok", { timeoutMs: 1_500, holder: "me", ttlMs: 9_000, requestId: "r-1" });
+    assert.deepEqual(r, lease("ok"));
+    assert.deepEqual(standIn.of(subjects.acquire("ok")).at(-1)?.body, {
+      timeoutMs: 1_500,
+      holder: "me",
+      ttlMs: 9_000,
+      requestId: "r-1",
+    });
+  });
+
+  it("the other endpoints: release and renew by lease id, status, pools, close", async () => {
+    assert.deepEqual(await client.release("lease-1"), { leaseId: "lease-1", agentId: "agent-7", pool: "ok" });
+    assert.deepEqual(standIn.of(subjects.release("ok")).at(-1)?.body, { leaseId: "lease-1" });
+    await client.renew("lease-1", 5_000);
+    assert.deepEqual(standIn.of(subjects.renew("ok")).at(-1)?.body, { leaseId: "lease-1", ttlMs: 5_000 });
+    await client.renew("lease-1");
+    assert.deepEqual(standIn.of(subjects.renew("ok")).at(-1)?.body, { leaseId: "lease-1" });
+    assert.deepEqual(await client.status("ok"), STATUS);
+    assert.deepEqual(await client.pools(), [STATUS, BARE]);
+    assert.deepEqual(await client.close("ok", { revokeLeases: true }), { pool: "ok", state: "closed" });
+    assert.deepEqual(standIn.of(subjects.close("ok")).at(-1)?.body, { revokeLeases: true });
+  });
+
+  it("error replies become ApiError with the daemon's code and message", async () => {
+    await rejectsWith(client.acquire("closed"), "pool_closed", "pool is closed: closed");
+    await rejectsWith(client.status("nope"), "unknown_pool", 'no pool named "nope" (pools: ok, bare)');
+    // A responder that sets only the micro error headers still fails, with what they say.
+    await rejectsWith(client.acquire("headers"), "503", "daemon overloaded");
+    // A pool name that is not one subject token never leaves the client.
+    await rejectsWith(client.status("a.b"), "bad_request", /invalid pool name "a\.b"/);
+  });
+
+  it("no responder: no_daemon, naming the subject; no reply: timeout", async () => {
+    await rejectsWith(
+      client.down(),
+      "no_daemon",
+      `no corral daemon answers on ${subjects.down} — is \`corral up\` running?`,
+    );
+    const impatient = new CorralClient(await t.connect("impatient"), { timeoutMs: 200 });
+    await rejectsWith(
+      impatient.status("mute"),
+      "timeout",
+      `no reply on ${subjects.status("mute")} within 200 ms`,
+    );
+  });
+
+  it("acquire waits past its own timeout, so the daemon's timeout error arrives, not a client one", async () => {
+    // The stand-in answers 300 ms after a 200 ms acquire; a client timing out at 200 ms would
+    // say "no reply on …" instead of the daemon's message.
+    const impatient = new CorralClient(await t.connect("impatient-2"), { timeoutMs: 500 });
+    await rejectsWith(
+      impatient.acquire("slow", { timeoutMs: 200 }),
+      "timeout",
+      "no agent of pool slow became free within 200 ms",
+    );
+  });
+
+  it("CLI acquire --json prints exactly the reply; human output shows how to reach the agent", async () => {
+    const [json, human] = await Promise.all([
+      corral(["acquire", "ok", "--json", "--timeout", "5s", "--ttl", "90s", "--holder", "ci-42"], env),
+      corral(["acquire", "ok"], env),
+    ]);
+    assert.equal(json.code, 0, json.stderr);
+    assert.equal(json.stdout, `${JSON.stringify(lease("ok"))}\n`);
+    const sent = standIn.of(subjects.acquire("ok")).find((c) => c.body.holder === "ci-42")?.body;
+    assert.equal(sent?.timeoutMs, 5_000);
+    assert.equal(sent?.ttlMs, 90_000);
+    assert.match(String(sent?.requestId), /^[0-9a-f-]{36}$/, "a random request id, for cancel");
+
+    assert.equal(human.code, 0, human.stderr);
+    for (const text of [
+      /lease\s+lease-1\s+pool ok/,
+      /agent\s+agent-7\s+generation 3/,
+      /expires\s+2030-01-01T00:00:00.000Z \(in \S+\)\s+ttl 1m/,
+      /ports\s+41000 41001/,
+      /urls\s+http:\/\/127\.0\.0\.1:41000 http:\/\/127\.0\.0\.1:41001/,
+      /reach\s+process instance pid-4242 on 127\.0\.0\.1/,
+      /env\s+CORRAL_PORT_A=41000\n\s+CORRAL_PORT_B=41001/,
+      /corral release lease-1/,
+    ]) {
+      assert.match(human.stdout, text);
+    }
+    assert.ok(!human.stdout.includes(ESC), "no colour when stdout is not a terminal");
+    // By default the holder says who asked.
+    assert.match(
+      String(
+        standIn.of(subjects.acquire("ok")).find((c) => c.body.holder !== "ci-42" && c.body.holder !== "me")
+          ?.body.holder,
+      ),
+      /@/,
+    );
+  });
+
+  it("CLI: an API error exits 1 with `error (<code>): <message>` on stderr", async () => {
+    const [closed, noPool] = await Promise.all([
+      corral(["acquire", "closed"], env),
+      corral(["status", "nope", "--json"], env),
+    ]);
+    assert.equal(closed.code, 1);
+    assert.match(closed.stderr, /error \(pool_closed\): pool is closed: closed\n/);
+    assert.equal(closed.stdout, "");
+    assert.equal(noPool.code, 1);
+    assert.match(noPool.stderr, /error \(unknown_pool\): no pool named "nope"/);
+  });
+
+  it("CLI: bad durations and names exit 2, naming the option, and send nothing", async () => {
+    const before = standIn.calls.length;
+    const cases: [string[], RegExp][] = [
+      [["acquire", "ok", "--timeout", "soon"], /--timeout <duration>.*'soon'.*expected a duration/],
+      [["acquire", "ok", "--timeout", "11m"], /--timeout <duration>.*'11m'.*between 0ms and 10m/],
+      [["acquire", "ok", "--ttl", "50ms"], /--ttl <duration>.*'50ms'.*between 100ms and 1d/],
+      [["renew", "lease-1", "--ttl", "x"], /--ttl <duration>.*'x'/],
+      [["acquire", "a.b"], /'a\.b'.*pool name/],
+    ];
+    const runs = await Promise.all(cases.map(([args]) => corral(args, env)));
+    runs.forEach((r, i) => {
+      const [args, message] = cases[i] as [string[], RegExp];
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, message, args.join(" "));
+    });
+    assert.equal(standIn.calls.length, before, "no request reached the daemon");
+  });
+
+  it("CLI status: --json is the daemon's object per line; human output renders what is present", async () => {
+    const [one, all, human] = await Promise.all([
+      corral(["status", "ok", "--json"], env),
+      corral(["status", "--json"], env),
+      corral(["status"], env),
+    ]);
+    assert.equal(one.code, 0, one.stderr);
+    assert.equal(one.stdout, `${JSON.stringify(STATUS)}\n`);
+    assert.equal(all.stdout, `${JSON.stringify(STATUS)}\n${JSON.stringify(BARE)}\n`);
+    assert.equal(human.code, 0, human.stderr);
+    const lines = human.stdout.split("\n");
+    assert.match(human.stdout, /^pool ok {2}open {2}0 waiting\n/);
+    assert.match(human.stdout, /2 agents · 1 active · 1 idle/);
+    assert.match(human.stdout, /12 leases · 3 recycles · 5 spawned · 3 terminated · last scale up /);
+    assert.ok(lines.some((l) => /^\s+AGENT\s+PHASE\s+GEN\s+PORTS\s+LEASES$/.test(l)));
+    assert.ok(
+      lines.some((l) => /^\s+agent-7\s+leased\s+3\s+41000,41001\s+9$/.test(l)),
+      human.stdout,
+    );
+    // The bare pool: no state, metrics or numbers, one unknown field — shown, not a crash.
+    assert.match(human.stdout, /\npool bare\n\s+mood=calm\n(.*\n)?\s+agent-x\s+-\s+-\s+-\s+-\n/);
+  });
+
+  it("CLI status --watch refreshes until Ctrl-C, then exits 0", async () => {
+    const before = standIn.of(subjects.status("ok")).length;
+    const r = await corral(["status", "ok", "--watch", "--json"], env, async (kill) => {
+      await waitUntil("two refreshes", () => standIn.of(subjects.status("ok")).length >= before + 2);
+      kill("SIGINT");
+    });
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.split("\n").filter(Boolean);
+    assert.ok(lines.length >= 2, r.stdout);
+    for (const l of lines) assert.deepEqual(JSON.parse(l), STATUS);
+  });
+
+  it("CLI release, renew and pool close use the lease and close endpoints", async () => {
+    const [rel, ren, close] = await Promise.all([
+      corral(["release", "lease-9", "--json"], env),
+      corral(["renew", "lease-9", "--ttl", "2m"], env),
+      corral(["pool", "close", "ok", "--revoke-leases"], env),
+    ]);
+    assert.equal(rel.code, 0, rel.stderr);
+    assert.deepEqual(JSON.parse(rel.stdout), { leaseId: "lease-9", agentId: "agent-7", pool: "ok" });
+    assert.equal(ren.code, 0, ren.stderr);
+    assert.match(ren.stdout, /renewed lease lease-9 until 2030-01-01T00:02:00.000Z/);
+    assert.ok(
+      standIn.of(subjects.renew("ok")).some((c) => c.body.leaseId === "lease-9" && c.body.ttlMs === 120_000),
+    );
+    assert.equal(close.code, 0, close.stderr);
+    assert.equal(close.stdout, "pool ok is closed (leases revoked)\n");
+  });
+
+  it("CLI: Ctrl-C while acquire waits sends cancel with the request id and exits 130", async () => {
+    const r = await corral(["acquire", "wait", "--json"], env, async (kill) => {
+      await waitUntil(
+        "the acquire to reach the stand-in",
+        () => standIn.of(subjects.acquire("wait")).length > 0,
+      );
+      kill("SIGINT");
+    });
+    assert.equal(r.code, 130, r.stderr);
+    const requestId = standIn.of(subjects.acquire("wait"))[0]?.body.requestId;
+    assert.ok(requestId, "the acquire carried a request id");
+    assert.deepEqual(
+      standIn.of(subjects.cancel("wait")).map((c) => c.body),
+      [{ requestId }],
+    );
+    assert.match(r.stderr, /acquire on pool wait cancelled/);
+    assert.equal(r.stdout, "");
+  });
+
+  it("CLI: a lease granted as the acquire is cancelled is released, not leaked", async () => {
+    const r = await corral(["acquire", "race"], env, async (kill) => {
+      await waitUntil(
+        "the acquire to reach the stand-in",
+        () => standIn.of(subjects.acquire("race")).length > 0,
+      );
+      kill("SIGINT");
+    });
+    assert.equal(r.code, 130, r.stderr);
+    assert.equal(standIn.of(subjects.cancel("race")).length, 1);
+    assert.ok(
+      standIn.of(subjects.release("race")).some((c) => c.body.leaseId === "lease-late"),
+      r.stderr,
+    );
+    assert.match(r.stderr, /lease lease-late was granted as the acquire was cancelled; released it/);
+  });
+});
+
+describe("pool commands without a daemon", () => {
+  let t: TestNats;
+  before(async () => {
+    t = await startTestNats();
+  });
+  after(async () => {
+    await t.cleanup();
+  });
+
+  it("client and CLI say no daemon answers, and name the subject", async () => {
+    const client = new CorralClient(await t.connect());
+    await rejectsWith(
+      client.acquire("default"),
+      "no_daemon",
+      `no corral daemon answers on ${subjects.acquire("default")} — is \`corral up\` running?`,
+    );
+    const r = await corral(["status"], { NATS_URL: t.url });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /error \(no_daemon\): no corral daemon answers on corral\.api\.pools\.list/);
+  });
+});
+
+describe("duration formatting", () => {
+  it("prints durations in the form the options accept", () => {
+    assert.equal(formatDuration(250), "250ms");
+    assert.equal(formatDuration(30_000), "30s");
+    assert.equal(formatDuration(90_000), "1m30s");
+    assert.equal(formatDuration(86_400_000), "1d");
+  });
+});

@@ -1,0 +1,309 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { type ApiError, CorralClient } from "../../src/api/client.ts";
+import type { AcquireReply } from "../../src/api/protocol.ts";
+import { createRuntime, helloAgentTemplate } from "../../src/runtime/index.ts";
+import type { Runtime, RuntimeKind } from "../../src/runtime/types.ts";
+import { EventStore } from "../../src/store/event-store.ts";
+import { type DaemonProcess, portBlock, spawnDaemon, until, writeConfig } from "./daemon.ts";
+import { startTestNats, type TestNats } from "./nats.ts";
+
+interface AgentRow {
+  id: string;
+  phase: string;
+  generation: number;
+  recycles: number;
+  leaseId: string | null;
+}
+
+/**
+ * The pool scenarios of issue 3, run against a real daemon process (`corral up`) and a real
+ * runtime: the same scenarios for docker and for local processes.
+ */
+export function poolScenarios(kind: RuntimeKind, skip: string | false): void {
+  describe(`pools on the ${kind} runtime (daemon process, real NATS)`, { skip }, () => {
+    let t: TestNats;
+    let nc: NatsConnection;
+    let client: CorralClient;
+    let dir: string;
+    const daemons: DaemonProcess[] = [];
+    const instances: string[] = [];
+
+    before(async () => {
+      t = await startTestNats();
+      nc = await t.connect();
+      client = new CorralClient(nc);
+      dir = mkdtempSync(join(tmpdir(), `corral-pool-${kind}-`));
+    });
+    after(async () => {
+      for (const d of daemons) if (d.proc.exitCode === null) d.proc.kill("SIGKILL");
+      // Whatever a failed test left behind, by our own instance labels only.
+      for (const instance of instances) {
+        const rt = await runtimeFor(instance);
+        for (const i of await rt.list()) await rt.remove(i.id);
+        await rt.close();
+      }
+      await t.cleanup();
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    const runtimeFor = (instance: string): Promise<Runtime> =>
+      createRuntime(kind, { instance, stateDir: join(dir, instance, "process", instance) });
+
+    /** Writes a config for a fresh instance and starts `corral up` on it. */
+    async function daemonWith(
+      spec: Record<string, unknown>,
+    ): Promise<{ pool: string; instance: string; file: string; d: DaemonProcess }> {
+      // Pools and instances are global on a stream: each test gets names of its own.
+      const instance = `t${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+      const pool = `${kind}-${instance}`;
+      instances.push(instance);
+      const file = writeConfig(join(dir, instance), {
+        instance,
+        stateDir: join(dir, instance),
+        pools: { [pool]: { runtime: kind, maintenanceInterval: "300ms", startTimeout: "30s", ...spec } },
+      });
+      const d = await spawnDaemon(file, t.url);
+      daemons.push(d);
+      return { pool, instance, file, d };
+    }
+
+    const agents = async (pool: string) => (await client.status(pool)).agents as unknown as AgentRow[];
+    const idle = async (n: number, pool: string) =>
+      until(
+        `${n} idle agents`,
+        async () => (await agents(pool)).filter((a) => a.phase === "idle").length >= n,
+        60_000,
+      );
+
+    it("pool of 3: acquire, HTTP from the host to the agent's CORRAL_PORT_A, release, recycle after maxLeases", async () => {
+      const { pool, instance, d } = await daemonWith({
+        min: 0,
+        max: 3,
+        warm: 3,
+        recycle: { maxLeases: 2 },
+        ports: { range: portBlock(20), perAgent: 2, hostUrl: "http://127.0.0.1/" },
+      });
+      await idle(3, pool);
+      const lease = await client.acquire(pool, { timeoutMs: 5_000, holder: "test" });
+      assert.equal(lease.ports.length, 2);
+      assert.equal(lease.urls[0], `http://127.0.0.1:${lease.ports[0]}`, "hostUrl trailing slash trimmed");
+      assert.equal(lease.env.CORRAL_PORT_A, String(lease.ports[0]));
+      assert.equal(lease.env.AVAILABLE_LOCALHOST_URL_B, `http://127.0.0.1:${lease.ports[1]}`);
+      const hello = (await (await fetch(lease.urls[0] as string)).json()) as { agent: string };
+      assert.equal(hello.agent, lease.agentId, "the agent answers from the host on its port");
+      await client.release(lease.leaseId);
+      await assert.rejects(client.release(lease.leaseId), (e: ApiError) => e.code === "lease_not_active");
+
+      // 3 agents × maxLeases 2: the 7th lease can only come after a recycle.
+      for (let i = 0; i < 6; i++) {
+        const l = await client.acquire(pool, { timeoutMs: 30_000 });
+        await client.release(l.leaseId);
+      }
+      const recycled = await until(
+        "a recycled agent",
+        async () => (await agents(pool)).find((a) => a.recycles >= 1 && a.phase === "idle"),
+        60_000,
+      );
+      assert.ok(recycled.generation >= 2);
+      // The new generation serves too.
+      const again = await client.acquire(pool, { timeoutMs: 30_000 });
+      const body = (await (await fetch(`http://127.0.0.1:${again.ports[0]}/`)).json()) as { agent: string };
+      assert.equal(body.agent, again.agentId);
+      await client.release(again.leaseId);
+      const store = await EventStore.open(nc);
+      const reasons: string[] = [];
+      for await (const b of store.read({ filter: `corral.evt.pool.${pool}` })) {
+        for (const r of b)
+          if (r.event?.type === "PoolAgentRecycled")
+            reasons.push((r.event.data as { reason: string }).reason);
+      }
+      store.close();
+      assert.ok(reasons.includes("max-leases"), `recycle decisions recorded: ${reasons}`);
+
+      await client.down();
+      assert.equal(await d.exited, 0);
+      const rt = await runtimeFor(instance);
+      assert.deepEqual(await rt.list(), [], "nothing left by label after down");
+      await rt.close();
+    });
+
+    it("SIGKILL the daemon mid-storm and restart: nothing lost, no agent in two leases, warm restored, nothing leaked", async () => {
+      const spec = {
+        min: 2,
+        max: 6,
+        warm: 4,
+        leaseTtl: "60s",
+        recycle: { maxLeases: 3 },
+        ports: { range: portBlock(40), perAgent: 2 },
+      };
+      const first = await daemonWith(spec);
+      const pool = first.pool;
+      await idle(4, pool);
+      const granted = new Map<string, AcquireReply>();
+      const releasing = new Set<string>(); // release sent; its reply may be lost with the daemon
+      const released = new Set<string>();
+      let stop = false;
+      const storm = Array.from({ length: 12 }, async () => {
+        while (!stop) {
+          try {
+            const l = await client.acquire(pool, { timeoutMs: 2_000 });
+            granted.set(l.leaseId, l);
+            await new Promise((r) => setTimeout(r, Math.random() * 20));
+            releasing.add(l.leaseId);
+            await client.release(l.leaseId, pool);
+            released.add(l.leaseId);
+          } catch {
+            return; // the daemon is gone
+          }
+        }
+      });
+      await new Promise((r) => setTimeout(r, 1_500));
+      first.d.proc.kill("SIGKILL");
+      await first.d.exited;
+      stop = true;
+      await Promise.all(storm);
+      assert.ok(granted.size > 10, `the storm granted leases (${granted.size})`);
+
+      const second = await spawnDaemon(first.file, t.url);
+      daemons.push(second);
+      // Nothing lost: every lease a client was told about and had not given back is still
+      // granted; one whose release was under way is either granted or released, never gone.
+      for (const id of granted.keys()) {
+        if (released.has(id)) continue;
+        if (!releasing.has(id)) {
+          await client.release(id, pool);
+          continue;
+        }
+        await client.release(id, pool).catch((e: ApiError) => {
+          assert.equal(e.code, "lease_not_active", e.message);
+          assert.match(e.message, /is released/);
+        });
+      }
+      // No agent in two leases, no lease on a stopped agent.
+      const rows = await agents(pool);
+      const leased = rows.filter((a) => a.leaseId !== null);
+      assert.equal(new Set(leased.map((a) => a.leaseId)).size, leased.length);
+      // Warm target restored, every instance by label belongs to a live agent (orphans reaped).
+      await idle(4, pool);
+      const rt = await runtimeFor(first.instance);
+      await until("instances match live agents", async () => {
+        const live = (await agents(pool)).filter(
+          (a) => !["stopping", "recycling", "starting"].includes(a.phase),
+        );
+        const inst = await rt.list();
+        const owners = new Set(inst.map((i) => i.agentId));
+        return inst.length === live.length && live.every((a) => owners.has(a.id)) ? true : undefined;
+      });
+      await client.down();
+      assert.equal(await second.exited, 0);
+      assert.deepEqual(await rt.list(), [], "no instance left by label at the end");
+      await rt.close();
+    });
+
+    it("acquire times out, can be cancelled, and a closed pool says so", async () => {
+      const { pool, d } = await daemonWith({ min: 0, max: 1, warm: 1, template: sleepTemplate(kind) });
+      await idle(1, pool);
+      const held = await client.acquire(pool, { timeoutMs: 5_000 });
+      const t0 = Date.now();
+      await assert.rejects(
+        client.acquire(pool, { timeoutMs: 300 }),
+        (e: ApiError) => e.code === "timeout" && e.message.includes(`pool ${pool}`),
+      );
+      assert.ok(Date.now() - t0 < 3_000);
+      const waiting = client.acquire(pool, { timeoutMs: 20_000, requestId: "req-1" });
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(await client.cancel(pool, "req-1"), { requestId: "req-1", cancelled: true });
+      await assert.rejects(waiting, (e: ApiError) => e.code === "cancelled");
+      await client.close(pool, { revokeLeases: true });
+      await assert.rejects(
+        client.acquire(pool, { timeoutMs: 1_000 }),
+        (e: ApiError) => e.code === "pool_closed" && e.message === `pool is closed: ${pool}`,
+      );
+      await assert.rejects(client.release(held.leaseId), (e: ApiError) => e.code === "lease_not_active");
+      await client.down();
+      await d.exited;
+    });
+
+    it("50 concurrent acquires on max 10: never more than 10 leases, never one agent in two", async () => {
+      const { pool, d } = await daemonWith({ min: 0, max: 10, warm: 10, template: sleepTemplate(kind) });
+      await idle(10, pool);
+      const holding = new Set<string>();
+      let most = 0;
+      let grants = 0;
+      await Promise.all(
+        Array.from({ length: 50 }, async () => {
+          const l = await client.acquire(pool, { timeoutMs: 30_000 });
+          assert.ok(!holding.has(l.agentId), `agent ${l.agentId} in two leases`);
+          holding.add(l.agentId);
+          grants++;
+          most = Math.max(most, holding.size);
+          await new Promise((r) => setTimeout(r, 50));
+          holding.delete(l.agentId);
+          await client.release(l.leaseId);
+        }),
+      );
+      assert.equal(grants, 50);
+      assert.ok(most <= 10, `at most 10 at once (saw ${most})`);
+      assert.equal(most, 10, "all 10 agents were in use at once");
+      await client.down();
+      await d.exited;
+    });
+
+    it("an agent that died while idle is caught, never leased, and replaced", async () => {
+      const { pool, instance, d } = await daemonWith({
+        min: 0,
+        max: 2,
+        warm: 2,
+        ports: { range: portBlock(10), perAgent: 1 },
+      });
+      await idle(2, pool);
+      const rt = await runtimeFor(instance);
+      const victim = (await rt.list())[0];
+      assert.ok(victim);
+      await killFromOutside(kind, victim.id, victim.pid);
+      // Whatever notices first (the runtime's die event, or the health check on grant), the
+      // leases handed out are all on running agents.
+      for (let i = 0; i < 4; i++) {
+        const l = await client.acquire(pool, { timeoutMs: 30_000 });
+        const r = await fetch(`http://127.0.0.1:${l.ports[0]}/`);
+        assert.equal(((await r.json()) as { agent: string }).agent, l.agentId);
+        await client.release(l.leaseId);
+      }
+      await until(
+        "a replacement",
+        async () =>
+          !(await agents(pool)).some((a) => a.id === victim.agentId) &&
+          (await agents(pool)).filter((a) => a.phase === "idle").length === 2,
+      );
+      await rt.close();
+      await client.down();
+      await d.exited;
+    });
+  });
+}
+
+function sleepTemplate(kind: RuntimeKind) {
+  const hello = helloAgentTemplate(kind);
+  return kind === "docker"
+    ? { image: hello.image, command: ["sleep", "100000"] }
+    : { command: ["sleep", "100000"] };
+}
+
+async function killFromOutside(kind: RuntimeKind, id: string, pid?: number): Promise<void> {
+  if (kind === "docker") {
+    await new Promise<void>((resolve, reject) =>
+      spawn("docker", ["kill", id], { stdio: "ignore" }).once("exit", (c) =>
+        c === 0 ? resolve() : reject(new Error(`docker kill ${c}`)),
+      ),
+    );
+  } else {
+    assert.ok(pid, "process instances have a pid");
+    process.kill(-pid, "SIGKILL");
+  }
+}

@@ -1,0 +1,3 @@
+import { poolScenarios } from "./helpers/pool-scenarios.ts";
+
+poolScenarios("process", false);
