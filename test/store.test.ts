@@ -178,3 +178,18 @@ describe("event store against a real nats-server", () => {
     assert.equal(stats.resets, 3);
   });
 });
+
+describe("inputs the stream could not give back", () => {
+  it('a "__proto__" key anywhere in data is refused when the event is built, naming where', () => {
+    const ref: AggregateRef = { kind: "command", id: "proto" };
+    assert.throws(
+      () =>
+        makeEvent(ref, "CommandCreated", {
+          agentId: "a",
+          action: "b",
+          payload: JSON.parse('{"x":{"__proto__":1}}'),
+        }),
+      /data\.payload\.x\.__proto__: the key "__proto__" cannot be stored/,
+    );
+  });
+});

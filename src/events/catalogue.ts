@@ -50,7 +50,30 @@ export function validateData<T extends EventType>(type: T, data: unknown, at?: S
   if (!def) throw new UnknownEventTypeError(type, at);
   const parsed = def.schema.safeParse(data);
   if (!parsed.success) throw new InvalidEventDataError(type, formatIssues(parsed.error), at);
+  const bad = protoKeyPath(parsed.data, "data");
+  if (bad) throw new InvalidEventDataError(type, [`${bad}: the key "__proto__" cannot be stored`], at);
   return parsed.data as DataOf<T>;
+}
+
+/**
+ * MessagePack decoders refuse a map key "__proto__" (it would rewrite an object's prototype), so
+ * an event holding one could be written but never read back. Finds one anywhere in `v`.
+ */
+function protoKeyPath(v: unknown, path: string): string | undefined {
+  if (typeof v !== "object" || v === null) return undefined;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const bad = protoKeyPath(v[i], `${path}.${i}`);
+      if (bad) return bad;
+    }
+    return undefined;
+  }
+  for (const key of Object.keys(v)) {
+    if (key === "__proto__") return `${path}.__proto__`;
+    const bad = protoKeyPath((v as Record<string, unknown>)[key], `${path}.${key}`);
+    if (bad) return bad;
+  }
+  return undefined;
 }
 
 /** Envelopes built by createEvent from validated data: the store need not validate them again. */
