@@ -34,16 +34,22 @@ async function fail(ctx: EffectContext, phase: string, err: unknown): Promise<vo
   });
 }
 
-/** Resolves when something accepts TCP connections on the port (the agent's server is up). */
+/**
+ * Resolves when the agent's server accepts TCP connections on the port. Each attempt has its own
+ * short timeout: docker-proxy may accept a connection before the agent listens and then hold it.
+ */
 async function portAnswers(port: number, until: number, now: () => number): Promise<boolean> {
   while (now() < until) {
     const ok = await new Promise<boolean>((resolve) => {
       const s = createConnection({ port, host: "127.0.0.1" });
-      s.once("connect", () => {
+      const done = (answer: boolean) => {
+        clearTimeout(timer);
         s.destroy();
-        resolve(true);
-      });
-      s.once("error", () => resolve(false));
+        resolve(answer);
+      };
+      const timer = setTimeout(() => done(false), 400);
+      s.once("connect", () => done(true));
+      s.once("error", () => done(false));
     });
     if (ok) return true;
     await new Promise((r) => setTimeout(r, 50));

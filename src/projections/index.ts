@@ -4,9 +4,13 @@ import type { ProjectionLogger } from "./projection.ts";
 import { ProjectionRunner } from "./runner.ts";
 import { type Worldview, worldviewProjection } from "./worldview.ts";
 
+export * from "./agents.ts";
 export * from "./checkpoints.ts";
 export * from "./commands.ts";
 export * from "./format.ts";
+export * from "./leases.ts";
+export * from "./pools.ts";
+export * from "./ports.ts";
 export * from "./projection.ts";
 export * from "./runner.ts";
 export * from "./slice.ts";

@@ -16,23 +16,34 @@ export interface RecordMeta {
  * (state, event, meta) — no I/O, no clock, no randomness — so folding the same records always
  * gives the same state, whichever way the stream was split into catch-ups.
  */
-export interface Slice<S, V, T extends EventType = EventType> {
+export interface Slice<S, V, T extends EventType = EventType, P = unknown> {
   /** Event types this slice reduces; every other type never reaches it. */
   readonly handles: readonly T[];
   init(): S;
   reduce(state: S, event: EventOf<T>, meta: RecordMeta): void;
-  /** Plain data, canonical (same state → deep-equal output), not sharing objects with `state`. */
-  save(state: S): V;
+  /**
+   * Plain data, canonical (same state → deep-equal output), not sharing objects with `state`.
+   *
+   * `peers` are the working states of every slice of the composition, by key, for a view that is
+   * derived from another slice's state (pool metrics and host ports come from the agents' states):
+   * read them, never write them. A derived part is not state: `load` skips it, `save` derives it
+   * again, so it cannot disagree with what it is derived from.
+   */
+  save(state: S, peers: P): V;
   /** The inverse of `save`; throws on data of the wrong shape (the checkpoint is then ignored). */
   load(saved: V): S;
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: a slice of any state, for composition tables
 export type AnySlice = Slice<any, any, any>;
-export type ViewOf<L> = L extends { save(state: never): infer V } ? V : never;
+export type ViewOf<L> = L extends { save(...args: never): infer V } ? V : never;
+/** The peer states a slice's `save` reads (unknown when it reads none). */
+export type PeersOf<L> = L extends { save(state: never, peers: infer P): unknown } ? P : unknown;
 export type StateOf<L> = L extends { init(): infer S } ? S : never;
 
-export function defineSlice<S, V, const T extends EventType>(slice: Slice<S, V, T>): Slice<S, V, T> {
+export function defineSlice<S, V, const T extends EventType, P = unknown>(
+  slice: Slice<S, V, T, P>,
+): Slice<S, V, T, P> {
   return slice;
 }
 

@@ -1,20 +1,41 @@
 import type { StoredRecord } from "../store/records.ts";
+import { agentSlice } from "./agents.ts";
 import { commandSlice } from "./commands.ts";
+import { leaseSlice } from "./leases.ts";
+import type { PoolMetrics } from "./pools.ts";
+import { poolSlice } from "./pools.ts";
+import { portSlice } from "./ports.ts";
 import type { OnSkip, Projection } from "./projection.ts";
-import { type AnySlice, dispatchTable, type StateOf, type ViewOf } from "./slice.ts";
+import { type AnySlice, dispatchTable, type PeersOf, type StateOf, type ViewOf } from "./slice.ts";
 
 /**
- * The worldview: every slice's view plus stream bookkeeping. New aggregate kinds (pool, agent,
- * lease, ports) add a slice here; nothing else changes.
+ * The worldview: every slice's view plus stream bookkeeping. New aggregate kinds add a slice
+ * here; nothing else changes. A slice may derive its view from other slices' states (pools'
+ * metrics and ports come from the agents), never change them.
  */
 const slices = {
   commands: commandSlice,
+  pools: poolSlice,
+  agents: agentSlice,
+  leases: leaseSlice,
+  ports: portSlice,
 } satisfies Record<string, AnySlice>;
 
 type Slices = typeof slices;
+type States = { [K in keyof Slices]: StateOf<Slices[K]> };
+
+/** Compile-time check: the composition holds every peer state each slice's `save` reads. */
+const peersProvided: { [K in keyof Slices]: States extends PeersOf<Slices[K]> ? true : never } = {
+  commands: true,
+  pools: true,
+  agents: true,
+  leases: true,
+  ports: true,
+};
+void peersProvided;
 
 /** Bump whenever a reducer or the saved shape changes: older checkpoints are then ignored. */
-export const WORLDVIEW_VERSION = 1;
+export const WORLDVIEW_VERSION = 2;
 
 export interface WorldviewBase {
   /** Sequence of the last record folded in (events and skipped records alike); 0 when none. */
@@ -40,7 +61,7 @@ export interface WorldviewState {
   events: number;
   byType: Map<string, number>;
   skipped: Map<string, number>;
-  slices: { [K in keyof Slices]: StateOf<Slices[K]> };
+  slices: States;
 }
 
 const table = dispatchTable(slices);
@@ -99,7 +120,7 @@ export const worldviewProjection: Projection<WorldviewState, Worldview> = {
 
   save(w: WorldviewState): Worldview {
     const views = {} as Record<string, unknown>;
-    for (const k of sliceKeys) views[k] = slices[k].save(w.slices[k] as never);
+    for (const k of sliceKeys) views[k] = slices[k].save(w.slices[k] as never, w.slices as never);
     return {
       lastSeq: w.lastSeq,
       lastEventAt: w.lastEventAt,
@@ -136,4 +157,9 @@ export function foldWorldview(records: Iterable<StoredRecord>): Worldview {
   const w = worldviewProjection.init();
   for (const r of records) worldviewProjection.apply(w, r);
   return worldviewProjection.save(w);
+}
+
+/** A pool's metrics (seed 002's PoolMetrics) as the worldview has them; null for a pool it does not know. */
+export function poolMetrics(w: Worldview, pool: string): PoolMetrics | null {
+  return Object.hasOwn(w.pools, pool) ? (w.pools[pool]?.metrics ?? null) : null;
 }

@@ -1,0 +1,397 @@
+import type { EventOf } from "../events/catalogue.ts";
+import { defineSlice, type RecordMeta } from "./slice.ts";
+
+/**
+ * The agent slice: each live agent individually (its state named as the agent machine names it,
+ * `ready.idle` and `ready.leased` flattened to idle and leased), counts only for agents that
+ * stopped or failed, and the last few failures for diagnosis, so the state stays bounded.
+ *
+ * Like the command slice it checks every event against the agent's state itself, following
+ * machines/agent.ts transition by transition (guards included: the generation of a step's fact,
+ * the lease being released, the deadline a timeout is for). The stream only holds events the
+ * machine accepted, so `ignored` stays 0 on a real stream; an event that does not fit is
+ * counted there and changes nothing.
+ *
+ * Pool metrics (pools.ts) and host ports (ports.ts) are derived from this slice's state.
+ */
+
+export const AGENT_LIVE_STATES = [
+  "requested",
+  "creating",
+  "starting",
+  "idle",
+  "leased",
+  "draining",
+  "recycling",
+  "stopping",
+] as const;
+export const AGENT_END_STATES = ["stopped", "failed"] as const;
+export type AgentLiveState = (typeof AGENT_LIVE_STATES)[number];
+export type AgentEndState = (typeof AGENT_END_STATES)[number];
+export type AgentState = AgentLiveState | AgentEndState;
+
+/** Failures kept for diagnosis (the most recent ones). */
+export const MAX_FAILURES = 20;
+
+export interface LiveAgent {
+  id: string;
+  poolId: string;
+  runtime: "docker" | "process";
+  state: AgentLiveState;
+  /** Instance generation: 1 when requested, +1 per recycle. */
+  generation: number;
+  /** The current generation's instance (container or process record); null until created. */
+  instanceId: string | null;
+  /** Host ports of the current generation (empty until allocated, cleared by a recycle). */
+  ports: number[];
+  leaseId: string | null;
+  /** Leases over the agent's whole life. */
+  leasesServed: number;
+  recycles: number;
+  /** Envelope time of its AgentRequested. */
+  createdAt: number;
+  /** When the current generation became ready; null before. */
+  readyAt: number | null;
+  /** The armed deadline of the current step: only an AgentTimedOut for it counts. */
+  deadline: number | null;
+  /** Envelope time of the last event that changed it. */
+  updatedAt: number;
+  createdSeq: number;
+  lastSeq: number;
+}
+
+export interface AgentFailure {
+  agentId: string;
+  poolId: string;
+  /** The step it failed in (as reported, or the state whose deadline passed). */
+  phase: string;
+  code: string;
+  message: string;
+  at: number;
+}
+
+/** Per pool, over all time (the pool's live counts are derived from `live`). */
+export interface AgentPoolTotals {
+  poolId: string;
+  /** AgentRecycled: generations ended by a recycle. */
+  recycles: number;
+  stopped: number;
+  failed: number;
+}
+
+/** The plain form: what checkpoints hold and what the CLI prints. */
+export interface AgentsView {
+  /** Live states: agents in them now. stopped / failed: agents that ended there, ever. */
+  byState: Record<AgentState, number>;
+  /** Live agents, oldest first (by the sequence of their AgentRequested). */
+  live: LiveAgent[];
+  /** Lifetime counts per pool, by pool id. */
+  pools: AgentPoolTotals[];
+  /** The last MAX_FAILURES failures, oldest first. */
+  failures: AgentFailure[];
+  /** Events that did not fit the agent's state (not applied). */
+  ignored: number;
+  /** Events for an agent that is not live: already ended, or requested before the stream's start. */
+  untracked: number;
+}
+
+export interface AgentsState {
+  // Maps, not objects: ids may be "__proto__" or "constructor" (both valid ids).
+  live: Map<string, LiveAgent>;
+  pools: Map<string, AgentPoolTotals>;
+  count: Record<AgentState, number>;
+  failures: AgentFailure[];
+  ignored: number;
+  untracked: number;
+}
+
+type AgentEvent =
+  | EventOf<"AgentRequested">
+  | EventOf<"AgentPortsAllocated">
+  | EventOf<"AgentCreated">
+  | EventOf<"AgentStarted">
+  | EventOf<"AgentLeased">
+  | EventOf<"AgentReleased">
+  | EventOf<"AgentRecycleRequested">
+  | EventOf<"AgentRecycled">
+  | EventOf<"AgentDrainRequested">
+  | EventOf<"AgentStopped">
+  | EventOf<"AgentFailed">
+  | EventOf<"AgentTimedOut">;
+
+const zeroCounts = (): Record<AgentState, number> => ({
+  requested: 0,
+  creating: 0,
+  starting: 0,
+  idle: 0,
+  leased: 0,
+  draining: 0,
+  recycling: 0,
+  stopping: 0,
+  stopped: 0,
+  failed: 0,
+});
+
+/** Where the machine's `AgentDrainRequested` goes from each state (absent: not handled). */
+const DRAIN: Partial<Record<AgentLiveState, AgentLiveState>> = {
+  requested: "stopping",
+  creating: "stopping",
+  starting: "stopping",
+  idle: "stopping",
+  recycling: "stopping",
+  leased: "draining",
+};
+
+/** States whose deadline passing fails the agent (draining stops instead; ready has none). */
+const TIMEOUT_FAILS: ReadonlySet<AgentLiveState> = new Set([
+  "requested",
+  "creating",
+  "starting",
+  "recycling",
+  "stopping",
+]);
+
+function poolTotals(s: AgentsState, poolId: string): AgentPoolTotals {
+  let t = s.pools.get(poolId);
+  if (!t) {
+    t = { poolId, recycles: 0, stopped: 0, failed: 0 };
+    s.pools.set(poolId, t);
+  }
+  return t;
+}
+
+function move(s: AgentsState, a: LiveAgent, to: AgentLiveState, e: AgentEvent, meta: RecordMeta): void {
+  s.count[a.state]--;
+  s.count[to]++;
+  a.state = to;
+  touch(a, e, meta);
+}
+
+function touch(a: LiveAgent, e: AgentEvent, meta: RecordMeta): void {
+  a.updatedAt = e.at;
+  a.lastSeq = meta.seq;
+}
+
+function end(s: AgentsState, a: LiveAgent, to: AgentEndState): void {
+  s.count[a.state]--;
+  s.count[to]++;
+  s.live.delete(a.id);
+  poolTotals(s, a.poolId)[to]++;
+}
+
+function fail(s: AgentsState, a: LiveAgent, f: { phase: string; code: string; message: string }, at: number) {
+  s.failures.push({ agentId: a.id, poolId: a.poolId, phase: f.phase, code: f.code, message: f.message, at });
+  if (s.failures.length > MAX_FAILURES) s.failures.splice(0, s.failures.length - MAX_FAILURES);
+  end(s, a, "failed");
+}
+
+/** Applies `e` to a live agent as the agent machine would; false when the machine rejects it. */
+function step(s: AgentsState, a: LiveAgent, e: AgentEvent, meta: RecordMeta): boolean {
+  switch (e.type) {
+    case "AgentRequested":
+      return false; // only from `new`: a live agent was requested already
+    case "AgentPortsAllocated":
+      if (a.state !== "requested" || e.data.generation !== a.generation) return false;
+      a.ports = [...e.data.ports];
+      move(s, a, "creating", e, meta);
+      return true;
+    case "AgentCreated":
+      if (a.state !== "creating" || e.data.generation !== a.generation) return false;
+      a.instanceId = e.data.instanceId;
+      move(s, a, "starting", e, meta);
+      return true;
+    case "AgentStarted":
+      if (a.state !== "starting" || e.data.generation !== a.generation) return false;
+      a.readyAt = e.at;
+      a.deadline = null;
+      move(s, a, "idle", e, meta);
+      return true;
+    case "AgentLeased":
+      if (a.state !== "idle") return false;
+      a.leaseId = e.data.leaseId;
+      a.leasesServed++;
+      move(s, a, "leased", e, meta);
+      return true;
+    case "AgentReleased":
+      if ((a.state !== "leased" && a.state !== "draining") || e.data.leaseId !== a.leaseId) return false;
+      a.leaseId = null;
+      move(s, a, a.state === "leased" ? "idle" : "stopping", e, meta);
+      return true;
+    case "AgentRecycleRequested":
+      if (a.state === "idle" || a.state === "leased") {
+        a.deadline = e.data.deadline;
+        a.leaseId = null;
+        move(s, a, "recycling", e, meta);
+        return true;
+      }
+      if (a.state === "draining") {
+        // The lease expired while draining: nobody will release it. The drain deadline stays.
+        a.leaseId = null;
+        move(s, a, "stopping", e, meta);
+        return true;
+      }
+      return false;
+    case "AgentRecycled":
+      if (a.state !== "recycling" || e.data.generation !== a.generation + 1) return false;
+      a.generation = e.data.generation;
+      a.recycles++;
+      a.ports = [];
+      a.instanceId = null;
+      a.leaseId = null;
+      a.readyAt = null;
+      a.deadline = e.data.deadline;
+      poolTotals(s, a.poolId).recycles++;
+      move(s, a, "requested", e, meta);
+      return true;
+    case "AgentDrainRequested": {
+      const to = DRAIN[a.state];
+      if (!to) return false;
+      a.deadline = e.data.deadline;
+      move(s, a, to, e, meta);
+      return true;
+    }
+    case "AgentStopped":
+      if (a.state !== "stopping") return false;
+      end(s, a, "stopped");
+      return true;
+    case "AgentFailed":
+      fail(s, a, e.data, e.at); // from any live state
+      return true;
+    case "AgentTimedOut":
+      if (a.deadline === null || e.data.deadline !== a.deadline) return false; // a stale timer
+      if (a.state === "draining") {
+        a.leaseId = null;
+        move(s, a, "stopping", e, meta);
+        return true;
+      }
+      if (!TIMEOUT_FAILS.has(a.state)) return false;
+      fail(
+        s,
+        a,
+        { phase: a.state, code: "timeout", message: `${a.state} did not finish before its deadline` },
+        e.at,
+      );
+      return true;
+  }
+}
+
+export const agentSlice = defineSlice({
+  handles: [
+    "AgentRequested",
+    "AgentPortsAllocated",
+    "AgentCreated",
+    "AgentStarted",
+    "AgentLeased",
+    "AgentReleased",
+    "AgentRecycleRequested",
+    "AgentRecycled",
+    "AgentDrainRequested",
+    "AgentStopped",
+    "AgentFailed",
+    "AgentTimedOut",
+  ],
+
+  init: (): AgentsState => ({
+    live: new Map(),
+    pools: new Map(),
+    count: zeroCounts(),
+    failures: [],
+    ignored: 0,
+    untracked: 0,
+  }),
+
+  reduce(s: AgentsState, e: AgentEvent, meta: RecordMeta): void {
+    const id = e.aggregate.id;
+    const a = s.live.get(id);
+    if (a) {
+      if (!step(s, a, e, meta)) s.ignored++;
+      return;
+    }
+    if (e.type !== "AgentRequested") {
+      s.untracked++;
+      return;
+    }
+    s.live.set(id, {
+      id,
+      poolId: e.data.poolId,
+      runtime: e.data.runtime,
+      state: "requested",
+      generation: 1,
+      instanceId: null,
+      ports: [],
+      leaseId: null,
+      leasesServed: 0,
+      recycles: 0,
+      createdAt: e.at,
+      readyAt: null,
+      deadline: e.data.deadline,
+      updatedAt: e.at,
+      createdSeq: meta.seq,
+      lastSeq: meta.seq,
+    });
+    s.count.requested++;
+    poolTotals(s, e.data.poolId);
+  },
+
+  save: (s: AgentsState): AgentsView => ({
+    byState: { ...s.count },
+    live: [...s.live.values()]
+      .sort((a, b) => a.createdSeq - b.createdSeq)
+      .map((a) => ({ ...a, ports: [...a.ports] })),
+    pools: [...s.pools.values()].sort((a, b) => compare(a.poolId, b.poolId)).map((t) => ({ ...t })),
+    failures: s.failures.map((f) => ({ ...f })),
+    ignored: s.ignored,
+    untracked: s.untracked,
+  }),
+
+  load(v: AgentsView): AgentsState {
+    if (!Array.isArray(v?.live) || !Array.isArray(v.pools) || !Array.isArray(v.failures)) {
+      throw new TypeError("not an agents view");
+    }
+    const s: AgentsState = {
+      live: new Map(),
+      pools: new Map(),
+      count: zeroCounts(),
+      failures: v.failures.map((f) => ({ ...f })),
+      ignored: num(v.ignored),
+      untracked: num(v.untracked),
+    };
+    // Ended counts are the sums of the per-pool totals, live counts come from the live list:
+    // neither can disagree with what it counts.
+    for (const t of v.pools) {
+      if (typeof t?.poolId !== "string") throw new TypeError("not an agent pool total");
+      const copy = {
+        poolId: t.poolId,
+        recycles: num(t.recycles),
+        stopped: num(t.stopped),
+        failed: num(t.failed),
+      };
+      s.pools.set(t.poolId, copy);
+      s.count.stopped += copy.stopped;
+      s.count.failed += copy.failed;
+    }
+    for (const a of v.live) {
+      if (
+        typeof a?.id !== "string" ||
+        typeof a.poolId !== "string" ||
+        !(AGENT_LIVE_STATES as readonly string[]).includes(a.state) ||
+        !Array.isArray(a.ports)
+      ) {
+        throw new TypeError("not a live agent");
+      }
+      s.live.set(a.id, { ...a, ports: [...a.ports] });
+      s.count[a.state]++;
+      poolTotals(s, a.poolId);
+    }
+    return s;
+  },
+});
+
+export function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+export function num(n: unknown): number {
+  if (typeof n !== "number" || !Number.isFinite(n)) throw new TypeError("not a count");
+  return n;
+}

@@ -1,0 +1,96 @@
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+
+// Linux /proc readers for the process runtime. On a system without /proc (macOS) liveness falls
+// back to kill(pid, 0), which cannot tell a reused PID from ours: documented, not hidden.
+
+export const HAVE_PROC = existsSync("/proc/self/stat");
+
+export interface ProcStat {
+  /** R, S, D, Z (zombie), X (dead), T, … */
+  state: string;
+  ppid: number;
+  pgrp: number;
+  /** Field 22: start time in clock ticks since boot. With the pid, it names one process for good. */
+  startTime: number;
+}
+
+export function readProcStat(pid: number): ProcStat | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return undefined;
+  }
+  // Field 2 (comm) is in parentheses and may itself contain spaces and ")": split after the last.
+  const rest = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  // rest[0] is field 3; field N is rest[N - 3].
+  const startTime = Number(rest[19]);
+  if (!rest[0] || !Number.isFinite(startTime)) return undefined;
+  return { state: rest[0], ppid: Number(rest[1]), pgrp: Number(rest[2]), startTime };
+}
+
+/**
+ * True when `pid` is a live process and, given a start time, the very process that had it then.
+ * Zombies count as dead: an orphan whose reaper (PID 1) does not reap would otherwise live forever.
+ */
+export function isAlive(pid: number, startTime?: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  if (HAVE_PROC) {
+    const st = readProcStat(pid);
+    if (!st || st.state === "Z" || st.state === "X") return false;
+    return startTime === undefined || st.startTime === startTime;
+  }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Live members of a process group and their summed resident memory (best effort). */
+export function groupUsage(pgid: number): { pids: number; rssBytes: number } | undefined {
+  if (!HAVE_PROC) return undefined;
+  let pids = 0;
+  let rssBytes = 0;
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    const st = readProcStat(Number(name));
+    if (!st || st.pgrp !== pgid || st.state === "Z") continue;
+    pids++;
+    rssBytes += rssOf(Number(name));
+  }
+  return { pids, rssBytes };
+}
+
+function rssOf(pid: number): number {
+  try {
+    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Whether process group `pgid` (our agent's, led by pid `pgid` started at `startTime`) can
+ * still only be ours: its leader is still there (alive or an unreaped zombie), or no process
+ * holds that pid at all — Linux does not hand out a pid while a group of that id has members.
+ * False when a stranger now holds the pid, or when we cannot tell (no /proc).
+ */
+export function groupIsOurs(pgid: number, startTime: number | undefined): boolean {
+  if (!HAVE_PROC || startTime === undefined) return false;
+  const st = readProcStat(pgid);
+  return st === undefined || st.startTime === startTime;
+}
+
+/** Signal a whole process group; false when nobody was there (ESRCH). */
+export function signalGroup(pgid: number, signal: NodeJS.Signals): boolean {
+  try {
+    process.kill(-pgid, signal);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ESRCH") return false;
+    throw err;
+  }
+}

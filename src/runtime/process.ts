@@ -1,0 +1,406 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { accessSync, closeSync, constants as fsConstants, mkdirSync, openSync, statSync } from "node:fs";
+import { constants as osConstants } from "node:os";
+import { delimiter, join, resolve } from "node:path";
+import { type Logger, silentLogger } from "../log.ts";
+import { RuntimeError } from "./errors.ts";
+import { KeyedLock } from "./keyed-lock.ts";
+import { containerName, DEFAULT_STOP_GRACE_MS } from "./labels.ts";
+import { LiveView } from "./live-view.ts";
+import { groupIsOurs, groupUsage, isAlive, readProcStat, signalGroup } from "./proc.ts";
+import { type ProcessRecord, StateDir } from "./process-state.ts";
+import { identityEnv, validateSpec } from "./spec.ts";
+import type { CreateSpec, InstanceState, Runtime, RuntimeEvent, RuntimeInstance } from "./types.ts";
+
+export interface ProcessRuntimeOptions {
+  instance: string;
+  /** Default `.corral/process/<instance>` under the current directory. */
+  stateDir?: string;
+  /** How often state files and /proc are re-read (adopted agents, other writers). Default 500 ms. */
+  pollMs?: number;
+  log?: Logger;
+}
+
+/**
+ * The daemon's variables an agent inherits; everything else it gets from the template and the
+ * spec, as in a container. Keeps the daemon's own secrets (NATS credentials, …) out of agents.
+ */
+const INHERITED_ENV = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ", "TMPDIR", "TERM"];
+
+/** After the final SIGKILL, how long to wait for the kernel to confirm the group is gone. */
+const KILL_CONFIRM_MS = 2000;
+
+interface Child {
+  pid: number;
+  /** The exit code as `docker` reports it: the status, or 128 + signal number. */
+  exited: Promise<number>;
+}
+
+/**
+ * Agents as local processes, each the leader of its own process group (detached), outliving the
+ * daemon. State files under `<stateDir>/instances/` record what exists; a record's pid is only
+ * believed while /proc shows the same process (same start time), so a reused pid is never taken
+ * for our agent. Limits and mounts do not apply here; `oom` is never reported.
+ *
+ * remove() keeps `<stateDir>/logs/<agent>-<generation>.log` (post-mortems) and the per-agent
+ * work dir (shared by an agent's generations); both are the operator's to prune.
+ */
+export class ProcessRuntime implements Runtime {
+  readonly kind = "process" as const;
+  readonly instance: string;
+  readonly state: StateDir;
+  private readonly log: Logger;
+  private readonly view: LiveView;
+  private readonly pollMs: number;
+  private readonly lock = new KeyedLock();
+  /** Agents this object spawned whose exit it has not recorded yet: their `die` carries a code. */
+  private readonly children = new Map<string, Child>();
+  private closed = false;
+  private pollTimer?: NodeJS.Timeout;
+  private started = false;
+  private readonly pids = new Map<string, number>();
+
+  constructor(opts: ProcessRuntimeOptions) {
+    this.instance = opts.instance;
+    this.state = new StateDir(resolve(opts.stateDir ?? join(".corral", "process", safeName(opts.instance))));
+    this.log = opts.log ?? silentLogger;
+    this.view = new LiveView(this.log);
+    this.pollMs = opts.pollMs ?? 500;
+  }
+
+  /** Creates the state dir, loads what exists into the live view, starts watching. */
+  async ready(): Promise<void> {
+    if (this.started || this.closed) return;
+    this.started = true;
+    this.state.ensure();
+    this.view.reconcile(this.remember(this.listSync()), this.view.mark(), { quiet: true });
+    this.pollTimer = setInterval(() => this.poll(), this.pollMs);
+    this.pollTimer.unref();
+  }
+
+  async create(spec: CreateSpec): Promise<RuntimeInstance> {
+    const invalid = validateSpec(spec);
+    if (invalid) throw new RuntimeError("invalid_spec", invalid, { agentId: spec.agentId });
+    if (spec.instance !== this.instance) {
+      throw new RuntimeError(
+        "invalid_spec",
+        `spec.instance ${spec.instance} is not this runtime's (${this.instance})`,
+      );
+    }
+    await this.ready();
+    const t = spec.template;
+    const env = { ...inheritedEnv(), ...identityEnv(spec), ...t.env, ...spec.env };
+    const [exe = "", ...args] = t.command;
+    const command = [resolveExecutable(exe, env.PATH ?? ""), ...args];
+    const name = containerName(spec);
+    const clash = this.state
+      .readAll()
+      .find(
+        (r) => r.instance === this.instance && r.agentId === spec.agentId && r.generation === spec.generation,
+      );
+    if (clash) {
+      // The docker runtime refuses a second container of one name; so do we.
+      throw new RuntimeError("already_exists", `${name} already exists as ${clash.id}`, {
+        name,
+        existingId: clash.id,
+      });
+    }
+    const id = `p-${randomBytes(6).toString("hex")}`;
+    const cwd = t.workdir ?? join(this.state.workDir, safeName(spec.agentId));
+    mkdirSync(cwd, { recursive: true });
+    const rec: ProcessRecord = {
+      v: 1,
+      id,
+      instance: spec.instance,
+      poolId: spec.poolId,
+      agentId: spec.agentId,
+      generation: spec.generation,
+      name,
+      command,
+      env,
+      cwd,
+      logPath: join(this.state.logsDir, `${safeName(spec.agentId)}-${spec.generation}.log`),
+      stopGraceMs: t.stopGraceMs ?? DEFAULT_STOP_GRACE_MS,
+      state: "created",
+      createdAt: Date.now(),
+    };
+    this.state.write(rec);
+    this.view.observe({ type: "create", id, ...metaOf(rec), at: rec.createdAt });
+    return toInstance(rec);
+  }
+
+  start(id: string): Promise<void> {
+    return this.lock.run(id, async () => {
+      await this.ready();
+      const rec = this.own(id);
+      if (!rec || rec.state === "removing")
+        throw new RuntimeError("not_found", `no process agent ${id}`, { id });
+      if (rec.state === "running" && rec.pid !== undefined && isAlive(rec.pid, rec.procStart)) return;
+      await this.spawn(rec);
+    });
+  }
+
+  stop(id: string, graceMs?: number): Promise<void> {
+    return this.lock.run(id, () => this.stopLocked(id, graceMs));
+  }
+
+  remove(id: string): Promise<void> {
+    return this.lock.run(id, async () => {
+      const rec = this.own(id);
+      if (!rec) return;
+      // Marked first: a daemon that dies mid-remove leaves a record the reaper finishes.
+      this.state.write({ ...rec, state: "removing" });
+      await this.stopLocked(id);
+      this.state.delete(id);
+      this.children.delete(id);
+      this.view.observe({ type: "destroy", id, ...metaOf(rec), at: Date.now() });
+    });
+  }
+
+  async inspect(id: string): Promise<RuntimeInstance | null> {
+    const rec = this.own(id);
+    return rec ? toInstance(rec) : null;
+  }
+
+  async list(filter: { poolId?: string; agentId?: string } = {}): Promise<RuntimeInstance[]> {
+    return this.listSync(filter);
+  }
+
+  events(onEvent: (e: RuntimeEvent) => void): { close(): void } {
+    const sub = this.view.subscribe(onEvent);
+    void this.ready();
+    return sub;
+  }
+
+  /** RSS and process count of the agent's whole process group, from /proc. No CPU figure. */
+  async stats(id: string): Promise<{ memoryBytes?: number; cpuPercent?: number; pids?: number } | null> {
+    const rec = this.own(id);
+    if (!rec || rec.pid === undefined || !isAlive(rec.pid, rec.procStart)) return null;
+    const usage = groupUsage(rec.pid);
+    return usage ? { memoryBytes: usage.rssBytes, pids: usage.pids } : {};
+  }
+
+  isRunning(id: string): boolean {
+    if (!this.view.isRunning(id)) return false;
+    // The view hears of an exit a moment after it happens (exit event, poll); /proc knows now.
+    const pid = this.children.get(id)?.pid ?? this.pids.get(id);
+    return pid === undefined || isAlive(pid);
+  }
+
+  /** Stops watching. Agents keep running; their exits are left for the next daemon to notice. */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.pollTimer);
+    this.view.clear();
+  }
+
+  // --- internals -------------------------------------------------------------------------
+
+  private own(id: string): ProcessRecord | undefined {
+    const rec = this.state.read(id);
+    return rec?.instance === this.instance ? rec : undefined;
+  }
+
+  /** Keeps the pids of running instances for the instant check in isRunning. */
+  private remember(list: RuntimeInstance[]): RuntimeInstance[] {
+    this.pids.clear();
+    for (const i of list) if (i.state === "running" && i.pid !== undefined) this.pids.set(i.id, i.pid);
+    return list;
+  }
+
+  private listSync(filter: { poolId?: string; agentId?: string } = {}): RuntimeInstance[] {
+    return this.state
+      .readAll()
+      .filter(
+        (r) =>
+          r.instance === this.instance &&
+          (filter.poolId === undefined || r.poolId === filter.poolId) &&
+          (filter.agentId === undefined || r.agentId === filter.agentId),
+      )
+      .map(toInstance);
+  }
+
+  /** Catches what no exit event tells us: adopted agents dying, other writers' records. */
+  private poll(): void {
+    if (this.closed) return;
+    try {
+      const mark = this.view.mark();
+      this.view.reconcile(this.remember(this.listSync()), mark, { skip: (id) => this.children.has(id) });
+    } catch (err) {
+      this.log.warn({ err }, "process runtime poll failed");
+    }
+  }
+
+  private async spawn(rec: ProcessRecord): Promise<void> {
+    mkdirSync(rec.cwd, { recursive: true });
+    const fd = openSync(rec.logPath, "a", 0o600);
+    let child: ChildProcess;
+    try {
+      child = spawn(rec.command[0] ?? "", rec.command.slice(1), {
+        cwd: rec.cwd,
+        env: rec.env,
+        detached: true, // own session and process group: stop() signals -pid, and no SIGHUP from us
+        stdio: ["ignore", fd, fd],
+      });
+    } finally {
+      closeSync(fd); // the child has its own copy
+    }
+    try {
+      await new Promise<void>((ok, fail) => {
+        child.once("spawn", ok);
+        child.once("error", fail);
+      });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new RuntimeError(
+        code === "ENOENT" || code === "EACCES" ? "executable_missing" : "start_failed",
+        `start ${rec.id} (${rec.command[0]}): ${(err as Error).message}`,
+        { id: rec.id },
+        { cause: err },
+      );
+    }
+    child.on("error", (err) => this.log.warn({ err, id: rec.id }, "agent process error"));
+    const pid = child.pid as number;
+    // Read before this tick ends: libuv cannot have reaped it yet, so /proc still has it.
+    const procStart = readProcStat(pid)?.startTime;
+    const exited = new Promise<number>((done) => {
+      child.once("exit", (code, signal) =>
+        done(code ?? 128 + (signal ? (osConstants.signals[signal] ?? 0) : 0)),
+      );
+    });
+    this.children.set(rec.id, { pid, exited });
+    child.unref(); // the daemon may exit; the agent lives on
+    void exited.then((code) => {
+      if (this.closed) return;
+      this.lock
+        .run(rec.id, () => this.recordExit(rec.id, pid, code))
+        .catch((err: unknown) => {
+          this.log.warn({ err, id: rec.id }, "recording agent exit failed");
+        });
+    });
+    const next: ProcessRecord = { ...rec, state: "running", pid, startedAt: Date.now() };
+    if (procStart !== undefined) next.procStart = procStart;
+    delete next.exitCode;
+    delete next.exitedAt;
+    this.state.write(next);
+    this.view.observe({ type: "start", id: rec.id, ...metaOf(rec), at: next.startedAt as number });
+  }
+
+  /** Under the id's lock. Idempotent; a `die` only for the pid the record still names. */
+  private recordExit(id: string, pid: number, exitCode: number | undefined): void {
+    if (this.children.get(id)?.pid === pid) this.children.delete(id);
+    const rec = this.own(id);
+    if (!rec || rec.pid !== pid) return;
+    const at = Date.now();
+    if (rec.state === "running") {
+      const next: ProcessRecord = { ...rec, state: "exited", exitedAt: at };
+      if (exitCode !== undefined) next.exitCode = exitCode;
+      this.state.write(next);
+    }
+    this.view.observe({ type: "die", id, ...metaOf(rec), at, ...(exitCode !== undefined && { exitCode }) });
+  }
+
+  /** Under the id's lock: SIGTERM the group, wait the grace, SIGKILL the group. */
+  private async stopLocked(id: string, graceMs?: number): Promise<void> {
+    const rec = this.own(id);
+    if (!rec || rec.pid === undefined || rec.state === "created") return;
+    const pid = rec.pid;
+    const child = this.children.get(id)?.pid === pid ? this.children.get(id) : undefined;
+    const wasAlive = isAlive(pid, rec.procStart);
+    if (wasAlive) {
+      signalGroup(pid, "SIGTERM");
+      if (!(await waitDead(pid, rec.procStart, graceMs ?? rec.stopGraceMs))) {
+        signalGroup(pid, "SIGKILL");
+        if (!(await waitDead(pid, rec.procStart, KILL_CONFIRM_MS))) {
+          throw new RuntimeError("stop_failed", `process ${pid} of ${id} survived SIGKILL`, { id, pid });
+        }
+      }
+    } else if (rec.state !== "running") {
+      return; // exited earlier and already recorded: nothing to do
+    }
+    // Members that outlived their leader (a shell's background jobs) — only while the group id
+    // provably still names our group (see groupIsOurs): never a stranger that reused the pid.
+    if (groupIsOurs(pid, rec.procStart)) signalGroup(pid, "SIGKILL");
+    const code = child ? await Promise.race([child.exited, delay(1000).then(() => undefined)]) : undefined;
+    this.recordExit(id, pid, code);
+    if (wasAlive) this.view.observe({ type: "stop", id, ...metaOf(rec), at: Date.now() });
+  }
+}
+
+function toInstance(rec: ProcessRecord): RuntimeInstance {
+  const alive = rec.pid !== undefined && rec.state !== "created" && isAlive(rec.pid, rec.procStart);
+  // "running" on disk means "we started it"; only /proc says whether it still is.
+  const state: InstanceState = rec.state === "running" && !alive ? "exited" : rec.state;
+  const inst: RuntimeInstance = {
+    id: rec.id,
+    instance: rec.instance,
+    ...metaOf(rec),
+    state,
+    name: rec.name,
+    createdAt: rec.createdAt,
+  };
+  if (alive) inst.pid = rec.pid;
+  if (rec.startedAt !== undefined) inst.startedAt = rec.startedAt;
+  if (state === "exited" && rec.exitCode !== undefined) inst.exitCode = rec.exitCode;
+  return inst;
+}
+
+function metaOf(rec: ProcessRecord): { poolId: string; agentId: string; generation: number } {
+  return { poolId: rec.poolId, agentId: rec.agentId, generation: rec.generation };
+}
+
+function inheritedEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const k of INHERITED_ENV) {
+    const v = process.env[k];
+    if (v !== undefined) env[k] = v;
+  }
+  return env;
+}
+
+/** Absolute path of argv[0]: a path is taken relative to our cwd, a bare name looked up in PATH. */
+function resolveExecutable(cmd: string, path: string): string {
+  const candidates = cmd.includes("/")
+    ? [resolve(cmd)]
+    : path
+        .split(delimiter)
+        .filter(Boolean)
+        .map((dir) => join(dir, cmd));
+  const found = candidates.find(isExecutableFile);
+  if (!found) {
+    throw new RuntimeError(
+      "executable_missing",
+      cmd.includes("/") ? `not an executable file: ${cmd}` : `${cmd} not found on PATH (${path})`,
+      { command: cmd },
+    );
+  }
+  return found;
+}
+
+function isExecutableFile(p: string): boolean {
+  try {
+    if (!statSync(p).isFile()) return false;
+    accessSync(p, fsConstants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function safeName(s: string): string {
+  return s.replace(/[^\w.-]/g, "_");
+}
+
+async function waitDead(pid: number, startTime: number | undefined, ms: number): Promise<boolean> {
+  const until = Date.now() + ms;
+  while (isAlive(pid, startTime)) {
+    if (Date.now() >= until) return false;
+    await delay(20);
+  }
+  return true;
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

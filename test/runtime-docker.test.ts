@@ -1,0 +1,228 @@
+import assert from "node:assert/strict";
+import { after, describe, it } from "node:test";
+import { dockerClient } from "../src/runtime/detect.ts";
+import { DockerRuntime } from "../src/runtime/docker.ts";
+import { ensureLocalImage, LOCAL_IMAGE } from "../src/runtime/docker-image.ts";
+import { RuntimeError } from "../src/runtime/errors.ts";
+import { helloAgentTemplate } from "../src/runtime/hello.ts";
+import {
+  LABEL_AGENT,
+  LABEL_GENERATION,
+  LABEL_INSTANCE,
+  LABEL_MANAGED,
+  LABEL_POOL,
+} from "../src/runtime/labels.ts";
+import type { CreateSpec } from "../src/runtime/types.ts";
+import { dockerAvailable, removeByInstance, testImage, warnSkipped } from "./helpers/docker.ts";
+import { runtimeConformance, waitUntil } from "./helpers/runtime-conformance.ts";
+
+const available = await dockerAvailable();
+const skip = available.ok ? false : `no docker engine: ${available.reason}`;
+if (!available.ok) warnSkipped(available.reason);
+
+// Counted as a skipped test in the summary, not just a skipped suite.
+it("docker engine is reachable", { skip }, () => {});
+
+describe("docker runtime", { skip }, () => {
+  const docker = dockerClient();
+  const open = async (instance: string) => {
+    await testImage(docker); // imported once, before the first agent needs it
+    const rt = new DockerRuntime({ instance, docker });
+    await rt.ready();
+    return rt;
+  };
+
+  runtimeConformance({
+    name: "docker runtime",
+    open,
+    hello: () => helloAgentTemplate("docker"),
+    sleep: () => ({ image: LOCAL_IMAGE, command: ["sleep", "1000"] }),
+    ignoresTerm: () => ({ image: LOCAL_IMAGE, command: ["sh", "-c", "trap '' TERM; sleep 1000"] }),
+    killFromOutside: async (inst) => {
+      await docker.getContainer(inst.id).kill({ signal: "SIGKILL" });
+    },
+    cleanup: async (instance) => {
+      await removeByInstance(docker, instance);
+    },
+  });
+
+  describe("docker specifics", () => {
+    const instance = `test-${process.pid}-${Math.random().toString(36).slice(2, 8)}-d`;
+    const spec = (agentId: string, over: Partial<CreateSpec["template"]> = {}): CreateSpec => ({
+      instance,
+      poolId: "pool-d",
+      agentId,
+      generation: 1,
+      template: { image: LOCAL_IMAGE, command: ["sleep", "1000"], ...over },
+      env: { EXTRA: "yes" },
+      ports: [],
+    });
+    let rt: DockerRuntime;
+    const foreign: string[] = [];
+    after(async () => {
+      await rt?.close();
+      await removeByInstance(docker, instance);
+      await Promise.all(
+        foreign.map((id) =>
+          docker
+            .getContainer(id)
+            .remove({ force: true })
+            .catch(() => {}),
+        ),
+      );
+    });
+
+    it("builds a busybox image by docker import when it is missing, and reuses it", async () => {
+      const name = `corral-test/busybox-build:${process.pid}`;
+      try {
+        assert.equal(await ensureLocalImage(docker, name), name);
+        const built = await docker.getImage(name).inspect();
+        assert.equal(await ensureLocalImage(docker, name), name);
+        assert.equal((await docker.getImage(name).inspect()).Id, built.Id, "not rebuilt");
+        // The applet symlinks work: sh runs and its exit status comes back.
+        const c = await docker.createContainer({
+          Image: name,
+          Cmd: ["sh", "-c", "ls /bin/sleep /bin/wget && exit 7"],
+        });
+        foreign.push(c.id);
+        await c.start();
+        assert.equal((await c.wait()).StatusCode, 7);
+      } finally {
+        await Promise.all(foreign.splice(0).map((id) => docker.getContainer(id).remove({ force: true })));
+        await docker.getImage(name).remove({ force: true });
+      }
+      rt = await open(instance);
+    });
+
+    it("a missing image is a typed error naming the image", async () => {
+      const image = `corral-test/does-not-exist:${process.pid}`;
+      await assert.rejects(rt.create(spec("no-image", { image })), (err: unknown) => {
+        assert.ok(err instanceof RuntimeError);
+        assert.equal(err.code, "image_missing");
+        assert.equal(err.details.image, image);
+        assert.match(err.message, /does-not-exist/);
+        return true;
+      });
+      assert.deepEqual(await rt.list({ agentId: "no-image" }), []);
+    });
+
+    it("labels, --init, env, limits and port bindings reach the container's config", async () => {
+      const inst = await rt.create({
+        ...spec("limited", {
+          limits: { memoryMb: 64, cpus: 0.5, pids: 32 },
+          stopGraceMs: 3000,
+          workdir: "/tmp",
+        }),
+        ports: [18_999],
+      });
+      const info = await docker.getContainer(inst.id).inspect();
+      assert.equal(info.Name, `/corral-${instance}-limited-1`);
+      assert.deepEqual(
+        [LABEL_MANAGED, LABEL_INSTANCE, LABEL_POOL, LABEL_AGENT, LABEL_GENERATION].map(
+          (l) => info.Config.Labels[l],
+        ),
+        ["true", instance, "pool-d", "limited", "1"],
+      );
+      assert.equal(info.HostConfig.Init, true);
+      assert.equal(info.HostConfig.Memory, 64 * 1024 * 1024);
+      assert.equal(info.HostConfig.NanoCpus, 500_000_000);
+      assert.equal(info.HostConfig.PidsLimit, 32);
+      assert.deepEqual(info.HostConfig.PortBindings, { "18999/tcp": [{ HostIp: "", HostPort: "18999" }] });
+      assert.equal((info.Config as { StopTimeout?: number }).StopTimeout, 3);
+      assert.equal(info.Config.WorkingDir, "/tmp");
+      assert.ok(info.Config.Env.includes("EXTRA=yes"));
+      assert.ok(info.Config.Env.includes("CORRAL_AGENT_ID=limited"));
+      await rt.remove(inst.id);
+    });
+
+    it("never touches a container it does not own", async () => {
+      const c = await docker.createContainer({ Image: LOCAL_IMAGE, Cmd: ["sleep", "1000"] });
+      foreign.push(c.id);
+      assert.equal(await rt.inspect(c.id), null);
+      await assert.rejects(
+        rt.remove(c.id),
+        (err: unknown) => err instanceof RuntimeError && err.code === "not_owned",
+      );
+      await assert.rejects(
+        rt.stop(c.id),
+        (err: unknown) => err instanceof RuntimeError && err.code === "not_owned",
+      );
+      assert.equal((await docker.getContainer(c.id).inspect()).State.Status, "created", "still there");
+    });
+
+    it("start of an unknown id is not_found; stop/remove of one are no-ops", async () => {
+      const ghost = "0".repeat(64);
+      await assert.rejects(
+        rt.start(ghost),
+        (err: unknown) => err instanceof RuntimeError && err.code === "not_found",
+      );
+      await rt.stop(ghost);
+      await rt.remove(ghost);
+      assert.equal(await rt.inspect(ghost), null);
+    });
+
+    it("stats of a running container report memory and pids; of a stopped one, null", async () => {
+      const inst = await rt.create(spec("stats"));
+      await rt.start(inst.id);
+      const s = await rt.stats(inst.id);
+      assert.ok(s && (s.memoryBytes ?? 0) > 0, `memoryBytes: ${JSON.stringify(s)}`);
+      assert.ok((s.pids ?? 0) >= 2, "tini + sleep");
+      await rt.stop(inst.id, 0);
+      assert.equal(await rt.stats(inst.id), null);
+      await rt.remove(inst.id);
+    });
+
+    it("after the event stream breaks it re-lists and reconnects (no 10 s wait for the next re-list)", async () => {
+      const watcher = new DockerRuntime({ instance, docker, relistMs: 60_000 });
+      await watcher.ready();
+      const seen: string[] = [];
+      const sub = watcher.events((e) => seen.push(`${e.type}${e.reconciled ? "(reconciled)" : ""}:${e.id}`));
+      try {
+        // What an engine restart or a proxy timeout looks like from here: the stream just ends.
+        (watcher as unknown as { stream?: { destroy(): void } }).stream?.destroy();
+        const inst = await rt.create(spec("during-the-gap"));
+        await rt.start(inst.id);
+        await waitUntil(() => watcher.isRunning(inst.id), 3000, "the watcher to see it running");
+        assert.ok(
+          seen.some((e) => e.startsWith("start") && e.endsWith(inst.id)),
+          `events: ${seen}`,
+        );
+        await docker.getContainer(inst.id).kill();
+        await waitUntil(() => !watcher.isRunning(inst.id), 3000, "live events again after the reconnect");
+        await rt.remove(inst.id);
+      } finally {
+        sub.close();
+        await watcher.close();
+      }
+    });
+
+    it("the periodic re-list alone keeps the view right (reconciled start, die, destroy)", async () => {
+      // No event stream: only re-lists can inform this view.
+      const blind = new DockerRuntime({ instance, docker, relistMs: 200, eventStream: false });
+      await blind.ready();
+      const seen: string[] = [];
+      const sub = blind.events((e) => seen.push(`${e.type}${e.reconciled ? "(reconciled)" : ""}`));
+      try {
+        const inst = await rt.create(spec("behind-its-back"));
+        await rt.start(inst.id);
+        await waitUntil(() => blind.isRunning(inst.id), 3000, "the re-list to show it running");
+        await docker.getContainer(inst.id).kill();
+        await waitUntil(() => !blind.isRunning(inst.id), 3000, "the re-list to show it dead");
+        await rt.remove(inst.id);
+        await waitUntil(
+          () => seen.includes("destroy(reconciled)"),
+          3000,
+          `a reconciled destroy (seen: ${seen})`,
+        );
+        // A re-list may also fall between create and start ("create(reconciled)" first).
+        assert.deepEqual(
+          seen.filter((e) => !e.startsWith("create")),
+          ["start(reconciled)", "die(reconciled)", "destroy(reconciled)"],
+        );
+      } finally {
+        sub.close();
+        await blind.close();
+      }
+    });
+  });
+});

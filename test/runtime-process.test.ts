@@ -1,0 +1,164 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import { RuntimeError } from "../src/runtime/errors.ts";
+import { helloAgentTemplate } from "../src/runtime/hello.ts";
+import { isAlive, readProcStat } from "../src/runtime/proc.ts";
+import { ProcessRuntime } from "../src/runtime/process.ts";
+import type { ProcessRecord } from "../src/runtime/process-state.ts";
+import type { CreateSpec } from "../src/runtime/types.ts";
+import { runtimeConformance, waitUntil } from "./helpers/runtime-conformance.ts";
+
+const root = mkdtempSync(join(tmpdir(), "corral-test-process-"));
+const stateDirOf = (instance: string) => join(root, instance);
+
+/** Kills what a test instance left running (liveness-checked, never a bare pid) and its files. */
+function cleanup(instance: string): void {
+  const rt = new ProcessRuntime({ instance, stateDir: stateDirOf(instance) });
+  for (const rec of rt.state.readAll()) {
+    if (rec.pid !== undefined && isAlive(rec.pid, rec.procStart)) {
+      try {
+        process.kill(-rec.pid, "SIGKILL");
+      } catch {}
+    }
+  }
+  rmSync(stateDirOf(instance), { recursive: true, force: true });
+}
+
+after(() => rmSync(root, { recursive: true, force: true }));
+
+describe("process runtime", () => {
+  runtimeConformance({
+    name: "process runtime",
+    open: async (instance) => {
+      const rt = new ProcessRuntime({ instance, stateDir: stateDirOf(instance), pollMs: 200 });
+      await rt.ready();
+      return rt;
+    },
+    hello: () => helloAgentTemplate("process"),
+    sleep: () => ({ command: ["sleep", "1000"] }),
+    ignoresTerm: () => ({ command: ["sh", "-c", "trap '' TERM; sleep 1000"] }),
+    killFromOutside: async (inst) => {
+      process.kill(-(inst.pid as number), "SIGKILL");
+    },
+    cleanup: async (instance) => cleanup(instance),
+  });
+
+  describe("process specifics", () => {
+    const instance = `test-${process.pid}-${Math.random().toString(36).slice(2, 8)}-p`;
+    const rt = new ProcessRuntime({ instance, stateDir: stateDirOf(instance), pollMs: 200 });
+    let gen = 0;
+    const spec = (agentId: string, command: string[]): CreateSpec => ({
+      instance,
+      poolId: "pool-p",
+      agentId,
+      generation: ++gen,
+      template: { command, env: { FROM_TEMPLATE: "t", OVERRIDDEN: "template" } },
+      env: { OVERRIDDEN: "spec" },
+      ports: [],
+    });
+    after(async () => {
+      await rt.close();
+      cleanup(instance);
+    });
+
+    it("a missing executable is a typed error at create, and nothing is recorded", async () => {
+      await rt.ready();
+      await assert.rejects(rt.create(spec("ghost", ["corral-no-such-binary-xyz"])), (err: unknown) => {
+        assert.ok(err instanceof RuntimeError);
+        assert.equal(err.code, "executable_missing");
+        return true;
+      });
+      assert.deepEqual(await rt.list(), []);
+    });
+
+    it("runs in its own process group, in its work dir, with merged env, logging to its file", async () => {
+      const inst = await rt.create(
+        spec("env-check", [
+          "sh",
+          "-c",
+          'echo "$FROM_TEMPLATE $OVERRIDDEN $CORRAL_AGENT_ID $(pwd)"; sleep 1000',
+        ]),
+      );
+      await rt.start(inst.id);
+      const running = await rt.inspect(inst.id);
+      assert.ok(running?.pid);
+      const stat = readProcStat(running.pid);
+      assert.equal(stat?.pgrp, running.pid, "leader of its own group");
+      const rec = rt.state.read(inst.id) as ProcessRecord;
+      await waitUntil(() => readFileSync(rec.logPath, "utf8").includes("env-check"), 3000, "the log line");
+      assert.equal(
+        readFileSync(rec.logPath, "utf8").trim(),
+        `t spec env-check ${join(stateDirOf(instance), "work", "env-check")}`,
+      );
+      await rt.remove(inst.id);
+      assert.equal(isAlive(running.pid, stat?.startTime), false);
+    });
+
+    it("a recorded pid now held by another process is never taken for the agent", async () => {
+      const inst = await rt.create(spec("reused-pid", ["sleep", "1000"]));
+      // Forge what a crash + pid reuse looks like: the record names a live pid (this test
+      // process) whose start time is not the one recorded at spawn.
+      const rec = rt.state.read(inst.id) as ProcessRecord;
+      const me = readProcStat(process.pid);
+      assert.ok(me);
+      const forged: ProcessRecord = {
+        ...rec,
+        state: "running",
+        pid: process.pid,
+        procStart: me.startTime - 1,
+      };
+      writeFileSync(join(rt.state.instancesDir, `${inst.id}.json`), JSON.stringify(forged));
+      assert.equal((await rt.inspect(inst.id))?.state, "exited");
+      assert.equal((await rt.inspect(inst.id))?.pid, undefined);
+      await waitUntil(() => rt.isRunning(inst.id) === false, 1000, "isRunning false");
+      await rt.stop(inst.id, 100); // must not signal us (we would die of SIGTERM here)
+      await rt.remove(inst.id);
+      assert.equal(isAlive(process.pid), true);
+    });
+
+    it("a second create of the same agent generation is refused (as docker's name clash)", async () => {
+      const s = spec("twice", ["sleep", "1000"]);
+      const first = await rt.create(s);
+      await assert.rejects(
+        rt.create(s),
+        (err: unknown) => err instanceof RuntimeError && err.code === "already_exists",
+      );
+      await rt.remove(first.id);
+    });
+
+    it("stats read the agent's group from /proc", async () => {
+      const inst = await rt.create(spec("stats", ["sh", "-c", "sleep 1000 & sleep 1000 & wait"]));
+      await rt.start(inst.id);
+      await waitUntil(async () => ((await rt.stats(inst.id))?.pids ?? 0) >= 3, 3000, "sh + two sleeps");
+      const s = await rt.stats(inst.id);
+      assert.ok((s?.memoryBytes ?? 0) > 0);
+      await rt.stop(inst.id, 500);
+      assert.equal(await rt.stats(inst.id), null);
+      await rt.remove(inst.id);
+    });
+
+    it("stop also ends group members that outlive the leader", async () => {
+      // The shell exits on SIGTERM; its background sleep ignores SIGTERM and would linger.
+      const inst = await rt.create(spec("leftovers", ["sh", "-c", "(trap '' TERM; exec sleep 1000) & wait"]));
+      await rt.start(inst.id);
+      const pid = (await rt.inspect(inst.id))?.pid as number;
+      await waitUntil(() => membersOf(pid).length >= 2, 3000, "the background sleep");
+      await rt.stop(inst.id, 1000);
+      await waitUntil(() => membersOf(pid).length === 0, 2000, "the whole group to be gone");
+      await rt.remove(inst.id);
+    });
+  });
+});
+
+function membersOf(pgid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    const st = readProcStat(Number(name));
+    if (st && st.pgrp === pgid && st.state !== "Z") out.push(Number(name));
+  }
+  return out;
+}
