@@ -1,16 +1,12 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { jetstream } from "@nats-io/jetstream";
 import { encodeEvent } from "../src/codec/msgpack.ts";
 import { createEvent } from "../src/events/catalogue.ts";
 import type { AggregateRef, Envelope } from "../src/events/envelope.ts";
 import { uuidv7 } from "../src/events/id.ts";
-import { connectNats } from "../src/nats/connect.ts";
-import { NatsServer } from "../src/nats/server.ts";
 import { EventStore } from "../src/store/event-store.ts";
 import { PipelinedPublisher } from "../src/store/publisher.ts";
 import { eventSubject } from "../src/store/subjects.ts";
+import { fmt, startBenchNats } from "./lib.ts";
 
 const AGGREGATES = 1_000;
 const EVENTS_PER_AGGREGATE = 20;
@@ -64,9 +60,8 @@ async function timed(fn: () => Promise<void>): Promise<number> {
  * same concurrency: 1,000 aggregates in parallel, each a sequential writer.
  */
 export async function benchAppend(): Promise<{ baseline: number; store: number; ratio: number }> {
-  const dir = mkdtempSync(join(tmpdir(), "corral-bench-append-"));
-  const server = await NatsServer.start({ storeDir: join(dir, "store") });
-  const nc = await connectNats(server.url, { name: "bench-append" });
+  const nats = await startBenchNats("append");
+  const { nc } = nats;
   try {
     const store = await EventStore.open(nc);
     const js = jetstream(nc);
@@ -133,12 +128,8 @@ export async function benchAppend(): Promise<{ baseline: number; store: number; 
     store.close();
     return { baseline, store: storeRate, ratio };
   } finally {
-    await nc.close();
-    await server.stop();
-    rmSync(dir, { recursive: true, force: true });
+    await nats.stop();
   }
 }
-
-const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
 
 if (import.meta.url === `file://${process.argv[1]}`) await benchAppend();

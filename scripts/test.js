@@ -34,9 +34,11 @@ if (files.length === 0) {
 }
 
 // Two at a time: the machines have two cores and most files start a nats-server of their own.
+// A test that hangs fails after 3 minutes instead of holding CI up (override: --test-timeout=ms).
+const timeout = flags.some((f) => f.startsWith("--test-timeout")) ? [] : ["--test-timeout=180000"];
 const child = spawn(
   process.execPath,
-  ["--import", "tsx", "--test", "--test-concurrency=2", ...flags, ...files],
+  ["--import", "tsx", "--test", "--test-concurrency=2", ...timeout, ...flags, ...files],
   { cwd: root, stdio: "inherit" },
 );
 for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => child.kill(sig));

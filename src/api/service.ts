@@ -157,5 +157,8 @@ export async function startApi(nc: NatsConnection, cp: ControlPlane, opts: ApiOp
     await opts.onDown();
     return { stopped: true };
   });
+  // Subscriptions go out buffered: without a round trip, a client told "corral is up" could
+  // still get "no responders" from a server that has not seen them yet.
+  await nc.flush();
   return svc;
 }

@@ -17,6 +17,16 @@ function load(file?: string) {
   }
 }
 
+/** The daemon checks a config against what this machine has (docker?): still a usage error. */
+async function starting(opts: Parameters<typeof Daemon.start>[0]): Promise<Daemon> {
+  try {
+    return await Daemon.start(opts);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new CliError(err.message, EXIT.usage);
+    throw err;
+  }
+}
+
 /** Resolves on the first SIGINT/SIGTERM. */
 function interrupted(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
@@ -37,7 +47,7 @@ function interrupted(): Promise<NodeJS.Signals> {
 export async function up(opts: { config?: string; nats?: string; log: Logger }): Promise<void> {
   const { config, source } = load(opts.config);
   const url = opts.nats ?? (process.env.NATS_URL?.trim() || config.nats || natsUrl());
-  const daemon = await Daemon.start({
+  const daemon = await starting({
     config,
     configFile: source,
     natsUrl: url,
@@ -74,7 +84,7 @@ export async function down(opts: { config?: string; nats?: string; log: Logger; 
   } finally {
     await nc.close();
   }
-  const daemon = await Daemon.start({
+  const daemon = await starting({
     config,
     configFile: source,
     natsUrl: url,
@@ -100,7 +110,7 @@ export async function startLocal(opts: {
   const nats = await ensureNats({ url: opts.nats, dataDir: opts.dataDir, log: opts.log });
   let daemon: Daemon | undefined;
   try {
-    daemon = await Daemon.start({
+    daemon = await starting({
       config: { ...config, stateDir: opts.dataDir },
       configFile: source,
       natsUrl: nats.url,
@@ -119,11 +129,14 @@ export async function startLocal(opts: {
           `try:  npx corral acquire ${pools[0]}   then curl the URL it prints   ·   npx corral status --watch`,
         ),
       );
-      if (tty) opts.out.write(`\x1b[H\x1b[2J${lines.join("\n")}\n`);
-      else opts.out.write(`${lines.join("\n")}\n`);
+      const text = lines.join("\n");
+      if (tty) opts.out.write(`\x1b[H\x1b[2J${text}\n`);
+      else if (text !== last) opts.out.write(`${text}\n`); // a log: only what changed
+      last = text;
     };
+    let last = "";
     draw();
-    const timer = setInterval(draw, tty ? 1_000 : 10_000);
+    const timer = setInterval(draw, 1_000);
     await stop;
     clearInterval(timer);
     opts.out.write("\nstopping: closing pools and stopping agents…\n");

@@ -27,19 +27,32 @@ const ports = z.unknown().transform((v, ctx) => {
   }
 });
 
-const mount = z.union([
-  z.string().transform((v, ctx) => {
-    const [source, target, mode] = v.split(":");
-    if (!source || !target || (mode && mode !== "ro" && mode !== "rw")) {
+const mountObject = z
+  .object({ source: z.string().min(1), target: z.string().min(1), readOnly: z.boolean().optional() })
+  .strict();
+
+/** "SOURCE:TARGET[:ro|rw]" or { source, target, readOnly }; one message for either form. */
+const mount = z.unknown().transform((v, ctx) => {
+  if (typeof v === "string") {
+    const [source, target, mode, ...rest] = v.split(":");
+    if (!source || !target || rest.length > 0 || (mode && mode !== "ro" && mode !== "rw")) {
       ctx.addIssue({ code: "custom", message: `${JSON.stringify(v)} is not SOURCE:TARGET[:ro|rw]` });
       return z.NEVER;
     }
     return { source, target, readOnly: mode === "ro" };
-  }),
-  z
-    .object({ source: z.string().min(1), target: z.string().min(1), readOnly: z.boolean().optional() })
-    .strict(),
-]);
+  }
+  const r = mountObject.safeParse(v);
+  if (!r.success) {
+    for (const i of r.error.issues) ctx.addIssue({ code: "custom", message: i.message, path: i.path });
+    if (typeof v !== "object" || v === null)
+      ctx.addIssue({
+        code: "custom",
+        message: 'expected "SOURCE:TARGET[:ro|rw]" or { source, target, readOnly }',
+      });
+    return z.NEVER;
+  }
+  return r.data;
+});
 
 const template = z
   .object({
@@ -99,8 +112,18 @@ export const configSchema = z
     stateDir: z.string().min(1).default(".corral"),
     nats: z.string().min(1).optional(),
     pools: z
-      .record(z.string().regex(poolName, "pool names are 1-64 characters of A-Z a-z 0-9 _ -"), pool)
-      .refine((p) => Object.keys(p).length > 0, { message: "at least one pool is needed" }),
+      .record(z.string(), pool, { error: "expected a map of pool name to pool settings" })
+      .superRefine((p, ctx) => {
+        if (Object.keys(p).length === 0)
+          ctx.addIssue({ code: "custom", message: "at least one pool is needed" });
+        for (const name of Object.keys(p)) {
+          if (!poolName.test(name))
+            ctx.addIssue({
+              code: "custom",
+              message: `pool name ${JSON.stringify(name)}: use 1-64 characters of A-Z a-z 0-9 _ -`,
+            });
+        }
+      }),
   })
   .strict();
 

@@ -38,10 +38,10 @@ async function fail(ctx: EffectContext, phase: string, err: unknown): Promise<vo
  * Resolves when the agent's server accepts TCP connections on the port. Each attempt has its own
  * short timeout: docker-proxy may accept a connection before the agent listens and then hold it.
  */
-async function portAnswers(port: number, until: number, now: () => number): Promise<boolean> {
+async function portAnswers(host: string, port: number, until: number, now: () => number): Promise<boolean> {
   while (now() < until) {
     const ok = await new Promise<boolean>((resolve) => {
-      const s = createConnection({ port, host: "127.0.0.1" });
+      const s = createConnection({ port, host });
       const done = (answer: boolean) => {
         clearTimeout(timer);
         s.destroy();
@@ -135,9 +135,14 @@ export function agentEffects(deps: AgentEffectDeps): EffectHandlers {
         const current = await runtime.inspect(id);
         if (!current) throw Object.assign(new Error(`instance ${id} is gone`), { code: "not_found" });
         if (current.state !== "running") await runtime.start(id);
-        // Ready means the agent's server answers on its first port (when it has ports).
+        // Ready means the agent's server answers on its first port (when it has ports), asked
+        // at the instance's own address: a published port may be a proxy that always accepts.
         const first = p.ports[0];
-        if (first !== undefined && !(await portAnswers(first, deadline, deps.clock))) {
+        const address = first === undefined ? undefined : (await runtime.inspect(id))?.address;
+        if (
+          first !== undefined &&
+          !(await portAnswers(address ?? "127.0.0.1", first, deadline, deps.clock))
+        ) {
           throw Object.assign(new Error(`nothing answered on port ${first} before the start deadline`), {
             code: "not_ready",
           });

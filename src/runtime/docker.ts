@@ -504,5 +504,8 @@ function fromInspect(info: Docker.ContainerInspectInfo): RuntimeInstance {
   if (state === "exited" || state === "dead") inst.exitCode = info.State.ExitCode;
   const started = Date.parse(info.State.StartedAt);
   if (started > 0) inst.startedAt = started; // "0001-01-01T00:00:00Z" when never started
+  const networks = Object.values(info.NetworkSettings?.Networks ?? {});
+  const ip = networks.find((n) => n.IPAddress)?.IPAddress;
+  if (state === "running" && ip) inst.address = ip;
   return inst;
 }

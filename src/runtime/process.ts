@@ -340,7 +340,10 @@ function toInstance(rec: ProcessRecord): RuntimeInstance {
     name: rec.name,
     createdAt: rec.createdAt,
   };
-  if (alive) inst.pid = rec.pid;
+  if (alive) {
+    inst.pid = rec.pid;
+    inst.address = "127.0.0.1";
+  }
   if (rec.startedAt !== undefined) inst.startedAt = rec.startedAt;
   if (state === "exited" && rec.exitCode !== undefined) inst.exitCode = rec.exitCode;
   return inst;

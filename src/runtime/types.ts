@@ -48,6 +48,12 @@ export interface RuntimeInstance {
   name?: string;
   /** Added: epoch ms when the runtime created it. */
   createdAt?: number;
+  /**
+   * Where this host reaches the instance's ports directly, not through a proxy: the container's
+   * IP on its network (docker-proxy accepts on a published port before anything listens
+   * behind it), 127.0.0.1 for a process. Absent when not running.
+   */
+  address?: string;
 }
 
 export interface RuntimeEvent {

@@ -81,6 +81,14 @@ export async function spawnDaemon(
       reject(new Error(`daemon exited (${code}) before it was up:\n${logs.join("\n")}`));
     });
   });
+  // A daemon that dies on its own (not SIGKILLed by a test, not a clean exit) shows why.
+  void exited.then((code) => {
+    if (code !== 0 && code !== "SIGKILL" && code !== "SIGTERM") {
+      process.stderr.write(
+        `\n--- corral up exited (${code}); its last log lines:\n${logs.slice(-40).join("\n")}\n`,
+      );
+    }
+  });
   return { proc, logs, exited };
 }
 

@@ -3,7 +3,7 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { after, afterEach, before, describe, it } from "node:test";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { type ApiError, CorralClient } from "../../src/api/client.ts";
 import type { AcquireReply } from "../../src/api/protocol.ts";
@@ -18,6 +18,7 @@ interface AgentRow {
   phase: string;
   generation: number;
   recycles: number;
+  ports: number[];
   leaseId: string | null;
 }
 
@@ -40,8 +41,17 @@ export function poolScenarios(kind: RuntimeKind, skip: string | false): void {
       client = new CorralClient(nc);
       dir = mkdtempSync(join(tmpdir(), `corral-pool-${kind}-`));
     });
+    afterEach(() => {
+      // Every scenario ends with `down`: a daemon still running means the test failed. Show why.
+      for (const d of daemons.splice(0)) {
+        if (d.proc.exitCode !== null || d.proc.signalCode !== null) continue;
+        process.stderr.write(
+          `\n--- corral up still running after a failed test:\n${d.logs.slice(-60).join("\n")}\n`,
+        );
+        d.proc.kill("SIGKILL");
+      }
+    });
     after(async () => {
-      for (const d of daemons) if (d.proc.exitCode === null) d.proc.kill("SIGKILL");
       // Whatever a failed test left behind, by our own instance labels only.
       for (const instance of instances) {
         const rt = await runtimeFor(instance);
@@ -204,6 +214,126 @@ export function poolScenarios(kind: RuntimeKind, skip: string | false): void {
       assert.equal(await second.exited, 0);
       assert.deepEqual(await rt.list(), [], "no instance left by label at the end");
       await rt.close();
+    });
+
+    it("SIGKILL mid-spawn and mid-recycle, then restart: warm restored, nothing doubled or leaked", async () => {
+      const spec = {
+        min: 0,
+        max: 4,
+        warm: 3,
+        recycle: { maxLeases: 1 },
+        ports: { range: portBlock(20), perAgent: 1 },
+      };
+      // Mid-spawn: killed right after it is up, while its first agents are being created.
+      const first = await daemonWith(spec);
+      first.d.proc.kill("SIGKILL");
+      await first.d.exited;
+      const second = await spawnDaemon(first.file, t.url);
+      daemons.push(second);
+      await idle(3, first.pool);
+      // Mid-recycle: every lease ends in a recycle (maxLeases 1); kill while they run.
+      const leases = await Promise.all(
+        [0, 1, 2].map(() => client.acquire(first.pool, { timeoutMs: 10_000 })),
+      );
+      await Promise.all(leases.map((l) => client.release(l.leaseId)));
+      second.proc.kill("SIGKILL");
+      await second.exited;
+      const third = await spawnDaemon(first.file, t.url);
+      daemons.push(third);
+      await idle(3, first.pool);
+      const rows = await agents(first.pool);
+      assert.ok(rows.length <= spec.max, `never past max (${rows.length})`);
+      const ports = rows.flatMap((a) => a.ports);
+      assert.equal(new Set(ports).size, ports.length, `no port held twice: ${ports}`);
+      const rt = await runtimeFor(first.instance);
+      await until("one instance per live agent", async () => {
+        const live = (await agents(first.pool)).filter((a) => a.phase === "idle" || a.phase === "leased");
+        const inst = await rt.list();
+        const owners = inst.map((i) => i.agentId);
+        return inst.length === live.length &&
+          new Set(owners).size === owners.length &&
+          live.every((a) => owners.includes(a.id))
+          ? true
+          : undefined;
+      });
+      // Every lease of the storm ended in a recycle: the recycled agents serve again.
+      const l = await client.acquire(first.pool, { timeoutMs: 10_000 });
+      const body = (await (await fetch(`http://127.0.0.1:${l.ports[0]}/`)).json()) as { agent: string };
+      assert.equal(body.agent, l.agentId);
+      await client.release(l.leaseId);
+      await client.down();
+      assert.equal(await third.exited, 0);
+      assert.deepEqual(await rt.list(), [], "no instance left by label at the end");
+      await rt.close();
+    });
+
+    it("corral up stopped by SIGTERM leaves its agents running; the next one adopts them", async () => {
+      const { pool, instance, file, d } = await daemonWith({
+        min: 0,
+        max: 3,
+        warm: 2,
+        template: sleepTemplate(kind),
+      });
+      await idle(2, pool);
+      const before = (await agents(pool)).map((a) => a.id).sort();
+      d.proc.kill("SIGTERM");
+      assert.equal(await d.exited, 0);
+      const rt = await runtimeFor(instance);
+      const running = (await rt.list()).filter((i) => i.state === "running");
+      assert.deepEqual(running.map((i) => i.agentId).sort(), before, "agents outlive the daemon");
+      const next = await spawnDaemon(file, t.url);
+      daemons.push(next);
+      const up = JSON.parse(next.logs.find((l) => l.includes('"corral is up"')) as string) as {
+        adopted: number;
+      };
+      assert.equal(up.adopted, 2);
+      await idle(2, pool);
+      assert.deepEqual(
+        (await agents(pool)).map((a) => a.id).sort(),
+        before,
+        "the same agents, none respawned",
+      );
+      assert.deepEqual(
+        (await rt.list()).map((i) => i.id).sort(),
+        running.map((i) => i.id).sort(),
+        "the same instances",
+      );
+      await client.down();
+      assert.equal(await next.exited, 0);
+      assert.deepEqual(await rt.list(), []);
+      await rt.close();
+    });
+
+    it("a lease that is not renewed expires and its agent is recycled; a renewed one lives on", async () => {
+      const { pool, d } = await daemonWith({
+        min: 0,
+        max: 2,
+        warm: 2,
+        leaseTtl: "1500ms",
+        template: sleepTemplate(kind),
+      });
+      await idle(2, pool);
+      const kept = await client.acquire(pool, { timeoutMs: 5_000 });
+      const dropped = await client.acquire(pool, { timeoutMs: 5_000 });
+      const renewing = setInterval(() => void client.renew(kept.leaseId).catch(() => {}), 400);
+      try {
+        await until(
+          "the dropped lease's agent recycled",
+          async () => {
+            const a = (await agents(pool)).find((r) => r.id === dropped.agentId);
+            return a && a.recycles >= 1 && a.phase === "idle";
+          },
+          20_000,
+        );
+        await assert.rejects(client.release(dropped.leaseId), (e: ApiError) => /expired/.test(e.message));
+        const k = (await agents(pool)).find((r) => r.id === kept.agentId);
+        assert.equal(k?.leaseId, kept.leaseId, "the renewed lease still holds its agent");
+      } finally {
+        clearInterval(renewing);
+      }
+      await client.release(kept.leaseId);
+      await client.down();
+      await d.exited;
     });
 
     it("acquire times out, can be cancelled, and a closed pool says so", async () => {

@@ -1,0 +1,22 @@
+// `npm run bench`: every benchmark, each against a nats-server of its own, printing its figures
+// and their ratio to a baseline measured in the same run. `npm run bench -- rebuild` runs one.
+import { benchAcquire } from "./acquire.ts";
+import { benchAppend } from "./append.ts";
+import { benchRebuild } from "./rebuild.ts";
+
+const BENCHES: Record<string, () => Promise<unknown>> = {
+  append: benchAppend,
+  rebuild: benchRebuild,
+  acquire: benchAcquire,
+};
+
+const asked = process.argv.slice(2);
+const unknown = asked.filter((name) => !(name in BENCHES));
+if (unknown.length > 0) {
+  console.error(`unknown bench ${unknown.join(", ")}; choose from ${Object.keys(BENCHES).join(", ")}`);
+  process.exit(2);
+}
+for (const name of asked.length > 0 ? asked : Object.keys(BENCHES)) {
+  console.log(`\n== ${name}`);
+  await (BENCHES[name] as () => Promise<unknown>)();
+}
