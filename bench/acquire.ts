@@ -106,6 +106,7 @@ export async function benchAcquire(): Promise<void> {
     for (let i = 0; i < 200; i++) {
       await cycle();
       await request(nc, "bench.bare", {});
+      await request(nc, "bench.shape", {});
     }
     // One client, sequential.
     const acq: number[] = [];
@@ -135,9 +136,17 @@ export async function benchAcquire(): Promise<void> {
     const bareRate = await storm(CONCURRENT, STORM_MS, async () => {
       await request(nc, "bench.bare", {});
     });
+    // The floor of the acquire's shape: 2 requests (acquire, release) of 2 parallel appends each.
+    const shapeRate = await storm(CONCURRENT, STORM_MS, async () => {
+      await request(nc, "bench.shape", {});
+      await request(nc, "bench.shape", {});
+    });
+    const pctOf = (x: number) => `${((x / bareRate) * 100).toFixed(0)}%`;
     console.log(
       `acquire, ${CONCURRENT} concurrent clients: ${fmt(acquires)} acquires/s (each with its release)  ` +
-        `bare request+append ${fmt(bareRate)} req/s  ratio ${((acquires / bareRate) * 100).toFixed(0)}% (target >= 50%)`,
+        `bare request+append ${fmt(bareRate)} req/s  ratio ${pctOf(acquires)} (target >= 50%)  ` +
+        `[same shape, no control plane: 2 requests x 2 appends ${fmt(shapeRate)} cycles/s = ${pctOf(shapeRate)}: ` +
+        `the ceiling for an acquire + release; corral reaches ${((acquires / shapeRate) * 100).toFixed(0)}% of it]`,
     );
     await coldDocker(pct(acq, 50));
   } finally {

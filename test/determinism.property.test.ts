@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import fc from "fast-check";
-import { transition } from "xstate";
+import { initialTransition, transition } from "xstate";
 import { commandAggregate, commandMachine } from "../machines/command.ts";
+import { step } from "../machines/step.ts";
 import { decode, encode } from "../src/codec/msgpack.ts";
 import { ActorHost, type AnyInput } from "../src/cp/actor-host.ts";
 import { RejectedInputError } from "../src/cp/errors.ts";
@@ -75,6 +76,10 @@ const arbHistory = fc.array(
   },
 );
 
+/** What the host uses of an action (its `info` holds the scope's actor, which differs). */
+const named = (actions: readonly { type: string; params?: unknown }[]) =>
+  actions.map(({ type, params }) => ({ type, params }));
+
 const view = (s: { value: unknown; context: unknown; status: string }) => ({
   value: s.value,
   context: s.context,
@@ -89,6 +94,22 @@ describe("determinism (fast-check)", () => {
         assert.deepEqual(view(fold(commandMachine, events)), view(fold(commandMachine, events)));
       }),
       { numRuns: 500 },
+    );
+  });
+
+  it("the host's step is xstate's transition: same snapshot, same actions, same rejections", () => {
+    fc.assert(
+      fc.property(arbHistory, (h) => {
+        let s = initialTransition(commandMachine)[0];
+        for (const e of toEvents({ kind: "command", id: "p" }, h)) {
+          const [theirs, theirActions] = transition(commandMachine, s, e as never);
+          const [ours, ourActions] = step(commandMachine, s, e as never);
+          assert.equal(ours === s, theirs === s);
+          assert.deepEqual([view(ours), named(ourActions)], [view(theirs), named(theirActions)]);
+          s = theirs;
+        }
+      }),
+      { numRuns: 300 },
     );
   });
 

@@ -5,6 +5,7 @@ import { type AnyMachineSnapshot, type AnyStateMachine, initialTransition, trans
 import { agentMachine } from "../machines/agent.ts";
 import { leaseMachine } from "../machines/lease.ts";
 import { poolMachine } from "../machines/pool.ts";
+import { step } from "../machines/step.ts";
 import { decode, encode } from "../src/codec/msgpack.ts";
 import type { DataInputOf, EventType } from "../src/events/catalogue.ts";
 import { createEvent } from "../src/events/catalogue.ts";
@@ -111,6 +112,15 @@ class World {
     const prev = this.snaps.get(`${ref.kind}/${ref.id}`) ?? initialTransition(machine)[0];
     const e = { id: "probe", type, v: 1, aggregate: ref, at: this.clock, data };
     const [next, actions] = transition(machine, prev, e);
+    // The host's step (one reused inert scope) must agree with xstate's own, on every input.
+    const [ours, ourActions] = step(machine, prev, e);
+    assert.equal(ours === prev, next === prev, `${type}: step and transition disagree on accepting`);
+    const named = (a: readonly { type: string; params?: unknown }[]) =>
+      a.map(({ type, params }) => ({ type, params }));
+    assert.deepEqual(
+      [ours.value, ours.context, named(ourActions)],
+      [next.value, next.context, named(actions)],
+    );
     return { prev, next, actions, accepted: next !== prev || actions.length > 0 };
   }
 

@@ -42,7 +42,7 @@ function parse<S extends z.ZodType>(schema: S, msg: ServiceMsg): z.output<S> {
 export interface ApiOptions {
   log: Logger;
   /** Pool metrics and details for `.status` (from the worldview). */
-  status(pool: string): unknown;
+  status(pool: string): Promise<unknown>;
   /** `corral down`: close every pool and stop every agent (the daemon exits after replying). */
   onDown?(): Promise<void>;
   version?: string;
@@ -150,7 +150,7 @@ export async function startApi(nc: NatsConnection, cp: ControlPlane, opts: ApiOp
     });
   }
   endpoint("pools", subjects.poolsList, async () => ({
-    pools: cp.poolNames().map((name) => opts.status(name)),
+    pools: await Promise.all(cp.poolNames().map((name) => opts.status(name))),
   }));
   endpoint("down", subjects.down, async () => {
     if (!opts.onDown) throw new PoolError("unsupported", "this daemon cannot be stopped over the API");

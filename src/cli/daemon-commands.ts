@@ -120,9 +120,9 @@ export async function startLocal(opts: {
     const c = palette(colourEnabled(process.stdout));
     const tty = process.stdout.isTTY === true;
     const pools = daemon.cp.poolNames();
-    const draw = () => {
+    const draw = async () => {
       const lines = [c.bold(`corral is up · NATS ${nats.url} · Ctrl-C stops everything`)];
-      for (const pool of pools) lines.push(...renderStatus((daemon as Daemon).status(pool), c));
+      for (const pool of pools) lines.push(...renderStatus(await (daemon as Daemon).status(pool), c));
       lines.push(
         "",
         c.dim(
@@ -135,8 +135,9 @@ export async function startLocal(opts: {
       last = text;
     };
     let last = "";
-    draw();
-    const timer = setInterval(draw, 1_000);
+    const redraw = () => draw().catch((err: unknown) => opts.log.warn({ err }, "status failed"));
+    await redraw();
+    const timer = setInterval(redraw, 1_000);
     await stop;
     clearInterval(timer);
     opts.out.write("\nstopping: closing pools and stopping agents…\n");
@@ -147,7 +148,7 @@ export async function startLocal(opts: {
   opts.out.write("stopped; nothing left running\n");
 }
 
-type Status = ReturnType<Daemon["status"]>;
+type Status = Awaited<ReturnType<Daemon["status"]>>;
 
 function renderStatus(s: Status, c: ReturnType<typeof palette>): string[] {
   const m = s.metrics as Record<string, unknown> | null;

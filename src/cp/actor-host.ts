@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
-import { type AnyMachineSnapshot, initialTransition, transition } from "xstate";
+import { type AnyMachineSnapshot, initialTransition } from "xstate";
 import type { AggregateDef } from "../../machines/aggregate.ts";
+import { step } from "../../machines/step.ts";
 import {
   type CorralEvent,
   createEvent,
@@ -146,10 +147,10 @@ export class ActorHost {
         let actor = this.actors.get(key);
         const guessedNew = !actor;
         actor ??= this.fresh(def);
-        let [next, actions] = transition(def.machine, actor.snapshot, env);
+        let [next, actions] = step(def.machine, actor.snapshot, env);
         if (next === actor.snapshot && actions.length === 0 && guessedNew) {
           actor = await this.load(ref, def);
-          [next, actions] = transition(def.machine, actor.snapshot, env);
+          [next, actions] = step(def.machine, actor.snapshot, env);
         }
         if (next === actor.snapshot && actions.length === 0) {
           // A cached state could be stale (another writer): confirm before refusing.
@@ -234,7 +235,7 @@ export class ActorHost {
         }
         const key = refKey(r.event.aggregate);
         const entry = folded.get(key) ?? { ref: r.event.aggregate, actor: this.fresh(def) };
-        const [next] = transition(def.machine, entry.actor.snapshot, r.event);
+        const [next] = step(def.machine, entry.actor.snapshot, r.event);
         entry.actor = { snapshot: next, seq: r.seq, since: entry.actor.since + 1, last: r.event };
         folded.set(key, entry);
       }
@@ -380,7 +381,7 @@ export class ActorHost {
     for (const r of await this.store.readAggregate(ref, actor.seq)) {
       // An actor's own history must be readable: skipping an event would silently corrupt it.
       if (r.error) throw r.error;
-      const [next] = transition(def.machine, actor.snapshot, r.event);
+      const [next] = step(def.machine, actor.snapshot, r.event);
       actor = { snapshot: next, seq: r.seq, since: actor.since + 1, last: r.event };
     }
     return actor;

@@ -6,13 +6,11 @@ import { startApi } from "../api/service.ts";
 import type { FileConfig } from "../config/schema.ts";
 import { ControlPlane, type StartReport } from "../cp/control-plane.ts";
 import { connectNats } from "../nats/connect.ts";
-import { CheckpointStore } from "../projections/checkpoints.ts";
-import { ProjectionRunner } from "../projections/runner.ts";
-import { type Worldview, type WorldviewState, worldviewProjection } from "../projections/worldview.ts";
 import { createRuntime, dockerClient, dockerUnavailableReason } from "../runtime/index.ts";
 import type { Runtime, RuntimeKind } from "../runtime/types.ts";
 import { resolvePools } from "./pools.ts";
 import { poolStatus } from "./status.ts";
+import { DaemonWorldview } from "./worldview.ts";
 
 export interface DaemonOptions {
   config: FileConfig;
@@ -39,9 +37,8 @@ export class Daemon {
     readonly cp: ControlPlane,
     readonly report: StartReport,
     private readonly api: Service | undefined,
-    private readonly worldview: ProjectionRunner<WorldviewState, Worldview>,
+    private readonly worldview: DaemonWorldview,
     private readonly runtimes: Runtime[],
-    private readonly stopFollowing: AbortController,
     private readonly log: Logger,
   ) {}
 
@@ -68,37 +65,20 @@ export class Daemon {
         runtimes,
         log,
       });
-      const checkpoints = await CheckpointStore.open(nc);
-      const worldview = new ProjectionRunner(cp.store, worldviewProjection, { checkpoints, logger: log });
-      await worldview.catchUp();
-      const following = new AbortController();
-      void worldview
-        .follow(() => {}, following.signal)
-        .catch((err: unknown) => {
-          if (!following.signal.aborted) log.error({ err }, "worldview follower stopped");
-        });
+      const worldview = await DaemonWorldview.open(nc, cp.store, log);
       let daemon: Daemon | undefined;
       const api =
         opts.serveApi === false
           ? undefined
           : await startApi(nc, cp, {
               log,
-              status: (pool) => poolStatus(cp, worldview.view(), pool),
+              status: async (pool) => poolStatus(cp, await worldview.now(), pool),
               onDown: async () => {
                 await cp.closeAll("corral down");
                 setImmediate(() => daemon?.onDown());
               },
             });
-      daemon = new Daemon(
-        nc,
-        cp,
-        report,
-        api,
-        worldview,
-        Object.values(runtimes) as Runtime[],
-        following,
-        log,
-      );
+      daemon = new Daemon(nc, cp, report, api, worldview, Object.values(runtimes) as Runtime[], log);
       log.info({ instance: config.instance, ...report }, "corral is up");
       return daemon;
     } catch (err) {
@@ -108,15 +88,15 @@ export class Daemon {
     }
   }
 
-  status(pool: string) {
-    return poolStatus(this.cp, this.worldview.view(), pool);
+  async status(pool: string) {
+    return poolStatus(this.cp, await this.worldview.now(), pool);
   }
 
   /** Stops serving. Agents keep running unless `stopAgents` (then pools close and agents stop). */
   async stop(opts: { stopAgents?: boolean } = {}): Promise<void> {
     await this.api?.stop().catch(() => {});
     await this.cp.stop(opts);
-    this.stopFollowing.abort();
+    await this.worldview.close();
     await Promise.allSettled(this.runtimes.map((r) => r.close()));
     await this.nc.drain().catch(() => {});
     this.log.info({ stopAgents: opts.stopAgents === true }, "corral stopped");

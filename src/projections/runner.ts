@@ -24,8 +24,11 @@ export interface CatchUpResult {
   checkpoint: CheckpointResult;
 }
 
-/** "unchanged": the last checkpoint already holds this position; "none": no store, or read-only. */
-export type CheckpointResult = PutResult | "unchanged" | "none";
+/**
+ * "unchanged": the last checkpoint already holds this position; "none": no store, or read-only;
+ * "deferred": fewer than `checkpointEvery` records since the last one, and not asked for always.
+ */
+export type CheckpointResult = PutResult | "unchanged" | "none" | "deferred";
 
 /**
  * Drives a projection over the event store: resumes from its checkpoint, catches up with the
@@ -38,6 +41,8 @@ export class ProjectionRunner<S, V> {
   private pos = 0;
   private resumed = false;
   private checkpointedAt = -1;
+  /** Records folded since the last checkpoint written. */
+  private uncheckpointed = 0;
   private readonly log: ProjectionLogger;
   private readonly every: number;
 
@@ -78,22 +83,23 @@ export class ProjectionRunner<S, V> {
     return this.pos;
   }
 
-  /** Folds everything after the current position (up to `toSeq`), then checkpoints. */
-  async catchUp(toSeq?: number): Promise<CatchUpResult> {
+  /**
+   * Folds everything after the current position (up to `toSeq`), then checkpoints — always, or
+   * with `checkpoint: "due"` only once `checkpointEvery` records have come since the last one
+   * (for callers that catch up often, such as a daemon answering status requests).
+   */
+  async catchUp(toSeq?: number, opts: { checkpoint?: "always" | "due" } = {}): Promise<CatchUpResult> {
     await this.resume();
     const from = this.pos;
     let records = 0;
-    let since = 0;
     for await (const batch of this.store.read({ fromSeq: from + 1, toSeq, batch: this.opts.batch })) {
       this.pos = this.applyBatch(this.s, batch, this.pos);
       records += batch.length;
-      since += batch.length;
-      if (this.every > 0 && since >= this.every) {
-        since = 0;
-        await this.checkpoint();
-      }
+      this.uncheckpointed += batch.length;
+      if (this.every > 0 && this.uncheckpointed >= this.every) await this.checkpoint();
     }
-    return { from, seq: this.pos, records, checkpoint: await this.checkpoint() };
+    const due = opts.checkpoint !== "due" || (this.every > 0 && this.uncheckpointed >= this.every);
+    return { from, seq: this.pos, records, checkpoint: due ? await this.checkpoint() : "deferred" };
   }
 
   /** Throws the state away and folds the whole stream again (the checkpoint is overwritten). */
@@ -102,6 +108,7 @@ export class ProjectionRunner<S, V> {
     this.s = this.projection.init();
     this.pos = 0;
     this.checkpointedAt = -1;
+    this.uncheckpointed = 0;
     return this.catchUp();
   }
 
@@ -131,16 +138,12 @@ export class ProjectionRunner<S, V> {
    */
   async follow(onRecord: (record: StoredRecord, runner: this) => void, signal?: AbortSignal): Promise<void> {
     await this.catchUp();
-    let since = 0;
     try {
       for await (const r of this.store.follow({ fromSeq: this.pos + 1 }, signal)) {
         if (r.seq <= this.pos) continue;
         this.pos = this.applyBatch(this.s, [r], this.pos);
         onRecord(r, this);
-        if (this.every > 0 && ++since >= this.every) {
-          since = 0;
-          await this.checkpoint();
-        }
+        if (this.every > 0 && ++this.uncheckpointed >= this.every) await this.checkpoint();
       }
     } finally {
       await this.checkpoint();
@@ -158,7 +161,10 @@ export class ProjectionRunner<S, V> {
       version: this.projection.version,
       state: this.projection.save(this.s),
     });
-    if (result === "written") this.checkpointedAt = seq;
+    if (result === "written") {
+      this.checkpointedAt = seq;
+      this.uncheckpointed = 0;
+    }
     return result;
   }
 

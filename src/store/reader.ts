@@ -10,7 +10,7 @@ export interface RangeOptions {
   fromSeq?: number;
   /** Or: first message stored at or after this time. */
   fromTime?: Date;
-  /** Last stream sequence to read (inclusive); default: until caught up with the stream. */
+  /** Last stream sequence to read (inclusive); default: the last one on the filter as the read starts. */
   toSeq?: number;
   /** Messages per pull request; two requests are kept in flight. */
   batch?: number;
@@ -47,8 +47,12 @@ export async function* readRange(
   const filter = opts.filter ?? ALL_EVENTS;
   const batch = opts.batch ?? 2_000;
   const stallMs = opts.stallMs ?? 5_000;
-  const toSeq = opts.toSeq ?? Number.POSITIVE_INFINITY;
-  if (opts.fromSeq !== undefined && opts.fromSeq > toSeq) return;
+  // The read ends at the last message matching the filter as it starts (or at `toSeq`, if that
+  // comes first). Not at a consumer's pending count of 0: nats-server 2.9 miscounts it after
+  // concurrent appends, too high (a read that never ended) or too low (one that ended early).
+  const last = await lastMatching(jsm, stream, filter);
+  const toSeq = Math.min(opts.toSeq ?? last, last);
+  if (toSeq === 0 || (opts.fromSeq !== undefined && opts.fromSeq > toSeq)) return;
 
   let buffer: StoredRecord[] = [];
   let wake: (() => void) | undefined;
@@ -98,7 +102,7 @@ export async function* readRange(
       }
       return;
     }
-    const { sseq, dseq, time, pending } = ackInfo(msg.reply);
+    const { sseq, dseq, time } = ackInfo(msg.reply);
     if (dropHook?.(dseq, sseq)) return;
     if (dseq !== nextDseq) {
       stats.gaps++;
@@ -114,7 +118,7 @@ export async function* readRange(
     lastSeq = sseq;
     stats.messages++;
     buffer.push(toRecord(sseq, msg.subject, time, msg.data));
-    if (sseq === toSeq || pending === 0) finish();
+    if (sseq === toSeq) finish();
     else if (buffer.length >= batch) notify();
   };
 
@@ -141,10 +145,6 @@ export async function* readRange(
     requested = 0;
     yielded = 0;
     lastProgress = Date.now();
-    if (info.num_pending === 0) {
-      finish();
-      return;
-    }
     pull();
   };
 
@@ -207,6 +207,12 @@ export async function* readRange(
     clearInterval(watchdog);
     stop();
   }
+}
+
+/** Stream sequence of the last message on `filter` (0 when there is none). */
+async function lastMatching(jsm: JetStreamManager, stream: string, filter: string): Promise<number> {
+  const m = await jsm.streams.getMessage(stream, { last_by_subj: filter });
+  return m?.seq ?? 0;
 }
 
 /**
