@@ -6,7 +6,7 @@ import { uuidv7 } from "../src/events/id.ts";
 import { EventStore } from "../src/store/event-store.ts";
 import { PipelinedPublisher } from "../src/store/publisher.ts";
 import { eventSubject } from "../src/store/subjects.ts";
-import { fmt, startBenchNats } from "./lib.ts";
+import { fmt, ratio as ratioText, startBenchNats } from "./lib.ts";
 
 const AGGREGATES = 1_000;
 const EVENTS_PER_AGGREGATE = 20;
@@ -122,7 +122,7 @@ export async function benchAppend(): Promise<{ baseline: number; store: number; 
     const ratio = storeRate / baseline;
     console.log(
       `append: ${total} events over ${AGGREGATES} aggregates, best of ${ROUNDS}  js.publish ${fmt(baseline)} ev/s  ` +
-        `store.append ${fmt(storeRate)} ev/s  ratio ${ratio.toFixed(2)}x (target >= 3x)  ` +
+        `store.append ${fmt(storeRate)} ev/s  ${ratioText(storeRate, baseline, 3)}  ` +
         `[bare pipelined publish ${fmt(rate(best.raw))} ev/s = ${(rate(best.raw) / baseline).toFixed(2)}x: the ceiling on this machine]`,
     );
     store.close();
