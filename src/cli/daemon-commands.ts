@@ -160,5 +160,12 @@ function renderStatus(s: Status, c: ReturnType<typeof palette>): string[] {
     (a) =>
       `  ${a.id.padEnd(46)} ${a.phase.padEnd(10)} gen ${String(a.generation).padEnd(3)} leases ${String(a.leasesServed).padEnd(4)} ${a.ports.map((p) => `http://localhost:${p}`).join(" ")}`,
   );
-  return ["", head + metrics, ...rows];
+  const failed = s.lastSpawnFailure
+    ? [
+        c.red(
+          `  ${s.spawnFailures} failed spawn(s), last: ${s.lastSpawnFailure.code}: ${s.lastSpawnFailure.message}`,
+        ),
+      ]
+    : [];
+  return ["", head + metrics, ...failed, ...rows];
 }

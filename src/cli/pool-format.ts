@@ -121,7 +121,28 @@ function metricLines(m: PoolMetrics, now: number, c: Palette): string[] {
   return [counts, life].filter((l) => l.length > 0).map((l) => l.join(" · "));
 }
 
-const TOP_LEVEL = new Set(["pool", "state", "metrics", "agents", "waiters"]);
+const TOP_LEVEL = new Set([
+  "pool",
+  "state",
+  "metrics",
+  "agents",
+  "waiters",
+  "spawnFailures",
+  "lastSpawnFailure",
+  "worldviewSeq",
+]);
+
+/** "2 failed spawns · last 18:00:01 (3s ago) ports_exhausted: no free ports …", when any failed. */
+function spawnFailureLine(s: PoolStatus, now: number, c: Palette): string | undefined {
+  const last = s.lastSpawnFailure as { code?: unknown; message?: unknown; at?: unknown } | null | undefined;
+  if (!num(s.spawnFailures) || s.spawnFailures === 0 || !last || typeof last !== "object") return undefined;
+  const at = toMs(last.at);
+  const when = at === undefined ? "" : ` ${clock(at)} (${relative(at, now)})`;
+  const plural = s.spawnFailures === 1 ? "" : "s";
+  return c.red(
+    `${s.spawnFailures} failed spawn${plural} · last${when} ${String(last.code)}: ${String(last.message)}`,
+  );
+}
 
 /** One pool: a headline, its metrics, anything else it reported, and a compact agent table. */
 export function formatStatus(s: PoolStatus, c: Palette = plain, now = Date.now()): string {
@@ -132,6 +153,8 @@ export function formatStatus(s: PoolStatus, c: Palette = plain, now = Date.now()
   if (s.metrics && typeof s.metrics === "object") {
     for (const l of metricLines(s.metrics, now, c)) lines.push(`  ${l}`);
   }
+  const failures = spawnFailureLine(s, now, c);
+  if (failures) lines.push(`  ${failures}`);
   const extra = Object.entries(s)
     .filter(([k, v]) => !TOP_LEVEL.has(k) && v !== undefined && v !== null)
     .map(([k, v]) => `${k}=${compact(v)}`);

@@ -7,11 +7,13 @@ import type { Worldview } from "../projections/worldview.ts";
  */
 export function poolStatus(cp: ControlPlane, worldview: Worldview, pool: string) {
   const live = cp.pool(pool).status();
-  const fromStream = (worldview as { pools?: Record<string, { metrics?: unknown }> }).pools?.[pool];
+  const fromStream = worldview.pools?.[pool];
   return {
     pool,
     state: live.state,
     metrics: fromStream?.metrics ?? null,
+    spawnFailures: fromStream?.spawnFailures ?? 0,
+    lastSpawnFailure: fromStream?.lastSpawnFailure ?? null,
     waiters: live.waiters,
     spawnPausedUntil: live.spawnPausedUntil,
     agents: live.agents.map((a) => ({

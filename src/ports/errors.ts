@@ -3,6 +3,8 @@ import { formatRange, type PortRange } from "./range.ts";
 /** Not enough free ports in the range; nothing stays reserved for the owner afterwards. */
 export class PortsExhaustedError extends Error {
   override name = "PortsExhaustedError";
+  /** What the failed-spawn event records. */
+  readonly code = "ports_exhausted";
   constructor(
     readonly owner: string,
     readonly range: PortRange,

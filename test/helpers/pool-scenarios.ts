@@ -336,6 +336,42 @@ export function poolScenarios(kind: RuntimeKind, skip: string | false): void {
       await d.exited;
     });
 
+    it("ports run out: the spawn that gets none fails visibly, and the pool serves with what it has", async () => {
+      const { pool, d } = await daemonWith({
+        min: 0,
+        max: 3,
+        warm: 3,
+        ports: { range: portBlock(4), perAgent: 2 },
+      });
+      await idle(2, pool);
+      const status = await until("a failed spawn in the status", async () => {
+        const s = (await client.status(pool)) as {
+          spawnFailures?: number;
+          lastSpawnFailure?: { code: string };
+        };
+        return (s.spawnFailures ?? 0) >= 1 ? s : undefined;
+      });
+      assert.equal(status.lastSpawnFailure?.code, "ports_exhausted");
+      const store = await EventStore.open(nc);
+      const failed: string[] = [];
+      for await (const b of store.read({ filter: `corral.evt.pool.${pool}` }))
+        for (const r of b)
+          if (r.event?.type === "PoolSpawnFailed") failed.push((r.event.data as { code: string }).code);
+      store.close();
+      assert.ok(failed.includes("ports_exhausted"), `PoolSpawnFailed events: ${failed}`);
+      const l = await client.acquire(pool, { timeoutMs: 5_000 });
+      const hello = (await (await fetch(`http://127.0.0.1:${l.ports[0]}/`)).json()) as { agent: string };
+      assert.equal(hello.agent, l.agentId);
+      await client.release(l.leaseId);
+      assert.equal(
+        (await agents(pool)).filter((a) => a.phase === "idle").length,
+        2,
+        "never more than the ports allow",
+      );
+      await client.down();
+      assert.equal(await d.exited, 0);
+    });
+
     it("acquire times out, can be cancelled, and a closed pool says so", async () => {
       const { pool, d } = await daemonWith({ min: 0, max: 1, warm: 1, template: sleepTemplate(kind) });
       await idle(1, pool);
