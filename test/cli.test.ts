@@ -4,7 +4,6 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { InvalidArgumentError } from "commander";
 import { parseAggregate, parseCount, parseSeq, parseSince, parseTypes } from "../src/cli/args.ts";
@@ -13,41 +12,12 @@ import type { AggregateRef, Envelope } from "../src/events/envelope.ts";
 import { natsAnswers } from "../src/nats/connect.ts";
 import { freePort } from "../src/nats/server.ts";
 import { EventStore } from "../src/store/event-store.ts";
+import { bin, corral, type Run, root } from "./helpers/cli.ts";
 import { makeEvent } from "./helpers/events.ts";
 import { startTestNats, type TestNats } from "./helpers/nats.ts";
 
-const root = fileURLToPath(new URL("..", import.meta.url));
-const bin = join(root, "bin", "corral.js");
 /** Start of an ANSI escape sequence (a string: Biome rejects control characters in regexes). */
 const ESC = "\u001b[";
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-/** Runs the real CLI as a subprocess, as a user would. Colour variables are cleared unless given. */
-function corral(args: string[], env: Record<string, string | undefined> = {}, stdin?: string): Promise<Run> {
-  const started = Date.now();
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: undefined, FORCE_COLOR: undefined, ...env };
-  for (const k of Object.keys(childEnv)) if (childEnv[k] === undefined) delete childEnv[k];
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [bin, ...args], { cwd: root, env: childEnv });
-    let stdout = "";
-    let stderr = "";
-    p.stdout.on("data", (d) => {
-      stdout += d;
-    });
-    p.stderr.on("data", (d) => {
-      stderr += d;
-    });
-    p.on("error", reject);
-    p.on("close", (code) => resolve({ code, stdout, stderr, ms: Date.now() - started }));
-    p.stdin.end(stdin ?? "");
-  });
-}
 
 const jsonLines = (s: string) =>
   s

@@ -1,39 +1,12 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
 import { ConfigError, loadConfig } from "../src/config/load.ts";
+import { corral } from "./helpers/cli.ts";
 import { startTestNats, type TestNats } from "./helpers/nats.ts";
-
-const root = fileURLToPath(new URL("..", import.meta.url));
-const bin = join(root, "bin", "corral.js");
-
-function corral(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number | null; stderr: string; stdout: string; ms: number }> {
-  const t0 = Date.now();
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [bin, ...args], {
-      cwd: root,
-      env: { ...process.env, NO_COLOR: "1", ...env },
-    });
-    let stdout = "";
-    let stderr = "";
-    p.stdout.on("data", (d) => {
-      stdout += d;
-    });
-    p.stderr.on("data", (d) => {
-      stderr += d;
-    });
-    p.on("error", reject);
-    p.on("close", (code) => resolve({ code, stdout, stderr, ms: Date.now() - t0 }));
-  });
-}
 
 /** Each bad file, and the one line its error must contain: the field path and what is wrong. */
 const BAD: [name: string, body: string, expected: string][] = [

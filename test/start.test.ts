@@ -4,15 +4,13 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import { CorralClient } from "../src/api/client.ts";
 import { DEFAULT_CONFIG } from "../src/config/default.ts";
 import { connectNats, natsAnswers } from "../src/nats/connect.ts";
 import { freePort } from "../src/nats/server.ts";
 import { createRuntime, dockerUnavailableReason } from "../src/runtime/index.ts";
+import { bin, root } from "./helpers/cli.ts";
 import { portBlock, until, writeConfig } from "./helpers/daemon.ts";
-
-const root = fileURLToPath(new URL("..", import.meta.url));
 
 /**
  * What `npm start` runs, end to end: no NATS answering, so it starts its own; the built-in pool
@@ -29,15 +27,11 @@ describe("corral start (npm start)", () => {
       instance,
       pools: { default: { ...pool, ports: { ...pool.ports, range: portBlock(10) } } },
     });
-    const proc = spawn(
-      process.execPath,
-      [join(root, "bin", "corral.js"), "start", "--data-dir", dir, "--config", config],
-      {
-        cwd: root,
-        env: { ...process.env, NATS_URL: url, NO_COLOR: "1" },
-        stdio: ["ignore", "pipe", "pipe"],
-      },
-    );
+    const proc = spawn(process.execPath, [bin, "start", "--data-dir", dir, "--config", config], {
+      cwd: root,
+      env: { ...process.env, NATS_URL: url, NO_COLOR: "1" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     proc.stdout.on("data", (d) => {
