@@ -11,7 +11,7 @@ import {
  * The pure step every fold and every live input takes: `machine.transition` with an inert actor
  * scope that collects the actions instead of running them — what xstate's own `transition` does,
  * except that `transition` builds a throwaway actor (computing the machine's initial state) on
- * every call, a third of the cost of a step. One scope per machine is kept and reused instead:
+ * every call, about half the cost of a step. One scope per machine is kept and reused instead:
  * safe because a step is synchronous and persisted machines spawn no children (DESIGN.md).
  */
 

@@ -41,7 +41,7 @@ export class ProjectionRunner<S, V> {
   private pos = 0;
   private resumed = false;
   private checkpointedAt = -1;
-  /** Records folded since the last checkpoint written. */
+  /** Records folded since the last checkpoint attempt. */
   private uncheckpointed = 0;
   private readonly log: ProjectionLogger;
   private readonly every: number;
@@ -161,10 +161,9 @@ export class ProjectionRunner<S, V> {
       version: this.projection.version,
       state: this.projection.save(this.s),
     });
-    if (result === "written") {
-      this.checkpointedAt = seq;
-      this.uncheckpointed = 0;
-    }
+    // Counted from this attempt even when it was not written (too big, say): not one per batch.
+    this.uncheckpointed = 0;
+    if (result === "written") this.checkpointedAt = seq;
     return result;
   }
 
