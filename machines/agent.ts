@@ -1,5 +1,5 @@
 import { assign, setup } from "xstate";
-import type { EventOf } from "../src/events/catalogue.ts";
+import type { EventOfKind } from "../src/events/catalogue.ts";
 import { defineAggregate, type EffectIntent } from "./aggregate.ts";
 
 /**
@@ -13,19 +13,7 @@ import { defineAggregate, type EffectIntent } from "./aggregate.ts";
  * starting and ready a later issue adds connect / register / init.
  */
 
-type AgentEvent =
-  | EventOf<"AgentRequested">
-  | EventOf<"AgentPortsAllocated">
-  | EventOf<"AgentCreated">
-  | EventOf<"AgentStarted">
-  | EventOf<"AgentLeased">
-  | EventOf<"AgentReleased">
-  | EventOf<"AgentRecycleRequested">
-  | EventOf<"AgentRecycled">
-  | EventOf<"AgentDrainRequested">
-  | EventOf<"AgentStopped">
-  | EventOf<"AgentFailed">
-  | EventOf<"AgentTimedOut">;
+type AgentEvent = EventOfKind<"agent">;
 
 export interface AgentContext {
   poolId: string;

@@ -1,5 +1,5 @@
 import { and, assign, setup } from "xstate";
-import type { EventOf } from "../src/events/catalogue.ts";
+import type { EventOf, EventOfKind } from "../src/events/catalogue.ts";
 import { defineAggregate } from "./aggregate.ts";
 
 /**
@@ -10,14 +10,7 @@ import { defineAggregate } from "./aggregate.ts";
  * already be executing and a second dispatch could run the command twice.
  */
 
-type CommandEvent =
-  | EventOf<"CommandCreated">
-  | EventOf<"CommandSent">
-  | EventOf<"CommandAcked">
-  | EventOf<"CommandCompleted">
-  | EventOf<"CommandFailed">
-  | EventOf<"CommandTimedOut">
-  | EventOf<"CommandCancelled">;
+type CommandEvent = EventOfKind<"command">;
 
 type Timeouts = EventOf<"CommandCreated">["data"]["timeouts"];
 

@@ -1,5 +1,5 @@
 import { assign, setup } from "xstate";
-import type { EventOf } from "../src/events/catalogue.ts";
+import type { EventOf, EventOfKind } from "../src/events/catalogue.ts";
 import { defineAggregate } from "./aggregate.ts";
 
 /**
@@ -7,12 +7,7 @@ import { defineAggregate } from "./aggregate.ts";
  * that dies stops renewing, the lease expires, and its agent is recycled (state unknown).
  */
 
-type LeaseEvent =
-  | EventOf<"LeaseGranted">
-  | EventOf<"LeaseRenewed">
-  | EventOf<"LeaseReleased">
-  | EventOf<"LeaseExpired">
-  | EventOf<"LeaseRevoked">;
+type LeaseEvent = EventOfKind<"lease">;
 
 export interface LeaseContext {
   poolId: string;

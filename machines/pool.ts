@@ -1,5 +1,5 @@
 import { assign, setup } from "xstate";
-import type { EventOf } from "../src/events/catalogue.ts";
+import type { EventOfKind } from "../src/events/catalogue.ts";
 import type { PoolConfig } from "../src/events/pool.ts";
 import { defineAggregate } from "./aggregate.ts";
 
@@ -9,16 +9,7 @@ import { defineAggregate } from "./aggregate.ts";
  * Which decisions to make is `planPool` (pool-plan.ts); this machine only records them.
  */
 
-type PoolEvent =
-  | EventOf<"PoolCreated">
-  | EventOf<"PoolReconfigured">
-  | EventOf<"PoolAgentSpawned">
-  | EventOf<"PoolAgentRetired">
-  | EventOf<"PoolAgentRecycled">
-  | EventOf<"PoolSpawnFailed">
-  | EventOf<"PoolCloseRequested">
-  | EventOf<"PoolClosed">
-  | EventOf<"PoolReopened">;
+type PoolEvent = EventOfKind<"pool">;
 
 export interface PoolContext {
   config: PoolConfig | null;

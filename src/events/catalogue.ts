@@ -3,7 +3,13 @@ import { agentEvents } from "./agent.ts";
 import { commandEvents } from "./command.ts";
 import type { EventDef } from "./define.ts";
 import { formatIssues } from "./define.ts";
-import { type AggregateRef, type Envelope, isAggregateKind, isValidId } from "./envelope.ts";
+import {
+  type AggregateKind,
+  type AggregateRef,
+  type Envelope,
+  isAggregateKind,
+  isValidId,
+} from "./envelope.ts";
 import {
   InvalidEventDataError,
   NewerVersionError,
@@ -26,6 +32,8 @@ export type CorralEvent = {
 }[EventType];
 
 export type EventOf<T extends EventType> = Extract<CorralEvent, { type: T }>;
+/** Every event of one aggregate kind: what that kind's machine and projections take. */
+export type EventOfKind<K extends AggregateKind> = EventOf<Extract<Defs, { kind: K }>["type"]>;
 export type DataOf<T extends EventType> = EventOf<T>["data"];
 /** What a caller may pass as data (schema defaults not yet applied). */
 export type DataInputOf<T extends EventType> = z.input<Extract<Defs, { type: T }>["schema"]>;

@@ -1,4 +1,4 @@
-import type { EventOf } from "../events/catalogue.ts";
+import type { EventOfKind } from "../events/catalogue.ts";
 import { defineSlice, type RecordMeta } from "./slice.ts";
 
 /**
@@ -105,19 +105,7 @@ export interface AgentsState {
   untracked: number;
 }
 
-type AgentEvent =
-  | EventOf<"AgentRequested">
-  | EventOf<"AgentPortsAllocated">
-  | EventOf<"AgentCreated">
-  | EventOf<"AgentStarted">
-  | EventOf<"AgentLeased">
-  | EventOf<"AgentReleased">
-  | EventOf<"AgentRecycleRequested">
-  | EventOf<"AgentRecycled">
-  | EventOf<"AgentDrainRequested">
-  | EventOf<"AgentStopped">
-  | EventOf<"AgentFailed">
-  | EventOf<"AgentTimedOut">;
+type AgentEvent = EventOfKind<"agent">;
 
 const zeroCounts = (): Record<AgentState, number> => ({
   requested: 0,

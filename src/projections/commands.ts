@@ -1,4 +1,4 @@
-import type { EventOf } from "../events/catalogue.ts";
+import type { EventOfKind } from "../events/catalogue.ts";
 import { defineSlice, type RecordMeta } from "./slice.ts";
 
 /**
@@ -56,14 +56,7 @@ export interface CommandsState {
   untracked: number;
 }
 
-type CommandEvent =
-  | EventOf<"CommandCreated">
-  | EventOf<"CommandSent">
-  | EventOf<"CommandAcked">
-  | EventOf<"CommandCompleted">
-  | EventOf<"CommandFailed">
-  | EventOf<"CommandTimedOut">
-  | EventOf<"CommandCancelled">;
+type CommandEvent = EventOfKind<"command">;
 
 const zeroCounts = (): Record<CommandState, number> => ({
   pending: 0,

@@ -1,4 +1,4 @@
-import type { EventOf } from "../events/catalogue.ts";
+import type { EventOfKind } from "../events/catalogue.ts";
 import { compare, num } from "./agents.ts";
 import { defineSlice, type RecordMeta } from "./slice.ts";
 
@@ -49,12 +49,7 @@ export interface LeasesState {
   untracked: number;
 }
 
-type LeaseEvent =
-  | EventOf<"LeaseGranted">
-  | EventOf<"LeaseRenewed">
-  | EventOf<"LeaseReleased">
-  | EventOf<"LeaseExpired">
-  | EventOf<"LeaseRevoked">;
+type LeaseEvent = EventOfKind<"lease">;
 
 const zeroEnded = (): Record<LeaseEndState, number> => ({ released: 0, expired: 0, revoked: 0 });
 

@@ -1,4 +1,4 @@
-import type { EventOf } from "../events/catalogue.ts";
+import type { EventOf, EventOfKind } from "../events/catalogue.ts";
 import { type AgentsState, compare, num } from "./agents.ts";
 import type { LeasesState } from "./leases.ts";
 import { defineSlice, type RecordMeta } from "./slice.ts";
@@ -93,16 +93,7 @@ export interface PoolPeers {
   leases: LeasesState;
 }
 
-type PoolEvent =
-  | EventOf<"PoolCreated">
-  | EventOf<"PoolReconfigured">
-  | EventOf<"PoolAgentSpawned">
-  | EventOf<"PoolAgentRetired">
-  | EventOf<"PoolAgentRecycled">
-  | EventOf<"PoolSpawnFailed">
-  | EventOf<"PoolCloseRequested">
-  | EventOf<"PoolClosed">
-  | EventOf<"PoolReopened">;
+type PoolEvent = EventOfKind<"pool">;
 
 function configure(p: PoolRecord, data: EventOf<"PoolCreated">["data"]): void {
   p.instance = data.instance;
