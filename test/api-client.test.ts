@@ -1,14 +1,12 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { type Service, type ServiceMsg, Svcm } from "@nats-io/services";
 import { ApiError, CorralClient, type PoolStatus } from "../src/api/client.ts";
 import { type AcquireReply, subjects } from "../src/api/protocol.ts";
 import { formatDuration } from "../src/cli/pool-format.ts";
 import { EventStore } from "../src/store/event-store.ts";
+import { corral } from "./helpers/cli.ts";
 import { makeEvent } from "./helpers/events.ts";
 import { startTestNats, type TestNats } from "./helpers/nats.ts";
 
@@ -18,8 +16,6 @@ import { startTestNats, type TestNats } from "./helpers/nats.ts";
  * and records what it was asked. The pool logic itself is tested end to end elsewhere.
  */
 
-const root = fileURLToPath(new URL("..", import.meta.url));
-const bin = join(root, "bin", "corral.js");
 const ESC = "\u001b[";
 
 function lease(pool: string, leaseId = "lease-1"): AcquireReply {
@@ -163,38 +159,6 @@ function reply(msg: ServiceMsg, value: unknown): void {
 }
 function fail(msg: ServiceMsg, code: string, message: string): void {
   msg.respondError(400, message, JSON.stringify({ error: { code, message } }));
-}
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** The real CLI as a subprocess; `during` may act on it while it runs (e.g. send Ctrl-C). */
-function corral(
-  args: string[],
-  env: Record<string, string>,
-  during?: (kill: (signal: NodeJS.Signals) => void) => Promise<void>,
-): Promise<Run> {
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
-  delete childEnv.NO_COLOR;
-  delete childEnv.FORCE_COLOR;
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [bin, ...args], { cwd: root, env: childEnv });
-    let stdout = "";
-    let stderr = "";
-    p.stdout.on("data", (d) => {
-      stdout += d;
-    });
-    p.stderr.on("data", (d) => {
-      stderr += d;
-    });
-    p.on("error", reject);
-    p.on("close", (code) => resolve({ code, stdout, stderr }));
-    p.stdin.end();
-    during?.((signal) => p.kill(signal)).catch(reject);
-  });
 }
 
 async function waitUntil(what: string, ok: () => boolean, ms = 8_000): Promise<void> {

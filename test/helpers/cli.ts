@@ -12,11 +12,14 @@ export interface Run {
   ms: number;
 }
 
-/** Runs the real CLI as a subprocess, as a user would. Colour variables are cleared unless given. */
+/**
+ * Runs the real CLI as a subprocess, as a user would. Colour variables are cleared unless given;
+ * `during` may act on it while it runs (e.g. send Ctrl-C).
+ */
 export function corral(
   args: string[],
   env: Record<string, string | undefined> = {},
-  stdin?: string,
+  during?: (kill: (signal: NodeJS.Signals) => void) => Promise<void>,
 ): Promise<Run> {
   const started = Date.now();
   const childEnv: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: undefined, FORCE_COLOR: undefined, ...env };
@@ -33,6 +36,7 @@ export function corral(
     });
     p.on("error", reject);
     p.on("close", (code) => resolve({ code, stdout, stderr, ms: Date.now() - started }));
-    p.stdin.end(stdin ?? "");
+    p.stdin.end();
+    during?.((signal) => p.kill(signal)).catch(reject);
   });
 }
