@@ -23,7 +23,7 @@ import {
 } from "./labels.ts";
 import { LiveView } from "./live-view.ts";
 import { isAlive } from "./proc.ts";
-import { identityEnv, validateSpec } from "./spec.ts";
+import { checkSpec, identityEnv } from "./spec.ts";
 import type { CreateSpec, InstanceState, Runtime, RuntimeEvent, RuntimeInstance } from "./types.ts";
 
 export interface DockerRuntimeOptions {
@@ -94,15 +94,7 @@ export class DockerRuntime implements Runtime {
   }
 
   async create(spec: CreateSpec): Promise<RuntimeInstance> {
-    const invalid =
-      validateSpec(spec) ?? (spec.template.image ? undefined : "template.image is required for docker");
-    if (invalid) throw new RuntimeError("invalid_spec", invalid, { agentId: spec.agentId });
-    if (spec.instance !== this.instance) {
-      throw new RuntimeError(
-        "invalid_spec",
-        `spec.instance ${spec.instance} is not this runtime's (${this.instance})`,
-      );
-    }
+    checkSpec(spec, this.instance, spec.template.image ? undefined : "template.image is required for docker");
     await this.ready();
     const t = spec.template;
     const name = containerName(spec);

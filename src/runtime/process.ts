@@ -10,7 +10,7 @@ import { containerName, DEFAULT_STOP_GRACE_MS } from "./labels.ts";
 import { LiveView } from "./live-view.ts";
 import { groupIsOurs, groupUsage, isAlive, readProcStat, signalGroup } from "./proc.ts";
 import { type ProcessRecord, StateDir } from "./process-state.ts";
-import { identityEnv, validateSpec } from "./spec.ts";
+import { checkSpec, identityEnv } from "./spec.ts";
 import type { CreateSpec, InstanceState, Runtime, RuntimeEvent, RuntimeInstance } from "./types.ts";
 
 export interface ProcessRuntimeOptions {
@@ -80,14 +80,7 @@ export class ProcessRuntime implements Runtime {
   }
 
   async create(spec: CreateSpec): Promise<RuntimeInstance> {
-    const invalid = validateSpec(spec);
-    if (invalid) throw new RuntimeError("invalid_spec", invalid, { agentId: spec.agentId });
-    if (spec.instance !== this.instance) {
-      throw new RuntimeError(
-        "invalid_spec",
-        `spec.instance ${spec.instance} is not this runtime's (${this.instance})`,
-      );
-    }
+    checkSpec(spec, this.instance);
     await this.ready();
     const t = spec.template;
     const env = { ...inheritedEnv(), ...identityEnv(spec), ...t.env, ...spec.env };

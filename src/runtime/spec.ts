@@ -1,3 +1,4 @@
+import { RuntimeError } from "./errors.ts";
 import type { CreateSpec } from "./types.ts";
 
 /** Why the spec cannot be created, or undefined. Checked before anything touches the runtime. */
@@ -13,6 +14,18 @@ export function validateSpec(spec: CreateSpec): string | undefined {
     if (!Number.isInteger(p) || p < 1 || p > 65535) return `not a port: ${p}`;
   }
   return undefined;
+}
+
+/** Refuses a spec a runtime of `instance` cannot create (`extra`: the runtime's own rule). */
+export function checkSpec(spec: CreateSpec, instance: string, extra?: string): void {
+  const invalid = validateSpec(spec) ?? extra;
+  if (invalid) throw new RuntimeError("invalid_spec", invalid, { agentId: spec.agentId });
+  if (spec.instance !== instance) {
+    throw new RuntimeError(
+      "invalid_spec",
+      `spec.instance ${spec.instance} is not this runtime's (${instance})`,
+    );
+  }
 }
 
 /**
