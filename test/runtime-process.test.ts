@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -138,6 +139,41 @@ describe("process runtime", () => {
       await rt.stop(inst.id, 500);
       assert.equal(await rt.stats(inst.id), null);
       await rt.remove(inst.id);
+    });
+
+    it("a process spawned just before a crash is adopted, never started twice; one no record owns is killed", async () => {
+      const inst = await rt.create(spec("crashed-mid-start", ["sleep", "1000"]));
+      const rec = rt.state.read(inst.id) as ProcessRecord;
+      // What a daemon SIGKILLed between spawn and writing the pid leaves: a live agent process
+      // (its own group, the record's command and env) and a record that still says "created".
+      const spawnLike = (id: string) => {
+        const c = spawn(rec.command[0] as string, rec.command.slice(1), {
+          env: { ...rec.env, CORRAL_RUNTIME_ID: id },
+          detached: true,
+          stdio: "ignore",
+        });
+        c.unref();
+        return c.pid as number;
+      };
+      const stray = spawnLike(inst.id);
+      const orphan = spawnLike("p-no-such-record");
+      await waitUntil(() => isAlive(stray) && isAlive(orphan), 2000, "both processes");
+      assert.equal(rt.state.read(inst.id)?.state, "created");
+      const next = new ProcessRuntime({ instance, stateDir: stateDirOf(instance), pollMs: 200 });
+      await next.ready();
+      try {
+        const adopted = await next.inspect(inst.id);
+        assert.equal(adopted?.state, "running");
+        assert.equal(adopted?.pid, stray, "the process the crash left is the agent's");
+        await next.start(inst.id); // what the resumed start step does: nothing, it runs
+        assert.equal((await next.inspect(inst.id))?.pid, stray);
+        assert.equal(membersOf(stray).length, 1);
+        await waitUntil(() => !isAlive(orphan), 2000, "the orphan killed");
+        await next.remove(inst.id);
+        assert.equal(isAlive(stray), false);
+      } finally {
+        await next.close();
+      }
     });
 
     it("stop also ends group members that outlive the leader", async () => {

@@ -48,6 +48,50 @@ export function isAlive(pid: number, startTime?: number): boolean {
   }
 }
 
+export interface EnvLeader {
+  pid: number;
+  startTime: number;
+  /** The value of the key searched for. */
+  value: string;
+  env: Map<string, string>;
+  argv: string[];
+}
+
+/** Live process-group leaders whose environment has `key` set, with its value (Linux only). */
+export function leadersWithEnv(key: string): EnvLeader[] {
+  if (!HAVE_PROC) return [];
+  const out: EnvLeader[] = [];
+  const prefix = `${key}=`;
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    const pid = Number(name);
+    let raw: string;
+    try {
+      raw = readFileSync(`/proc/${pid}/environ`, "utf8");
+    } catch {
+      continue; // gone, or not ours to read
+    }
+    if (!raw.includes(prefix)) continue;
+    const st = readProcStat(pid);
+    if (!st || st.pgrp !== pid || st.state === "Z" || st.state === "X") continue;
+    const env = new Map<string, string>();
+    for (const kv of raw.split("\0")) {
+      const eq = kv.indexOf("=");
+      if (eq > 0) env.set(kv.slice(0, eq), kv.slice(eq + 1));
+    }
+    const value = env.get(key);
+    if (value === undefined) continue;
+    let argv: string[] = [];
+    try {
+      argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").slice(0, -1);
+    } catch {
+      // gone meanwhile: its argv stays unknown
+    }
+    out.push({ pid, startTime: st.startTime, value, env, argv });
+  }
+  return out;
+}
+
 /** Live members of a process group and their summed resident memory (best effort). */
 export function groupUsage(pgid: number): { pids: number; rssBytes: number } | undefined {
   if (!HAVE_PROC) return undefined;

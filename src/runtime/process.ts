@@ -8,7 +8,15 @@ import { RuntimeError } from "./errors.ts";
 import { KeyedLock } from "./keyed-lock.ts";
 import { containerName, DEFAULT_STOP_GRACE_MS } from "./labels.ts";
 import { LiveView } from "./live-view.ts";
-import { groupIsOurs, groupUsage, isAlive, readProcStat, signalGroup } from "./proc.ts";
+import {
+  type EnvLeader,
+  groupIsOurs,
+  groupUsage,
+  isAlive,
+  leadersWithEnv,
+  readProcStat,
+  signalGroup,
+} from "./proc.ts";
 import { type ProcessRecord, StateDir } from "./process-state.ts";
 import { checkSpec, identityEnv } from "./spec.ts";
 import type { CreateSpec, InstanceState, Runtime, RuntimeEvent, RuntimeInstance } from "./types.ts";
@@ -30,6 +38,16 @@ const INHERITED_ENV = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_A
 
 /** After the final SIGKILL, how long to wait for the kernel to confirm the group is gone. */
 const KILL_CONFIRM_MS = 2000;
+/** Set in every agent process: the id of the record it belongs to. */
+const RUNTIME_ID_ENV = "CORRAL_RUNTIME_ID";
+
+function killQuietly(pgid: number): void {
+  try {
+    signalGroup(pgid, "SIGKILL");
+  } catch {
+    // EPERM: not ours after all
+  }
+}
 
 interface Child {
   pid: number;
@@ -74,6 +92,7 @@ export class ProcessRuntime implements Runtime {
     if (this.started || this.closed) return;
     this.started = true;
     this.state.ensure();
+    this.adoptStrays();
     this.view.reconcile(this.remember(this.listSync()), this.view.mark(), { quiet: true });
     this.pollTimer = setInterval(() => this.poll(), this.pollMs);
     this.pollTimer.unref();
@@ -195,6 +214,42 @@ export class ProcessRuntime implements Runtime {
     return rec?.instance === this.instance ? rec : undefined;
   }
 
+  /**
+   * At start: agent processes of this instance that their records do not name, because the
+   * daemon died between spawning one and writing its pid. One whose record still wants a
+   * process is adopted (the one running the record's command, or the only one); those whose
+   * record is gone or being removed are killed. With a live recorded process, the others are
+   * left alone: they are its own detached helpers (they inherit the environment).
+   */
+  private adoptStrays(): void {
+    const byRecord = new Map<string, EnvLeader[]>();
+    for (const p of leadersWithEnv(RUNTIME_ID_ENV)) {
+      if (p.env.get("CORRAL_INSTANCE") !== this.instance) continue;
+      byRecord.set(p.value, [...(byRecord.get(p.value) ?? []), p]);
+    }
+    for (const [id, found] of byRecord) {
+      const rec = this.own(id);
+      if (!rec || rec.state === "removing") {
+        for (const p of found) {
+          this.log.info({ pid: p.pid, id }, "killing an agent process no record owns");
+          killQuietly(p.pid);
+        }
+        continue;
+      }
+      if (rec.pid !== undefined && isAlive(rec.pid, rec.procStart)) continue;
+      const same = (p: EnvLeader) =>
+        p.argv.length === rec.command.length && p.argv.every((a, i) => a === rec.command[i]);
+      const pick = found.find(same) ?? (found.length === 1 ? found[0] : undefined);
+      if (!pick) continue;
+      this.log.info({ pid: pick.pid, id, agent: rec.agentId }, "adopting an agent process its record missed");
+      const next: ProcessRecord = { ...rec, state: "running", pid: pick.pid, procStart: pick.startTime };
+      next.startedAt ??= Date.now();
+      delete next.exitCode;
+      delete next.exitedAt;
+      this.state.write(next);
+    }
+  }
+
   /** Keeps the pids of running instances for the instant check in isRunning. */
   private remember(list: RuntimeInstance[]): RuntimeInstance[] {
     this.pids.clear();
@@ -232,7 +287,9 @@ export class ProcessRuntime implements Runtime {
     try {
       child = spawn(rec.command[0] ?? "", rec.command.slice(1), {
         cwd: rec.cwd,
-        env: rec.env,
+        // Names the record in the process itself: a daemon killed between this spawn and the
+        // record's write leaves a process only its environment can tie back (adoptStrays).
+        env: { ...rec.env, [RUNTIME_ID_ENV]: rec.id },
         detached: true, // own session and process group: stop() signals -pid, and no SIGHUP from us
         stdio: ["ignore", fd, fd],
       });
