@@ -239,7 +239,10 @@ export class ProcessRuntime implements Runtime {
       if (rec.pid !== undefined && isAlive(rec.pid, rec.procStart)) continue;
       const same = (p: EnvLeader) =>
         p.argv.length === rec.command.length && p.argv.every((a, i) => a === rec.command[i]);
-      const pick = found.find(same) ?? (found.length === 1 ? found[0] : undefined);
+      // A lone stray whose argv differs (a script behind a shebang) is taken only for a record
+      // that was being started; after an exit it is more likely a helper that outlived it.
+      const lone = found.length === 1 && rec.state !== "exited" ? found[0] : undefined;
+      const pick = found.find(same) ?? lone;
       if (!pick) continue;
       this.log.info({ pid: pick.pid, id, agent: rec.agentId }, "adopting an agent process its record missed");
       const next: ProcessRecord = { ...rec, state: "running", pid: pick.pid, procStart: pick.startTime };
