@@ -8,9 +8,8 @@ import { poolMachine } from "../machines/pool.ts";
 import { step } from "../machines/step.ts";
 import { decode, encode } from "../src/codec/msgpack.ts";
 import type { DataInputOf, EventType } from "../src/events/catalogue.ts";
-import { createEvent } from "../src/events/catalogue.ts";
+import { createEvent, typesOfKind } from "../src/events/catalogue.ts";
 import type { AggregateKind, AggregateRef, Envelope } from "../src/events/envelope.ts";
-import type { PoolConfig } from "../src/events/pool.ts";
 import { AGENT_LIVE_STATES, MAX_FAILURES } from "../src/projections/agents.ts";
 import { formatWorldview } from "../src/projections/format.ts";
 import {
@@ -21,6 +20,7 @@ import {
   worldviewProjection,
 } from "../src/projections/worldview.ts";
 import type { StoredRecord } from "../src/store/records.ts";
+import { poolConfig } from "./helpers/events.ts";
 
 const T0 = Date.UTC(2025, 0, 1);
 
@@ -45,20 +45,6 @@ function foldInChunks(recs: readonly StoredRecord[], cuts: readonly number[]): W
   }
   return worldviewProjection.save(state);
 }
-
-const poolConfig = (over: Partial<PoolConfig> = {}): PoolConfig => ({
-  runtime: "process",
-  min: 1,
-  max: 5,
-  warm: 2,
-  idleTimeoutMs: 1_000,
-  recycle: {},
-  maintenanceIntervalMs: 1_000,
-  leaseTtlMs: 60_000,
-  startTimeoutMs: 10_000,
-  template: { command: ["x"], env: {}, mounts: [], limits: {}, stopGraceMs: 1_000 },
-  ...over,
-});
 
 const MACHINES: Partial<Record<AggregateKind, AnyStateMachine>> = {
   pool: poolMachine,
@@ -822,20 +808,7 @@ describe("worldview against the machines on input they partly reject", () => {
     fc
       .record({
         id: fc.constantFrom("a", "__proto__"),
-        type: fc.constantFrom<EventType>(
-          "AgentRequested",
-          "AgentPortsAllocated",
-          "AgentCreated",
-          "AgentStarted",
-          "AgentLeased",
-          "AgentReleased",
-          "AgentRecycleRequested",
-          "AgentRecycled",
-          "AgentDrainRequested",
-          "AgentStopped",
-          "AgentFailed",
-          "AgentTimedOut",
-        ),
+        type: fc.constantFrom(...typesOfKind("agent")),
         g: fc.integer({ min: 1, max: 3 }),
         d: fc.constantFrom(...deadlines),
         lease: fc.constantFrom("L1", "L2"),

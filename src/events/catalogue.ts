@@ -44,6 +44,11 @@ for (const def of catalogue) {
   byType.set(def.type, def as EventDef);
 }
 
+/** The event types of one aggregate kind, in catalogue order. */
+export function typesOfKind<K extends AggregateKind>(kind: K): EventOfKind<K>["type"][] {
+  return catalogue.filter((d) => d.kind === kind).map((d) => d.type) as EventOfKind<K>["type"][];
+}
+
 export function eventDef(type: string): EventDef | undefined {
   return byType.get(type);
 }

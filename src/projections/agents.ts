@@ -1,4 +1,4 @@
-import type { EventOfKind } from "../events/catalogue.ts";
+import { type EventOfKind, typesOfKind } from "../events/catalogue.ts";
 import { defineSlice, type RecordMeta } from "./slice.ts";
 
 /**
@@ -264,20 +264,7 @@ function step(s: AgentsState, a: LiveAgent, e: AgentEvent, meta: RecordMeta): bo
 }
 
 export const agentSlice = defineSlice({
-  handles: [
-    "AgentRequested",
-    "AgentPortsAllocated",
-    "AgentCreated",
-    "AgentStarted",
-    "AgentLeased",
-    "AgentReleased",
-    "AgentRecycleRequested",
-    "AgentRecycled",
-    "AgentDrainRequested",
-    "AgentStopped",
-    "AgentFailed",
-    "AgentTimedOut",
-  ],
+  handles: typesOfKind("agent"),
 
   init: (): AgentsState => ({
     live: new Map(),

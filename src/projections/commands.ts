@@ -1,4 +1,4 @@
-import type { EventOfKind } from "../events/catalogue.ts";
+import { type EventOfKind, typesOfKind } from "../events/catalogue.ts";
 import { defineSlice, type RecordMeta } from "./slice.ts";
 
 /**
@@ -89,15 +89,7 @@ function finish(s: CommandsState, c: LiveCommand, to: FinalState): void {
 }
 
 export const commandSlice = defineSlice({
-  handles: [
-    "CommandCreated",
-    "CommandSent",
-    "CommandAcked",
-    "CommandCompleted",
-    "CommandFailed",
-    "CommandTimedOut",
-    "CommandCancelled",
-  ],
+  handles: typesOfKind("command"),
 
   init: (): CommandsState => ({
     live: new Map(),

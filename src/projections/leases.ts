@@ -1,4 +1,4 @@
-import type { EventOfKind } from "../events/catalogue.ts";
+import { type EventOfKind, typesOfKind } from "../events/catalogue.ts";
 import { compare, num } from "./agents.ts";
 import { defineSlice, type RecordMeta } from "./slice.ts";
 
@@ -54,7 +54,7 @@ type LeaseEvent = EventOfKind<"lease">;
 const zeroEnded = (): Record<LeaseEndState, number> => ({ released: 0, expired: 0, revoked: 0 });
 
 export const leaseSlice = defineSlice({
-  handles: ["LeaseGranted", "LeaseRenewed", "LeaseReleased", "LeaseExpired", "LeaseRevoked"],
+  handles: typesOfKind("lease"),
 
   init: (): LeasesState => ({
     live: new Map(),

@@ -1,4 +1,4 @@
-import type { EventOf, EventOfKind } from "../events/catalogue.ts";
+import { type EventOf, type EventOfKind, typesOfKind } from "../events/catalogue.ts";
 import { type AgentsState, compare, num } from "./agents.ts";
 import type { LeasesState } from "./leases.ts";
 import { defineSlice, type RecordMeta } from "./slice.ts";
@@ -179,17 +179,7 @@ function countAgents(agents: AgentsState): Map<string, AgentCounts> {
 }
 
 export const poolSlice = defineSlice({
-  handles: [
-    "PoolCreated",
-    "PoolReconfigured",
-    "PoolAgentSpawned",
-    "PoolAgentRetired",
-    "PoolAgentRecycled",
-    "PoolSpawnFailed",
-    "PoolCloseRequested",
-    "PoolClosed",
-    "PoolReopened",
-  ],
+  handles: typesOfKind("pool"),
 
   init: (): PoolsState => ({ pools: new Map() }),
 

@@ -2,21 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import { type AgentSummary, planPool } from "../../machines/pool-plan.ts";
-import type { PoolConfig } from "../../src/events/pool.ts";
-
-const config = (over: Partial<PoolConfig> = {}): PoolConfig => ({
-  runtime: "process",
-  min: 1,
-  max: 5,
-  warm: 2,
-  idleTimeoutMs: 1_000,
-  recycle: {},
-  maintenanceIntervalMs: 1_000,
-  leaseTtlMs: 60_000,
-  startTimeoutMs: 10_000,
-  template: { command: ["x"], env: {}, mounts: [], limits: {}, stopGraceMs: 1_000 },
-  ...over,
-});
+import { poolConfig } from "../helpers/events.ts";
 
 const agent = (id: string, phase: AgentSummary["phase"], over: Partial<AgentSummary> = {}): AgentSummary => ({
   id,
@@ -30,7 +16,7 @@ const agent = (id: string, phase: AgentSummary["phase"], over: Partial<AgentSumm
 
 const NOW = 10_000;
 const plan = (agents: AgentSummary[], over: Partial<Parameters<typeof planPool>[0]> = {}) =>
-  planPool({ config: config(), state: "open", agents, waiters: 0, now: NOW, ...over });
+  planPool({ config: poolConfig(), state: "open", agents, waiters: 0, now: NOW, ...over });
 
 describe("pool plan", () => {
   it("an empty pool spawns up to the warm target", () => {
@@ -61,7 +47,7 @@ describe("pool plan", () => {
   });
 
   it("limits recycle idle agents, or retire them after maxRecycles (a replacement follows)", () => {
-    const c = config({ recycle: { maxLeases: 3, maxRecycles: 2, maxAgeMs: 5_000 } });
+    const c = poolConfig({ recycle: { maxLeases: 3, maxRecycles: 2, maxAgeMs: 5_000 } });
     const d = planPool({
       config: c,
       state: "open",
@@ -103,7 +89,7 @@ describe("pool plan", () => {
         ),
         (k, raw) => {
           const max = Math.max(1, k.min + k.extra);
-          const c = config({
+          const c = poolConfig({
             min: Math.min(k.min, max),
             max,
             warm: Math.min(k.warm, max),
