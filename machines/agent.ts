@@ -1,16 +1,22 @@
 import { assign, setup } from "xstate";
-import type { EventOfKind } from "../src/events/catalogue.ts";
+import type { EventOf, EventOfKind } from "../src/events/catalogue.ts";
+import { agentOfLease } from "../src/events/lease-id.ts";
 import { defineAggregate, type EffectIntent } from "./aggregate.ts";
 
 /**
  * One agent of a pool. An agent keeps its id across recycles: each recycle stops its instance
  * (container or process) and starts a new generation, until maxRecycles retires it.
  *
- *   requested → creating → starting → ready (idle ⇄ leased) → draining → stopping → stopped
- *        ↑__________ recycling ←_______________|                                 failed (any live state)
+ *   requested → creating → starting → ready (idle ⇄ leased → expired) → draining → stopping → stopped
+ *        ↑__________ recycling ←_______________|                                          failed (any live state)
  *
  * Each step before ready has a deadline; a step's effect reports the next fact. Between
  * starting and ready a later issue adds connect / register / init.
+ *
+ * The lease is a phase of the agent, not an aggregate of its own: the agent is the consistency
+ * boundary for "in at most one lease", and optimistic concurrency on its subject guarantees it.
+ * Grant, renew, release, expiry and revoke are one event each on the agent, and each names the
+ * lease it is for: a late expiry of lease L cannot touch the agent's next lease.
  */
 
 type AgentEvent = EventOfKind<"agent">;
@@ -22,7 +28,7 @@ export interface AgentContext {
   generation: number;
   ports: number[];
   instanceId: string | null;
-  leaseId: string | null;
+  lease: Lease | null;
   /** Leases over the agent's whole life. */
   leasesServed: number;
   /** Leases of the current generation: what maxLeases limits (a recycle starts afresh). */
@@ -32,9 +38,20 @@ export interface AgentContext {
   createdAt: number;
   /** When the current generation became ready (for maxAge). */
   readyAt: number | null;
+  /** When it last became idle (for idleTimeout); meaningful only while idle. */
+  idleSince: number | null;
   deadline: number | null;
   stopReason: string | null;
   error: { phase: string; code: string; message: string } | null;
+}
+
+/** The lease the agent is in (leased, or draining until it ends). */
+export interface Lease {
+  id: string;
+  holder: string;
+  ttlMs: number;
+  grantedAt: number;
+  expiresAt: number;
 }
 
 export interface InstanceParams {
@@ -50,6 +67,24 @@ const instance = ({ context }: { context: AgentContext }): InstanceParams => ({
   ports: context.ports,
   instanceId: context.instanceId,
 });
+
+const renewal = ({ event }: { event: AgentEvent }) => ({
+  expiresAt: event.type === "AgentLeaseRenewed" ? event.data.expiresAt : 0,
+});
+
+const backToIdle = { type: "backToIdle" as const, params: ({ event }: { event: AgentEvent }) => ({ at: event.at }) };
+
+/** Only an idle agent or one whose lease expired is recycled: never one under a holder. */
+const recycle = {
+  target: "#agent.recycling" as const,
+  actions: { type: "stopBecause" as const, params: ({ event }: { event: AgentEvent }) => stopData(event) },
+};
+
+function stopData(event: AgentEvent): { reason: string; deadline: number } {
+  return event.type === "AgentRecycleRequested" || event.type === "AgentDrainRequested"
+    ? event.data
+    : { reason: event.type, deadline: 0 };
+}
 
 const fail = (phase: string) => ({
   target: "#agent.failed" as const,
@@ -86,13 +121,18 @@ export const agentMachine = setup({
     ),
     setPorts: assign((_, p: { ports: number[] }) => ({ ports: p.ports })),
     setInstance: assign((_, p: { instanceId: string }) => ({ instanceId: p.instanceId })),
-    becomeReady: assign((_, p: { at: number }) => ({ readyAt: p.at, deadline: null })),
-    lease: assign(({ context }, p: { leaseId: string }) => ({
-      leaseId: p.leaseId,
+    becomeReady: assign((_, p: { at: number }) => ({ readyAt: p.at, idleSince: p.at, deadline: null })),
+    backToIdle: assign((_, p: { at: number }) => ({ lease: null, idleSince: p.at })),
+    lease: assign(({ context }, p: EventOf<"AgentLeased">["data"] & { at: number }) => ({
+      lease: { id: p.leaseId, holder: p.holder, ttlMs: p.ttlMs, grantedAt: p.at, expiresAt: p.expiresAt },
+      idleSince: null,
       leasesServed: context.leasesServed + 1,
       generationLeases: context.generationLeases + 1,
     })),
-    unlease: assign({ leaseId: null }),
+    renew: assign(({ context }, p: { expiresAt: number }) => ({
+      lease: context.lease && { ...context.lease, expiresAt: p.expiresAt },
+    })),
+    unlease: assign({ lease: null }),
     arm: assign((_, p: { deadline: number }) => ({ deadline: p.deadline })),
     stopBecause: assign((_, p: { reason: string; deadline: number }) => ({
       stopReason: p.reason,
@@ -104,15 +144,16 @@ export const agentMachine = setup({
       generationLeases: 0,
       ports: [],
       instanceId: null,
-      leaseId: null,
+      lease: null,
       readyAt: null,
+      idleSince: null,
       deadline: p.deadline,
     })),
-    finish: assign({ deadline: null, leaseId: null }),
+    finish: assign({ deadline: null, lease: null }),
     failWith: assign((_, p: { phase: string; code: string; message: string }) => ({
       error: p,
       deadline: null,
-      leaseId: null,
+      lease: null,
     })),
   },
   guards: {
@@ -120,7 +161,23 @@ export const agentMachine = setup({
       "generation" in event.data && event.data.generation === context.generation,
     nextGeneration: ({ context, event }) =>
       event.type === "AgentRecycled" && event.data.generation === context.generation + 1,
-    thisLease: ({ context, event }) => "leaseId" in event.data && event.data.leaseId === context.leaseId,
+    /** A lease id names its agent (lease-id.ts): a grant must name this agent and its pool. */
+    namesThisAgent: ({ context, event }) =>
+      event.type === "AgentLeased" &&
+      agentOfLease(event.data.leaseId) === event.aggregate.id &&
+      event.data.poolId === context.poolId,
+    thisLease: ({ context, event }) =>
+      "leaseId" in event.data && context.lease !== null && event.data.leaseId === context.lease.id,
+    extendsLease: ({ context, event }) =>
+      event.type === "AgentLeaseRenewed" &&
+      context.lease !== null &&
+      event.data.leaseId === context.lease.id &&
+      event.data.expiresAt > context.lease.expiresAt,
+    leaseDue: ({ context, event }) =>
+      event.type === "AgentLeaseExpired" &&
+      context.lease !== null &&
+      event.data.leaseId === context.lease.id &&
+      event.data.deadline === context.lease.expiresAt,
     dueNow: ({ context, event }) =>
       event.type === "AgentTimedOut" && event.data.deadline === context.deadline,
   },
@@ -133,12 +190,13 @@ export const agentMachine = setup({
     generation: 0,
     ports: [],
     instanceId: null,
-    leaseId: null,
+    lease: null,
     leasesServed: 0,
     generationLeases: 0,
     recycles: 0,
     createdAt: 0,
     readyAt: null,
+    idleSince: null,
     deadline: null,
     stopReason: null,
     error: null,
@@ -208,36 +266,52 @@ export const agentMachine = setup({
       states: {
         idle: {
           on: {
-            AgentLeased: { target: "leased", actions: { type: "lease", params: ({ event }) => event.data } },
+            AgentLeased: {
+              guard: "namesThisAgent",
+              target: "leased",
+              actions: { type: "lease", params: ({ event }) => ({ ...event.data, at: event.at }) },
+            },
             AgentDrainRequested: {
               target: "#agent.stopping",
               actions: { type: "stopBecause", params: ({ event }) => event.data },
             },
+            AgentRecycleRequested: recycle,
           },
         },
         leased: {
           on: {
-            AgentReleased: { guard: "thisLease", target: "idle", actions: "unlease" },
+            AgentLeaseRenewed: { guard: "extendsLease", actions: { type: "renew", params: renewal } },
+            AgentReleased: { guard: "thisLease", target: "idle", actions: backToIdle },
+            AgentLeaseRevoked: { guard: "thisLease", target: "idle", actions: backToIdle },
+            // Its holder may have left it in any state: the pool renews it (recycle or retire).
+            AgentLeaseExpired: { guard: "leaseDue", target: "expired", actions: "unlease" },
             AgentDrainRequested: {
               target: "#agent.draining",
               actions: { type: "stopBecause", params: ({ event }) => event.data },
             },
           },
         },
+        expired: {
+          on: {
+            AgentRecycleRequested: recycle,
+            AgentDrainRequested: {
+              target: "#agent.stopping",
+              actions: { type: "stopBecause", params: ({ event }) => event.data },
+            },
+          },
+        },
       },
       on: {
-        AgentRecycleRequested: {
-          target: "recycling",
-          actions: [{ type: "stopBecause", params: ({ event }) => event.data }, "unlease"],
-        },
         AgentFailed: fail("ready"),
       },
     },
     draining: {
+      // Waits for the lease to end, however it ends, or for the drain deadline.
       on: {
+        AgentLeaseRenewed: { guard: "extendsLease", actions: { type: "renew", params: renewal } },
         AgentReleased: { guard: "thisLease", target: "stopping", actions: "unlease" },
-        // The lease expired: nobody will release it.
-        AgentRecycleRequested: { target: "stopping", actions: "unlease" },
+        AgentLeaseRevoked: { guard: "thisLease", target: "stopping", actions: "unlease" },
+        AgentLeaseExpired: { guard: "leaseDue", target: "stopping", actions: "unlease" },
         AgentTimedOut: { guard: "dueNow", target: "stopping", actions: "unlease" },
         AgentFailed: fail("draining"),
       },
@@ -285,7 +359,7 @@ const RESUME: Record<string, EffectIntent["type"]> = {
 export const agentAggregate = defineAggregate({
   kind: "agent",
   machine: agentMachine,
-  version: 1,
+  version: 2,
   effects: [
     "allocatePorts",
     "createInstance",
@@ -295,7 +369,12 @@ export const agentAggregate = defineAggregate({
     "cleanupInstance",
   ],
   timer: (s) => {
-    const deadline = s.context.deadline;
+    const { deadline, lease } = s.context;
+    // A lease is held only while leased or draining; whichever deadline comes first fires.
+    if (lease && (deadline === null || lease.expiresAt <= deadline)) {
+      const data = { leaseId: lease.id, deadline: lease.expiresAt };
+      return { at: lease.expiresAt, input: { type: "AgentLeaseExpired", data } };
+    }
     return deadline === null ? null : { at: deadline, input: { type: "AgentTimedOut", data: { deadline } } };
   },
   resume: (s) => {
@@ -309,6 +388,7 @@ export type AgentPhase =
   | "starting"
   | "idle"
   | "leased"
+  | "expired"
   | "draining"
   | "recycling"
   | "stopping"
@@ -317,7 +397,8 @@ export type AgentPhase =
 
 export function agentPhase(value: unknown): AgentPhase {
   if (typeof value === "object" && value !== null && "ready" in value) {
-    return (value as { ready: string }).ready === "leased" ? "leased" : "idle";
+    const sub = (value as { ready: string }).ready;
+    return sub === "leased" || sub === "expired" ? sub : "idle";
   }
   switch (value) {
     case "new":

@@ -60,6 +60,27 @@ export function renewal(config: PoolConfig, a: AgentSummary, reason: RecycleReas
   return { type: "recycle", agentId: a.id, reason };
 }
 
+const SPAWN_BACKOFF_START_MS = 500;
+const SPAWN_BACKOFF_MAX_MS = 30_000;
+
+/** How long to wait before the next spawn after `streak` failed spawns in a row. */
+export function spawnBackoffMs(streak: number): number {
+  return Math.min(SPAWN_BACKOFF_START_MS * 2 ** Math.max(0, streak - 1), SPAWN_BACKOFF_MAX_MS);
+}
+
+/**
+ * The failure streak a new spawn failure makes: one more than the last, unless an agent became
+ * ready after the last failure (then the streak starts again at 1).
+ */
+export function nextFailureStreak(
+  last: { streak: number; at: number | null },
+  agents: readonly Pick<AgentSummary, "readyAt">[],
+): number {
+  if (last.at === null) return 1;
+  const at = last.at;
+  return agents.some((a) => a.readyAt !== null && a.readyAt > at) ? 1 : last.streak + 1;
+}
+
 export function planPool(input: PlanInput): Decision[] {
   const { config, agents, now } = input;
   if (input.state === "closed") return [];
@@ -70,10 +91,10 @@ export function planPool(input: PlanInput): Decision[] {
 
   const decisions: Decision[] = [];
   const leaving = new Set<string>();
-  // Idle agents past a limit are renewed (a recycled agent comes back, a retired one is replaced).
+  // Idle agents past a limit and agents whose lease expired are renewed (a recycled agent comes
+  // back, a retired one is replaced).
   for (const a of live) {
-    if (a.phase !== "idle") continue;
-    const limit = limitReached(config, a, now);
+    const limit = a.phase === "expired" ? "lease-expired" : a.phase === "idle" ? limitReached(config, a, now) : null;
     if (!limit) continue;
     const d = renewal(config, a, limit);
     decisions.push(d);

@@ -1,5 +1,5 @@
 import { assign, setup } from "xstate";
-import type { EventOfKind } from "../src/events/catalogue.ts";
+import type { EventOf, EventOfKind } from "../src/events/catalogue.ts";
 import type { PoolConfig } from "../src/events/pool.ts";
 import { defineAggregate } from "./aggregate.ts";
 
@@ -19,6 +19,14 @@ export interface PoolContext {
   closeReason: string | null;
   spawnFailures: number;
   lastSpawnFailure: string | null;
+  /** When the last spawn failed (its event's time): an agent ready since then ends the streak. */
+  lastSpawnFailureAt: number | null;
+  /** Spawn failures in a row, as the supervisor counted them when recording the last one. */
+  failureStreak: number;
+  /** No spawn before this (backoff after failures); 0 when not paused. */
+  spawnPausedUntil: number;
+  /** Instances found at start that no live agent owned, removed. */
+  orphansRemoved: number;
 }
 
 export interface SpawnParams {
@@ -27,6 +35,13 @@ export interface SpawnParams {
   runtime: PoolConfig["runtime"];
   deadline: number;
 }
+
+const spawnFailed = {
+  actions: {
+    type: "spawnFailed" as const,
+    params: ({ event }: { event: EventOf<"PoolSpawnFailed"> }) => ({ ...event.data, at: event.at }),
+  },
+};
 
 export const poolMachine = setup({
   types: { context: {} as PoolContext, events: {} as PoolEvent },
@@ -42,10 +57,19 @@ export const poolMachine = setup({
     })),
     created: assign((_, p: { at: number }) => ({ createdAt: p.at })),
     closing: assign((_, p: { reason: string }) => ({ closeReason: p.reason })),
-    spawnFailed: assign(({ context }, p: { code: string; message: string }) => ({
-      spawnFailures: context.spawnFailures + 1,
-      lastSpawnFailure: `${p.code}: ${p.message}`,
-    })),
+    spawnFailed: assign(
+      ({ context }, p: { code: string; message: string; streak: number; retryAt: number; at: number }) => ({
+        spawnFailures: context.spawnFailures + 1,
+        lastSpawnFailure: `${p.code}: ${p.message}`,
+        lastSpawnFailureAt: p.at,
+        failureStreak: p.streak,
+        spawnPausedUntil: p.retryAt,
+      }),
+    ),
+    orphanRemoved: assign(({ context }) => ({ orphansRemoved: context.orphansRemoved + 1 })),
+  },
+  guards: {
+    exists: ({ context }) => context.config !== null,
   },
 }).createMachine({
   id: "pool",
@@ -57,6 +81,14 @@ export const poolMachine = setup({
     closeReason: null,
     spawnFailures: 0,
     lastSpawnFailure: null,
+    lastSpawnFailureAt: null,
+    failureStreak: 0,
+    spawnPausedUntil: 0,
+    orphansRemoved: 0,
+  },
+  on: {
+    // Recorded at start, before the instance is removed; in any state but new (no pool yet).
+    PoolOrphanRemoved: { guard: "exists", actions: "orphanRemoved" },
   },
   states: {
     new: {
@@ -106,7 +138,7 @@ export const poolMachine = setup({
             }),
           },
         },
-        PoolSpawnFailed: { actions: { type: "spawnFailed", params: ({ event }) => event.data } },
+        PoolSpawnFailed: spawnFailed,
       },
     },
     closing: {
@@ -122,7 +154,7 @@ export const poolMachine = setup({
             }),
           },
         },
-        PoolSpawnFailed: { actions: { type: "spawnFailed", params: ({ event }) => event.data } },
+        PoolSpawnFailed: spawnFailed,
       },
     },
     closed: {
@@ -136,6 +168,6 @@ export const poolMachine = setup({
 export const poolAggregate = defineAggregate({
   kind: "pool",
   machine: poolMachine,
-  version: 1,
+  version: 2,
   effects: ["spawnAgent", "retireAgent", "recycleAgent"],
 });

@@ -10,6 +10,7 @@ import { ServiceErrorCodeHeader, ServiceErrorHeader } from "@nats-io/services";
 import type { z } from "zod";
 import { decodeEvent } from "../codec/msgpack.ts";
 import { isValidId } from "../events/envelope.ts";
+import { agentOfLease } from "../events/lease-id.ts";
 import { DEFAULT_STREAM } from "../store/stream.ts";
 import { eventSubject } from "../store/subjects.ts";
 import {
@@ -143,24 +144,28 @@ export class CorralClient {
     return this.request(subjects.renew(poolToken(pool ?? (await this.poolOfLease(leaseId)))), body);
   }
 
-  /** The pool a lease belongs to, from its LeaseGranted event (the first on its subject). */
+  /**
+   * The pool a lease belongs to: a lease id names its agent (events/lease-id.ts), and the agent's
+   * first event (AgentRequested) names its pool — one direct read, no scan.
+   */
   async poolOfLease(leaseId: string): Promise<string> {
-    if (!isValidId(leaseId)) {
+    const agentId = agentOfLease(leaseId);
+    if (!agentId) {
       throw new ApiError(
         "bad_request",
-        `invalid lease id ${JSON.stringify(leaseId)}: use 1-128 characters of A-Z a-z 0-9 _ -`,
+        `invalid lease id ${JSON.stringify(leaseId)}: use the id acquire returned (<agent id>.<uuid>)`,
       );
     }
     const jsm = await jetstreamManager(this.nc);
     const first = await jsm.direct
-      .getMessage(DEFAULT_STREAM.name, { seq: 1, next_by_subj: eventSubject({ kind: "lease", id: leaseId }) })
+      .getMessage(DEFAULT_STREAM.name, { seq: 1, next_by_subj: eventSubject({ kind: "agent", id: agentId }) })
       .catch((err: unknown) => {
         throw new ApiError("request_failed", `cannot look up lease ${leaseId}: ${(err as Error).message}`);
       });
-    if (!first) throw new ApiError("lease_not_found", `no lease ${leaseId}`);
+    if (!first) throw new ApiError("lease_not_found", `no lease ${leaseId} (no agent ${agentId})`);
     const event = decodeEvent(first.data, { seq: first.seq, subject: first.subject });
-    if (event.type !== "LeaseGranted")
-      throw new ApiError("lease_not_found", `no lease ${leaseId} (first event is ${event.type})`);
+    if (event.type !== "AgentRequested")
+      throw new ApiError("lease_not_found", `no lease ${leaseId} (agent ${agentId} starts with ${event.type})`);
     return event.data.poolId;
   }
 

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { LEASE_ID } from "../events/lease-id.ts";
 
 /**
  * The request/reply contract on `corral.api.>`: JSON bodies, so any NATS client (or the `nats`
@@ -35,9 +36,10 @@ export const acquireRequest = z
   })
   .strict();
 
-export const leaseRequest = z.object({ leaseId: id }).strict();
+const leaseId = z.string().regex(LEASE_ID, "a lease id as acquire returned it (<agent id>.<uuid>)");
+export const leaseRequest = z.object({ leaseId }).strict();
 export const renewRequest = z
-  .object({ leaseId: id, ttlMs: z.number().int().min(100).max(86_400_000).optional() })
+  .object({ leaseId, ttlMs: z.number().int().min(100).max(86_400_000).optional() })
   .strict();
 export const cancelRequest = z.object({ requestId: z.string().min(1).max(128) }).strict();
 export const closeRequest = z.object({ revokeLeases: z.boolean().default(false) }).strict();

@@ -103,7 +103,7 @@ export async function startApi(nc: NatsConnection, cp: ControlPlane, opts: ApiOp
       const abort = new AbortController();
       if (req.requestId) waiting.set(req.requestId, abort);
       try {
-        const g = await cp.acquire(pool, {
+        const g = await cp.pool(pool).acquire({
           timeoutMs: req.timeoutMs,
           holder: req.holder,
           ttlMs: req.ttlMs,

@@ -19,8 +19,8 @@ import type { SnapshotStore } from "../store/snapshots.ts";
 import { kindSubject } from "../store/subjects.ts";
 import type { EffectContext, EffectHandlers } from "./effects.ts";
 import { InvalidInputError, RejectedInputError } from "./errors.ts";
-import { KeyedQueue } from "./keyed-queue.ts";
-import { Scheduler } from "./scheduler.ts";
+import { KeyedQueue } from "../keyed-queue.ts";
+import { type Scheduler, TimerScheduler } from "./scheduler.ts";
 
 /** An input to an actor: becomes the stored event if the machine accepts it. */
 export interface Input<T extends EventType = EventType> {
@@ -45,13 +45,17 @@ export interface Accepted {
   status: string;
 }
 
-export interface ActorView {
+/** One actor's state as the host holds it; views.ts gives typed views per aggregate kind. */
+export interface ActorView<C = unknown> {
   ref: AggregateRef;
   seq: number;
   value: unknown;
-  context: unknown;
+  context: C;
   status: string;
 }
+
+/** What `offer` answers: the input was stored, or the machine refused it (nothing stored). */
+export type Offer = ({ accepted: true } & Accepted) | { accepted: false; rejection: RejectedInputError };
 
 export type ChangeListener = (view: ActorView, event: CorralEvent) => void;
 
@@ -66,7 +70,8 @@ export interface ActorHostOptions {
   aggregates: readonly AggregateDef[];
   /** Effect handlers per aggregate kind, by action name. */
   effects?: Partial<Record<AggregateKind, EffectHandlers>>;
-  clock?: () => number;
+  /** Time and deadlines (default: the wall clock and Node timers). */
+  scheduler?: Scheduler;
   /** Write a snapshot after this many events of one actor (default 100). */
   snapshotEvery?: number;
   /** Conflicts (another writer got there first) are retried this often, reloading each time. */
@@ -116,12 +121,12 @@ export class ActorHost {
     this.store = opts.store;
     this.snapshots = opts.snapshots;
     this.effects = opts.effects ?? {};
-    this.clock = opts.clock ?? Date.now;
+    this.scheduler = opts.scheduler ?? new TimerScheduler();
+    this.clock = this.scheduler.now;
     this.snapshotEvery = opts.snapshotEvery ?? 100;
     this.maxConflictRetries = opts.maxConflictRetries ?? 3;
     this.log = opts.log ?? silentLogger;
     this.timers = opts.timers ?? true;
-    this.scheduler = new Scheduler(this.clock);
     for (const def of opts.aggregates) {
       if (this.defs.has(def.kind)) throw new Error(`aggregate kind ${def.kind} is registered twice`);
       const missing = def.effects.filter((name) => !this.effects[def.kind]?.[name]);
@@ -196,6 +201,20 @@ export class ActorHost {
         return { seq, event: env, value: next.value, context: next.context, status: next.status };
       }
     });
+  }
+
+  /**
+   * Sends an input that the machine may refuse — the one way to do so. A refusal is expected
+   * (the actor moved on) and logged at debug; any other failure is thrown.
+   */
+  async offer<T extends EventType>(ref: AggregateRef, input: Input<T>): Promise<Offer> {
+    try {
+      return { accepted: true, ...(await this.send(ref, input)) };
+    } catch (err) {
+      if (!(err instanceof RejectedInputError)) throw err;
+      this.log.debug({ aggregate: refKey(ref), input: input.type, state: err.state }, "input refused");
+      return { accepted: false, rejection: err };
+    }
   }
 
   /** The actor's current state (loaded from snapshot + events if not in memory). */

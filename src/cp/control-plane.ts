@@ -2,8 +2,7 @@ import { isDeepStrictEqual } from "node:util";
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import { agentAggregate } from "../../machines/agent.ts";
-import { type LeaseContext, leaseAggregate } from "../../machines/lease.ts";
-import { type PoolContext, poolAggregate } from "../../machines/pool.ts";
+import { poolAggregate } from "../../machines/pool.ts";
 import type { CorralEvent } from "../events/catalogue.ts";
 import type { PoolConfig } from "../events/pool.ts";
 import { silentLogger } from "../log.ts";
@@ -13,10 +12,12 @@ import { EventStore } from "../store/event-store.ts";
 import { SnapshotStore } from "../store/snapshots.ts";
 import { ActorHost, type ActorView } from "./actor-host.ts";
 import { agentEffects } from "./agent-effects.ts";
-import { LeaseNotActiveError, PoolError, UnknownPoolError } from "./errors.ts";
+import { PoolError, UnknownPoolError } from "./errors.ts";
+import { PoolSupervisor } from "./pool/supervisor.ts";
 import { poolEffects } from "./pool-effects.ts";
-import { type AcquireOptions, type LeaseGrant, PoolSupervisor } from "./pool-supervisor.ts";
-import { reconcileLeases, reconcileRuntime, watchRuntime } from "./reconciler.ts";
+import { reconcileRuntime, watchRuntime } from "./reconciler.ts";
+import { type Scheduler, TimerScheduler } from "./scheduler.ts";
+import { asAgentView, asPoolView } from "./views.ts";
 
 export interface ControlPlaneOptions {
   nc: NatsConnection;
@@ -26,7 +27,8 @@ export interface ControlPlaneOptions {
   runtimes: Partial<Record<RuntimeKind, Runtime>>;
   ports?: PortAllocator;
   log?: Logger;
-  clock?: () => number;
+  /** Time and deadlines (default: the wall clock and Node timers; tests pass a ManualScheduler). */
+  scheduler?: Scheduler;
   snapshotEvery?: number;
 }
 
@@ -36,12 +38,11 @@ export interface StartReport {
   adopted: number;
   removed: number;
   gone: number;
-  leasesFixed: number;
   resumed: number;
 }
 
 /**
- * corral's live side for one instance: the actor host with the pool, agent and lease machines,
+ * corral's live side for one instance: the actor host with the pool and agent machines,
  * a supervisor per pool, the runtimes and the host port allocator. `start` rebuilds everything
  * from the stream and reconciles it with what the runtimes really have before serving.
  */
@@ -52,7 +53,7 @@ export class ControlPlane {
   private readonly supervisors = new Map<string, PoolSupervisor>();
   private readonly watchers: { close(): void }[] = [];
   private readonly log: Logger;
-  private readonly clock: () => number;
+  private readonly scheduler: Scheduler;
   private readonly newSupervisor: (name: string) => PoolSupervisor;
 
   private constructor(
@@ -62,7 +63,7 @@ export class ControlPlane {
   ) {
     this.store = store;
     this.log = opts.log ?? silentLogger;
-    this.clock = opts.clock ?? Date.now;
+    this.scheduler = opts.scheduler ?? new TimerScheduler();
     this.ports = opts.ports ?? new PortAllocator();
     const runtimeFor = (kind: RuntimeKind): Runtime => {
       const r = opts.runtimes[kind];
@@ -76,9 +77,9 @@ export class ControlPlane {
     this.host = new ActorHost({
       store,
       snapshots,
-      aggregates: [poolAggregate, agentAggregate, leaseAggregate],
+      aggregates: [poolAggregate, agentAggregate],
       log: this.log,
-      clock: this.clock,
+      scheduler: this.scheduler,
       snapshotEvery: opts.snapshotEvery,
       effects: {
         pool: poolEffects(),
@@ -87,16 +88,14 @@ export class ControlPlane {
           runtimeFor,
           configOf: (pool) => supervisorOf(pool)?.config ?? null,
           ports: this.ports,
-          clock: this.clock,
+          clock: this.scheduler.now,
         }),
-        lease: {
-          recycleAgent: (p: { poolId: string; agentId: string }) =>
-            supervisorOf(p.poolId)?.leaseExpired(p.agentId),
-        },
       },
     });
+    const history = async (agentId: string): Promise<CorralEvent[]> =>
+      (await store.readAggregate({ kind: "agent", id: agentId }, 0)).flatMap((r) => (r.error ? [] : [r.event]));
     this.newSupervisor = (name) =>
-      new PoolSupervisor({ name, host: this.host, runtimeFor, clock: this.clock, log: this.log });
+      new PoolSupervisor({ name, host: this.host, runtimeFor, history, scheduler: this.scheduler, log: this.log });
     for (const name of Object.keys(opts.pools)) this.supervisors.set(name, this.newSupervisor(name));
     this.host.onChange((view, event) => this.route(view, event));
   }
@@ -118,7 +117,7 @@ export class ControlPlane {
     for (const [name, config] of Object.entries(this.opts.pools)) {
       const view = pools.find((p) => p.ref.id === name);
       const ref = { kind: "pool" as const, id: name };
-      const ctx = view?.context as PoolContext | undefined;
+      const ctx = view && asPoolView(view).context;
       if (view && view.value !== "closed" && ctx?.instance !== instance) {
         throw new PoolError(
           "pool_owned",
@@ -136,20 +135,19 @@ export class ControlPlane {
       (p) =>
         !this.supervisors.has(p.ref.id) &&
         p.value !== "closed" &&
-        (p.context as PoolContext).instance === instance,
+        asPoolView(p).context.instance === instance,
     );
     for (const p of retiring) this.supervisors.set(p.ref.id, this.newSupervisor(p.ref.id));
     const ours = (poolId: string) => this.supervisors.has(poolId);
-    // Then the agents and leases of our pools (another instance's are not ours to drive).
-    const poolOf = (v: ActorView) => ours((v.context as { poolId: string }).poolId);
-    const agents = await host.recover("agent", poolOf);
-    const leases = await host.recover("lease", poolOf);
+    // Then the agents of our pools (another instance's are not ours to drive); a lease is a
+    // phase of its agent, so there is nothing else to rebuild and nothing to repair.
+    const poolOf = (v: ActorView) => ours(asAgentView(v).context.poolId);
+    const agents = (await host.recover("agent", poolOf)).map(asAgentView);
     for (const p of host.liveActors("pool")) this.route(p);
     for (const a of host.liveActors("agent")) this.route(a);
-    for (const l of host.liveActors("lease")) this.route(l);
     // 3. Ports held by live agents, as the stream says, before anything allocates.
     for (const a of agents) {
-      const { ports, poolId } = a.context as { ports: number[]; poolId: string };
+      const { ports, poolId } = a.context;
       if (ports.length > 0 && ours(poolId)) this.ports.restore(a.ref.id, ports);
     }
     // 4. Runtimes: adopt what belongs to a live agent, remove the rest, fail agents whose instance is gone.
@@ -162,7 +160,6 @@ export class ControlPlane {
       totals.gone += r.gone;
       this.watchers.push(watchRuntime(runtime, host, log));
     }
-    const leasesFixed = await reconcileLeases(host, log, ours);
     // 5. Finish the steps that were under way, then supervise (restores the warm target).
     const resumed = host.resume("agent", poolOf);
     for (const s of this.supervisors.values()) s.start();
@@ -173,25 +170,27 @@ export class ControlPlane {
     }
     return {
       pools: [...this.supervisors.keys()],
-      recovered: { pools: pools.length, agents: agents.length, leases: leases.length },
+      recovered: {
+        pools: pools.length,
+        agents: agents.length,
+        leases: agents.filter((a) => a.context.lease !== null).length,
+      },
       ...totals,
-      leasesFixed,
       resumed,
     };
   }
 
   /** Keeps each supervisor's view current with the events the host stores. */
-  private route(view: ActorView, _event?: CorralEvent): void {
+  private route(view: ActorView, event?: CorralEvent): void {
     switch (view.ref.kind) {
       case "pool":
-        this.supervisors.get(view.ref.id)?.observePool(view);
+        this.supervisors.get(view.ref.id)?.observePool(asPoolView(view));
         return;
-      case "agent":
-        this.supervisors.get((view.context as { poolId: string }).poolId)?.observeAgent(view, _event);
+      case "agent": {
+        const agent = asAgentView(view);
+        this.supervisors.get(agent.context.poolId)?.observeAgent(agent, event);
         return;
-      case "lease":
-        this.supervisors.get((view.context as LeaseContext).poolId)?.observeLease(view);
-        return;
+      }
     }
   }
 
@@ -203,27 +202,6 @@ export class ControlPlane {
 
   poolNames(): string[] {
     return [...this.supervisors.keys()];
-  }
-
-  acquire(pool: string, opts: AcquireOptions): Promise<LeaseGrant> {
-    return this.pool(pool).acquire(opts);
-  }
-
-  /** Releases by lease id alone: the lease knows its pool. */
-  async release(leaseId: string): Promise<{ leaseId: string; agentId: string; pool: string }> {
-    const pool = await this.poolOfLease(leaseId);
-    return { ...(await this.pool(pool).release(leaseId)), pool };
-  }
-
-  async renew(leaseId: string, ttlMs?: number): Promise<{ leaseId: string; expiresAt: number }> {
-    return this.pool(await this.poolOfLease(leaseId)).renew(leaseId, ttlMs);
-  }
-
-  private async poolOfLease(leaseId: string): Promise<string> {
-    const view = await this.host.get({ kind: "lease", id: leaseId });
-    const pool = (view.context as LeaseContext).poolId;
-    if (!pool) throw new LeaseNotActiveError(leaseId, String(view.value));
-    return pool;
   }
 
   /** Closes every pool: leases revoked, agents drained, stopped and removed. */

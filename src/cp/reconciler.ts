@@ -1,9 +1,7 @@
 import type { Logger } from "pino";
-import type { AgentContext } from "../../machines/agent.ts";
-import type { LeaseContext } from "../../machines/lease.ts";
 import type { Runtime, RuntimeEvent } from "../runtime/types.ts";
-import type { ActorHost, ActorView } from "./actor-host.ts";
-import { RejectedInputError } from "./errors.ts";
+import type { ActorHost, Input } from "./actor-host.ts";
+import { type AgentView, asAgentView } from "./views.ts";
 
 /** States in which an agent's instance is expected to exist and keep running. */
 const MUST_RUN = new Set(["ready", "draining"]);
@@ -12,13 +10,11 @@ function stateName(value: unknown): string {
   return typeof value === "object" && value !== null ? (Object.keys(value)[0] ?? "") : String(value);
 }
 
-async function tell(host: ActorHost, log: Logger, view: ActorView, input: Parameters<ActorHost["send"]>[1]) {
-  try {
-    await host.send(view.ref, input);
-  } catch (err) {
-    if (!(err instanceof RejectedInputError))
-      log.error({ err, aggregate: view.ref }, "reconcile input failed");
-  }
+/** An agent that moved on meanwhile refuses the input: fine. Anything else is logged. */
+async function tell(host: ActorHost, log: Logger, view: AgentView, input: Input) {
+  await host
+    .offer(view.ref, input)
+    .catch((err: unknown) => log.error({ err, aggregate: view.ref }, "reconcile input failed"));
 }
 
 export interface ReconcileReport {
@@ -30,8 +26,8 @@ export interface ReconcileReport {
 /**
  * After a restart: compare what the runtime has (by our instance label) with what the stream
  * says. Instances of a live agent's current generation are adopted; everything else is removed
- * (orphans, old generations, agents that ended); agents that should be running but are not are
- * recorded as failed, so the pool replaces them.
+ * (orphans, old generations, agents that ended) — each removal recorded on its pool first;
+ * agents that should be running but are not are recorded as failed, so the pool replaces them.
  */
 export async function reconcileRuntime(
   runtime: Runtime,
@@ -43,17 +39,15 @@ export async function reconcileRuntime(
   const agents = new Map(
     host
       .liveActors("agent")
-      .filter((v) => {
-        const ctx = v.context as AgentContext;
-        return ctx.runtime === runtime.kind && ours(ctx.poolId);
-      })
+      .map(asAgentView)
+      .filter((v) => v.context.runtime === runtime.kind && ours(v.context.poolId))
       .map((v) => [v.ref.id, v]),
   );
   const report: ReconcileReport = { adopted: 0, removed: 0, gone: 0 };
   const running = new Set<string>();
   for (const inst of await runtime.list()) {
     const agent = agents.get(inst.agentId);
-    const ctx = agent?.context as AgentContext | undefined;
+    const ctx = agent?.context;
     const state = agent ? stateName(agent.value) : "";
     const current =
       ctx !== undefined &&
@@ -69,12 +63,20 @@ export async function reconcileRuntime(
       { instance: inst.id, agent: inst.agentId, generation: inst.generation },
       "removing orphaned instance",
     );
+    // Persist, then act: the removal is a fact on the pool the instance is labelled with.
+    await host.offer(
+      { kind: "pool", id: inst.poolId },
+      {
+        type: "PoolOrphanRemoved",
+        data: { instanceId: inst.id, agentId: inst.agentId, generation: inst.generation, runtime: runtime.kind },
+      },
+    );
     await runtime.stop(inst.id, 1_000);
     await runtime.remove(inst.id);
     report.removed++;
   }
   for (const agent of agents.values()) {
-    const ctx = agent.context as AgentContext;
+    const ctx = agent.context;
     if (!MUST_RUN.has(stateName(agent.value)) || (ctx.instanceId && running.has(ctx.instanceId))) continue;
     report.gone++;
     await tell(host, log, agent, {
@@ -85,47 +87,13 @@ export async function reconcileRuntime(
   return report;
 }
 
-/** A lease and its agent must agree; a crash between the two appends of a grant can split them. */
-export async function reconcileLeases(
-  host: ActorHost,
-  log: Logger,
-  ours: (poolId: string) => boolean,
-): Promise<number> {
-  const agents = new Map(
-    host
-      .liveActors("agent")
-      .filter((v) => ours((v.context as AgentContext).poolId))
-      .map((v) => [v.ref.id, v]),
-  );
-  const leases = host
-    .liveActors("lease")
-    .filter((v) => v.value === "granted" && ours((v.context as LeaseContext).poolId));
-  const granted = new Set(leases.map((l) => l.ref.id));
-  let fixed = 0;
-  for (const lease of leases) {
-    const agent = agents.get((lease.context as LeaseContext).agentId);
-    if ((agent?.context as AgentContext | undefined)?.leaseId === lease.ref.id) continue;
-    fixed++;
-    await tell(host, log, lease, {
-      type: "LeaseRevoked",
-      data: { reason: "agent not held by this lease after restart" },
-    });
-  }
-  for (const agent of agents.values()) {
-    const leaseId = (agent.context as AgentContext).leaseId;
-    if (!leaseId || granted.has(leaseId)) continue;
-    fixed++;
-    await tell(host, log, agent, { type: "AgentReleased", data: { leaseId } });
-  }
-  return fixed;
-}
-
 /** Live runtime events: an instance that dies under a running agent fails that agent. */
 export function watchRuntime(runtime: Runtime, host: ActorHost, log: Logger): { close(): void } {
   return runtime.events((e: RuntimeEvent) => {
     if ((e.type !== "die" && e.type !== "destroy") || !e.agentId) return;
-    const agent = host.liveActors("agent").find((v) => v.ref.id === e.agentId);
-    const ctx = agent?.context as AgentContext | undefined;
+    const view = host.liveActors("agent").find((v) => v.ref.id === e.agentId);
+    const agent = view && asAgentView(view);
+    const ctx = agent?.context;
     if (!agent || !ctx || ctx.instanceId !== e.id) return;
     const state = stateName(agent.value);
     if (state !== "starting" && !MUST_RUN.has(state)) return; // stopping / recycling: expected

@@ -2,16 +2,32 @@
 const MAX_DELAY = 2 ** 31 - 1;
 
 /**
- * One timer per key, each firing once at an absolute time. Deadlines live in actor context (so
- * replay never depends on wall time); this only turns them into inputs at the right moment.
+ * The one place where deadlines become inputs: one timer per key, each firing once at an absolute
+ * time, and the clock they are measured by. Deadlines live in actor context or are derived from
+ * it (so replay never depends on wall time); the actor host and the pool supervisors ask the
+ * scheduler to call them back when one passes. Tests and simulations drive a ManualScheduler
+ * (manual-scheduler.ts) instead, so races are replayed deterministically, not by sleeping.
  */
-export class Scheduler {
+export interface Scheduler {
+  now(): number;
+  /** Arms (or moves) the timer for `key`; re-arming with the same time keeps the existing one. */
+  arm(key: string, at: number, fire: () => void): void;
+  disarm(key: string): void;
+  armedAt(key: string): number | undefined;
+  /** Disarms everything; later `arm` calls do nothing. */
+  close(): void;
+}
+
+/** The real scheduler: Node timers against a clock (default: the wall clock). */
+export class TimerScheduler implements Scheduler {
   private readonly timers = new Map<string, { at: number; handle: NodeJS.Timeout }>();
   private closed = false;
+  readonly now: () => number;
 
-  constructor(private readonly now: () => number = Date.now) {}
+  constructor(now: () => number = Date.now) {
+    this.now = now;
+  }
 
-  /** Arms (or moves) the timer for `key`; re-arming with the same time keeps the existing one. */
   arm(key: string, at: number, fire: () => void): void {
     if (this.closed) return;
     const existing = this.timers.get(key);

@@ -23,7 +23,7 @@ export function poolStatus(cp: ControlPlane, worldview: Worldview, pool: string)
       ports: a.ports,
       leasesServed: a.leasesServed,
       recycles: a.recycles,
-      leaseId: a.leaseId,
+      leaseId: a.lease?.id ?? null,
     })),
     worldviewSeq: worldview.lastSeq,
   };

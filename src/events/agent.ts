@@ -1,10 +1,12 @@
 import { z } from "zod";
 import { defineEvent } from "./define.ts";
+import { LEASE_ID } from "./lease-id.ts";
 
-/** One agent: its instances (generations) in a runtime, its ports, its leases. */
+/** One agent: its instances (generations) in a runtime, its ports, its leases (a lease is a phase of its agent). */
 
 const id = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, "1-128 characters of A-Z a-z 0-9 _ -");
 const generation = z.number().int().min(1);
+const leaseId = z.string().regex(LEASE_ID, "<agent id>.<uuid>, as the acquire reply gave it");
 
 export const AgentRequested = defineEvent({
   type: "AgentRequested",
@@ -40,18 +42,48 @@ export const AgentStarted = defineEvent({
 
 export const AgentLeased = defineEvent({
   type: "AgentLeased",
+  v: 2,
+  kind: "agent",
+  doc: "A lease was granted on this agent: the acquire's one event. The lease id carries the agent id.",
+  schema: z.object({
+    leaseId,
+    poolId: id,
+    holder: z.string().max(200).default(""),
+    ttlMs: z.number().int().positive(),
+    expiresAt: z.number().int(),
+  }),
+});
+
+export const AgentLeaseRenewed = defineEvent({
+  type: "AgentLeaseRenewed",
   v: 1,
   kind: "agent",
-  doc: "A lease was granted on this agent.",
-  schema: z.object({ leaseId: id }),
+  doc: "The holder extended its lease to expiresAt (a renewal must extend it).",
+  schema: z.object({ leaseId, expiresAt: z.number().int() }),
 });
 
 export const AgentReleased = defineEvent({
   type: "AgentReleased",
+  v: 2,
+  kind: "agent",
+  doc: "The holder gave the agent back; it is idle again (or stops, if it was draining).",
+  schema: z.object({ leaseId }),
+});
+
+export const AgentLeaseExpired = defineEvent({
+  type: "AgentLeaseExpired",
   v: 1,
   kind: "agent",
-  doc: "The lease on this agent ended; it is idle again.",
-  schema: z.object({ leaseId: id }),
+  doc: "The holder did not renew in time; the agent's state is unknown, so the pool renews it.",
+  schema: z.object({ leaseId, deadline: z.number().int() }),
+});
+
+export const AgentLeaseRevoked = defineEvent({
+  type: "AgentLeaseRevoked",
+  v: 1,
+  kind: "agent",
+  doc: "corral ended the lease (the pool is closing); the agent is idle, or stops if draining.",
+  schema: z.object({ leaseId, reason: z.string().min(1) }),
 });
 
 export const AgentRecycleRequested = defineEvent({
@@ -108,7 +140,10 @@ export const agentEvents = [
   AgentCreated,
   AgentStarted,
   AgentLeased,
+  AgentLeaseRenewed,
   AgentReleased,
+  AgentLeaseExpired,
+  AgentLeaseRevoked,
   AgentRecycleRequested,
   AgentRecycled,
   AgentDrainRequested,

@@ -17,11 +17,10 @@ import {
   type StreamPosition,
   UnknownEventTypeError,
 } from "./errors.ts";
-import { leaseEvents } from "./lease.ts";
 import { poolEvents } from "./pool.ts";
 
 /** Every event type corral writes. Adding a type here is adding it to the public contract. */
-export const catalogue = [...commandEvents, ...poolEvents, ...agentEvents, ...leaseEvents] as const;
+export const catalogue = [...commandEvents, ...poolEvents, ...agentEvents] as const;
 
 type Defs = (typeof catalogue)[number];
 export type EventType = Defs["type"];

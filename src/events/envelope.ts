@@ -2,7 +2,7 @@
  * The envelope every corral event travels in. It is the public contract: the msgpack body of each
  * message on `corral.evt.<kind>.<id>` is exactly this object.
  */
-export const AGGREGATE_KINDS = ["pool", "agent", "session", "lease", "command", "host"] as const;
+export const AGGREGATE_KINDS = ["pool", "agent", "session", "command", "host"] as const;
 export type AggregateKind = (typeof AGGREGATE_KINDS)[number];
 
 export interface AggregateRef {

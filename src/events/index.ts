@@ -5,5 +5,5 @@ export * from "./define.ts";
 export * from "./envelope.ts";
 export * from "./errors.ts";
 export * from "./id.ts";
-export * from "./lease.ts";
+export * from "./lease-id.ts";
 export * from "./pool.ts";

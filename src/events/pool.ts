@@ -108,10 +108,33 @@ export const PoolAgentRecycled = defineEvent({
 
 export const PoolSpawnFailed = defineEvent({
   type: "PoolSpawnFailed",
+  v: 2,
+  kind: "pool",
+  doc:
+    "An agent could not be started (ports exhausted, runtime error); the pool keeps serving and " +
+    "spawns nothing before retryAt (backoff doubling with each failure in a row: streak).",
+  schema: z.object({
+    agentId,
+    code: z.string().min(1),
+    message: z.string(),
+    streak: z.number().int().min(1),
+    retryAt: z.number().int(),
+  }),
+});
+
+export const PoolOrphanRemoved = defineEvent({
+  type: "PoolOrphanRemoved",
   v: 1,
   kind: "pool",
-  doc: "An agent could not be started (ports exhausted, runtime error); the pool keeps serving.",
-  schema: z.object({ agentId, code: z.string().min(1), message: z.string() }),
+  doc:
+    "At start, an instance carrying this daemon's labels that no live agent owns (an old " +
+    "generation, an agent that ended) was found; recorded, then stopped and removed.",
+  schema: z.object({
+    instanceId: z.string().min(1),
+    agentId: z.string(),
+    generation: z.number().int().min(0),
+    runtime: z.enum(["docker", "process"]),
+  }),
 });
 
 export const PoolCloseRequested = defineEvent({
@@ -145,6 +168,7 @@ export const poolEvents = [
   PoolAgentRetired,
   PoolAgentRecycled,
   PoolSpawnFailed,
+  PoolOrphanRemoved,
   PoolCloseRequested,
   PoolClosed,
   PoolReopened,

@@ -1,9 +1,10 @@
 import { type EventOfKind, typesOfKind } from "../events/catalogue.ts";
+import { agentOfLease } from "../events/lease-id.ts";
 import { defineSlice, type RecordMeta } from "./slice.ts";
 
 /**
  * The agent slice: each live agent individually (its state named as the agent machine names it,
- * `ready.idle` and `ready.leased` flattened to idle and leased), counts only for agents that
+ * `ready.idle`, `ready.leased` and `ready.expired` flattened to idle, leased and expired), counts only for agents that
  * stopped or failed, and the last few failures for diagnosis, so the state stays bounded.
  *
  * Like the command slice it checks every event against the agent's state itself, following
@@ -21,6 +22,7 @@ export const AGENT_LIVE_STATES = [
   "starting",
   "idle",
   "leased",
+  "expired",
   "draining",
   "recycling",
   "stopping",
@@ -45,6 +47,8 @@ export interface LiveAgent {
   /** Host ports of the current generation (empty until allocated, cleared by a recycle). */
   ports: number[];
   leaseId: string | null;
+  /** When its lease runs out unless renewed (only an expiry for that time counts). */
+  leaseExpiresAt: number | null;
   /** Leases over the agent's whole life. */
   leasesServed: number;
   recycles: number;
@@ -113,6 +117,7 @@ const zeroCounts = (): Record<AgentState, number> => ({
   starting: 0,
   idle: 0,
   leased: 0,
+  expired: 0,
   draining: 0,
   recycling: 0,
   stopping: 0,
@@ -126,6 +131,7 @@ const DRAIN: Partial<Record<AgentLiveState, AgentLiveState>> = {
   creating: "stopping",
   starting: "stopping",
   idle: "stopping",
+  expired: "stopping",
   recycling: "stopping",
   leased: "draining",
 };
@@ -158,6 +164,16 @@ function move(s: AgentsState, a: LiveAgent, to: AgentLiveState, e: AgentEvent, m
 function touch(a: LiveAgent, e: AgentEvent, meta: RecordMeta): void {
   a.updatedAt = e.at;
   a.lastSeq = meta.seq;
+}
+
+/** Leased, or draining until its lease ends, with this lease. */
+function holds(a: LiveAgent, leaseId: string): boolean {
+  return (a.state === "leased" || a.state === "draining") && a.leaseId === leaseId;
+}
+
+function unlease(a: LiveAgent): void {
+  a.leaseId = null;
+  a.leaseExpiresAt = null;
 }
 
 function end(s: AgentsState, a: LiveAgent, to: AgentEndState): void {
@@ -195,37 +211,41 @@ function step(s: AgentsState, a: LiveAgent, e: AgentEvent, meta: RecordMeta): bo
       move(s, a, "idle", e, meta);
       return true;
     case "AgentLeased":
-      if (a.state !== "idle") return false;
+      if (a.state !== "idle" || e.data.poolId !== a.poolId || agentOfLease(e.data.leaseId) !== a.id) return false;
       a.leaseId = e.data.leaseId;
+      a.leaseExpiresAt = e.data.expiresAt;
       a.leasesServed++;
       move(s, a, "leased", e, meta);
       return true;
+    case "AgentLeaseRenewed":
+      if (!holds(a, e.data.leaseId) || e.data.expiresAt <= (a.leaseExpiresAt ?? 0)) return false;
+      a.leaseExpiresAt = e.data.expiresAt;
+      touch(a, e, meta);
+      return true;
     case "AgentReleased":
-      if ((a.state !== "leased" && a.state !== "draining") || e.data.leaseId !== a.leaseId) return false;
-      a.leaseId = null;
+    case "AgentLeaseRevoked":
+      if (!holds(a, e.data.leaseId)) return false;
+      unlease(a);
       move(s, a, a.state === "leased" ? "idle" : "stopping", e, meta);
       return true;
+    case "AgentLeaseExpired":
+      if (!holds(a, e.data.leaseId) || e.data.deadline !== a.leaseExpiresAt) return false;
+      unlease(a);
+      move(s, a, a.state === "leased" ? "expired" : "stopping", e, meta);
+      return true;
     case "AgentRecycleRequested":
-      if (a.state === "idle" || a.state === "leased") {
-        a.deadline = e.data.deadline;
-        a.leaseId = null;
-        move(s, a, "recycling", e, meta);
-        return true;
-      }
-      if (a.state === "draining") {
-        // The lease expired while draining: nobody will release it. The drain deadline stays.
-        a.leaseId = null;
-        move(s, a, "stopping", e, meta);
-        return true;
-      }
-      return false;
+      // Never under a holder: only an idle agent, or one whose lease expired.
+      if (a.state !== "idle" && a.state !== "expired") return false;
+      a.deadline = e.data.deadline;
+      move(s, a, "recycling", e, meta);
+      return true;
     case "AgentRecycled":
       if (a.state !== "recycling" || e.data.generation !== a.generation + 1) return false;
       a.generation = e.data.generation;
       a.recycles++;
       a.ports = [];
       a.instanceId = null;
-      a.leaseId = null;
+      unlease(a);
       a.readyAt = null;
       a.deadline = e.data.deadline;
       poolTotals(s, a.poolId).recycles++;
@@ -248,7 +268,7 @@ function step(s: AgentsState, a: LiveAgent, e: AgentEvent, meta: RecordMeta): bo
     case "AgentTimedOut":
       if (a.deadline === null || e.data.deadline !== a.deadline) return false; // a stale timer
       if (a.state === "draining") {
-        a.leaseId = null;
+        unlease(a);
         move(s, a, "stopping", e, meta);
         return true;
       }
@@ -295,6 +315,7 @@ export const agentSlice = defineSlice({
       instanceId: null,
       ports: [],
       leaseId: null,
+      leaseExpiresAt: null,
       leasesServed: 0,
       recycles: 0,
       createdAt: e.at,

@@ -1,12 +1,16 @@
-import { type EventOfKind, typesOfKind } from "../events/catalogue.ts";
+import type { CorralEvent, EventOf } from "../events/catalogue.ts";
+import { agentOfLease } from "../events/lease-id.ts";
 import { compare, num } from "./agents.ts";
 import { defineSlice, type RecordMeta } from "./slice.ts";
 
 /**
  * The lease slice: granted leases individually, counts for ended ones (by how they ended) and
- * grants per pool over all time (a pool's `totalLeases`). Events are checked against the lease's
- * state as machines/lease.ts does (a renewal must extend, an expiry must be for the current
- * expiresAt); one that does not fit is counted as ignored and changes nothing.
+ * grants per pool over all time (a pool's `totalLeases`). A lease is a phase of its agent
+ * (machines/agent.ts), so this folds the agent events that grant, renew and end one; a lease id
+ * names its agent (events/lease-id.ts). Events are checked against the lease's state as the
+ * agent machine does (a renewal must extend, an expiry must be for the current expiresAt); one
+ * that does not fit is counted as ignored and changes nothing. An agent that fails ends its
+ * lease with it (counted as revoked).
  */
 
 export const LEASE_END_STATES = ["released", "expired", "revoked"] as const;
@@ -42,6 +46,8 @@ export interface LeasesView {
 
 export interface LeasesState {
   live: Map<string, LiveLease>;
+  /** The live lease of each agent that holds one (derived from `live`). */
+  byAgent: Map<string, string>;
   /** Grants per pool, ever. */
   granted: Map<string, number>;
   ended: Record<LeaseEndState, number>;
@@ -49,15 +55,35 @@ export interface LeasesState {
   untracked: number;
 }
 
-type LeaseEvent = EventOfKind<"lease">;
+const LEASE_EVENTS = [
+  "AgentLeased",
+  "AgentLeaseRenewed",
+  "AgentReleased",
+  "AgentLeaseExpired",
+  "AgentLeaseRevoked",
+  "AgentFailed",
+] as const;
+type LeaseEvent = EventOf<(typeof LEASE_EVENTS)[number]>;
+
+function liveLeaseOf(s: LeasesState, agentId: string): LiveLease | undefined {
+  const id = s.byAgent.get(agentId);
+  return id === undefined ? undefined : s.live.get(id);
+}
+
+function end(s: LeasesState, l: LiveLease, how: LeaseEndState): void {
+  s.live.delete(l.id);
+  s.byAgent.delete(l.agentId);
+  s.ended[how]++;
+}
 
 const zeroEnded = (): Record<LeaseEndState, number> => ({ released: 0, expired: 0, revoked: 0 });
 
 export const leaseSlice = defineSlice({
-  handles: typesOfKind("lease"),
+  handles: LEASE_EVENTS,
 
   init: (): LeasesState => ({
     live: new Map(),
+    byAgent: new Map(),
     granted: new Map(),
     ended: zeroEnded(),
     ignored: 0,
@@ -65,14 +91,20 @@ export const leaseSlice = defineSlice({
   }),
 
   reduce(s: LeasesState, e: LeaseEvent, meta: RecordMeta): void {
-    const id = e.aggregate.id;
+    const agentId = e.aggregate.id;
+    if (e.type === "AgentFailed") {
+      const held = liveLeaseOf(s, agentId);
+      if (held) end(s, held, "revoked");
+      return;
+    }
+    const id = e.data.leaseId;
     const l = s.live.get(id);
-    if (e.type === "LeaseGranted") {
-      if (l) {
+    if (e.type === "AgentLeased") {
+      if (l || agentOfLease(id) !== agentId || liveLeaseOf(s, agentId)) {
         s.ignored++;
         return;
       }
-      const { poolId, agentId, holder, expiresAt } = e.data;
+      const { poolId, holder, expiresAt } = e.data;
       s.live.set(id, {
         id,
         poolId,
@@ -83,31 +115,29 @@ export const leaseSlice = defineSlice({
         renewals: 0,
         grantedSeq: meta.seq,
       });
+      s.byAgent.set(agentId, id);
       s.granted.set(poolId, (s.granted.get(poolId) ?? 0) + 1);
       return;
     }
-    if (!l) {
+    if (!l || l.agentId !== agentId) {
       s.untracked++;
       return;
     }
     switch (e.type) {
-      case "LeaseRenewed":
+      case "AgentLeaseRenewed":
         if (e.data.expiresAt <= l.expiresAt) break; // only an extension is a renewal
         l.expiresAt = e.data.expiresAt;
         l.renewals++;
         return;
-      case "LeaseExpired":
+      case "AgentLeaseExpired":
         if (e.data.deadline !== l.expiresAt) break; // a stale timer: it was renewed since
-        s.live.delete(id);
-        s.ended.expired++;
+        end(s, l, "expired");
         return;
-      case "LeaseReleased":
-        s.live.delete(id);
-        s.ended.released++;
+      case "AgentReleased":
+        end(s, l, "released");
         return;
-      case "LeaseRevoked":
-        s.live.delete(id);
-        s.ended.revoked++;
+      case "AgentLeaseRevoked":
+        end(s, l, "revoked");
         return;
     }
     s.ignored++;
@@ -137,6 +167,7 @@ export const leaseSlice = defineSlice({
     }
     const s: LeasesState = {
       live: new Map(),
+      byAgent: new Map(),
       granted: new Map(),
       ended: zeroEnded(),
       ignored: num(v.ignored),
@@ -153,7 +184,28 @@ export const leaseSlice = defineSlice({
         throw new TypeError("not a live lease");
       }
       s.live.set(l.id, { ...l });
+      s.byAgent.set(l.agentId, l.id);
     }
     return s;
   },
 });
+
+/**
+ * How lease `leaseId` stands in its agent's history: "granted" while held, else how it ended;
+ * undefined when the agent never held it. For the error a client gets on a lease it no longer holds.
+ */
+export function leaseOutcome(
+  agentEvents: readonly CorralEvent[],
+  leaseId: string,
+): "granted" | LeaseEndState | undefined {
+  let state: "granted" | LeaseEndState | undefined;
+  for (const e of agentEvents) {
+    if (e.type === "AgentFailed" && state === "granted") state = "revoked";
+    if (!("leaseId" in e.data) || e.data.leaseId !== leaseId) continue;
+    if (e.type === "AgentLeased") state = "granted";
+    else if (e.type === "AgentReleased") state = "released";
+    else if (e.type === "AgentLeaseExpired") state = "expired";
+    else if (e.type === "AgentLeaseRevoked") state = "revoked";
+  }
+  return state;
+}

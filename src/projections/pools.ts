@@ -142,6 +142,8 @@ function step(p: PoolRecord, e: PoolEvent): boolean {
       p.state = "open";
       configure(p, e.data);
       return true;
+    case "PoolOrphanRemoved":
+      return true; // any state once the pool exists (recorded at a daemon's start)
   }
 }
 
@@ -168,6 +170,7 @@ function countAgents(agents: AgentsState): Map<string, AgentCounts> {
       case "requested":
       case "creating":
       case "starting":
+      case "expired": // its lease ran out: it is renewed next (recycled or replaced)
       case "recycling":
         c.starting++;
         break;

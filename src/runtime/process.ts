@@ -5,7 +5,7 @@ import { constants as osConstants } from "node:os";
 import { delimiter, join, resolve } from "node:path";
 import { type Logger, silentLogger } from "../log.ts";
 import { RuntimeError } from "./errors.ts";
-import { KeyedLock } from "./keyed-lock.ts";
+import { KeyedQueue } from "../keyed-queue.ts";
 import { containerName, DEFAULT_STOP_GRACE_MS } from "./labels.ts";
 import { LiveView } from "./live-view.ts";
 import {
@@ -71,7 +71,7 @@ export class ProcessRuntime implements Runtime {
   private readonly log: Logger;
   private readonly view: LiveView;
   private readonly pollMs: number;
-  private readonly lock = new KeyedLock();
+  private readonly lock = new KeyedQueue();
   /** Agents this object spawned whose exit it has not recorded yet: their `die` carries a code. */
   private readonly children = new Map<string, Child>();
   private closed = false;

@@ -1,0 +1,173 @@
+import type { Logger } from "pino";
+import type { AgentPhase } from "../../../machines/agent.ts";
+import type { PoolContext } from "../../../machines/pool.ts";
+import {
+  type Decision,
+  nextFailureStreak,
+  planPool,
+  spawnBackoffMs,
+} from "../../../machines/pool-plan.ts";
+import type { AggregateRef } from "../../events/envelope.ts";
+import { uuidv7 } from "../../events/id.ts";
+import type { ActorHost, Input } from "../actor-host.ts";
+import type { Scheduler } from "../scheduler.ts";
+import type { PoolAgents } from "./agents.ts";
+
+export interface MaintainerDeps {
+  pool: string;
+  host: ActorHost;
+  agents: PoolAgents;
+  scheduler: Scheduler;
+  log: Logger;
+  /** The pool's own state as its events made it (null before its first event). */
+  poolState(): { value: "new" | "open" | "closing" | "closed"; context: PoolContext } | null;
+  /** Acquirers waiting for an agent (demand). */
+  waiting(): number;
+}
+
+/**
+ * Keeps one pool at its targets: asks `planPool` (machines/pool-plan.ts) what to do and records
+ * each decision on the pool — spawn, retire, recycle — before anything acts on it (the pool's
+ * effects turn them into inputs for the agents). It plans when something changes, at every
+ * maintenance tick, and when a spawn backoff ends; both deadlines go through the scheduler.
+ * Everything a plan reads is rebuilt by a replay: the pool's context (config, backoff) and its
+ * agents' states.
+ */
+export class Maintainer {
+  private running = false;
+  private planning = false;
+  private planAgain = false;
+  /** Spawn failures are recorded one at a time: each one's streak builds on the last. */
+  private failures: Promise<void> = Promise.resolve();
+
+  constructor(private readonly deps: MaintainerDeps) {}
+
+  private get ref(): AggregateRef {
+    return { kind: "pool", id: this.deps.pool };
+  }
+
+  private get tickKey(): string {
+    return `maintain:${this.deps.pool}`;
+  }
+
+  private get retryKey(): string {
+    return `spawn-retry:${this.deps.pool}`;
+  }
+
+  start(): void {
+    this.running = true;
+    this.kick();
+  }
+
+  stop(): void {
+    this.running = false;
+    this.deps.scheduler.disarm(this.tickKey);
+    this.deps.scheduler.disarm(this.retryKey);
+  }
+
+  /** Plans now (coalesced: one plan at a time, one more if something changed meanwhile). */
+  kick(): void {
+    if (this.planning) {
+      this.planAgain = true;
+      return;
+    }
+    if (!this.running || !this.deps.poolState()?.context.config) return;
+    this.planning = true;
+    void (async () => {
+      try {
+        do {
+          this.planAgain = false;
+          await this.maintain();
+        } while (this.planAgain && this.running);
+      } catch (err) {
+        this.deps.log.error({ err, pool: this.deps.pool }, "pool maintenance failed");
+      } finally {
+        this.planning = false;
+        this.armTick();
+      }
+    })();
+  }
+
+  /** The pool's record changed: a spawn backoff may have begun, so plan again when it ends. */
+  poolChanged(): void {
+    const paused = this.deps.poolState()?.context.spawnPausedUntil ?? 0;
+    if (this.running && paused > this.deps.scheduler.now()) {
+      this.deps.scheduler.arm(this.retryKey, paused, () => this.kick());
+    }
+    this.kick();
+  }
+
+  /**
+   * A spawn failed: record it with the backoff it causes. The streak counts failures since an
+   * agent last became ready, so a replay of the pool's and its agents' events gives the same.
+   */
+  spawnFailed(agentId: string, error: { code: string; message: string }, at: number): Promise<void> {
+    this.failures = this.failures.then(async () => {
+      const ctx = this.deps.poolState()?.context;
+      if (!ctx) return;
+      const streak = nextFailureStreak(
+        { streak: ctx.failureStreak, at: ctx.lastSpawnFailureAt },
+        this.deps.agents.all(),
+      );
+      await this.deps.host.offer(this.ref, {
+        type: "PoolSpawnFailed",
+        data: { agentId, code: error.code, message: error.message, streak, retryAt: at + spawnBackoffMs(streak) },
+        at,
+      });
+    });
+    return this.failures;
+  }
+
+  private armTick(): void {
+    const config = this.deps.poolState()?.context.config;
+    if (!this.running || !config) return;
+    this.deps.scheduler.arm(this.tickKey, this.deps.scheduler.now() + config.maintenanceIntervalMs, () => this.kick());
+  }
+
+  private async maintain(): Promise<void> {
+    const pool = this.deps.poolState();
+    if (!pool?.context.config || pool.value === "new") return;
+    const decisions = planPool({
+      config: pool.context.config,
+      state: pool.value,
+      agents: this.deps.agents.all(),
+      waiters: this.deps.waiting(),
+      now: this.deps.scheduler.now(),
+      spawnPausedUntil: pool.context.spawnPausedUntil,
+    });
+    await Promise.all(decisions.map((d) => this.execute(d)));
+  }
+
+  /** Records a decision; its agent counts in the decided phase until it reports itself. */
+  private async execute(d: Decision): Promise<void> {
+    switch (d.type) {
+      case "spawn": {
+        const agentId = `${this.deps.pool}-${uuidv7(this.deps.scheduler.now())}`;
+        return this.record({ type: "PoolAgentSpawned", data: { agentId, reason: d.reason } }, agentId, "starting");
+      }
+      case "retire":
+        return this.record(
+          { type: "PoolAgentRetired", data: { agentId: d.agentId, reason: d.reason } },
+          d.agentId,
+          "draining",
+        );
+      case "recycle":
+        return this.record(
+          { type: "PoolAgentRecycled", data: { agentId: d.agentId, reason: d.reason } },
+          d.agentId,
+          "recycling",
+        );
+    }
+  }
+
+  private async record(input: Input, agentId: string, phase: AgentPhase): Promise<void> {
+    const prev = this.deps.agents.expect(agentId, phase);
+    try {
+      const offered = await this.deps.host.offer(this.ref, input);
+      if (!offered.accepted) this.deps.agents.restore(agentId, prev);
+    } catch (err) {
+      this.deps.agents.restore(agentId, prev);
+      throw err;
+    }
+  }
+}
