@@ -8,6 +8,7 @@ import { spawn } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+import { finishRun, startRun } from "./survivors.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -36,12 +37,16 @@ if (files.length === 0) {
 // Two at a time: the machines have two cores and most files start a nats-server of their own.
 // A test that hangs fails after 3 minutes instead of holding CI up (override: --test-timeout=ms).
 const timeout = flags.some((f) => f.startsWith("--test-timeout")) ? [] : ["--test-timeout=180000"];
+// Everything the run starts is marked, so what it leaves can be found, killed and named after.
+const run = startRun();
 const child = spawn(
   process.execPath,
   ["--import", "tsx", "--test", "--test-concurrency=2", ...timeout, ...flags, ...files],
-  { cwd: root, stdio: "inherit" },
+  { cwd: root, stdio: "inherit", env: { ...process.env, ...run.env } },
 );
 for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => child.kill(sig));
-child.on("exit", (code, signal) => {
-  process.exit(code ?? (signal ? 128 + ({ SIGINT: 2, SIGTERM: 15 }[signal] ?? 1) : 1));
+child.on("exit", async (code, signal) => {
+  const survivors = await finishRun(run);
+  const status = code ?? (signal ? 128 + ({ SIGINT: 2, SIGTERM: 15 }[signal] ?? 1) : 1);
+  process.exit(status === 0 && survivors > 0 ? 1 : status);
 });

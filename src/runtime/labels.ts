@@ -7,6 +7,8 @@ export const LABEL_INSTANCE = "corral.instance";
 export const LABEL_POOL = "corral.pool";
 export const LABEL_AGENT = "corral.agent";
 export const LABEL_GENERATION = "corral.generation";
+/** Set by the test runner (scripts/test.js): whatever a run leaves is found by this run alone. */
+export const LABEL_TEST_RUN = "corral.test-run";
 
 export const LABELS = {
   managed: LABEL_MANAGED,
@@ -19,12 +21,14 @@ export const LABELS = {
 export const DEFAULT_STOP_GRACE_MS = 2000;
 
 export function labelsFor(spec: CreateSpec): Record<string, string> {
+  const run = process.env.CORRAL_TEST_RUN;
   return {
     [LABEL_MANAGED]: "true",
     [LABEL_INSTANCE]: spec.instance,
     [LABEL_POOL]: spec.poolId,
     [LABEL_AGENT]: spec.agentId,
     [LABEL_GENERATION]: String(spec.generation),
+    ...(run ? { [LABEL_TEST_RUN]: run } : {}),
   };
 }
 
