@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { stopProcess, trackProcess } from "./teardown.ts";
 
 export const root = fileURLToPath(new URL("../..", import.meta.url));
 export const bin = join(root, "bin", "corral.js");
@@ -14,7 +15,8 @@ export interface Run {
 
 /**
  * Runs the real CLI as a subprocess, as a user would. Colour variables are cleared unless given;
- * `during` may act on it while it runs (e.g. send Ctrl-C).
+ * `during` may act on it while it runs (e.g. send Ctrl-C). A run that `during` fails is stopped at
+ * once; one still running at the end of the file is stopped by the teardown.
  */
 export function corral(
   args: string[],
@@ -26,6 +28,7 @@ export function corral(
   for (const k of Object.keys(childEnv)) if (childEnv[k] === undefined) delete childEnv[k];
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, [bin, ...args], { cwd: root, env: childEnv });
+    trackProcess(p, `corral ${args.join(" ")}`);
     let stdout = "";
     let stderr = "";
     p.stdout.on("data", (d) => {
@@ -34,9 +37,15 @@ export function corral(
     p.stderr.on("data", (d) => {
       stderr += d;
     });
+    let failed: { err: unknown } | undefined;
     p.on("error", reject);
-    p.on("close", (code) => resolve({ code, stdout, stderr, ms: Date.now() - started }));
+    p.on("close", (code) =>
+      failed ? reject(failed.err) : resolve({ code, stdout, stderr, ms: Date.now() - started }),
+    );
     p.stdin.end();
-    during?.((signal) => p.kill(signal)).catch(reject);
+    during?.((signal) => p.kill(signal)).catch((err: unknown) => {
+      failed = { err };
+      void stopProcess(p);
+    });
   });
 }

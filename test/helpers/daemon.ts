@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
+import { stopProcess, trackProcess } from "./teardown.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 
@@ -27,7 +28,9 @@ export interface DaemonProcess {
 
 /**
  * `corral up --config <file>` as a child process (so a test can SIGKILL it), resolved once it
- * logs "corral is up". Its JSON log lines are kept for assertions and failure messages.
+ * logs "corral is up". Its JSON log lines are kept for assertions and failure messages. One that
+ * does not come up is killed; one still running at the end of the file, stopped by the teardown
+ * (its agents are the test's to remove: a stopped daemon leaves them, by design).
  */
 export async function spawnDaemon(
   configFile: string,
@@ -50,11 +53,12 @@ export async function spawnDaemon(
       stdio: ["ignore", "pipe", "pipe"],
     },
   );
+  trackProcess(proc, `corral up --config ${configFile}`);
   const logs: string[] = [];
   const exited = new Promise<number | NodeJS.Signals | null>((resolve) =>
     proc.once("exit", (code, signal) => resolve(code ?? signal)),
   );
-  await new Promise<void>((resolve, reject) => {
+  const up = new Promise<void>((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new Error(`daemon not up in ${timeoutMs} ms:\n${logs.join("\n")}`)),
       timeoutMs,
@@ -80,6 +84,10 @@ export async function spawnDaemon(
       clearTimeout(timer);
       reject(new Error(`daemon exited (${code}) before it was up:\n${logs.join("\n")}`));
     });
+  });
+  await up.catch(async (err) => {
+    await stopProcess(proc, { signal: "SIGKILL" });
+    throw err;
   });
   // A daemon that dies on its own (not SIGKILLed by a test, not a clean exit) shows why.
   void exited.then((code) => {
