@@ -11,8 +11,9 @@ import {
   createRuntime,
   dockerClient,
   dockerUnavailableReason,
-  ensureLocalImage,
-  LOCAL_IMAGE,
+  ensureNodeImage,
+  NODE_IMAGE,
+  SLEEP,
 } from "../src/runtime/index.ts";
 import { spawnDaemon, until, writeConfig } from "../test/helpers/daemon.ts";
 import { fmt, perSecond, startBenchNats } from "./lib.ts";
@@ -173,7 +174,7 @@ async function coldDocker(warmAcquireP50: number): Promise<void> {
     return;
   }
   const docker = dockerClient();
-  await ensureLocalImage(docker, LOCAL_IMAGE);
+  await ensureNodeImage(docker);
   const instance = `bench-docker-${process.pid}`;
   const runtime = await createRuntime("docker", { instance, docker });
   const nats = await startBenchNats("spawn");
@@ -186,7 +187,7 @@ async function coldDocker(warmAcquireP50: number): Promise<void> {
         poolId: "cold",
         agentId: `cold-${i}`,
         generation: 1,
-        template: { image: LOCAL_IMAGE, command: ["sleep", "1000"] },
+        template: { image: NODE_IMAGE, command: SLEEP },
         env: {},
         ports: [],
       });
@@ -214,9 +215,8 @@ async function coldDocker(warmAcquireP50: number): Promise<void> {
           n,
           "--label",
           `corral.bench=${process.pid}`,
-          LOCAL_IMAGE,
-          "sleep",
-          "1000",
+          NODE_IMAGE,
+          ...SLEEP,
         ]),
       ),
     );
@@ -234,7 +234,7 @@ async function coldDocker(warmAcquireP50: number): Promise<void> {
       maintenanceIntervalMs: 1_000,
       leaseTtlMs: 60_000,
       startTimeoutMs: 60_000,
-      template: { image: LOCAL_IMAGE, command: ["sleep", "1000"] },
+      template: { image: NODE_IMAGE, command: SLEEP },
     });
     const t1 = performance.now();
     const { cp } = await ControlPlane.start({

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { dockerClient } from "../src/runtime/detect.ts";
 import { DockerRuntime } from "../src/runtime/docker.ts";
-import { ensureLocalImage, LOCAL_IMAGE } from "../src/runtime/docker-image.ts";
+import { ensureNodeImage, NODE_IMAGE, nodeScript, SLEEP } from "../src/runtime/docker-image.ts";
 import { RuntimeError } from "../src/runtime/errors.ts";
 import { helloAgentTemplate } from "../src/runtime/hello.ts";
 import {
@@ -36,8 +36,11 @@ describe("docker runtime", { skip }, () => {
     name: "docker runtime",
     open,
     hello: () => helloAgentTemplate("docker"),
-    sleep: () => ({ image: LOCAL_IMAGE, command: ["sleep", "1000"] }),
-    ignoresTerm: () => ({ image: LOCAL_IMAGE, command: ["sh", "-c", "trap '' TERM; sleep 1000"] }),
+    sleep: () => ({ image: NODE_IMAGE, command: SLEEP }),
+    ignoresTerm: () => ({
+      image: NODE_IMAGE,
+      command: nodeScript("process.on('SIGTERM', () => {}); setInterval(() => {}, 1 << 30)"),
+    }),
     killFromOutside: async (inst) => {
       await docker.getContainer(inst.id).kill({ signal: "SIGKILL" });
     },
@@ -53,7 +56,7 @@ describe("docker runtime", { skip }, () => {
       poolId: "pool-d",
       agentId,
       generation: 1,
-      template: { image: LOCAL_IMAGE, command: ["sleep", "1000"], ...over },
+      template: { image: NODE_IMAGE, command: SLEEP, ...over },
       env: { EXTRA: "yes" },
       ports: [],
     });
@@ -72,17 +75,19 @@ describe("docker runtime", { skip }, () => {
       );
     });
 
-    it("builds a busybox image by docker import when it is missing, and reuses it", async () => {
-      const name = `corral-test/busybox-build:${process.pid}`;
+    it("builds the node image by docker import from this host's node when it is missing, and reuses it", async () => {
+      const name = `corral-test/node-build:${process.pid}`;
       try {
-        assert.equal(await ensureLocalImage(docker, name), name);
+        assert.equal(await ensureNodeImage(docker, name), name);
         const built = await docker.getImage(name).inspect();
-        assert.equal(await ensureLocalImage(docker, name), name);
+        assert.equal(await ensureNodeImage(docker, name), name);
         assert.equal((await docker.getImage(name).inspect()).Id, built.Id, "not rebuilt");
-        // The applet symlinks work: sh runs and its exit status comes back.
+        // The host's node runs in it, on PATH, resolving names and users; its exit status comes back.
         const c = await docker.createContainer({
           Image: name,
-          Cmd: ["sh", "-c", "ls /bin/sleep /bin/wget && exit 7"],
+          Cmd: nodeScript(
+            "require('dns').lookup('localhost', (e) => process.exit(e || require('os').userInfo().username !== 'root' ? 1 : 7))",
+          ),
         });
         foreign.push(c.id);
         await c.start();
@@ -136,7 +141,7 @@ describe("docker runtime", { skip }, () => {
     });
 
     it("never touches a container it does not own", async () => {
-      const c = await docker.createContainer({ Image: LOCAL_IMAGE, Cmd: ["sleep", "1000"] });
+      const c = await docker.createContainer({ Image: NODE_IMAGE, Cmd: SLEEP });
       foreign.push(c.id);
       assert.equal(await rt.inspect(c.id), null);
       await assert.rejects(

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // corral's built-in agent: proves an agent is up and who it is. Plain node:* only, because it
-// runs both as a local process and under bare `node` in a busybox container (host Node bound in).
+// runs both as a local process and in corral's node image, which holds nothing but node.
 //   GET /         {"agent", "pool", "generation", "ports"} as JSON
 //   GET /healthz  200 "ok"
 // Listens on CORRAL_PORT_A (0.0.0.0); exits 0 on SIGTERM / SIGINT.

@@ -49,7 +49,7 @@ export class Daemon {
     try {
       const dockerReason = await dockerUnavailableReason();
       const docker = dockerReason === undefined ? dockerClient() : undefined;
-      const pools = await resolvePools(config, opts.configFile, { docker, dockerReason });
+      const pools = await resolvePools(config, opts.configFile, { docker, dockerReason, log });
       const stateDir = resolve(config.stateDir);
       runtimes.process = await createRuntime("process", {
         instance: config.instance,

@@ -2,7 +2,8 @@ import type Docker from "dockerode";
 import { ConfigError } from "../config/load.ts";
 import type { FileConfig, PoolSpec } from "../config/schema.ts";
 import { type PoolConfig, poolConfigSchema } from "../events/pool.ts";
-import { ensureLocalImage, helloAgentTemplate, LOCAL_IMAGE } from "../runtime/index.ts";
+import type { Logger } from "../log.ts";
+import { ensureNodeImage, helloAgentTemplate } from "../runtime/index.ts";
 import type { RuntimeKind } from "../runtime/types.ts";
 
 export interface RuntimeAvailability {
@@ -10,6 +11,8 @@ export interface RuntimeAvailability {
   docker?: Docker;
   /** Why there is none, for the error message. */
   dockerReason?: string;
+  /** Says (once) which "auto" pools run as processes because the built-in image cannot be made. */
+  log?: Logger;
 }
 
 /** Resolves "auto", fills in the built-in agent, and normalises a pool as its events store it. */
@@ -20,17 +23,38 @@ export async function resolvePools(
 ): Promise<Record<string, PoolConfig>> {
   const out: Record<string, PoolConfig> = {};
   const issues: string[] = [];
+  const fellBack: string[] = [];
+  let image: Promise<string | undefined> | undefined; // why the built-in image is unusable, if it is
+  const imageProblem = (docker: Docker) => {
+    image ??= ensureNodeImage(docker).then(
+      () => undefined,
+      (err: unknown) => (err as Error).message,
+    );
+    return image;
+  };
   for (const [name, spec] of Object.entries(cfg.pools)) {
-    const runtime: RuntimeKind = spec.runtime === "auto" ? (env.docker ? "docker" : "process") : spec.runtime;
+    let runtime: RuntimeKind = spec.runtime === "auto" ? (env.docker ? "docker" : "process") : spec.runtime;
     if (runtime === "docker" && !env.docker) {
       issues.push(
         `pools.${name}.runtime: docker, but no Docker engine answers (${env.dockerReason ?? "unknown"}); use process or auto`,
       );
       continue;
     }
+    if (runtime === "docker" && !spec.template && env.docker) {
+      const problem = await imageProblem(env.docker);
+      if (problem && spec.runtime === "auto") {
+        runtime = "process";
+        fellBack.push(name);
+      } else if (problem) {
+        issues.push(`pools.${name}.runtime: docker, but ${problem}; use process or auto, or give a template`);
+        continue;
+      }
+    }
     const template = spec.template ? toTemplate(spec.template) : helloAgentTemplate(runtime);
-    if (runtime === "docker" && !spec.template && env.docker) await ensureLocalImage(env.docker, LOCAL_IMAGE);
     out[name] = normalise(spec, runtime, template);
+  }
+  if (fellBack.length > 0) {
+    env.log?.warn(`${await image}; agents of pool ${fellBack.join(", ")} run as local processes`);
   }
   if (issues.length > 0) throw new ConfigError(file, issues);
   return out;

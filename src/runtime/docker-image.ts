@@ -1,27 +1,33 @@
-import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync, realpathSync } from "node:fs";
 import { dirname } from "node:path";
 import { Readable } from "node:stream";
 import type Docker from "dockerode";
 import { engineMessage, RuntimeError, statusOf } from "./errors.ts";
-import { type TarEntry, tarball } from "./tar.ts";
-import type { AgentTemplate } from "./types.ts";
+import { hostNodeFiles, NODE_IN_IMAGE, type NodeFiles, nodeRootfs } from "./node-rootfs.ts";
+import { tarChunks } from "./tar.ts";
 
-export const LOCAL_IMAGE = "corral/busybox:local";
+/**
+ * The image corral runs its built-in agent in, and the tests their containers: this host's own
+ * Node and the libraries it loads, nothing else (no shell, no package manager, no pull). Tagged
+ * with the Node version, so a new Node on the host makes a new image.
+ */
+export const NODE_IMAGE = `corral/node:${process.versions.node}-local`;
 
-const BUSYBOX_PATHS = ["/bin/busybox", "/usr/bin/busybox", "/sbin/busybox", "/usr/sbin/busybox"];
+/** A command for a container of NODE_IMAGE: `node -e <script>` (there is no shell to ask). */
+export function nodeScript(script: string): string[] {
+  return ["node", "-e", script];
+}
 
-/** Applets linked when `busybox --list` cannot be asked (it always can on a real busybox). */
-const FALLBACK_APPLETS = ["sh", "sleep", "cat", "env", "ls", "wget", "echo", "kill", "ps", "true", "false"];
+/** Sleeps until stopped, the way `sleep` would (SIGTERM ends it: no handler). */
+export const SLEEP = nodeScript("setInterval(() => {}, 1 << 30)");
 
 const building = new Map<string, Promise<string>>();
 
 /**
- * The image corral runs agents in when nothing else is configured, and that the tests use: a
- * busybox-static rootfs imported locally, because this engine may not be able to pull. Built once
- * (per engine and name) if missing; returns the image name.
+ * Builds NODE_IMAGE (or `name`) by `docker import` when the engine lacks it; returns its name.
+ * Built once per name and process. Rejects with `image_unavailable` when this host's Node cannot
+ * run on this engine (not Linux, another CPU) or the built image does not run it.
  */
-export function ensureLocalImage(docker: Docker, name = LOCAL_IMAGE): Promise<string> {
+export function ensureNodeImage(docker: Docker, name = NODE_IMAGE): Promise<string> {
   let p = building.get(name);
   if (!p) {
     p = buildIfMissing(docker, name).finally(() => building.delete(name));
@@ -30,6 +36,16 @@ export function ensureLocalImage(docker: Docker, name = LOCAL_IMAGE): Promise<st
   return p;
 }
 
+const DOCKER_ARCH: Partial<Record<NodeJS.Architecture, string>> = {
+  x64: "amd64",
+  arm64: "arm64",
+  arm: "arm",
+  ia32: "386",
+  ppc64: "ppc64le",
+  s390x: "s390x",
+  riscv64: "riscv64",
+};
+
 async function buildIfMissing(docker: Docker, name: string): Promise<string> {
   try {
     await docker.getImage(name).inspect();
@@ -37,19 +53,32 @@ async function buildIfMissing(docker: Docker, name: string): Promise<string> {
   } catch (err) {
     if (statusOf(err) !== 404) throw err;
   }
-  const busybox = BUSYBOX_PATHS.find((p) => existsSync(p));
-  if (!busybox) {
-    throw new RuntimeError(
-      "busybox_missing",
-      `cannot build ${name}: no busybox binary at ${BUSYBOX_PATHS.join(", ")} (apt-get install busybox-static)`,
-      { image: name },
+  const unavailable = (why: string, cause?: unknown) =>
+    new RuntimeError("image_unavailable", `cannot make ${name}: ${why}`, { image: name }, { cause });
+  const engine = await docker.version();
+  const arch = DOCKER_ARCH[process.arch] ?? process.arch;
+  if (engine.Os !== "linux" || engine.Arch !== arch) {
+    throw unavailable(
+      `the engine runs ${engine.Os}/${engine.Arch} containers; this host's node is ${process.platform}/${arch}`,
     );
   }
+  let files: NodeFiles;
+  try {
+    files = hostNodeFiles();
+  } catch (err) {
+    throw unavailable(`cannot collect this host's node: ${(err as Error).message}`, err);
+  }
   const [repo, tag = "latest"] = splitTag(name);
-  const stream = await docker.importImage(Readable.from([busyboxRootfs(busybox)]), {
+  const libDirs = [...new Set(files.libs.map((l) => dirname(l)))];
+  const stream = await docker.importImage(Readable.from(tarChunks(nodeRootfs(files))), {
     repo,
     tag,
-    changes: ['CMD ["/bin/sh"]'],
+    changes: [
+      "ENV PATH=/usr/local/bin:/usr/bin:/bin",
+      // The loader finds the libraries where the host had them, with or without an ld.so.cache.
+      `ENV LD_LIBRARY_PATH=${libDirs.join(":")}`,
+      `CMD ["${NODE_IN_IMAGE}"]`,
+    ],
   } as object);
   await new Promise<void>((resolve, reject) => {
     docker.modem.followProgress(stream, (err: Error | null, out: { error?: string }[]) => {
@@ -58,67 +87,48 @@ async function buildIfMissing(docker: Docker, name: string): Promise<string> {
       else resolve();
     });
   });
+  const broken = await smokeTest(docker, name);
+  if (broken) {
+    await docker
+      .getImage(name)
+      .remove({ force: true })
+      .catch(() => {});
+    throw unavailable(`node does not run in it: ${broken}`);
+  }
   return name;
+}
+
+/** Runs `node -e` once in the new image: undefined when it works, else what went wrong. */
+async function smokeTest(docker: Docker, image: string): Promise<string | undefined> {
+  const c = await docker.createContainer({
+    Image: image,
+    Cmd: nodeScript("require('os').userInfo(); process.stdout.write('ok')"),
+    NetworkDisabled: true,
+  });
+  try {
+    await c.start();
+    const { StatusCode } = (await c.wait()) as { StatusCode: number };
+    if (StatusCode === 0) return undefined;
+    const logs = await c.logs({ stdout: true, stderr: true });
+    return `exit ${StatusCode}: ${demux(logs).trim().slice(-500)}`;
+  } finally {
+    await c.remove({ force: true }).catch(() => {});
+  }
+}
+
+/** The text of a non-TTY container's log: frames of an 8-byte header (stream, size) and a payload. */
+function demux(buf: Buffer): string {
+  let text = "";
+  for (let i = 0; i + 8 <= buf.length; ) {
+    const size = buf.readUInt32BE(i + 4);
+    text += buf.toString("utf8", i + 8, i + 8 + size);
+    i += 8 + size;
+  }
+  return text;
 }
 
 function splitTag(name: string): [string, string | undefined] {
   const slash = name.lastIndexOf("/");
   const colon = name.lastIndexOf(":");
   return colon > slash ? [name.slice(0, colon), name.slice(colon + 1)] : [name, undefined];
-}
-
-/** /bin/busybox plus a symlink per applet, /tmp, /etc/passwd; /usr and /lib come from binds. */
-function busyboxRootfs(busybox: string): Buffer {
-  const real = realpathSync(busybox);
-  const data = readFileSync(real);
-  let applets = FALLBACK_APPLETS;
-  try {
-    applets = execFileSync(real, ["--list"], { encoding: "utf8" }).split("\n").filter(Boolean);
-  } catch {
-    // Old or odd builds without --list: the fallback set covers what agents need.
-  }
-  const entries: TarEntry[] = [
-    { type: "dir", path: "bin" },
-    { type: "dir", path: "etc" },
-    { type: "dir", path: "root", mode: 0o700 },
-    { type: "dir", path: "tmp", mode: 0o1777 },
-    { type: "file", path: "bin/busybox", data, mode: 0o755 },
-    {
-      type: "file",
-      path: "etc/passwd",
-      data: Buffer.from("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"),
-    },
-    { type: "file", path: "etc/group", data: Buffer.from("root:x:0:\nnogroup:x:65534:\n") },
-  ];
-  for (const a of new Set(applets)) {
-    if (a !== "busybox" && /^[\w.[-]+$/.test(a))
-      entries.push({ type: "symlink", path: `bin/${a}`, target: "busybox" });
-  }
-  return tarball(entries);
-}
-
-export interface NodeInContainer {
-  /** Read-only binds that make the host's node binary and its shared libraries visible. */
-  mounts: NonNullable<AgentTemplate["mounts"]>;
-  /** argv prefix: the node binary's path, the same inside the container as on the host. */
-  command: string[];
-}
-
-/**
- * How to run the host's Node inside a bare busybox container: bind /usr, the dynamic loader's
- * directories (/lib, /lib64, from wherever they really live — /usr/lib on merged-/usr systems)
- * and, when node is installed outside /usr (nvm, /opt), its install prefix. All read-only.
- */
-export function nodeInContainer(execPath = process.execPath): NodeInContainer {
-  const node = realpathSync(execPath);
-  const mounts: NodeInContainer["mounts"] = [{ source: "/usr", target: "/usr", readOnly: true }];
-  for (const dir of ["/lib", "/lib64"]) {
-    if (existsSync(dir)) mounts.push({ source: realpathSync(dir), target: dir, readOnly: true });
-  }
-  if (!node.startsWith("/usr/")) {
-    // e.g. ~/.nvm/versions/node/v20/bin/node → bind ~/.nvm/versions/node/v20
-    const prefix = dirname(dirname(node));
-    mounts.push({ source: prefix, target: prefix, readOnly: true });
-  }
-  return { mounts, command: [node] };
 }

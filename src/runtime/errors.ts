@@ -12,7 +12,7 @@ export type RuntimeErrorCode =
   | "already_exists" // docker: a container with this agent's name exists (details.existingId)
   | "not_owned" // the id exists but belongs to another corral instance (or none): hands off
   | "invalid_spec"
-  | "busybox_missing"; // ensureLocalImage: no busybox binary to build the local image from
+  | "image_unavailable"; // ensureNodeImage: this host's node cannot make a working image for this engine
 
 /** Every failure a runtime reports; `code` is the stable, machine-readable part. */
 export class RuntimeError extends Error {

@@ -8,7 +8,7 @@ import type { Runtime, RuntimeKind } from "./types.ts";
 
 export { detectDocker, dockerClient, dockerUnavailableReason } from "./detect.ts";
 export { DockerRuntime, type DockerRuntimeOptions } from "./docker.ts";
-export { ensureLocalImage, LOCAL_IMAGE, type NodeInContainer, nodeInContainer } from "./docker-image.ts";
+export { ensureNodeImage, NODE_IMAGE, nodeScript, SLEEP } from "./docker-image.ts";
 export { RuntimeError, type RuntimeErrorCode } from "./errors.ts";
 export { HELLO_AGENT_PATH, helloAgentTemplate } from "./hello.ts";
 export {

@@ -8,24 +8,42 @@ export type TarEntry =
 
 const BLOCK = 512;
 
-export function tarball(entries: TarEntry[], mtime = Math.floor(Date.now() / 1000)): Buffer {
-  const parts: Buffer[] = [];
+/**
+ * The archive as a sequence of chunks, one entry at a time: entries may be produced lazily (a
+ * generator reading each file when its turn comes), so a 100 MB binary is never copied twice.
+ */
+export function* tarChunks(
+  entries: Iterable<TarEntry>,
+  mtime = Math.floor(Date.now() / 1000),
+): Generator<Buffer> {
   for (const e of entries) {
     const size = e.type === "file" ? e.data.length : 0;
-    parts.push(header(e, size, mtime));
+    yield header(e, size, mtime);
     if (e.type === "file") {
-      parts.push(e.data);
+      yield e.data;
       const pad = (BLOCK - (size % BLOCK)) % BLOCK;
-      if (pad) parts.push(Buffer.alloc(pad));
+      if (pad) yield Buffer.alloc(pad);
     }
   }
-  parts.push(Buffer.alloc(BLOCK * 2)); // end of archive
-  return Buffer.concat(parts);
+  yield Buffer.alloc(BLOCK * 2); // end of archive
+}
+
+/** ustar keeps names over 100 bytes as prefix (up to 155) + "/" + name (up to 100). */
+function splitName(path: string): [prefix: string, name: string] {
+  if (Buffer.byteLength(path) <= 100) return ["", path];
+  for (let i = path.indexOf("/"); i >= 0; i = path.indexOf("/", i + 1)) {
+    const prefix = path.slice(0, i);
+    const name = path.slice(i + 1);
+    if (Buffer.byteLength(prefix) <= 155 && Buffer.byteLength(name) <= 100 && name) return [prefix, name];
+  }
+  throw new Error(`tar path too long for this writer: ${path}`);
 }
 
 function header(e: TarEntry, size: number, mtime: number): Buffer {
-  const name = e.type === "dir" && !e.path.endsWith("/") ? `${e.path}/` : e.path;
-  if (Buffer.byteLength(name) > 100) throw new Error(`tar path too long for this writer: ${name}`);
+  const [prefix, name] = splitName(e.type === "dir" && !e.path.endsWith("/") ? `${e.path}/` : e.path);
+  if (e.type === "symlink" && Buffer.byteLength(e.target) > 100) {
+    throw new Error(`symlink target too long for this writer: ${e.target}`);
+  }
   const h = Buffer.alloc(BLOCK);
   const mode = e.type === "symlink" ? 0o777 : (e.mode ?? (e.type === "dir" ? 0o755 : 0o644));
   h.write(name, 0, 100, "utf8");
@@ -40,6 +58,7 @@ function header(e: TarEntry, size: number, mtime: number): Buffer {
   h.write("ustar\u000000", 257, 8, "latin1");
   h.write("root", 265, 32, "latin1");
   h.write("root", 297, 32, "latin1");
+  h.write(prefix, 345, 155, "utf8");
   let sum = 0;
   for (const b of h) sum += b;
   h.write(`${sum.toString(8).padStart(6, "0")}\u0000 `, 148, 8, "latin1");

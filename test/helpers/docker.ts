@@ -1,7 +1,7 @@
 import { it } from "node:test";
 import type Docker from "dockerode";
 import { dockerClient, dockerUnavailableReason } from "../../src/runtime/detect.ts";
-import { ensureLocalImage, LOCAL_IMAGE } from "../../src/runtime/docker-image.ts";
+import { ensureNodeImage, NODE_IMAGE } from "../../src/runtime/docker-image.ts";
 import { LABEL_INSTANCE, LABEL_MANAGED } from "../../src/runtime/labels.ts";
 
 /** CI sets it (.ci/run): there a Docker test that cannot run fails instead of skipping. */
@@ -51,9 +51,9 @@ export function warnSkipped(reason: string): void {
 
 let image: Promise<string> | undefined;
 
-/** The busybox image the tests run agents in, imported locally once (no pulls). */
+/** The node image the tests run agents in, imported locally once (no pulls). */
 export function testImage(docker: Docker = dockerClient()): Promise<string> {
-  image ??= ensureLocalImage(docker, LOCAL_IMAGE);
+  image ??= ensureNodeImage(docker, NODE_IMAGE);
   return image;
 }
 

@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,7 +6,7 @@ import { after, afterEach, before, describe, it } from "node:test";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { type ApiError, CorralClient } from "../../src/api/client.ts";
 import type { AcquireReply } from "../../src/api/protocol.ts";
-import { createRuntime, helloAgentTemplate } from "../../src/runtime/index.ts";
+import { createRuntime, dockerClient, helloAgentTemplate, SLEEP } from "../../src/runtime/index.ts";
 import type { Runtime, RuntimeKind } from "../../src/runtime/types.ts";
 import { EventStore } from "../../src/store/event-store.ts";
 import { type DaemonProcess, portBlock, spawnDaemon, until, writeConfig } from "./daemon.ts";
@@ -456,18 +455,12 @@ export function poolScenarios(kind: RuntimeKind, skip: string | false): void {
 
 function sleepTemplate(kind: RuntimeKind) {
   const hello = helloAgentTemplate(kind);
-  return kind === "docker"
-    ? { image: hello.image, command: ["sleep", "100000"] }
-    : { command: ["sleep", "100000"] };
+  return kind === "docker" ? { image: hello.image, command: SLEEP } : { command: ["sleep", "100000"] };
 }
 
 async function killFromOutside(kind: RuntimeKind, id: string, pid?: number): Promise<void> {
   if (kind === "docker") {
-    await new Promise<void>((resolve, reject) =>
-      spawn("docker", ["kill", id], { stdio: "ignore" }).once("exit", (c) =>
-        c === 0 ? resolve() : reject(new Error(`docker kill ${c}`)),
-      ),
-    );
+    await dockerClient().getContainer(id).kill(); // through the engine API: no docker CLI needed
   } else {
     assert.ok(pid, "process instances have a pid");
     process.kill(-pid, "SIGKILL");
