@@ -8,6 +8,7 @@ import { spawn } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+import { preflight } from "./preflight.js";
 import { finishRun, startRun } from "./survivors.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -31,6 +32,12 @@ const named = args.filter((a) => !a.startsWith("-"));
 const files = named.length > 0 ? named : collect(join(root, "test")).sort();
 if (files.length === 0) {
   console.error("no test files found under test/");
+  process.exit(1);
+}
+
+const missing = await preflight();
+if (missing) {
+  console.error(`npm test: ${missing}`);
   process.exit(1);
 }
 

@@ -218,7 +218,9 @@ export async function run(argv: readonly string[]): Promise<number> {
     // Commander has already printed its message (or the help/version text).
     if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
     if (err instanceof NatsUnreachableError) {
-      fail(`${err.message}\n(start one with \`npm start\`, or point corral at one with NATS_URL or --nats)`);
+      fail(
+        `${err.message}\n${err.advice ?? "(start one with `npm start`, or point corral at one with NATS_URL or --nats)"}`,
+      );
       return EXIT.natsUnreachable;
     }
     if (err instanceof CliError) {

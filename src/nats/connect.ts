@@ -13,6 +13,8 @@ export class NatsUnreachableError extends Error {
   constructor(
     readonly url: string,
     cause: unknown,
+    /** What to do about it, when the thrower knows better than "start one with npm start". */
+    readonly advice?: string,
   ) {
     super(`NATS is not reachable at ${url}: ${(cause as Error)?.message ?? cause}`);
   }

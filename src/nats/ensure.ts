@@ -3,16 +3,8 @@ import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import type { Logger } from "../log.ts";
 import { NatsUnreachableError, natsAnswers, natsUrl } from "./connect.ts";
-import { freePort, NatsServer, NatsServerNotFoundError } from "./server.ts";
-
-/** What to tell someone who has no NATS at all: every line is a complete way to get one. */
-export const HOW_TO_GET_NATS = [
-  "corral needs a NATS server with JetStream (2.9 or newer). Any one of:",
-  "  Debian/Ubuntu:  sudo apt-get install nats-server",
-  "  macOS:          brew install nats-server",
-  "  Docker:         docker run -p 4222:4222 nats:2.9 -js",
-  "  or point corral at an existing server: NATS_URL=nats://host:4222",
-].join("\n");
+import { type InstallHost, manualAdvice, obtainNatsServer } from "./install.ts";
+import { freePort, NatsServer } from "./server.ts";
 
 export interface EnsureNatsOptions {
   /** Where to look first; default NATS_URL or nats://127.0.0.1:4222. */
@@ -20,6 +12,10 @@ export interface EnsureNatsOptions {
   /** Local state; the server's JetStream store goes to <dataDir>/nats, its log to <dataDir>/nats.log. */
   dataDir?: string;
   log?: Logger;
+  /** How nats-server may be installed when it is missing; default: this machine. */
+  host?: InstallHost;
+  /** Where the one line announcing an install goes; default stderr. */
+  say?: (line: string) => void;
 }
 
 export interface EnsuredNats {
@@ -55,8 +51,9 @@ function portFree(port: number): Promise<boolean> {
 
 /**
  * Finds NATS for `corral start`: whatever answers at the URL, else a `nats-server -js` of our own
- * (preferring the URL's port, normally 4222, so other terminals find it with no configuration).
- * Throws NatsUnreachableError — with instructions when nats-server is missing — otherwise.
+ * (preferring the URL's port, normally 4222, so other terminals find it with no configuration),
+ * installing nats-server first when it is missing and this machine lets us (see install.ts).
+ * Throws NatsUnreachableError — with the commands to run when nats-server is missing — otherwise.
  */
 export async function ensureNats(opts: EnsureNatsOptions = {}): Promise<EnsuredNats> {
   const url = opts.url ?? natsUrl();
@@ -69,7 +66,16 @@ export async function ensureNats(opts: EnsureNatsOptions = {}): Promise<EnsuredN
   if (preferred === undefined) {
     throw new NatsUnreachableError(
       url,
-      new Error("nothing answers there (corral only starts a local server)"),
+      new Error("nothing answers there (corral only starts a server of its own on this machine)"),
+      `Check that it is up, or unset NATS_URL / --nats to let corral start one here.`,
+    );
+  }
+  const obtained = await obtainNatsServer(opts.host, opts.say);
+  if ("missing" in obtained) {
+    throw new NatsUnreachableError(
+      url,
+      new Error(`nothing answers there and ${obtained.missing}.`),
+      manualAdvice(obtained.commands),
     );
   }
   const dataDir = resolve(opts.dataDir ?? ".corral");
@@ -79,14 +85,8 @@ export async function ensureNats(opts: EnsureNatsOptions = {}): Promise<EnsuredN
   const storeDir = join(dataDir, "nats");
   let server: NatsServer;
   try {
-    server = await NatsServer.start({ port, storeDir, logFile });
+    server = await NatsServer.start({ port, storeDir, logFile, binary: obtained.binary });
   } catch (err) {
-    if (err instanceof NatsServerNotFoundError) {
-      throw new NatsUnreachableError(
-        url,
-        new Error(`nothing answers and nats-server is not on PATH.\n${HOW_TO_GET_NATS}`),
-      );
-    }
     throw new NatsUnreachableError(
       url,
       new Error(`could not start nats-server (see ${logFile}): ${(err as Error).message}`),

@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, openSync } from "node:fs";
 import { createConnection, createServer } from "node:net";
 import { join } from "node:path";
+import { findNatsServer } from "./binary.ts";
 
 export interface NatsServerOptions {
   /** Port to listen on; 0 or unset picks a free one. */
@@ -75,7 +76,7 @@ export class NatsServer {
     if (this.proc && this.proc.exitCode === null) return;
     if (!this.port) this.port = this.opts.port || (await freePort());
     mkdirSync(this.opts.storeDir, { recursive: true });
-    const bin = this.opts.binary ?? "nats-server";
+    const bin = this.opts.binary ?? findNatsServer() ?? "nats-server";
     const out = this.opts.logFile ? openSync(this.opts.logFile, "a") : "ignore";
     const args = ["-js", "-a", "127.0.0.1", "-p", String(this.port), "-sd", this.opts.storeDir];
     const proc = spawn(bin, args, { stdio: ["ignore", out, out], detached: this.opts.detached ?? false });
