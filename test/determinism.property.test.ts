@@ -7,6 +7,7 @@ import { step } from "../machines/step.ts";
 import { decode, encode } from "../src/codec/msgpack.ts";
 import { ActorHost, type AnyInput } from "../src/cp/actor-host.ts";
 import { RejectedInputError } from "../src/cp/errors.ts";
+import { ManualScheduler } from "../src/cp/manual-scheduler.ts";
 import type { AggregateRef, Envelope } from "../src/events/envelope.ts";
 import { EventStore } from "../src/store/event-store.ts";
 import { SnapshotStore } from "../src/store/snapshots.ts";
@@ -152,18 +153,18 @@ describe("determinism through the host and a real nats-server", () => {
     await fc.assert(
       fc.asyncProperty(arbHistory, fc.integer({ min: 1, max: 5 }), async (h, every) => {
         const ref: AggregateRef = { kind: "command", id: `prop-${run++}` };
-        const clock = { now: 1_000 };
+        const scheduler = new ManualScheduler(1_000);
         const host = new ActorHost({
           store,
           snapshots,
           aggregates: [commandAggregate],
           effects: { command: { dispatch: () => {}, cancelOnAgent: () => {} } },
           snapshotEvery: every,
-          clock: () => clock.now,
+          scheduler,
           timers: false, // the inputs above already include timeouts; real timers would add more
         });
         for (const e of toEvents(ref, h)) {
-          clock.now = e.at;
+          scheduler.advance(Math.max(0, e.at - scheduler.now()));
           try {
             await host.send(ref, {
               type: e.type as "CommandSent",

@@ -6,6 +6,7 @@ import { after, afterEach, before, describe, it } from "node:test";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { type ApiError, CorralClient } from "../../src/api/client.ts";
 import type { AcquireReply } from "../../src/api/protocol.ts";
+import type { Envelope } from "../../src/events/envelope.ts";
 import { createRuntime, dockerClient, helloAgentTemplate, SLEEP } from "../../src/runtime/index.ts";
 import type { Runtime, RuntimeKind } from "../../src/runtime/types.ts";
 import { EventStore } from "../../src/store/event-store.ts";
@@ -82,6 +83,23 @@ export function poolScenarios(kind: RuntimeKind, skip: string | false): void {
       return { pool, instance, file, d };
     }
 
+    /** Every stored event of the pool's agents, in stream order (agent ids start with the pool's name). */
+    async function poolAgentEvents(pool: string): Promise<Envelope[]> {
+      const store = await EventStore.open(nc);
+      const out: Envelope[] = [];
+      try {
+        for await (const b of store.read({ filter: "corral.evt.agent.>" })) {
+          for (const r of b) {
+            assert.equal(r.error, undefined, `readable event at seq ${r.seq}`);
+            if (r.event?.aggregate.id.startsWith(`${pool}-`)) out.push(r.event);
+          }
+        }
+      } finally {
+        store.close();
+      }
+      return out;
+    }
+
     const agents = async (pool: string) => (await client.status(pool)).agents as unknown as AgentRow[];
     const idle = async (n: number, pool: string) =>
       until(
@@ -142,14 +160,13 @@ export function poolScenarios(kind: RuntimeKind, skip: string | false): void {
       await rt.close();
     });
 
-    it("SIGKILL the daemon mid-storm and restart: nothing lost, no agent in two leases, warm restored, nothing leaked", async () => {
+    it("100 concurrent acquires on max 10, SIGKILL mid-storm, restart: one event per acquire and per release, one agent per lease, nothing leaked", async () => {
       const spec = {
         min: 2,
-        max: 6,
+        max: 10,
         warm: 4,
         leaseTtl: "60s",
-        recycle: { maxLeases: 3 },
-        ports: { range: portBlock(40), perAgent: 2 },
+        ports: { range: portBlock(60), perAgent: 2 },
       };
       const first = await daemonWith(spec);
       const pool = first.pool;
@@ -157,27 +174,31 @@ export function poolScenarios(kind: RuntimeKind, skip: string | false): void {
       const granted = new Map<string, AcquireReply>();
       const releasing = new Set<string>(); // release sent; its reply may be lost with the daemon
       const released = new Set<string>();
+      const unexpected: unknown[] = [];
       let stop = false;
-      const storm = Array.from({ length: 12 }, async () => {
+      const storm = Array.from({ length: 100 }, async () => {
         while (!stop) {
           try {
-            const l = await client.acquire(pool, { timeoutMs: 2_000 });
+            const l = await client.acquire(pool, { timeoutMs: 8_000 });
             granted.set(l.leaseId, l);
             await new Promise((r) => setTimeout(r, Math.random() * 20));
             releasing.add(l.leaseId);
             await client.release(l.leaseId, pool);
             released.add(l.leaseId);
-          } catch {
-            return; // the daemon is gone
+          } catch (err) {
+            // Only losing the daemon may end a client: anything else is a defect.
+            if (!isConnectionLoss(err)) unexpected.push(err);
+            return;
           }
         }
       });
-      await new Promise((r) => setTimeout(r, 1_500));
+      await until("the storm under way", () => (released.size >= 50 ? true : undefined), 60_000);
       first.d.proc.kill("SIGKILL");
       await first.d.exited;
       stop = true;
       await Promise.all(storm);
-      assert.ok(granted.size > 10, `the storm granted leases (${granted.size})`);
+      assert.deepEqual(unexpected, [], "clients saw only connection-loss errors");
+      assert.ok(granted.size >= 50, `the storm granted leases (${granted.size})`);
 
       const second = await spawnDaemon(first.file, t.url);
       daemons.push(second);
@@ -187,18 +208,62 @@ export function poolScenarios(kind: RuntimeKind, skip: string | false): void {
         if (released.has(id)) continue;
         if (!releasing.has(id)) {
           await client.release(id, pool);
+          released.add(id);
           continue;
         }
-        await client.release(id, pool).catch((e: ApiError) => {
-          assert.equal(e.code, "lease_not_active", e.message);
-          assert.match(e.message, /is released/);
-        });
+        await client.release(id, pool).then(
+          () => released.add(id),
+          (e: ApiError) => {
+            assert.equal(e.code, "lease_not_active", e.message);
+            assert.match(e.message, /is released/);
+            released.add(id);
+          },
+        );
       }
-      // No agent in two leases, no lease on a stopped agent.
+      // The stream, not the agents' rows, proves it: per lease, one grant and at most one end;
+      // per released lease exactly grant + release; no agent granted while it holds a lease.
+      const byLease = new Map<string, string[]>();
+      const open = new Map<string, string>(); // agent → the lease it holds
+      for (const e of await poolAgentEvents(pool)) {
+        const data = e.data as { leaseId?: string };
+        if (e.type === "AgentFailed") open.delete(e.aggregate.id);
+        if (!data.leaseId) continue;
+        byLease.set(data.leaseId, [...(byLease.get(data.leaseId) ?? []), e.type]);
+        if (e.type === "AgentLeased") {
+          assert.equal(
+            open.get(e.aggregate.id),
+            undefined,
+            `${e.aggregate.id} granted ${data.leaseId} while in a lease`,
+          );
+          assert.ok(data.leaseId.startsWith(`${e.aggregate.id}.`), "the lease id names its agent");
+          open.set(e.aggregate.id, data.leaseId);
+        } else if (e.type !== "AgentLeaseRenewed") {
+          assert.equal(
+            open.get(e.aggregate.id),
+            data.leaseId,
+            `${e.type} for a lease ${e.aggregate.id} does not hold`,
+          );
+          open.delete(e.aggregate.id);
+        }
+      }
+      for (const id of granted.keys())
+        assert.ok(byLease.has(id), `lease ${id} told to a client is on the stream`);
+      for (const [id, types] of byLease) {
+        assert.equal(types.filter((x) => x === "AgentLeased").length, 1, `${id}: ${types.join(", ")}`);
+        assert.ok(types.length <= 2, `${id}: ${types.join(", ")}`);
+        if (released.has(id)) assert.deepEqual(types, ["AgentLeased", "AgentReleased"], id);
+      }
+      // A grant whose reply died with the daemon is still held by its agent (60 s TTL) or ended.
       const rows = await agents(pool);
-      const leased = rows.filter((a) => a.leaseId !== null);
-      assert.equal(new Set(leased.map((a) => a.leaseId)).size, leased.length);
+      for (const [agent, lease] of open) {
+        assert.equal(
+          rows.find((a) => a.id === agent)?.leaseId,
+          lease,
+          `open lease ${lease} held by its agent`,
+        );
+      }
       // Warm target restored, every instance by label belongs to a live agent (orphans reaped).
+      for (const lease of open.values()) await client.release(lease, pool);
       await idle(4, pool);
       const rt = await runtimeFor(first.instance);
       await until("instances match live agents", async () => {
@@ -451,6 +516,12 @@ export function poolScenarios(kind: RuntimeKind, skip: string | false): void {
       await d.exited;
     });
   });
+}
+
+/** What a client sees when the daemon it talks to dies: no responder, or no reply in time. */
+function isConnectionLoss(err: unknown): boolean {
+  const e = err as ApiError;
+  return e?.code === "no_daemon" || (e?.code === "timeout" && /^no reply on/.test(e.message));
 }
 
 function sleepTemplate(kind: RuntimeKind) {

@@ -8,6 +8,15 @@ import { eventsFor, fold, given } from "../helpers/decider.ts";
 
 const ref = { kind: "agent", id: "a1" } as const;
 const T = 1_000_000;
+const L1 = "a1.0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+const L2 = "a1.0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c";
+const grant = (leaseId: string, at: number) => ({
+  leaseId,
+  poolId: "p",
+  holder: "me",
+  ttlMs: 1_000,
+  expiresAt: at + 1_000,
+});
 
 function ready() {
   const ev = eventsFor(ref);
@@ -49,17 +58,113 @@ describe("agent machine", () => {
 
   it("idle ⇄ leased counts leases; a release for another lease is rejected", () => {
     const { ev, h } = ready();
-    const leased = ev("AgentLeased", { leaseId: "L1" }, T + 10);
-    given(agentMachine, h).when(leased).thenState({ ready: "leased" }, { leaseId: "L1", leasesServed: 1 });
+    const leased = ev("AgentLeased", grant(L1, T + 10), T + 10);
+    given(agentMachine, h)
+      .when(leased)
+      .thenState(
+        { ready: "leased" },
+        {
+          lease: { id: L1, holder: "me", ttlMs: 1_000, grantedAt: T + 10, expiresAt: T + 1_010 },
+          leasesServed: 1,
+        },
+        [],
+      );
     given(agentMachine, [...h, leased])
-      .when(ev("AgentReleased", { leaseId: "L2" }, T + 11))
+      .when(ev("AgentReleased", { leaseId: L2 }, T + 11))
       .thenRejected();
     given(agentMachine, [...h, leased])
-      .when(ev("AgentLeased", { leaseId: "L3" }, T + 11))
+      .when(ev("AgentLeased", grant(L2, T + 11), T + 11))
       .thenRejected();
     given(agentMachine, [...h, leased])
-      .when(ev("AgentReleased", { leaseId: "L1" }, T + 12))
-      .thenState({ ready: "idle" }, { leaseId: null, leasesServed: 1 });
+      .when(ev("AgentReleased", { leaseId: L1 }, T + 12))
+      .thenState({ ready: "idle" }, { lease: null, leasesServed: 1, idleSince: T + 12 });
+  });
+
+  it("a grant must name this agent and its pool", () => {
+    const { ev, h } = ready();
+    given(agentMachine, h)
+      .when(ev("AgentLeased", grant("a2.0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", T + 10), T + 10))
+      .thenRejected();
+    given(agentMachine, h)
+      .when(ev("AgentLeased", { ...grant(L1, T + 10), poolId: "other" }, T + 10))
+      .thenRejected();
+  });
+
+  it("renewal must extend the held lease; expiry acts only for the held lease at its current end", () => {
+    const { ev, h } = ready();
+    const leased = ev("AgentLeased", grant(L1, T + 10), T + 10);
+    const renewed = ev("AgentLeaseRenewed", { leaseId: L1, expiresAt: T + 5_000 }, T + 20);
+    given(agentMachine, [...h, leased])
+      .when(renewed)
+      .thenState(
+        { ready: "leased" },
+        { lease: { id: L1, holder: "me", ttlMs: 1_000, grantedAt: T + 10, expiresAt: T + 5_000 } },
+      );
+    given(agentMachine, [...h, leased])
+      .when(ev("AgentLeaseRenewed", { leaseId: L1, expiresAt: T + 500 }, T + 20))
+      .thenRejected();
+    given(agentMachine, [...h, leased])
+      .when(ev("AgentLeaseRenewed", { leaseId: L2, expiresAt: T + 9_000 }, T + 20))
+      .thenRejected();
+    // A timer armed before the renewal is stale.
+    given(agentMachine, [...h, leased, renewed])
+      .when(ev("AgentLeaseExpired", { leaseId: L1, deadline: T + 1_010 }, T + 1_010))
+      .thenRejected();
+    given(agentMachine, [...h, leased, renewed])
+      .when(ev("AgentLeaseExpired", { leaseId: L1, deadline: T + 5_000 }, T + 5_000))
+      .thenState({ ready: "expired" }, { lease: null }, []);
+    // Released and leased again: the old lease's expiry must not touch the new one.
+    const released = ev("AgentReleased", { leaseId: L1 }, T + 30);
+    const again = ev("AgentLeased", grant(L2, T + 40), T + 40);
+    given(agentMachine, [...h, leased, released, again])
+      .when(ev("AgentLeaseExpired", { leaseId: L1, deadline: T + 1_010 }, T + 1_010))
+      .thenRejected();
+  });
+
+  it("an expired agent is recycled or drained, never leased; a leased one is never recycled", () => {
+    const { ev, h } = ready();
+    const leased = ev("AgentLeased", grant(L1, T + 10), T + 10);
+    const expired = ev("AgentLeaseExpired", { leaseId: L1, deadline: T + 1_010 }, T + 1_010);
+    const recycle = ev("AgentRecycleRequested", { reason: "lease-expired", deadline: T + 2_000 }, T + 1_011);
+    given(agentMachine, [...h, leased, expired])
+      .when(ev("AgentLeased", grant(L2, T + 1_011), T + 1_011))
+      .thenRejected();
+    given(agentMachine, [...h, leased, expired])
+      .when(recycle)
+      .thenState("recycling", {}, ["recycleInstance"]);
+    given(agentMachine, [...h, leased, expired])
+      .when(ev("AgentDrainRequested", { reason: "max-recycles", deadline: T + 2_000 }, T + 1_011))
+      .thenState("stopping", {}, ["stopInstance"]);
+    given(agentMachine, [...h, leased])
+      .when(recycle)
+      .thenRejected();
+  });
+
+  it("revoke ends the lease: idle when leased, stopping when draining", () => {
+    const { ev, h } = ready();
+    const leased = ev("AgentLeased", grant(L1, T + 10), T + 10);
+    const revoke = ev("AgentLeaseRevoked", { leaseId: L1, reason: "pool closed" }, T + 20);
+    given(agentMachine, [...h, leased])
+      .when(revoke)
+      .thenState({ ready: "idle" }, { lease: null });
+    const drain = ev("AgentDrainRequested", { reason: "closing", deadline: T + 700 }, T + 15);
+    given(agentMachine, [...h, leased, drain])
+      .when(revoke)
+      .thenState("stopping", { lease: null }, ["stopInstance"]);
+  });
+
+  it("the timer is the lease's end while leased, the earlier of lease end and drain deadline while draining", () => {
+    const { ev, h } = ready();
+    const leased = ev("AgentLeased", grant(L1, T + 10), T + 10);
+    assert.deepEqual(agentAggregate.timer?.(fold(agentMachine, [...h, leased])), {
+      at: T + 1_010,
+      input: { type: "AgentLeaseExpired", data: { leaseId: L1, deadline: T + 1_010 } },
+    });
+    const drain = ev("AgentDrainRequested", { reason: "closing", deadline: T + 700 }, T + 15);
+    assert.deepEqual(agentAggregate.timer?.(fold(agentMachine, [...h, leased, drain])), {
+      at: T + 700,
+      input: { type: "AgentTimedOut", data: { deadline: T + 700 } },
+    });
   });
 
   it("recycle: stop the instance, then a new generation starts over at requested", () => {
@@ -84,12 +189,12 @@ describe("agent machine", () => {
     const { ev, h } = ready();
     const drain = ev("AgentDrainRequested", { reason: "closing", deadline: T + 700 }, T + 20);
     given(agentMachine, h).when(drain).thenState("stopping", { stopReason: "closing" }, ["stopInstance"]);
-    const leased = ev("AgentLeased", { leaseId: "L1" }, T + 10);
+    const leased = ev("AgentLeased", grant(L1, T + 10), T + 10);
     given(agentMachine, [...h, leased])
       .when(drain)
       .thenState("draining", {}, []);
     given(agentMachine, [...h, leased, drain])
-      .when(ev("AgentReleased", { leaseId: "L1" }, T + 30))
+      .when(ev("AgentReleased", { leaseId: L1 }, T + 30))
       .thenState("stopping", {}, ["stopInstance"]);
     given(agentMachine, [...h, leased, drain])
       .when(ev("AgentTimedOut", { deadline: T + 700 }, T + 700))
@@ -124,7 +229,7 @@ describe("agent machine", () => {
       .when(failed)
       .thenState("failed", { error: { phase: "ready", code: "exited", message: "code 137" } });
     given(agentMachine, [...h, failed])
-      .when(ev("AgentLeased", { leaseId: "L" }, T + 41))
+      .when(ev("AgentLeased", grant(L1, T + 41), T + 41))
       .thenRejected();
   });
 
@@ -144,6 +249,7 @@ describe("agent machine", () => {
   it("agentPhase names every state the way the pool sees it", () => {
     assert.equal(agentPhase({ ready: "idle" }), "idle");
     assert.equal(agentPhase({ ready: "leased" }), "leased");
+    assert.equal(agentPhase({ ready: "expired" }), "expired");
     for (const s of ["new", "requested", "creating", "starting"]) assert.equal(agentPhase(s), "starting");
     for (const s of ["draining", "recycling", "stopping", "stopped", "failed"])
       assert.equal(agentPhase(s), s);
@@ -168,8 +274,11 @@ function samples(s: SnapshotFrom<typeof agentMachine>): Envelope[] {
     mk("AgentPortsAllocated", { generation: c.generation, ports: [9000] }),
     mk("AgentCreated", { generation: c.generation, instanceId: `i${c.generation}` }),
     mk("AgentStarted", { generation: c.generation }),
-    mk("AgentLeased", { leaseId: "L" }),
-    mk("AgentReleased", { leaseId: "L" }),
+    mk("AgentLeased", grant(L1, at)),
+    mk("AgentLeaseRenewed", { leaseId: L1, expiresAt: at + 5_000 }),
+    mk("AgentReleased", { leaseId: L1 }),
+    ...(c.lease ? [mk("AgentLeaseExpired", { leaseId: L1, deadline: c.lease.expiresAt })] : []),
+    mk("AgentLeaseRevoked", { leaseId: L1, reason: "r" }),
     ...(recycle
       ? [
           mk("AgentRecycleRequested", { reason: "r", deadline: at + 10 }),
@@ -191,7 +300,7 @@ describe("agent machine (model-based paths)", () => {
       limit: 3_000,
       // Lease counts grow without bound; states differ by what the machine decides on.
       serializeState: (s) =>
-        JSON.stringify([s.value, s.context.generation, s.context.leaseId, s.context.deadline]),
+        JSON.stringify([s.value, s.context.generation, s.context.lease?.expiresAt, s.context.deadline]),
     });
     const values = new Set(paths.map((p) => JSON.stringify(p.state.value)));
     for (const v of [
@@ -200,6 +309,7 @@ describe("agent machine (model-based paths)", () => {
       "starting",
       { ready: "idle" },
       { ready: "leased" },
+      { ready: "expired" },
       "draining",
       "recycling",
       "stopping",
@@ -212,7 +322,9 @@ describe("agent machine (model-based paths)", () => {
       const c = p.state.context;
       if (p.state.value === "requested") assert.deepEqual(c.ports, []);
       if (p.state.status === "done") assert.equal(c.deadline, null);
-      if (JSON.stringify(p.state.value).includes("leased")) assert.notEqual(c.leaseId, null);
+      // A lease is held exactly while leased or draining.
+      const holds = JSON.stringify(p.state.value).includes("leased") || p.state.value === "draining";
+      assert.equal(c.lease !== null, holds, JSON.stringify(p.state.value));
       assert.equal(c.recycles, Math.max(0, c.generation - 1));
     }
   });
