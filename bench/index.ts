@@ -2,12 +2,14 @@
 // and their ratio to a baseline measured in the same run. `npm run bench -- rebuild` runs one.
 import { benchAcquire } from "./acquire.ts";
 import { benchAppend } from "./append.ts";
+import { benchCli } from "./cli.ts";
 import { benchRebuild } from "./rebuild.ts";
 
 const BENCHES: Record<string, () => Promise<unknown>> = {
   append: benchAppend,
   rebuild: benchRebuild,
   acquire: benchAcquire,
+  cli: benchCli,
 };
 
 const asked = process.argv.slice(2);

@@ -46,10 +46,11 @@ if (missing) {
 const timeout = flags.some((f) => f.startsWith("--test-timeout")) ? [] : ["--test-timeout=180000"];
 // Everything the run starts is marked, so what it leaves can be found, killed and named after.
 const run = startRun();
+// CORRAL_FROM_SOURCE: the CLI the tests spawn runs these sources, never a build in dist/.
 const child = spawn(
   process.execPath,
   ["--import", "tsx", "--test", "--test-concurrency=2", ...timeout, ...flags, ...files],
-  { cwd: root, stdio: "inherit", env: { ...process.env, ...run.env } },
+  { cwd: root, stdio: "inherit", env: { ...process.env, ...run.env, CORRAL_FROM_SOURCE: "1" } },
 );
 for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => child.kill(sig));
 child.on("exit", async (code, signal) => {

@@ -1,4 +1,3 @@
-import { jetstreamManager } from "@nats-io/jetstream";
 import {
   type Msg,
   type NatsConnection,
@@ -8,21 +7,11 @@ import {
 } from "@nats-io/nats-core";
 import { ServiceErrorCodeHeader, ServiceErrorHeader } from "@nats-io/services";
 import type { z } from "zod";
-import { decodeEvent } from "../codec/msgpack.ts";
 import { isValidId } from "../events/envelope.ts";
 import { agentOfLease } from "../events/lease-id.ts";
-import { DEFAULT_STREAM } from "../store/stream.ts";
 import { eventSubject } from "../store/subjects.ts";
-import {
-  type AcquireReply,
-  acquireRequest,
-  type cancelRequest,
-  type closeRequest,
-  isErrorReply,
-  type leaseRequest,
-  type renewRequest,
-  subjects,
-} from "./protocol.ts";
+import { type AcquireReply, DEFAULT_ACQUIRE_TIMEOUT_MS, isErrorReply, subjects } from "./protocol.ts";
+import type { acquireRequest, cancelRequest, closeRequest, leaseRequest, renewRequest } from "./requests.ts";
 
 /**
  * A typed client for corral's pool API (`corral.api.>`, JSON request/reply). Every failure —
@@ -106,8 +95,6 @@ export interface ClientOptions {
 export const DEFAULT_REQUEST_TIMEOUT_MS = 5_000;
 /** Closing a pool (and `down`) waits until its agents have stopped, which takes a while. */
 export const DEFAULT_SLOW_TIMEOUT_MS = 60_000;
-/** The daemon's own default wait for a free agent, read from the request schema. */
-export const DEFAULT_ACQUIRE_TIMEOUT_MS: number = acquireRequest.parse({}).timeoutMs;
 
 const utf8 = new TextEncoder();
 
@@ -156,6 +143,12 @@ export class CorralClient {
         `invalid lease id ${JSON.stringify(leaseId)}: use the id acquire returned (<agent id>.<uuid>)`,
       );
     }
+    // Imported here, as only this lookup reads the stream: `corral status` loads no JetStream client.
+    const [{ jetstreamManager }, { decodeEvent }, { DEFAULT_STREAM }] = await Promise.all([
+      import("@nats-io/jetstream"),
+      import("../codec/msgpack.ts"),
+      import("../store/stream.ts"),
+    ]);
     const jsm = await jetstreamManager(this.nc);
     const first = await jsm.direct
       .getMessage(DEFAULT_STREAM.name, { seq: 1, next_by_subj: eventSubject({ kind: "agent", id: agentId }) })
@@ -165,7 +158,10 @@ export class CorralClient {
     if (!first) throw new ApiError("lease_not_found", `no lease ${leaseId} (no agent ${agentId})`);
     const event = decodeEvent(first.data, { seq: first.seq, subject: first.subject });
     if (event.type !== "AgentRequested")
-      throw new ApiError("lease_not_found", `no lease ${leaseId} (agent ${agentId} starts with ${event.type})`);
+      throw new ApiError(
+        "lease_not_found",
+        `no lease ${leaseId} (agent ${agentId} starts with ${event.type})`,
+      );
     return event.data.poolId;
   }
 

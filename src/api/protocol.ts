@@ -1,11 +1,9 @@
-import { z } from "zod";
-import { LEASE_ID } from "../events/lease-id.ts";
-
 /**
  * The request/reply contract on `corral.api.>`: JSON bodies, so any NATS client (or the `nats`
  * CLI) can call it. A failure is always `{ "error": { "code", "message" } }`. Every pool endpoint
  * is on the pool's own subject, answered only by the daemon that runs that pool; a lease's pool is
- * in its first event (`LeaseGranted.data.poolId` on `corral.evt.lease.<id>`).
+ * in its first event (`LeaseGranted.data.poolId` on `corral.evt.lease.<id>`). The request
+ * schemas are apart, in requests.ts, so a client (the CLI) answers without loading zod.
  */
 
 export const API_PREFIX = "corral.api";
@@ -21,28 +19,8 @@ export const subjects = {
   down: `${API_PREFIX}.daemon.down`,
 } as const;
 
-const id = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, "1-128 characters of A-Z a-z 0-9 _ -");
-
-export const acquireRequest = z
-  .object({
-    /** How long to wait for a free agent (ms). */
-    timeoutMs: z.number().int().min(0).max(600_000).default(30_000),
-    /** Who holds the lease (free text, shown by status). */
-    holder: z.string().max(200).optional(),
-    /** Lease TTL (ms); default: the pool's. */
-    ttlMs: z.number().int().min(100).max(86_400_000).optional(),
-    /** Lets the caller cancel this acquire while it waits (`.cancel` with the same id). */
-    requestId: z.string().min(1).max(128).optional(),
-  })
-  .strict();
-
-const leaseId = z.string().regex(LEASE_ID, "a lease id as acquire returned it (<agent id>.<uuid>)");
-export const leaseRequest = z.object({ leaseId }).strict();
-export const renewRequest = z
-  .object({ leaseId, ttlMs: z.number().int().min(100).max(86_400_000).optional() })
-  .strict();
-export const cancelRequest = z.object({ requestId: z.string().min(1).max(128) }).strict();
-export const closeRequest = z.object({ revokeLeases: z.boolean().default(false) }).strict();
+/** How long an acquire waits for a free agent unless it says otherwise (ms). */
+export const DEFAULT_ACQUIRE_TIMEOUT_MS = 30_000;
 
 export interface AcquireReply {
   leaseId: string;

@@ -5,15 +5,8 @@ import type { z } from "zod";
 import type { ControlPlane } from "../cp/control-plane.ts";
 import { InvalidInputError, PoolError, RejectedInputError } from "../cp/errors.ts";
 import { portEnv, portUrls } from "../ports/env.ts";
-import {
-  type AcquireReply,
-  acquireRequest,
-  cancelRequest,
-  closeRequest,
-  leaseRequest,
-  renewRequest,
-  subjects,
-} from "./protocol.ts";
+import { type AcquireReply, subjects } from "./protocol.ts";
+import { acquireRequest, cancelRequest, closeRequest, leaseRequest, renewRequest } from "./requests.ts";
 
 const utf8 = new TextDecoder();
 

@@ -1,18 +1,12 @@
-import { createRequire } from "node:module";
 import { Command, CommanderError } from "commander";
 import { NatsUnreachableError, natsUrl } from "../nats/connect.ts";
-import {
-  type AggregateFilter,
-  parseAggregate,
-  parseCount,
-  parseSeq,
-  parseSince,
-  parseTypes,
-  type Since,
-} from "./args.ts";
+import type { AggregateFilter, Since } from "./args.ts";
 import { CliError, EXIT } from "./exit.ts";
+import { listEveryCommand } from "./help.ts";
+import { loadParsers, NeedParsers, parser } from "./lazy-parsers.ts";
 import { stdout } from "./output.ts";
 import { poolCommands } from "./pool-commands.ts";
+import { corralVersion } from "./version.ts";
 
 /**
  * The `corral` command line. Command modules are imported inside their actions, so `--help`, a
@@ -55,20 +49,21 @@ function eventsCommand(program: Command): void {
 
   events
     .command("tail")
+    .summary("print the last events, or those since a point; -f follows")
     .description("print the last events (default 20), or those since a point, then optionally follow")
     .option("-f, --follow", "keep printing new events until Ctrl-C")
     .option(
       "-a, --aggregate <kind/id>",
       "only one aggregate (command/abc) or one kind (command)",
-      parseAggregate,
+      parser("parseAggregate"),
     )
-    .option("-t, --type <type>", "only these event types (repeatable, or a comma list)", parseTypes)
+    .option("-t, --type <type>", "only these event types (repeatable, or a comma list)", parser("parseTypes"))
     .option(
       "-s, --since <when>",
       "from a stream seq (120), a time ago (90s, 5m, 2h, 1d) or an ISO time",
-      (v) => parseSince(v),
+      (v) => parser("parseSince")(v),
     )
-    .option("-n, --last <n>", "how many of the newest events to show (default 20)", parseCount)
+    .option("-n, --last <n>", "how many of the newest events to show (default 20)", parser("parseCount"))
     .option("--json", "one JSON object per line")
     .addHelpText(
       "after",
@@ -103,7 +98,7 @@ function eventsCommand(program: Command): void {
   events
     .command("show")
     .description("print one stored event in full")
-    .argument("<seq>", "stream sequence number", parseSeq)
+    .argument("<seq>", "stream sequence number", parser("parseSeq"))
     .option("--json", "one line of JSON")
     .action(async (seq: number, opts: { json?: boolean }, cmd: Command) => {
       const [{ show }, { withStore }] = await Promise.all([
@@ -117,8 +112,9 @@ function eventsCommand(program: Command): void {
 function worldviewCommand(program: Command): void {
   program
     .command("worldview")
+    .summary("the worldview folded from the stream, now or --at a seq")
     .description("the worldview folded from the stream: pools, agents, sessions, commands")
-    .option("--at <seq>", "as it was right after this stream sequence (time travel)", parseSeq)
+    .option("--at <seq>", "as it was right after this stream sequence (time travel)", parser("parseSeq"))
     .option("--json", "one line of JSON")
     .action(async (opts: { at?: number; json?: boolean }, cmd: Command) => {
       const [{ worldview }, { withStore }] = await Promise.all([
@@ -135,6 +131,7 @@ function daemonCommands(program: Command): void {
   const logger = async () => (await import("../log.ts")).createLogger({ name: "corral" });
   program
     .command("start")
+    .summary("run corral here: a warm pool, live (npm start)")
     .description(
       "run corral here with a warm pool and show it live (what `npm start` runs); Ctrl-C stops it all",
     )
@@ -153,6 +150,7 @@ function daemonCommands(program: Command): void {
     });
   program
     .command("up")
+    .summary("run the control plane; agents outlive it")
     .description("run the control plane; agents outlive it and the next `corral up` adopts them")
     .option("-c, --config <file>", "corral.yaml (default: ./corral.yaml, else one built-in pool)")
     .action(async (opts: { config?: string }, cmd: Command) => {
@@ -174,6 +172,7 @@ function daemonCommands(program: Command): void {
     });
   program
     .command("demo")
+    .summary("the first demo: commands through the actor host")
     .description(
       "find or start a local nats-server, drive a few commands through the actor host, show the events",
     )
@@ -186,14 +185,14 @@ function daemonCommands(program: Command): void {
 }
 
 export function buildProgram(): Command {
-  const { version } = createRequire(import.meta.url)("../../package.json") as { version: string };
   const program = new Command("corral")
     .description("corral: event-sourced control plane for pools of AI coding agents")
-    .version(version)
+    .version(corralVersion())
     .option("--nats <url>", "NATS server URL (default: $NATS_URL, else nats://127.0.0.1:4222)")
     // Settings below are inherited by every subcommand created after them.
     .exitOverride()
     .showHelpAfterError("(add --help for usage)");
+  listEveryCommand(program);
   eventsCommand(program);
   worldviewCommand(program);
   daemonCommands(program);
@@ -212,7 +211,13 @@ export async function run(argv: readonly string[]): Promise<number> {
     if (err.code === "EPIPE") process.exit(EXIT.ok);
   });
   try {
-    await buildProgram().parseAsync([...argv]);
+    try {
+      await buildProgram().parseAsync([...argv]);
+    } catch (err) {
+      if (!(err instanceof NeedParsers)) throw err;
+      await loadParsers(); // a value to check: parse again with the real parsers (see lazy-parsers.ts)
+      await buildProgram().parseAsync([...argv]);
+    }
     return EXIT.ok;
   } catch (err) {
     // Commander has already printed its message (or the help/version text).

@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from "commander";
-import { acquireRequest, renewRequest } from "../api/protocol.ts";
+import { acquireRequest, renewRequest } from "../api/requests.ts";
 import { parseDuration } from "../config/duration.ts";
 import { isValidId } from "../events/envelope.ts";
 import { formatDuration } from "./pool-format.ts";

@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { natsUrl } from "../nats/connect.ts";
+import { parser } from "./lazy-parsers.ts";
 import { type Out, stdout } from "./output.ts";
-import { parseAcquireTimeout, parseLeaseId, parsePoolName, parseTtl } from "./pool-args.ts";
 
 /**
  * The pool commands (acquire, release, renew, status, pool close), clients of the daemon's API on
@@ -25,14 +25,15 @@ interface AcquireFlags {
 function acquireCommand(program: Command): void {
   program
     .command("acquire")
+    .summary("lease an agent of a pool and print how to reach it")
     .description("lease an agent of a pool, waiting for one to be free; prints how to reach it")
-    .argument("<pool>", "pool name", parsePoolName)
+    .argument("<pool>", "pool name", parser("parsePoolName"))
     .option(
       "--timeout <duration>",
       "how long to wait for a free agent (500ms, 30s, 5m; default 30s)",
-      parseAcquireTimeout,
+      parser("parseAcquireTimeout"),
     )
-    .option("--ttl <duration>", "lease lifetime unless renewed (default: the pool's)", parseTtl)
+    .option("--ttl <duration>", "lease lifetime unless renewed (default: the pool's)", parser("parseTtl"))
     .option("--holder <name>", "who holds the lease, shown by status (default: user@host)")
     .option("--json", "the lease as one line of JSON")
     .addHelpText(
@@ -64,7 +65,7 @@ function leaseCommands(program: Command): void {
   program
     .command("release")
     .description("give a leased agent back to its pool")
-    .argument("<lease>", "lease id", parseLeaseId)
+    .argument("<lease>", "lease id", parser("parseLeaseId"))
     .option("--json", "the reply as one line of JSON")
     .action(async (leaseId: string, opts: { json?: boolean }, cmd: Command) => {
       const [{ release }, { withClient }] = await Promise.all([
@@ -77,8 +78,8 @@ function leaseCommands(program: Command): void {
   program
     .command("renew")
     .description("extend a lease before it expires")
-    .argument("<lease>", "lease id", parseLeaseId)
-    .option("--ttl <duration>", "new lifetime from now (default: the lease's TTL)", parseTtl)
+    .argument("<lease>", "lease id", parser("parseLeaseId"))
+    .option("--ttl <duration>", "new lifetime from now (default: the lease's TTL)", parser("parseTtl"))
     .option("--json", "the reply as one line of JSON")
     .action(async (leaseId: string, opts: { ttl?: number; json?: boolean }, cmd: Command) => {
       const [{ renew }, { withClient }] = await Promise.all([
@@ -95,7 +96,7 @@ function statusCommand(program: Command): void {
   program
     .command("status")
     .description("state, metrics and agents of one pool, or of every pool")
-    .argument("[pool]", "pool name (default: every pool)", parsePoolName)
+    .argument("[pool]", "pool name (default: every pool)", parser("parsePoolName"))
     .option("--json", "one JSON object per pool per line")
     .option("-w, --watch", "refresh every second until Ctrl-C")
     .action(async (pool: string | undefined, opts: { json?: boolean; watch?: boolean }, cmd: Command) => {
@@ -121,8 +122,9 @@ function poolCommand(program: Command): void {
   const pool = program.command("pool").description("manage pools");
   pool
     .command("close")
+    .summary("stop leasing from a pool and stop its agents")
     .description("stop leasing from a pool and stop its agents (waits until they have stopped)")
-    .argument("<pool>", "pool name", parsePoolName)
+    .argument("<pool>", "pool name", parser("parsePoolName"))
     .option("--revoke-leases", "end current leases now instead of waiting for them")
     .option("--json", "the reply as one line of JSON")
     .action(async (name: string, opts: { revokeLeases?: boolean; json?: boolean }, cmd: Command) => {

@@ -1,10 +1,10 @@
 import type { NatsConnection } from "@nats-io/nats-core";
 import { connectNats } from "../nats/connect.ts";
-import { EventStore } from "../store/event-store.ts";
+import type { EventStore } from "../store/event-store.ts";
 import { CliError, EXIT } from "./exit.ts";
 
 /**
- * The CLI promises an answer within 3 s when NATS is down. Node + tsx start-up takes ~0.5 s and
+ * The CLI promises an answer within 3 s when NATS is down. Start-up takes ~0.5 s through tsx and
  * connectNats adds 250 ms of slack to its timeout, so 1.5 s leaves room on a slow machine.
  */
 export const CONNECT_TIMEOUT_MS = 1_500;
@@ -35,6 +35,8 @@ export async function withStore<T>(opts: SessionOptions, fn: (store: EventStore)
 }
 
 async function openStore(nc: NatsConnection, url: string): Promise<EventStore> {
+  // Imported here: the pool commands share this module's timeout but not the store (nor zod).
+  const { EventStore } = await import("../store/event-store.ts");
   try {
     return await EventStore.open(nc);
   } catch (err) {

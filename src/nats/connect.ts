@@ -1,5 +1,4 @@
 import type { NatsConnection } from "@nats-io/nats-core";
-import { connect } from "@nats-io/transport-node";
 
 export const DEFAULT_NATS_URL = "nats://127.0.0.1:4222";
 
@@ -32,6 +31,9 @@ export async function connectNats(url: string, opts: ConnectOptions = {}): Promi
   const timeoutMs = opts.timeoutMs ?? 2_000;
   let timer: NodeJS.Timeout | undefined;
   try {
+    // Loaded here, not at the top: the CLI imports this module for natsUrl and the error class,
+    // and `corral --help` must not pay for the NATS client.
+    const { connect } = await import("@nats-io/transport-node");
     const attempt = connect({
       servers: url,
       name: opts.name ?? "corral",
