@@ -13,17 +13,10 @@ import {
   LABEL_POOL,
 } from "../src/runtime/labels.ts";
 import type { CreateSpec } from "../src/runtime/types.ts";
-import { dockerAvailable, removeByInstance, testImage, warnSkipped } from "./helpers/docker.ts";
-import { runtimeConformance, waitUntil } from "./helpers/runtime-conformance.ts";
+import { dockerSkip, removeByInstance, testImage } from "./helpers/docker.ts";
+import { IGNORES_TERM_JS, runtimeConformance, WAIT_MS, waitUntil } from "./helpers/runtime-conformance.ts";
 
-const available = await dockerAvailable();
-const skip = available.ok ? false : `no docker engine: ${available.reason}`;
-if (!available.ok) warnSkipped(available.reason);
-
-// Counted as a skipped test in the summary, not just a skipped suite.
-it("docker engine is reachable", { skip }, () => {});
-
-describe("docker runtime", { skip }, () => {
+describe("docker runtime", { skip: await dockerSkip() }, () => {
   const docker = dockerClient();
   const open = async (instance: string) => {
     await testImage(docker); // imported once, before the first agent needs it
@@ -37,10 +30,7 @@ describe("docker runtime", { skip }, () => {
     open,
     hello: () => helloAgentTemplate("docker"),
     sleep: () => ({ image: NODE_IMAGE, command: SLEEP }),
-    ignoresTerm: () => ({
-      image: NODE_IMAGE,
-      command: nodeScript("process.on('SIGTERM', () => {}); setInterval(() => {}, 1 << 30)"),
-    }),
+    ignoresTerm: () => ({ image: NODE_IMAGE, command: nodeScript(IGNORES_TERM_JS) }),
     killFromOutside: async (inst) => {
       await docker.getContainer(inst.id).kill({ signal: "SIGKILL" });
     },
@@ -187,13 +177,13 @@ describe("docker runtime", { skip }, () => {
         (watcher as unknown as { stream?: { destroy(): void } }).stream?.destroy();
         const inst = await rt.create(spec("during-the-gap"));
         await rt.start(inst.id);
-        await waitUntil(() => watcher.isRunning(inst.id), 3000, "the watcher to see it running");
+        await waitUntil(() => watcher.isRunning(inst.id), WAIT_MS, "the watcher to see it running");
         assert.ok(
           seen.some((e) => e.startsWith("start") && e.endsWith(inst.id)),
           `events: ${seen}`,
         );
         await docker.getContainer(inst.id).kill();
-        await waitUntil(() => !watcher.isRunning(inst.id), 3000, "live events again after the reconnect");
+        await waitUntil(() => !watcher.isRunning(inst.id), WAIT_MS, "live events again after the reconnect");
         await rt.remove(inst.id);
       } finally {
         sub.close();
@@ -210,13 +200,13 @@ describe("docker runtime", { skip }, () => {
       try {
         const inst = await rt.create(spec("behind-its-back"));
         await rt.start(inst.id);
-        await waitUntil(() => blind.isRunning(inst.id), 3000, "the re-list to show it running");
+        await waitUntil(() => blind.isRunning(inst.id), WAIT_MS, "the re-list to show it running");
         await docker.getContainer(inst.id).kill();
-        await waitUntil(() => !blind.isRunning(inst.id), 3000, "the re-list to show it dead");
+        await waitUntil(() => !blind.isRunning(inst.id), WAIT_MS, "the re-list to show it dead");
         await rt.remove(inst.id);
         await waitUntil(
           () => seen.includes("destroy(reconciled)"),
-          3000,
+          WAIT_MS,
           `a reconciled destroy (seen: ${seen})`,
         );
         // A re-list may also fall between create and start ("create(reconciled)" first).

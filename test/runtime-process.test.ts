@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { RuntimeError } from "../src/runtime/errors.ts";
@@ -10,9 +9,10 @@ import { isAlive, readProcStat } from "../src/runtime/proc.ts";
 import { ProcessRuntime } from "../src/runtime/process.ts";
 import type { ProcessRecord } from "../src/runtime/process-state.ts";
 import type { CreateSpec } from "../src/runtime/types.ts";
-import { runtimeConformance, waitUntil } from "./helpers/runtime-conformance.ts";
+import { IGNORES_TERM_JS, runtimeConformance, WAIT_MS, waitUntil } from "./helpers/runtime-conformance.ts";
+import { tempDir, trackProcess } from "./helpers/teardown.ts";
 
-const root = mkdtempSync(join(tmpdir(), "corral-test-process-"));
+const root = tempDir("process-");
 const stateDirOf = (instance: string) => join(root, instance);
 
 /** Kills what a test instance left running (liveness-checked, never a bare pid) and its files. */
@@ -28,8 +28,6 @@ function cleanup(instance: string): void {
   rmSync(stateDirOf(instance), { recursive: true, force: true });
 }
 
-after(() => rmSync(root, { recursive: true, force: true }));
-
 describe("process runtime", () => {
   runtimeConformance({
     name: "process runtime",
@@ -40,7 +38,7 @@ describe("process runtime", () => {
     },
     hello: () => helloAgentTemplate("process"),
     sleep: () => ({ command: ["sleep", "1000"] }),
-    ignoresTerm: () => ({ command: ["sh", "-c", "trap '' TERM; sleep 1000"] }),
+    ignoresTerm: () => ({ command: [process.execPath, "-e", IGNORES_TERM_JS] }),
     killFromOutside: async (inst) => {
       process.kill(-(inst.pid as number), "SIGKILL");
     },
@@ -89,7 +87,7 @@ describe("process runtime", () => {
       const stat = readProcStat(running.pid);
       assert.equal(stat?.pgrp, running.pid, "leader of its own group");
       const rec = rt.state.read(inst.id) as ProcessRecord;
-      await waitUntil(() => readFileSync(rec.logPath, "utf8").includes("env-check"), 3000, "the log line");
+      await waitUntil(() => readFileSync(rec.logPath, "utf8").includes("env-check"), WAIT_MS, "the log line");
       assert.equal(
         readFileSync(rec.logPath, "utf8").trim(),
         `t spec env-check ${join(stateDirOf(instance), "work", "env-check")}`,
@@ -114,7 +112,7 @@ describe("process runtime", () => {
       writeFileSync(join(rt.state.instancesDir, `${inst.id}.json`), JSON.stringify(forged));
       assert.equal((await rt.inspect(inst.id))?.state, "exited");
       assert.equal((await rt.inspect(inst.id))?.pid, undefined);
-      await waitUntil(() => rt.isRunning(inst.id) === false, 1000, "isRunning false");
+      await waitUntil(() => rt.isRunning(inst.id) === false, WAIT_MS, "isRunning false");
       await rt.stop(inst.id, 100); // must not signal us (we would die of SIGTERM here)
       await rt.remove(inst.id);
       assert.equal(isAlive(process.pid), true);
@@ -133,7 +131,7 @@ describe("process runtime", () => {
     it("stats read the agent's group from /proc", async () => {
       const inst = await rt.create(spec("stats", ["sh", "-c", "sleep 1000 & sleep 1000 & wait"]));
       await rt.start(inst.id);
-      await waitUntil(async () => ((await rt.stats(inst.id))?.pids ?? 0) >= 3, 3000, "sh + two sleeps");
+      await waitUntil(async () => ((await rt.stats(inst.id))?.pids ?? 0) >= 3, WAIT_MS, "sh + two sleeps");
       const s = await rt.stats(inst.id);
       assert.ok((s?.memoryBytes ?? 0) > 0);
       await rt.stop(inst.id, 500);
@@ -153,11 +151,12 @@ describe("process runtime", () => {
           stdio: "ignore",
         });
         c.unref();
+        trackProcess(c, `agent process ${id}`, { signal: "SIGKILL", group: true });
         return c.pid as number;
       };
       const stray = spawnLike(inst.id);
       const orphan = spawnLike("p-no-such-record");
-      await waitUntil(() => isAlive(stray) && isAlive(orphan), 2000, "both processes");
+      await waitUntil(() => isAlive(stray) && isAlive(orphan), WAIT_MS, "both processes");
       assert.equal(rt.state.read(inst.id)?.state, "created");
       const next = new ProcessRuntime({ instance, stateDir: stateDirOf(instance), pollMs: 200 });
       await next.ready();
@@ -168,7 +167,7 @@ describe("process runtime", () => {
         await next.start(inst.id); // what the resumed start step does: nothing, it runs
         assert.equal((await next.inspect(inst.id))?.pid, stray);
         assert.equal(membersOf(stray).length, 1);
-        await waitUntil(() => !isAlive(orphan), 2000, "the orphan killed");
+        await waitUntil(() => !isAlive(orphan), WAIT_MS, "the orphan killed");
         await next.remove(inst.id);
         assert.equal(isAlive(stray), false);
       } finally {
@@ -181,9 +180,9 @@ describe("process runtime", () => {
       const inst = await rt.create(spec("leftovers", ["sh", "-c", "(trap '' TERM; exec sleep 1000) & wait"]));
       await rt.start(inst.id);
       const pid = (await rt.inspect(inst.id))?.pid as number;
-      await waitUntil(() => membersOf(pid).length >= 2, 3000, "the background sleep");
+      await waitUntil(() => membersOf(pid).length >= 2, WAIT_MS, "the background sleep");
       await rt.stop(inst.id, 1000);
-      await waitUntil(() => membersOf(pid).length === 0, 2000, "the whole group to be gone");
+      await waitUntil(() => membersOf(pid).length === 0, WAIT_MS, "the whole group to be gone");
       await rt.remove(inst.id);
     });
   });

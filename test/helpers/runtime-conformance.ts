@@ -22,13 +22,23 @@ export interface ConformanceHarness {
   hello(): AgentTemplate;
   /** `sleep 1000` (dies on SIGTERM only if something delivers it: docker needs --init). */
   sleep(): AgentTemplate;
-  /** A shell that ignores SIGTERM (and so does its `sleep`): only SIGKILL ends it. */
+  /** Ignores SIGTERM, then answers HTTP on CORRAL_PORT_A (so a test can wait for it): only SIGKILL ends it. */
   ignoresTerm(): AgentTemplate;
   /** Kill the agent with SIGKILL behind the runtime's back (`docker kill`, kill(-pgid)). */
   killFromOutside(inst: RuntimeInstance): Promise<void>;
   /** Remove everything labelled with this instance; called once at the end. */
   cleanup(instance: string): Promise<void>;
 }
+
+/** Node code for `ignoresTerm`: SIGTERM ignored first, then HTTP on CORRAL_PORT_A says it is so. */
+export const IGNORES_TERM_JS =
+  "process.on('SIGTERM', () => {}); require('node:http').createServer((_, res) => res.end('ok')).listen(process.env.CORRAL_PORT_A)";
+
+/**
+ * How long a condition may take before a wait gives up: a bound for a loaded 2-core machine (a
+ * container start there can take seconds), not a speed claim — a passing wait returns at once.
+ */
+export const WAIT_MS = 20_000;
 
 /** Events of one subscription, with a bounded wait for the one you expect. */
 export class EventLog {
@@ -43,7 +53,7 @@ export class EventLog {
     });
   }
 
-  waitFor(pred: (e: RuntimeEvent) => boolean, timeoutMs = 5000, what = "event"): Promise<RuntimeEvent> {
+  waitFor(pred: (e: RuntimeEvent) => boolean, timeoutMs = WAIT_MS, what = "event"): Promise<RuntimeEvent> {
     const found = this.events.find(pred);
     if (found) return Promise.resolve(found);
     return new Promise((resolve, reject) => {
@@ -104,7 +114,7 @@ export function freePort(): Promise<number> {
 export async function httpGet(
   port: number,
   path = "/",
-  timeoutMs = 8000,
+  timeoutMs = WAIT_MS,
 ): Promise<{ status: number; body: string }> {
   const until = Date.now() + timeoutMs;
   let last: unknown;
@@ -176,8 +186,8 @@ export function runtimeConformance(h: ConformanceHarness): void {
       assert.equal(rt.isRunning(inst.id), false);
 
       await rt.start(inst.id);
-      await log.waitFor((e) => e.type === "start" && e.id === inst.id, 5000, "start event");
-      await waitUntil(() => rt.isRunning(inst.id), 3000, "isRunning");
+      await log.waitFor((e) => e.type === "start" && e.id === inst.id, WAIT_MS, "start event");
+      await waitUntil(() => rt.isRunning(inst.id), WAIT_MS, "isRunning");
       assert.equal((await rt.inspect(inst.id))?.state, "running");
       const res = await httpGet(port, "/");
       assert.equal(res.status, 200);
@@ -196,9 +206,9 @@ export function runtimeConformance(h: ConformanceHarness): void {
       assert.equal((await httpGet(port, "/healthz")).status, 200);
 
       await rt.stop(inst.id);
-      const die = await log.waitFor((e) => e.type === "die" && e.id === inst.id, 5000, "die event");
+      const die = await log.waitFor((e) => e.type === "die" && e.id === inst.id, WAIT_MS, "die event");
       assert.equal(die.exitCode, 0, "hello-agent exits 0 on SIGTERM");
-      await log.waitFor((e) => e.type === "stop" && e.id === inst.id, 5000, "stop event");
+      await log.waitFor((e) => e.type === "stop" && e.id === inst.id, WAIT_MS, "stop event");
       assert.equal(rt.isRunning(inst.id), false);
       const stopped = await rt.inspect(inst.id);
       assert.equal(stopped?.state, "exited");
@@ -206,38 +216,40 @@ export function runtimeConformance(h: ConformanceHarness): void {
       await rt.stop(inst.id); // idempotent
 
       await rt.remove(inst.id);
-      await log.waitFor((e) => e.type === "destroy" && e.id === inst.id, 5000, "destroy event");
+      await log.waitFor((e) => e.type === "destroy" && e.id === inst.id, WAIT_MS, "destroy event");
       assert.deepEqual(await rt.list(), []);
       assert.equal(await rt.inspect(inst.id), null);
       await rt.remove(inst.id); // idempotent: unknown id is fine
       log.close();
     });
 
-    it("sleep 1000 ends on SIGTERM at once (docker: --init delivers it), exit 143", async () => {
+    it("sleep 1000 ends on SIGTERM, well within the grace (docker: --init delivers it), exit 143", async () => {
       const rt = await open();
       const inst = await rt.create(spec("sleeper", h.sleep()));
       await rt.start(inst.id);
-      await waitUntil(() => rt.isRunning(inst.id), 3000, "isRunning");
+      await waitUntil(() => rt.isRunning(inst.id), WAIT_MS, "isRunning");
       const t0 = Date.now();
-      await rt.stop(inst.id, 10_000);
+      await rt.stop(inst.id, 60_000);
       const took = Date.now() - t0;
-      assert.ok(took < 3000, `stop took ${took} ms with a 10 s grace: SIGTERM was not delivered`);
+      // Undelivered, SIGTERM would leave it to the SIGKILL after 60 s (and exit 137).
+      assert.ok(took < 30_000, `stop took ${took} ms with a 60 s grace: SIGTERM was not delivered`);
       assert.equal((await rt.inspect(inst.id))?.exitCode, 143, "died of SIGTERM, not SIGKILL");
       assert.equal(rt.isRunning(inst.id), false);
       await rt.remove(inst.id);
     });
 
-    it("an agent that ignores SIGTERM is SIGKILLed after the grace (within grace + 1 s), exit 137", async () => {
+    it("an agent that ignores SIGTERM is SIGKILLed after the grace it is given, exit 137", async () => {
       const rt = await open();
-      const inst = await rt.create(spec("stubborn", h.ignoresTerm()));
+      const port = await freePort();
+      // Its template's grace is 60 s: a stop that took that one, not the 1 s given, shows.
+      const inst = await rt.create(spec("stubborn", { ...h.ignoresTerm(), stopGraceMs: 60_000 }, [port]));
       await rt.start(inst.id);
-      await waitUntil(() => rt.isRunning(inst.id), 3000, "isRunning");
-      await new Promise((r) => setTimeout(r, 300)); // let the shell install its trap
+      await httpGet(port); // it answers once it ignores SIGTERM
       const t0 = Date.now();
       await rt.stop(inst.id, 1000);
       const took = Date.now() - t0;
       assert.ok(took >= 900, `stop took ${took} ms: the grace was not honoured`);
-      assert.ok(took < 2000, `stop took ${took} ms: more than grace + 1 s`);
+      assert.ok(took < 30_000, `stop took ${took} ms: the template's 60 s grace, not the 1 s given`);
       assert.equal((await rt.inspect(inst.id))?.exitCode, 137);
       await rt.remove(inst.id);
     });
@@ -254,7 +266,7 @@ export function runtimeConformance(h: ConformanceHarness): void {
       assert.equal((await rt.inspect(inst.id))?.state, "created");
       await rt.remove(inst.id);
       assert.deepEqual(await rt.list({ agentId: "never-started" }), []);
-      await log.waitFor((e) => e.type === "destroy" && e.id === inst.id, 5000, "destroy event");
+      await log.waitFor((e) => e.type === "destroy" && e.id === inst.id, WAIT_MS, "destroy event");
       log.close();
     });
 
@@ -263,13 +275,13 @@ export function runtimeConformance(h: ConformanceHarness): void {
       const log = new EventLog(rt);
       const inst = await rt.create(spec("victim", h.sleep()));
       await rt.start(inst.id);
-      await waitUntil(() => rt.isRunning(inst.id), 3000, "isRunning");
+      await waitUntil(() => rt.isRunning(inst.id), WAIT_MS, "isRunning");
       const running = await rt.inspect(inst.id);
       assert.ok(running?.pid, "a running agent has a pid");
       await h.killFromOutside(running);
-      const die = await log.waitFor((e) => e.type === "die" && e.id === inst.id, 5000, "die event");
+      const die = await log.waitFor((e) => e.type === "die" && e.id === inst.id, WAIT_MS, "die event");
       assert.equal(die.exitCode, 137);
-      await waitUntil(() => !rt.isRunning(inst.id), 2000, "isRunning to turn false");
+      await waitUntil(() => !rt.isRunning(inst.id), WAIT_MS, "isRunning to turn false");
       assert.equal((await rt.inspect(inst.id))?.state, "exited");
       await rt.remove(inst.id);
       log.close();
@@ -282,7 +294,7 @@ export function runtimeConformance(h: ConformanceHarness): void {
       const b = await first.create(spec("adopted-victim", h.sleep()));
       await first.start(a.id);
       await first.start(b.id);
-      await waitUntil(() => first.isRunning(a.id) && first.isRunning(b.id), 3000, "both running");
+      await waitUntil(() => first.isRunning(a.id) && first.isRunning(b.id), WAIT_MS, "both running");
       await first.close(); // the daemon goes away; agents must not
 
       assert.equal(
@@ -306,8 +318,8 @@ export function runtimeConformance(h: ConformanceHarness): void {
       const bNow = await second.inspect(b.id);
       assert.ok(bNow?.pid);
       await h.killFromOutside(bNow);
-      await log.waitFor((e) => e.type === "die" && e.id === b.id, 5000, "die of the adopted agent");
-      await waitUntil(() => !second.isRunning(b.id), 2000, "isRunning(b) false");
+      await log.waitFor((e) => e.type === "die" && e.id === b.id, WAIT_MS, "die of the adopted agent");
+      await waitUntil(() => !second.isRunning(b.id), WAIT_MS, "isRunning(b) false");
 
       await second.stop(a.id);
       assert.equal(second.isRunning(a.id), false);
