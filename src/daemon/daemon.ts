@@ -49,7 +49,8 @@ export class Daemon {
     try {
       const dockerReason = await dockerUnavailableReason();
       const docker = dockerReason === undefined ? dockerClient() : undefined;
-      const pools = await resolvePools(config, opts.configFile, { docker, dockerReason, log });
+      const warn = (line: string) => log.warn(line);
+      const pools = await resolvePools(config, opts.configFile, { docker, dockerReason, warn });
       const stateDir = resolve(config.stateDir);
       runtimes.process = await createRuntime("process", {
         instance: config.instance,

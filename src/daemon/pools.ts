@@ -2,7 +2,6 @@ import type Docker from "dockerode";
 import { ConfigError } from "../config/load.ts";
 import type { FileConfig, PoolSpec } from "../config/schema.ts";
 import { type PoolConfig, poolConfigSchema } from "../events/pool.ts";
-import type { Logger } from "../log.ts";
 import { ensureNodeImage, helloAgentTemplate } from "../runtime/index.ts";
 import type { RuntimeKind } from "../runtime/types.ts";
 
@@ -12,7 +11,7 @@ export interface RuntimeAvailability {
   /** Why there is none, for the error message. */
   dockerReason?: string;
   /** Says (once) which "auto" pools run as processes because the built-in image cannot be made. */
-  log?: Logger;
+  warn?: (line: string) => void;
 }
 
 /** Resolves "auto", fills in the built-in agent, and normalises a pool as its events store it. */
@@ -54,7 +53,7 @@ export async function resolvePools(
     out[name] = normalise(spec, runtime, template);
   }
   if (fellBack.length > 0) {
-    env.log?.warn(`${await image}; agents of pool ${fellBack.join(", ")} run as local processes`);
+    env.warn?.(`${await image}; agents of pool ${fellBack.join(", ")} run as local processes`);
   }
   if (issues.length > 0) throw new ConfigError(file, issues);
   return out;

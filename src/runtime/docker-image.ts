@@ -1,16 +1,18 @@
 import { dirname } from "node:path";
 import { Readable } from "node:stream";
 import type Docker from "dockerode";
+import { AGENTS_IN_IMAGE, agentFiles, agentsDigest } from "./builtin-agents.ts";
 import { engineMessage, RuntimeError, statusOf } from "./errors.ts";
 import { hostNodeFiles, NODE_IN_IMAGE, type NodeFiles, nodeRootfs } from "./node-rootfs.ts";
 import { tarChunks } from "./tar.ts";
 
 /**
  * The image corral runs its built-in agent in, and the tests their containers: this host's own
- * Node and the libraries it loads, nothing else (no shell, no package manager, no pull). Tagged
- * with the Node version, so a new Node on the host makes a new image.
+ * Node and the libraries it loads, plus corral's agents (src/agents) — no shell, no package
+ * manager, no pull. Tagged with the Node version and a digest of the agents, so a new Node or a
+ * changed agent makes a new image.
  */
-export const NODE_IMAGE = `corral/node:${process.versions.node}-local`;
+export const NODE_IMAGE = `corral/node:${process.versions.node}-local-${agentsDigest()}`;
 
 /** A command for a container of NODE_IMAGE: `node -e <script>` (there is no shell to ask). */
 export function nodeScript(script: string): string[] {
@@ -70,7 +72,8 @@ async function buildIfMissing(docker: Docker, name: string): Promise<string> {
   }
   const [repo, tag = "latest"] = splitTag(name);
   const libDirs = [...new Set(files.libs.map((l) => dirname(l)))];
-  const stream = await docker.importImage(Readable.from(tarChunks(nodeRootfs(files))), {
+  const agents = agentFiles().map((f) => ({ path: `${AGENTS_IN_IMAGE}/${f.name}`, data: f.data }));
+  const stream = await docker.importImage(Readable.from(tarChunks(nodeRootfs(files, agents))), {
     repo,
     tag,
     changes: [

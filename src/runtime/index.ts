@@ -6,11 +6,12 @@ import { RuntimeError } from "./errors.ts";
 import { ProcessRuntime } from "./process.ts";
 import type { Runtime, RuntimeKind } from "./types.ts";
 
+export { HELLO_AGENT_PATH } from "./builtin-agents.ts";
 export { detectDocker, dockerClient, dockerUnavailableReason } from "./detect.ts";
 export { DockerRuntime, type DockerRuntimeOptions } from "./docker.ts";
 export { ensureNodeImage, NODE_IMAGE, nodeScript, SLEEP } from "./docker-image.ts";
 export { RuntimeError, type RuntimeErrorCode } from "./errors.ts";
-export { HELLO_AGENT_PATH, helloAgentTemplate } from "./hello.ts";
+export { helloAgentTemplate } from "./hello.ts";
 export {
   containerName,
   DEFAULT_STOP_GRACE_MS,

@@ -54,9 +54,13 @@ export function mappedLibs(maps: string, executable: string): string[] {
 /**
  * The image's filesystem: node at NODE_IN_IMAGE, each library at its host path with the names
  * it is known by (soname symlinks in its directory), the loader at the path the binary asks for,
- * /tmp and a passwd with root. Files are read one at a time as the archive is written.
+ * /tmp, a passwd with root, and `extra` files (read-only). Files are read one at a time as the
+ * archive is written.
  */
-export function* nodeRootfs(files: NodeFiles): Generator<TarEntry> {
+export function* nodeRootfs(
+  files: NodeFiles,
+  extra: { path: string; data: Buffer }[] = [],
+): Generator<TarEntry> {
   const dirs = new Set<string>();
   function* dir(path: string): Generator<TarEntry> {
     const rel = path.replace(/^\/+/, "");
@@ -96,6 +100,10 @@ export function* nodeRootfs(files: NodeFiles): Generator<TarEntry> {
   if (interp && !placed.has(interp)) {
     yield* dir(dirname(interp));
     yield { type: "symlink", path: interp.replace(/^\/+/, ""), target: realpathSync(interp) };
+  }
+  for (const f of extra) {
+    yield* dir(dirname(f.path));
+    yield file(f.path, f.data, 0o444);
   }
 }
 
