@@ -20,7 +20,8 @@ async function typesOf(store: EventStore, ref: AggregateRef): Promise<string[]> 
   return (await store.readAggregate(ref)).map((r) => r.event?.type ?? "?");
 }
 
-async function until(cond: () => boolean | Promise<boolean>, ms = 5_000): Promise<void> {
+// A bound for a loaded machine, not a speed claim: a met condition returns at once.
+async function until(cond: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
   const end = Date.now() + ms;
   while (!(await cond())) {
     if (Date.now() > end) throw new Error("condition not met in time");
@@ -194,7 +195,11 @@ describe("actor host against a real nats-server", () => {
     const ref: AggregateRef = { kind: "command", id: "recover-1" };
     const doneRef: AggregateRef = { kind: "command", id: "recover-done" };
     const first = newHost();
-    await first.send(ref, create({ maxRetries: 0, timeouts: { pending: 10_000, sent: 300, acked: 300 } }));
+    // Long enough that the first host's timer cannot fire before its "crash", even on a loaded machine.
+    await first.send(
+      ref,
+      create({ maxRetries: 0, timeouts: { pending: 10_000, sent: 2_000, acked: 2_000 } }),
+    );
     await first.send(ref, { type: "CommandSent", data: { attempt: 1 } });
     await first.send(doneRef, create());
     await first.send(doneRef, { type: "CommandCancelled", data: { reason: "test" } });

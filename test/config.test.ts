@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { before, describe, it } from "node:test";
 import { stringify } from "yaml";
 import { ConfigError, loadConfig } from "../src/config/load.ts";
 import { corral } from "./helpers/cli.ts";
 import { startTestNats, type TestNats } from "./helpers/nats.ts";
+import { tempDir } from "./helpers/teardown.ts";
 
 /** Each bad file, and the one line its error must contain: the field path and what is wrong. */
 const BAD: [name: string, body: string, expected: string][] = [
@@ -63,9 +63,8 @@ const BAD: [name: string, body: string, expected: string][] = [
 describe("corral.yaml validation", () => {
   let dir: string;
   before(() => {
-    dir = mkdtempSync(join(tmpdir(), "corral-config-"));
+    dir = tempDir("config-");
   });
-  after(() => rmSync(dir, { recursive: true, force: true }));
 
   const file = (name: string, body: string) => {
     const path = join(dir, `${name.replace(/\W+/g, "-")}.yaml`);
@@ -124,13 +123,12 @@ describe("corral.yaml validation", () => {
     assert.deepEqual(a.ports, { low: 8000, high: 8009, perAgent: 2, hostUrl: "http://h" });
   });
 
-  it("`corral up` with a bad file exits 2 at once, naming the field, before touching NATS", async () => {
+  it("`corral up` with a bad file exits 2, naming the field, before touching NATS", async () => {
     const path = file("cli", stringify({ pools: { a: { min: 4, max: 2 } } }));
-    // A NATS URL nobody answers on: a config error must come first, and fast.
+    // A NATS URL nobody answers on: touched first, it would exit 3 (not reachable), not 2.
     const r = await corral(["up", "--config", path], { NATS_URL: "nats://127.0.0.1:1" });
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /pools\.a\.min: min \(4\) must be <= max \(2\)/);
-    assert.ok(r.ms < 5_000, `took ${r.ms} ms`);
   });
 });
 
@@ -139,11 +137,7 @@ describe("corral up: runtime availability is checked against the config", () => 
   let dir: string;
   before(async () => {
     t = await startTestNats();
-    dir = mkdtempSync(join(tmpdir(), "corral-config-rt-"));
-  });
-  after(async () => {
-    await t.cleanup();
-    rmSync(dir, { recursive: true, force: true });
+    dir = tempDir("config-rt-");
   });
 
   it("a docker pool with no engine is a usage error naming the pool's runtime field", async () => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { createServer } from "node:net";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import {
   bindProbe,
   PortAllocationCancelledError,
@@ -15,13 +15,9 @@ import {
   portLetter,
   portUrls,
 } from "../src/ports/index.ts";
+import { trackProcess } from "./helpers/teardown.ts";
 
 // ---- helpers: real sockets only ------------------------------------------------------------
-
-const children: ChildProcess[] = [];
-after(() => {
-  for (const c of children) c.kill("SIGKILL");
-});
 
 const range = (low: number, size: number): PortRange => ({ low, high: low + size - 1 });
 
@@ -50,7 +46,7 @@ async function holdPorts(binds: Array<[port: number, host: string]>): Promise<Ch
   const child = spawn(process.execPath, ["-e", script, JSON.stringify(binds)], {
     stdio: ["ignore", "pipe", "inherit"],
   });
-  children.push(child);
+  trackProcess(child, "port holder", { signal: "SIGKILL" });
   await new Promise<void>((resolve, reject) => {
     child.stdout?.once("data", () => resolve());
     child.once("exit", (code) => reject(new Error(`port holder exited early (${code})`)));

@@ -169,7 +169,8 @@ describe("event store against a real nats-server", () => {
         const seen = await Promise.race([
           read,
           new Promise<never>((_, reject) =>
-            setTimeout(() => reject(new Error(`read ${i} did not end`)), 3_000),
+            // A read that missed its end would wait for the 60 s stall: 20 s tells the two apart.
+            setTimeout(() => reject(new Error(`read ${i} did not end`)), 20_000),
           ),
         ]);
         for (let q = from; q <= before; q++) {
@@ -187,13 +188,14 @@ describe("event store against a real nats-server", () => {
     const ref: AggregateRef = { kind: "command", id: "follow-1" };
     const ac = new AbortController();
     const seen: string[] = [];
+    // From the next sequence, not "new from whenever the consumer starts": no head start to wait for.
+    const fromSeq = (await store.lastSeq()) + 1;
     const done = (async () => {
-      for await (const r of store.follow({ filter: eventSubject(ref) }, ac.signal)) {
+      for await (const r of store.follow({ filter: eventSubject(ref), fromSeq }, ac.signal)) {
         seen.push(r.event?.type ?? "?");
         if (seen.length === 2) ac.abort();
       }
     })();
-    await new Promise((r) => setTimeout(r, 100));
     const { lastSeq } = await store.append(ref, [created(ref)], 0);
     await store.append(ref, [makeEvent(ref, "CommandSent", { attempt: 1 })], lastSeq);
     await done;
