@@ -12,8 +12,8 @@ export const RUN_LABEL = "corral.test-run";
 const ROOT_PREFIX = "corral-test-run-";
 
 /** Starts a run: its id, its temp root, and the environment every child must inherit. */
-export function startRun() {
-  sweepDeadRuns();
+export async function startRun() {
+  await sweepDeadRuns();
   const root = mkdtempSync(join(tmpdir(), `${ROOT_PREFIX}${process.pid}-`));
   shareTsxCache(tmpdir(), root);
   const id = root.slice(root.lastIndexOf(ROOT_PREFIX) + ROOT_PREFIX.length);
@@ -27,7 +27,7 @@ export function startRun() {
 export async function finishRun(run) {
   const procs = await settled(() => markedProcesses({ env: `${RUN_ENV}=${run.id}`, tmpRoot: run.root }));
   for (const p of procs) kill(p.pid);
-  const containers = await markedContainers(run.id);
+  const containers = await removeContainers(`${RUN_LABEL}=${run.id}`);
   rmSync(run.root, { recursive: true, force: true });
   const lines = [
     ...procs.map((p) => `process ${p.pid}: ${p.argv.join(" ").slice(0, 200)}`),
@@ -110,24 +110,27 @@ export async function settled(find) {
   return found;
 }
 
-/** Removes the run's containers (by label); names them. No engine answering: there are none. */
-async function markedContainers(id) {
-  let docker;
+/**
+ * Removes the containers with `label` (key or key=value) that `pick` selects, and names them. No
+ * engine there: there are none. One that does not answer is named too — it may hide some.
+ */
+async function removeContainers(label, pick = () => true) {
   try {
     const { default: Docker } = await import("dockerode");
-    docker = new Docker();
-    const rows = await withTimeout(
-      docker.listContainers({ all: true, filters: { label: [`${RUN_LABEL}=${id}`] } }),
-      15_000,
+    const docker = new Docker();
+    const listed = await withTimeout(
+      docker.listContainers({ all: true, filters: { label: [label] } }),
+      30_000,
     );
+    const rows = listed.filter(pick);
     await Promise.all(rows.map((r) => docker.getContainer(r.Id).remove({ force: true, v: true })));
     return rows.map(
       (r) =>
         `${(r.Names[0] ?? r.Id).replace(/^\//, "")} (${r.Image}, ${r.State}, instance ${r.Labels["corral.instance"]})`,
     );
   } catch (err) {
-    if (/ENOENT|ECONNREFUSED|timed out/.test(String(err))) return [];
-    return [`(could not list or remove containers labelled ${RUN_LABEL}=${id}: ${err.message ?? err})`];
+    if (/ENOENT|ECONNREFUSED/.test(String(err))) return [];
+    return [`(could not list or remove the containers labelled ${label}: ${err.message ?? err})`];
   }
 }
 
@@ -141,18 +144,26 @@ function withTimeout(promise, ms) {
   ]).finally(() => clearTimeout(timer));
 }
 
-/** What earlier runs left when their runner was killed before it could clean up (pid in the name). */
-function sweepDeadRuns() {
+/**
+ * What earlier runs left when their runner was killed before it could clean up: their runner's pid
+ * is in their temp root's name and their run id, and no longer alive.
+ */
+async function sweepDeadRuns() {
   for (const name of readdirSync(tmpdir())) {
     const pid = Number(new RegExp(`^${ROOT_PREFIX}(\\d+)-`).exec(name)?.[1]);
     if (!pid || alive(pid)) continue;
     const root = join(tmpdir(), name);
     for (const p of markedProcesses({ tmpRoot: root })) {
-      if (kill(p.pid))
-        console.error(`killed process ${p.pid} of a killed earlier run: ${p.argv.join(" ").slice(0, 200)}`);
+      if (kill(p.pid)) console.error(`killed process ${p.pid} of a killed earlier run: ${p.argv.join(" ")}`);
     }
     rmSync(root, { recursive: true, force: true });
   }
+  const dead = (r) => {
+    const runner = Number(/^(\d+)-/.exec(r.Labels[RUN_LABEL] ?? "")?.[1]);
+    return runner > 0 && !alive(runner);
+  };
+  for (const c of await removeContainers(RUN_LABEL, dead))
+    console.error(`removed container ${c} of a killed earlier run`);
 }
 
 function alive(pid) {

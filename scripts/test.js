@@ -45,7 +45,7 @@ if (missing) {
 // A test that hangs fails after 3 minutes instead of holding CI up (override: --test-timeout=ms).
 const timeout = flags.some((f) => f.startsWith("--test-timeout")) ? [] : ["--test-timeout=180000"];
 // Everything the run starts is marked, so what it leaves can be found, killed and named after.
-const run = startRun();
+const run = await startRun();
 // CORRAL_FROM_SOURCE: the CLI the tests spawn runs these sources, never a build in dist/.
 const child = spawn(
   process.execPath,
