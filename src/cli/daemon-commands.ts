@@ -3,10 +3,11 @@ import { ConfigError } from "../config/load.ts";
 import { Daemon } from "../daemon/daemon.ts";
 import type { Logger } from "../log.ts";
 import { natsUrl } from "../nats/connect.ts";
-import { ensureNats } from "../nats/ensure.ts";
+import { type EnsuredNats, ensureNats } from "../nats/ensure.ts";
 import { colourEnabled, palette } from "./colour.ts";
 import { CliError, EXIT } from "./exit.ts";
 import type { Out } from "./output.ts";
+import { stopSignals } from "./stop-signals.ts";
 
 function load(file?: string) {
   try {
@@ -27,19 +28,6 @@ async function starting(opts: Parameters<typeof Daemon.start>[0]): Promise<Daemo
   }
 }
 
-/** Resolves on the first SIGINT/SIGTERM. */
-function interrupted(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const on = (sig: NodeJS.Signals) => {
-      process.off("SIGINT", on);
-      process.off("SIGTERM", on);
-      resolve(sig);
-    };
-    process.on("SIGINT", on);
-    process.on("SIGTERM", on);
-  });
-}
-
 /**
  * `corral up`: runs until SIGINT/SIGTERM, then stops serving and leaves the agents running —
  * the next `corral up` adopts them. `corral down` is what stops agents.
@@ -47,20 +35,25 @@ function interrupted(): Promise<NodeJS.Signals> {
 export async function up(opts: { config?: string; nats?: string; log: Logger }): Promise<void> {
   const { config, source } = load(opts.config);
   const url = opts.nats ?? (process.env.NATS_URL?.trim() || config.nats || natsUrl());
-  const daemon = await starting({
-    config,
-    configFile: source,
-    natsUrl: url,
-    log: opts.log,
-    connectWaitMs: 30_000,
-  });
-  const stopped = new Promise<void>((resolve) => {
-    // `corral down` over the API: the daemon already stopped its agents; exit once replied.
-    daemon.onDown = () => setTimeout(resolve, 50);
-  });
-  const how = await Promise.race([interrupted(), stopped.then(() => "down" as const)]);
-  opts.log.info({ how }, "stopping");
-  await daemon.stop({ stopAgents: false });
+  const signals = stopSignals(() => "Its agents keep running; the next `corral up` takes them over.");
+  try {
+    const daemon = await starting({
+      config,
+      configFile: source,
+      natsUrl: url,
+      log: opts.log,
+      connectWaitMs: 30_000,
+    });
+    const stopped = new Promise<void>((resolve) => {
+      // `corral down` over the API: the daemon already stopped its agents; exit once replied.
+      daemon.onDown = () => setTimeout(resolve, 50);
+    });
+    const how = await Promise.race([signals.requested, stopped.then(() => "down" as const)]);
+    opts.log.info({ how }, "stopping");
+    await daemon.stop({ stopAgents: false });
+  } finally {
+    signals.dispose();
+  }
 }
 
 /**
@@ -97,7 +90,9 @@ export async function down(opts: { config?: string; nats?: string; log: Logger; 
 
 /**
  * `npm start`: NATS (found or started), the daemon with the default pool, and its status live
- * on screen. Ctrl-C stops everything it started, agents included: nothing is left running.
+ * on screen. Ctrl-C stops everything it started, agents included, and the nats-server it
+ * started last (that one runs in a process group of its own, so the terminal's Ctrl-C does not
+ * reach it first). A Ctrl-C while starting stops everything once it has started.
  */
 export async function startLocal(opts: {
   nats?: string;
@@ -107,45 +102,68 @@ export async function startLocal(opts: {
   out: Out;
 }): Promise<void> {
   const { config, source } = load(opts.config);
-  const nats = await ensureNats({ url: opts.nats, dataDir: opts.dataDir, log: opts.log });
+  let nats: EnsuredNats | undefined;
+  const signals = stopSignals(() =>
+    [
+      nats?.started ? "Its nats-server stops by itself. " : "",
+      `Agents of instance "${config.instance}" may still run: the next \`npm start\` takes them over, `,
+      "and its Ctrl-C stops them.",
+    ].join(""),
+  );
   let daemon: Daemon | undefined;
   try {
+    nats = await ensureNats({ url: opts.nats, dataDir: opts.dataDir, log: opts.log });
     daemon = await starting({
       config: { ...config, stateDir: opts.dataDir },
       configFile: source,
       natsUrl: nats.url,
       log: opts.log,
     });
-    const stop = interrupted();
-    const c = palette(colourEnabled(process.stdout));
-    const tty = process.stdout.isTTY === true;
-    const pools = daemon.cp.poolNames();
-    const draw = async () => {
-      const lines = [c.bold(`corral is up · NATS ${nats.url} · Ctrl-C stops everything`)];
-      for (const pool of pools) lines.push(...renderStatus(await (daemon as Daemon).status(pool), c));
-      lines.push(
-        "",
-        c.dim(
-          `try:  npx corral acquire ${pools[0]}   then curl the URL it prints   ·   npx corral status --watch`,
-        ),
-      );
-      const text = lines.join("\n");
-      if (tty) opts.out.write(`\x1b[H\x1b[2J${text}\n`);
-      else if (text !== last) opts.out.write(`${text}\n`); // a log: only what changed
-      last = text;
-    };
-    let last = "";
-    const redraw = () => draw().catch((err: unknown) => opts.log.warn({ err }, "status failed"));
-    await redraw();
-    const timer = setInterval(redraw, 1_000);
-    await stop;
-    clearInterval(timer);
-    opts.out.write("\nstopping: closing pools and stopping agents…\n");
+    await showUntilStopped(daemon, nats.url, signals.requested, opts);
+    opts.out.write("\nstopping: closing pools and stopping agents… (Ctrl-C again exits at once)\n");
   } finally {
-    await daemon?.stop({ stopAgents: true });
-    await nats.stop();
+    try {
+      await daemon?.stop({ stopAgents: true });
+    } finally {
+      await nats?.stop();
+      signals.dispose();
+    }
   }
   opts.out.write("stopped; nothing left running\n");
+}
+
+/** The pools' status, redrawn every second until `stop` resolves. */
+async function showUntilStopped(
+  daemon: Daemon,
+  url: string,
+  stop: Promise<unknown>,
+  opts: { log: Logger; out: Out },
+): Promise<void> {
+  const c = palette(colourEnabled(process.stdout));
+  const tty = process.stdout.isTTY === true;
+  const pools = daemon.cp.poolNames();
+  let last = "";
+  const draw = async () => {
+    const lines = [c.bold(`corral is up · NATS ${url} · Ctrl-C stops everything`)];
+    for (const pool of pools) lines.push(...renderStatus(await daemon.status(pool), c));
+    lines.push(
+      "",
+      c.dim(
+        `try:  npx corral acquire ${pools[0]}   then curl the URL it prints   ·   npx corral status --watch`,
+      ),
+    );
+    const text = lines.join("\n");
+    if (tty) opts.out.write(`\x1b[H\x1b[2J${text}\n`);
+    else if (text !== last) opts.out.write(`${text}\n`); // a log: only what changed
+    last = text;
+  };
+  // One line, not a stack: this repeats every second while the trouble lasts.
+  const redraw = () =>
+    draw().catch((err: unknown) => opts.log.warn("status failed: %s", (err as Error).message));
+  await redraw();
+  const timer = setInterval(redraw, 1_000);
+  await stop;
+  clearInterval(timer);
 }
 
 type Status = Awaited<ReturnType<Daemon["status"]>>;

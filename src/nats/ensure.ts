@@ -85,7 +85,8 @@ export async function ensureNats(opts: EnsureNatsOptions = {}): Promise<EnsuredN
   const storeDir = join(dataDir, "nats");
   let server: NatsServer;
   try {
-    server = await NatsServer.start({ port, storeDir, logFile, binary: obtained.binary });
+    // ownGroup: Ctrl-C in the terminal reaches corral alone, which stops this server last.
+    server = await NatsServer.start({ port, storeDir, logFile, binary: obtained.binary, ownGroup: true });
   } catch (err) {
     throw new NatsUnreachableError(
       url,

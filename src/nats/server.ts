@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, openSync } from "node:fs";
-import { createConnection, createServer } from "node:net";
+import { createConnection, createServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { findNatsServer } from "./binary.ts";
 
@@ -11,8 +11,12 @@ export interface NatsServerOptions {
   storeDir: string;
   /** Write the server's log here instead of discarding it. */
   logFile?: string;
-  /** Leave running after this process exits (npm start keeps nothing; tests never set it). */
-  detached?: boolean;
+  /**
+   * Run in a process group of its own, so the Ctrl-C a terminal sends to our group does not reach
+   * it (`corral start` stops it last, after its agents), under a watchdog that stops it when this
+   * process exits in any way, SIGKILL included.
+   */
+  ownGroup?: boolean;
   binary?: string;
 }
 
@@ -49,6 +53,23 @@ process.once("exit", () => {
 });
 
 /**
+ * Stops `proc` (SIGTERM: JetStream flushes its store) once this process is gone. The watchdog is a
+ * shell in a group of its own reading a pipe from us: the kernel closes our end however we exit,
+ * its read returns, and it signals the server. It is ended with the server, so it never signals
+ * a pid the system has handed to someone else.
+ */
+function watch(proc: ChildProcess, pid: number): void {
+  const dog = spawn("/bin/sh", ["-c", `read _; kill -TERM ${pid}`], {
+    detached: true,
+    stdio: ["pipe", "ignore", "ignore"],
+  });
+  dog.on("error", () => {}); // no shell: the server is only stopped by us, as before
+  dog.unref();
+  (dog.stdin as Socket | null)?.unref(); // the pipe must not keep this process alive
+  proc.once("exit", () => dog.kill("SIGKILL"));
+}
+
+/**
  * A real `nats-server -js` child process on loopback. Tests get their own on a free port with a
  * temp store; `stop`/`kill`/`start` let them take the server away and bring it back.
  */
@@ -79,7 +100,8 @@ export class NatsServer {
     const bin = this.opts.binary ?? findNatsServer() ?? "nats-server";
     const out = this.opts.logFile ? openSync(this.opts.logFile, "a") : "ignore";
     const args = ["-js", "-a", "127.0.0.1", "-p", String(this.port), "-sd", this.opts.storeDir];
-    const proc = spawn(bin, args, { stdio: ["ignore", out, out], detached: this.opts.detached ?? false });
+    const ownGroup = this.opts.ownGroup ?? false;
+    const proc = spawn(bin, args, { stdio: ["ignore", out, out], detached: ownGroup });
     const failed = new Promise<never>((_, reject) => {
       proc.once("error", (err: NodeJS.ErrnoException) =>
         reject(
@@ -92,8 +114,8 @@ export class NatsServer {
     });
     failed.catch(() => {});
     this.proc = proc;
-    if (this.opts.detached) proc.unref();
-    else live.add(proc);
+    if (!ownGroup) live.add(proc);
+    else if (proc.pid !== undefined) watch(proc, proc.pid); // undefined: it failed to start
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline) {
       const ready = await Promise.race([tcpOpen(this.port), failed]);
