@@ -72,7 +72,10 @@ const renewal = ({ event }: { event: AgentEvent }) => ({
   expiresAt: event.type === "AgentLeaseRenewed" ? event.data.expiresAt : 0,
 });
 
-const backToIdle = { type: "backToIdle" as const, params: ({ event }: { event: AgentEvent }) => ({ at: event.at }) };
+const backToIdle = {
+  type: "backToIdle" as const,
+  params: ({ event }: { event: AgentEvent }) => ({ at: event.at }),
+};
 
 /** Only an idle agent or one whose lease expired is recycled: never one under a holder. */
 const recycle = {

@@ -94,7 +94,8 @@ export function planPool(input: PlanInput): Decision[] {
   // Idle agents past a limit and agents whose lease expired are renewed (a recycled agent comes
   // back, a retired one is replaced).
   for (const a of live) {
-    const limit = a.phase === "expired" ? "lease-expired" : a.phase === "idle" ? limitReached(config, a, now) : null;
+    const limit =
+      a.phase === "expired" ? "lease-expired" : a.phase === "idle" ? limitReached(config, a, now) : null;
     if (!limit) continue;
     const d = renewal(config, a, limit);
     decisions.push(d);

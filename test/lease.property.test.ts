@@ -52,7 +52,11 @@ describe("leases (property)", () => {
         let seq = 0;
         let at = T;
         const offer = <K extends EventType>(agent: string, type: K, data: DataInputOf<K>) => {
-          const e: Envelope = (ev.get(agent as (typeof AGENTS)[number]) as ReturnType<typeof eventsFor>)(type, data, at);
+          const e: Envelope = (ev.get(agent as (typeof AGENTS)[number]) as ReturnType<typeof eventsFor>)(
+            type,
+            data,
+            at,
+          );
           const before = snaps.get(agent) as AnyMachineSnapshot;
           const [after] = step(agentMachine, before, e);
           if (after === before) return; // refused: not stored

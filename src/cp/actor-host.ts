@@ -12,6 +12,7 @@ import {
 import { type AggregateKind, type AggregateRef, checkRef, refKey } from "../events/envelope.ts";
 import { DecodeError } from "../events/errors.ts";
 import { uuidv7 } from "../events/id.ts";
+import { KeyedQueue } from "../keyed-queue.ts";
 import { silentLogger } from "../log.ts";
 import { ConcurrencyError } from "../store/errors.ts";
 import type { EventStore } from "../store/event-store.ts";
@@ -19,7 +20,6 @@ import type { SnapshotStore } from "../store/snapshots.ts";
 import { kindSubject } from "../store/subjects.ts";
 import type { EffectContext, EffectHandlers } from "./effects.ts";
 import { InvalidInputError, RejectedInputError } from "./errors.ts";
-import { KeyedQueue } from "../keyed-queue.ts";
 import { type Scheduler, TimerScheduler } from "./scheduler.ts";
 
 /** An input to an actor: becomes the stored event if the machine accepts it. */
@@ -472,7 +472,7 @@ export class ActorHost {
         event,
         seq,
         context: snapshot.context,
-        send: (r, i) => this.send(r, i),
+        offer: (r, i) => this.offer(r, { causationId: event?.id, ...i }),
         log: this.log,
       };
       this.track(

@@ -4,8 +4,8 @@ import type { PoolConfig } from "../events/pool.ts";
 import type { PortAllocator } from "../ports/allocator.ts";
 import { portEnv } from "../ports/env.ts";
 import type { Runtime } from "../runtime/types.ts";
+import type { Input } from "./actor-host.ts";
 import type { EffectContext, EffectHandlers } from "./effects.ts";
-import { RejectedInputError } from "./errors.ts";
 
 export interface AgentEffectDeps {
   /** The daemon instance: every runtime resource carries it as a label. */
@@ -16,13 +16,9 @@ export interface AgentEffectDeps {
   clock: () => number;
 }
 
-/** Reports a fact to the agent; a rejection means the agent moved on (stopped, failed): fine. */
-async function report(ctx: EffectContext, input: Parameters<EffectContext["send"]>[1]): Promise<void> {
-  try {
-    await ctx.send(ctx.aggregate, { ...input, causationId: ctx.event?.id });
-  } catch (err) {
-    if (!(err instanceof RejectedInputError)) throw err;
-  }
+/** Reports a fact to the agent itself. */
+async function report(ctx: EffectContext, input: Input): Promise<void> {
+  await ctx.offer(ctx.aggregate, input);
 }
 
 async function fail(ctx: EffectContext, phase: string, err: unknown): Promise<void> {

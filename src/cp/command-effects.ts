@@ -26,11 +26,7 @@ export function commandEffects(channel: AgentChannel): EffectHandlers {
         payload: p.payload,
         attempt: p.attempt,
       });
-      await ctx.send(ctx.aggregate, {
-        type: "CommandSent",
-        data: { attempt: p.attempt },
-        causationId: ctx.event?.id,
-      });
+      await ctx.offer(ctx.aggregate, { type: "CommandSent", data: { attempt: p.attempt } });
     },
     cancelOnAgent: async (p: { agentId: string }, ctx) => {
       await channel.cancel(p.agentId, ctx.aggregate.id);

@@ -30,6 +30,8 @@ export interface ControlPlaneOptions {
   /** Time and deadlines (default: the wall clock and Node timers; tests pass a ManualScheduler). */
   scheduler?: Scheduler;
   snapshotEvery?: number;
+  /** Optimistic-concurrency conflicts retried per input (default 3). */
+  maxConflictRetries?: number;
 }
 
 export interface StartReport {
@@ -81,6 +83,7 @@ export class ControlPlane {
       log: this.log,
       scheduler: this.scheduler,
       snapshotEvery: opts.snapshotEvery,
+      maxConflictRetries: opts.maxConflictRetries,
       effects: {
         pool: poolEffects(),
         agent: agentEffects({
@@ -93,9 +96,18 @@ export class ControlPlane {
       },
     });
     const history = async (agentId: string): Promise<CorralEvent[]> =>
-      (await store.readAggregate({ kind: "agent", id: agentId }, 0)).flatMap((r) => (r.error ? [] : [r.event]));
+      (await store.readAggregate({ kind: "agent", id: agentId }, 0)).flatMap((r) =>
+        r.error ? [] : [r.event],
+      );
     this.newSupervisor = (name) =>
-      new PoolSupervisor({ name, host: this.host, runtimeFor, history, scheduler: this.scheduler, log: this.log });
+      new PoolSupervisor({
+        name,
+        host: this.host,
+        runtimeFor,
+        history,
+        scheduler: this.scheduler,
+        log: this.log,
+      });
     for (const name of Object.keys(opts.pools)) this.supervisors.set(name, this.newSupervisor(name));
     this.host.onChange((view, event) => this.route(view, event));
   }

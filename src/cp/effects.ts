@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { CorralEvent } from "../events/catalogue.ts";
 import type { AggregateRef } from "../events/envelope.ts";
-import type { Accepted, Input } from "./actor-host.ts";
+import type { Input, Offer } from "./actor-host.ts";
 
 /** What an effect sees: the fact that caused it (already stored) and a way to report back. */
 export interface EffectContext {
@@ -12,8 +12,11 @@ export interface EffectContext {
   seq: number;
   /** The actor's context after the transition. */
   context: unknown;
-  /** Effects report outcomes as new inputs (to this or another aggregate). */
-  send(ref: AggregateRef, input: Input): Promise<Accepted>;
+  /**
+   * Effects report outcomes as new inputs (to this or another aggregate), caused by `event`.
+   * A refusal means the actor moved on meanwhile (stopped, failed): expected, not an error.
+   */
+  offer(ref: AggregateRef, input: Input): Promise<Offer>;
   log: Logger;
 }
 

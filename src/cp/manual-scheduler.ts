@@ -33,7 +33,8 @@ export class ManualScheduler implements Scheduler {
     const until = this.time + ms;
     for (;;) {
       let next: [string, { at: number; fire: () => void }] | undefined;
-      for (const entry of this.timers) if (entry[1].at <= until && (!next || entry[1].at < next[1].at)) next = entry;
+      for (const entry of this.timers)
+        if (entry[1].at <= until && (!next || entry[1].at < next[1].at)) next = entry;
       if (!next) break;
       this.timers.delete(next[0]);
       this.time = Math.max(this.time, next[1].at);

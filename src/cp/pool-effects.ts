@@ -1,18 +1,10 @@
 import type { SpawnParams } from "../../machines/pool.ts";
+import type { Input } from "./actor-host.ts";
 import type { EffectContext, EffectHandlers } from "./effects.ts";
-import { RejectedInputError } from "./errors.ts";
 
-/** Sends a decision on to the agent it concerns; an agent that already moved on is fine. */
-async function toAgent(
-  ctx: EffectContext,
-  agentId: string,
-  input: Parameters<EffectContext["send"]>[1],
-): Promise<void> {
-  try {
-    await ctx.send({ kind: "agent", id: agentId }, { ...input, causationId: ctx.event?.id });
-  } catch (err) {
-    if (!(err instanceof RejectedInputError)) throw err;
-  }
+/** Sends a decision on to the agent it concerns; an agent that already moved on refuses it. */
+async function toAgent(ctx: EffectContext, agentId: string, input: Input): Promise<void> {
+  await ctx.offer({ kind: "agent", id: agentId }, input);
 }
 
 /** The pool machine's effects: each recorded decision becomes its agent's next input. */

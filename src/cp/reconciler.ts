@@ -68,7 +68,12 @@ export async function reconcileRuntime(
       { kind: "pool", id: inst.poolId },
       {
         type: "PoolOrphanRemoved",
-        data: { instanceId: inst.id, agentId: inst.agentId, generation: inst.generation, runtime: runtime.kind },
+        data: {
+          instanceId: inst.id,
+          agentId: inst.agentId,
+          generation: inst.generation,
+          runtime: runtime.kind,
+        },
       },
     );
     await runtime.stop(inst.id, 1_000);

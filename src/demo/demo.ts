@@ -1,7 +1,6 @@
 import { commandAggregate } from "../../machines/command.ts";
 import { ActorHost } from "../cp/actor-host.ts";
 import { commandEffects, reportToInput } from "../cp/command-effects.ts";
-import { RejectedInputError } from "../cp/errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { connectNats } from "../nats/connect.ts";
 import { EventStore } from "../store/event-store.ts";
@@ -28,9 +27,7 @@ export async function runDemo(opts: {
   let host: ActorHost | undefined;
   const agents = new DemoAgents((report) => {
     const { ref, input } = reportToInput(report);
-    host?.send(ref, input).catch((err: unknown) => {
-      if (!(err instanceof RejectedInputError)) log.warn({ err }, "agent report not recorded");
-    });
+    host?.offer(ref, input).catch((err: unknown) => log.warn({ err }, "agent report not recorded"));
   });
   host = new ActorHost({
     store,

@@ -5,7 +5,8 @@ import { uuidv7 } from "./id.ts";
  * names its agent: `<agentId>.<uuidv7>`. Whoever holds a lease id finds the agent, and through
  * the agent's first event its pool, without reading any other part of the stream.
  */
-export const LEASE_ID = /^[A-Za-z0-9_-]{1,128}\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+export const LEASE_ID =
+  /^[A-Za-z0-9_-]{1,128}\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export function newLeaseId(agentId: string, at: number): string {
   return `${agentId}.${uuidv7(at)}`;

@@ -211,7 +211,8 @@ function step(s: AgentsState, a: LiveAgent, e: AgentEvent, meta: RecordMeta): bo
       move(s, a, "idle", e, meta);
       return true;
     case "AgentLeased":
-      if (a.state !== "idle" || e.data.poolId !== a.poolId || agentOfLease(e.data.leaseId) !== a.id) return false;
+      if (a.state !== "idle" || e.data.poolId !== a.poolId || agentOfLease(e.data.leaseId) !== a.id)
+        return false;
       a.leaseId = e.data.leaseId;
       a.leaseExpiresAt = e.data.expiresAt;
       a.leasesServed++;

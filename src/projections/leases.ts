@@ -10,7 +10,8 @@ import { defineSlice, type RecordMeta } from "./slice.ts";
  * names its agent (events/lease-id.ts). Events are checked against the lease's state as the
  * agent machine does (a renewal must extend, an expiry must be for the current expiresAt); one
  * that does not fit is counted as ignored and changes nothing. An agent that fails ends its
- * lease with it (counted as revoked).
+ * lease with it, and so does a drain deadline that passes before the lease ends (both counted
+ * as revoked).
  */
 
 export const LEASE_END_STATES = ["released", "expired", "revoked"] as const;
@@ -27,6 +28,8 @@ export interface LiveLease {
   expiresAt: number;
   renewals: number;
   grantedSeq: number;
+  /** Its agent is draining: the drain deadline, when the lease ends unless it ended before. */
+  drainDeadline: number | null;
 }
 
 export interface LeasesView {
@@ -62,6 +65,8 @@ const LEASE_EVENTS = [
   "AgentLeaseExpired",
   "AgentLeaseRevoked",
   "AgentFailed",
+  "AgentDrainRequested",
+  "AgentTimedOut",
 ] as const;
 type LeaseEvent = EventOf<(typeof LEASE_EVENTS)[number]>;
 
@@ -92,9 +97,15 @@ export const leaseSlice = defineSlice({
 
   reduce(s: LeasesState, e: LeaseEvent, meta: RecordMeta): void {
     const agentId = e.aggregate.id;
-    if (e.type === "AgentFailed") {
+    // Not lease events, but they end a lease as the agent machine does: never counted as ignored.
+    if (e.type === "AgentFailed" || e.type === "AgentDrainRequested" || e.type === "AgentTimedOut") {
       const held = liveLeaseOf(s, agentId);
-      if (held) end(s, held, "revoked");
+      if (!held) return;
+      if (e.type === "AgentFailed") end(s, held, "revoked");
+      // leased → draining: the drain deadline is armed once (a second drain request is rejected).
+      else if (e.type === "AgentDrainRequested") held.drainDeadline ??= e.data.deadline;
+      // draining → stopping when the drain deadline passes first: the holder loses the agent.
+      else if (held.drainDeadline === e.data.deadline) end(s, held, "revoked");
       return;
     }
     const id = e.data.leaseId;
@@ -114,6 +125,7 @@ export const leaseSlice = defineSlice({
         expiresAt,
         renewals: 0,
         grantedSeq: meta.seq,
+        drainDeadline: null,
       });
       s.byAgent.set(agentId, id);
       s.granted.set(poolId, (s.granted.get(poolId) ?? 0) + 1);
@@ -183,7 +195,7 @@ export const leaseSlice = defineSlice({
       if (typeof l?.id !== "string" || typeof l.poolId !== "string" || !s.granted.has(l.poolId)) {
         throw new TypeError("not a live lease");
       }
-      s.live.set(l.id, { ...l });
+      s.live.set(l.id, { ...l, drainDeadline: typeof l.drainDeadline === "number" ? l.drainDeadline : null });
       s.byAgent.set(l.agentId, l.id);
     }
     return s;
@@ -200,7 +212,8 @@ export function leaseOutcome(
 ): "granted" | LeaseEndState | undefined {
   let state: "granted" | LeaseEndState | undefined;
   for (const e of agentEvents) {
-    if (e.type === "AgentFailed" && state === "granted") state = "revoked";
+    // The agent failed, or its drain deadline passed, while the lease was held: the lease ended.
+    if ((e.type === "AgentFailed" || e.type === "AgentTimedOut") && state === "granted") state = "revoked";
     if (!("leaseId" in e.data) || e.data.leaseId !== leaseId) continue;
     if (e.type === "AgentLeased") state = "granted";
     else if (e.type === "AgentReleased") state = "released";

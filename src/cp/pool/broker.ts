@@ -6,12 +6,7 @@ import { agentOfLease, newLeaseId } from "../../events/lease-id.ts";
 import type { PoolConfig } from "../../events/pool.ts";
 import { leaseOutcome } from "../../projections/leases.ts";
 import type { ActorHost } from "../actor-host.ts";
-import {
-  AcquireCancelledError,
-  AcquireTimeoutError,
-  LeaseNotActiveError,
-  PoolError,
-} from "../errors.ts";
+import { AcquireCancelledError, AcquireTimeoutError, LeaseNotActiveError, PoolError } from "../errors.ts";
 import type { Scheduler } from "../scheduler.ts";
 import { asAgentView } from "../views.ts";
 import type { PoolAgent, PoolAgents } from "./agents.ts";
@@ -140,7 +135,10 @@ export class LeaseBroker {
 
   async release(leaseId: string): Promise<{ leaseId: string; agentId: string }> {
     const { agentId } = await this.held(leaseId);
-    const offered = await this.deps.host.offer(agentRef(agentId), { type: "AgentReleased", data: { leaseId } });
+    const offered = await this.deps.host.offer(agentRef(agentId), {
+      type: "AgentReleased",
+      data: { leaseId },
+    });
     if (!offered.accepted) throw await this.notHeld(leaseId, agentId);
     return { leaseId, agentId };
   }
@@ -224,7 +222,8 @@ export class LeaseBroker {
   private waitForAgent(deadline: number, opts: AcquireOptions): Promise<string> {
     this.deps.openConfig();
     const { scheduler } = this.deps;
-    if (deadline <= scheduler.now()) return Promise.reject(new AcquireTimeoutError(this.deps.pool, opts.timeoutMs));
+    if (deadline <= scheduler.now())
+      return Promise.reject(new AcquireTimeoutError(this.deps.pool, opts.timeoutMs));
     return new Promise<string>((resolve, reject) => {
       const key = `acquire:${this.deps.pool}:${++this.waiterSeq}`;
       const settle = () => {
@@ -247,7 +246,9 @@ export class LeaseBroker {
       const onAbort = () => waiter.reject(new AcquireCancelledError(this.deps.pool));
       if (opts.signal?.aborted) return onAbort();
       opts.signal?.addEventListener("abort", onAbort, { once: true });
-      scheduler.arm(key, deadline, () => waiter.reject(new AcquireTimeoutError(this.deps.pool, opts.timeoutMs)));
+      scheduler.arm(key, deadline, () =>
+        waiter.reject(new AcquireTimeoutError(this.deps.pool, opts.timeoutMs)),
+      );
       this.waiters.push(waiter);
       this.deps.demand();
     });

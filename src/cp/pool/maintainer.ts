@@ -1,12 +1,7 @@
 import type { Logger } from "pino";
 import type { AgentPhase } from "../../../machines/agent.ts";
 import type { PoolContext } from "../../../machines/pool.ts";
-import {
-  type Decision,
-  nextFailureStreak,
-  planPool,
-  spawnBackoffMs,
-} from "../../../machines/pool-plan.ts";
+import { type Decision, nextFailureStreak, planPool, spawnBackoffMs } from "../../../machines/pool-plan.ts";
 import type { AggregateRef } from "../../events/envelope.ts";
 import { uuidv7 } from "../../events/id.ts";
 import type { ActorHost, Input } from "../actor-host.ts";
@@ -111,7 +106,13 @@ export class Maintainer {
       );
       await this.deps.host.offer(this.ref, {
         type: "PoolSpawnFailed",
-        data: { agentId, code: error.code, message: error.message, streak, retryAt: at + spawnBackoffMs(streak) },
+        data: {
+          agentId,
+          code: error.code,
+          message: error.message,
+          streak,
+          retryAt: at + spawnBackoffMs(streak),
+        },
         at,
       });
     });
@@ -121,7 +122,9 @@ export class Maintainer {
   private armTick(): void {
     const config = this.deps.poolState()?.context.config;
     if (!this.running || !config) return;
-    this.deps.scheduler.arm(this.tickKey, this.deps.scheduler.now() + config.maintenanceIntervalMs, () => this.kick());
+    this.deps.scheduler.arm(this.tickKey, this.deps.scheduler.now() + config.maintenanceIntervalMs, () =>
+      this.kick(),
+    );
   }
 
   private async maintain(): Promise<void> {
@@ -143,7 +146,11 @@ export class Maintainer {
     switch (d.type) {
       case "spawn": {
         const agentId = `${this.deps.pool}-${uuidv7(this.deps.scheduler.now())}`;
-        return this.record({ type: "PoolAgentSpawned", data: { agentId, reason: d.reason } }, agentId, "starting");
+        return this.record(
+          { type: "PoolAgentSpawned", data: { agentId, reason: d.reason } },
+          agentId,
+          "starting",
+        );
       }
       case "retire":
         return this.record(

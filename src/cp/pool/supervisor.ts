@@ -43,7 +43,13 @@ export class PoolSupervisor {
 
   constructor(private readonly deps: SupervisorDeps) {
     this.name = deps.name;
-    const common = { pool: deps.name, host: deps.host, agents: this.agents, scheduler: deps.scheduler, log: deps.log };
+    const common = {
+      pool: deps.name,
+      host: deps.host,
+      agents: this.agents,
+      scheduler: deps.scheduler,
+      log: deps.log,
+    };
     this.broker = new LeaseBroker({
       ...common,
       openConfig: () => this.openConfig(),
@@ -155,9 +161,14 @@ export class PoolSupervisor {
     this.deps.log.warn({ pool: this.name, agent: view.ref.id, ...error }, "agent failed");
     if (prevPhase === "starting" || error.phase !== "ready") {
       const at = event?.at ?? this.deps.scheduler.now();
-      this.maintainer.spawnFailed(view.ref.id, error, at).catch((err: unknown) =>
-        this.deps.log.error({ err, pool: this.name, agent: view.ref.id }, "could not record a failed spawn"),
-      );
+      this.maintainer
+        .spawnFailed(view.ref.id, error, at)
+        .catch((err: unknown) =>
+          this.deps.log.error(
+            { err, pool: this.name, agent: view.ref.id },
+            "could not record a failed spawn",
+          ),
+        );
     }
   }
 
@@ -169,8 +180,8 @@ export class PoolSupervisor {
 
   private finishClose(): void {
     if (this.state !== "closing") return;
-    this.deps.host.offer({ kind: "pool", id: this.name }, { type: "PoolClosed", data: {} }).catch((err: unknown) =>
-      this.deps.log.error({ err, pool: this.name }, "could not record pool closed"),
-    );
+    this.deps.host
+      .offer({ kind: "pool", id: this.name }, { type: "PoolClosed", data: {} })
+      .catch((err: unknown) => this.deps.log.error({ err, pool: this.name }, "could not record pool closed"));
   }
 }
