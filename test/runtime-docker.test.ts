@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { dockerClient } from "../src/runtime/detect.ts";
 import { DockerRuntime } from "../src/runtime/docker.ts";
 import { ensureNodeImage, NODE_IMAGE, nodeScript, SLEEP } from "../src/runtime/docker-image.ts";
@@ -13,8 +13,9 @@ import {
   LABEL_POOL,
 } from "../src/runtime/labels.ts";
 import type { CreateSpec } from "../src/runtime/types.ts";
-import { dockerSkip, removeByInstance, testImage } from "./helpers/docker.ts";
+import { dockerSkip, removeByInstance, runLabels, testImage, trackContainer } from "./helpers/docker.ts";
 import { IGNORES_TERM_JS, runtimeConformance, WAIT_MS, waitUntil } from "./helpers/runtime-conformance.ts";
+import { onTeardown } from "./helpers/teardown.ts";
 
 describe("docker runtime", { skip: await dockerSkip() }, () => {
   const docker = dockerClient();
@@ -51,19 +52,6 @@ describe("docker runtime", { skip: await dockerSkip() }, () => {
       ports: [],
     });
     let rt: DockerRuntime;
-    const foreign: string[] = [];
-    after(async () => {
-      await rt?.close();
-      await removeByInstance(docker, instance);
-      await Promise.all(
-        foreign.map((id) =>
-          docker
-            .getContainer(id)
-            .remove({ force: true })
-            .catch(() => {}),
-        ),
-      );
-    });
 
     it("builds the node image by docker import from this host's node when it is missing, and reuses it", async () => {
       const name = `corral-test/node-build:${process.pid}`;
@@ -78,15 +66,20 @@ describe("docker runtime", { skip: await dockerSkip() }, () => {
           Cmd: nodeScript(
             "require('dns').lookup('localhost', (e) => process.exit(e || require('os').userInfo().username !== 'root' ? 1 : 7))",
           ),
+          Labels: runLabels(),
         });
-        foreign.push(c.id);
+        const removed = trackContainer(docker, c.id);
         await c.start();
         assert.equal((await c.wait()).StatusCode, 7);
+        await removed();
       } finally {
-        await Promise.all(foreign.splice(0).map((id) => docker.getContainer(id).remove({ force: true })));
         await docker.getImage(name).remove({ force: true });
       }
       rt = await open(instance);
+      onTeardown(`docker instance ${instance}`, async () => {
+        await rt.close();
+        await removeByInstance(docker, instance);
+      });
     });
 
     it("a missing image is a typed error naming the image", async () => {
@@ -131,8 +124,8 @@ describe("docker runtime", { skip: await dockerSkip() }, () => {
     });
 
     it("never touches a container it does not own", async () => {
-      const c = await docker.createContainer({ Image: NODE_IMAGE, Cmd: SLEEP });
-      foreign.push(c.id);
+      const c = await docker.createContainer({ Image: NODE_IMAGE, Cmd: SLEEP, Labels: runLabels() });
+      trackContainer(docker, c.id);
       assert.equal(await rt.inspect(c.id), null);
       await assert.rejects(
         rt.remove(c.id),

@@ -2,7 +2,8 @@ import { it } from "node:test";
 import type Docker from "dockerode";
 import { dockerClient, dockerUnavailableReason } from "../../src/runtime/detect.ts";
 import { ensureNodeImage, NODE_IMAGE } from "../../src/runtime/docker-image.ts";
-import { LABEL_INSTANCE, LABEL_MANAGED } from "../../src/runtime/labels.ts";
+import { LABEL_INSTANCE, LABEL_MANAGED, LABEL_TEST_RUN } from "../../src/runtime/labels.ts";
+import { onTeardown, type Undo } from "./teardown.ts";
 
 /** CI sets it (.ci/run): there a Docker test that cannot run fails instead of skipping. */
 const REQUIRED = process.env.CORRAL_REQUIRE_DOCKER === "1";
@@ -55,6 +56,24 @@ let image: Promise<string> | undefined;
 export function testImage(docker: Docker = dockerClient()): Promise<string> {
   image ??= ensureNodeImage(docker, NODE_IMAGE);
   return image;
+}
+
+/** Labels for a container a test creates itself: the run's mark, as corral's own containers carry. */
+export function runLabels(): Record<string, string> {
+  const run = process.env.CORRAL_TEST_RUN;
+  return run ? { [LABEL_TEST_RUN]: run } : {};
+}
+
+/** Force-removes a container a test created, at the end of the file (or now, by the Undo). */
+export function trackContainer(docker: Docker, id: string): Undo {
+  return onTeardown(`container ${id.slice(0, 12)}`, () =>
+    docker
+      .getContainer(id)
+      .remove({ force: true, v: true })
+      .catch((err: { statusCode?: number }) => {
+        if (err.statusCode !== 404) throw err; // already gone is fine
+      }),
+  );
 }
 
 /** Force-removes every container of one corral instance — by label, never by name. */

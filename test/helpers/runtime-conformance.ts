@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { request } from "node:http";
 import { createServer } from "node:net";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import type {
   AgentTemplate,
   CreateSpec,
@@ -12,6 +12,7 @@ import type {
   RuntimeEvent,
   RuntimeInstance,
 } from "../../src/runtime/types.ts";
+import { onTeardown } from "./teardown.ts";
 
 export interface ConformanceHarness {
   /** Suite title, e.g. "docker runtime". */
@@ -161,17 +162,19 @@ export function runtimeConformance(h: ConformanceHarness): void {
   });
   const opened: Runtime[] = [];
   const open = async (inst = instance) => {
+    // Registered on first use: a suite that never runs (no engine) has nothing to undo.
+    if (opened.length === 0) {
+      onTeardown(`${h.name} instance ${instance}`, async () => {
+        await Promise.allSettled(opened.map((rt) => rt.close()));
+        await h.cleanup(instance);
+      });
+    }
     const rt = await h.open(inst);
     opened.push(rt);
     return rt;
   };
 
   describe(`${h.name}: shared scenarios (instance ${instance})`, () => {
-    after(async () => {
-      await Promise.allSettled(opened.map((rt) => rt.close()));
-      await h.cleanup(instance);
-    });
-
     it("create → created; start → running; hello answers; stop → die + stop; remove twice", async () => {
       const rt = await open();
       const log = new EventLog(rt);
