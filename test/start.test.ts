@@ -70,10 +70,11 @@ function signalPid(pid: number, sig: NodeJS.Signals): void {
 
 const signalGroup = (proc: ChildProcess, sig: NodeJS.Signals) => process.kill(-(proc.pid as number), sig);
 
-async function startCorral(pools: Record<string, unknown>, ready: RegExp): Promise<Started> {
-  const dir = tempDir("start-");
-  const url = `nats://127.0.0.1:${await freePort()}`;
-  const instance = `start-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+/** Runs `corral start` until `ready` is on screen; `again` runs it again on the same data and config. */
+async function startCorral(pools: Record<string, unknown>, ready: RegExp, again?: Started): Promise<Started> {
+  const dir = again?.dir ?? tempDir("start-");
+  const url = again?.url ?? `nats://127.0.0.1:${await freePort()}`;
+  const instance = again?.instance ?? `start-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   const config = writeConfig(dir, { instance, pools });
   const proc = spawn(process.execPath, [bin, "start", "--data-dir", dir, "--config", config], {
     cwd: root,
@@ -98,17 +99,18 @@ async function startCorral(pools: Record<string, unknown>, ready: RegExp): Promi
   assert.equal(nats.length, 1, `one nats-server with the store ${join(dir, "nats")}`);
   const natsPid = (nats[0] as { pid: number }).pid;
   // Whatever a test leaves (after a forced exit: agents), its runtime removes, by label.
-  onTeardown("agents of the instance", async () => {
-    for (const kind of await kinds()) {
-      const rt = await createRuntime(kind, { instance, stateDir: join(dir, "process", instance) });
-      for (const i of await rt.list()) {
-        // The stubborn agents ignore SIGTERM: end their process groups first, by pid.
-        if (kind === "process" && i.pid) signalPid(-i.pid, "SIGKILL");
-        await rt.remove(i.id);
+  if (!again)
+    onTeardown("agents of the instance", async () => {
+      for (const kind of await kinds()) {
+        const rt = await createRuntime(kind, { instance, stateDir: join(dir, "process", instance) });
+        for (const i of await rt.list()) {
+          // The stubborn agents ignore SIGTERM: end their process groups first, by pid.
+          if (kind === "process" && i.pid) signalPid(-i.pid, "SIGKILL");
+          await rt.remove(i.id);
+        }
+        await rt.close();
       }
-      await rt.close();
-    }
-  });
+    });
   return { proc, dir, url, instance, stdout: () => stdout, stderr: () => stderr, exited, natsPid };
 }
 
@@ -204,11 +206,31 @@ describe("corral start (npm start)", () => {
     await until("its nats-server stopped by the watchdog", () => !alive(s.natsPid));
   });
 
-  it("SIGKILL of corral: the watchdog stops its nats-server", async () => {
-    const s = await startCorral(STUBBORN, /active 0 idle 1 total 1/);
+  it("SIGKILL of corral: the watchdog stops its nats-server; the next start takes the agents over", async () => {
+    const pools = {
+      plain: {
+        runtime: "process",
+        min: 1,
+        max: 1,
+        warm: 1,
+        template: { command: [process.execPath, "-e", "setInterval(() => {}, 1 << 30)"] },
+      },
+    };
+    const s = await startCorral(pools, /active 0 idle 1 total 1/);
+    const agents = await agentsOf(s);
     s.proc.kill("SIGKILL");
     await s.exited;
     await until("its nats-server stopped by the watchdog", () => !alive(s.natsPid));
     assert.equal(await natsAnswers(s.url, 300), false);
+    // The agent outlives a SIGKILL (nothing in corral runs then); the next start adopts it ...
+    const next = await startCorral(pools, /active 0 idle 1 total 1/, s);
+    assert.deepEqual(await agentsOf(next), agents, "the same agent, adopted");
+    // ... and its Ctrl-C stops it.
+    signalGroup(next.proc, "SIGINT");
+    assert.equal(await next.exited, 0, next.stderr());
+    assert.deepEqual(await agentsOf(next), []);
+    for (const a of agents)
+      if (a.pid) assert.equal(alive(a.pid), false, `agent ${a.id} (pid ${a.pid}) is gone`);
+    assert.equal(alive(next.natsPid), false);
   });
 });
