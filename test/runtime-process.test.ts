@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { RuntimeError } from "../src/runtime/errors.ts";
 import { helloAgentTemplate } from "../src/runtime/hello.ts";
 import { isAlive, readProcStat } from "../src/runtime/proc.ts";
@@ -10,7 +10,7 @@ import { ProcessRuntime } from "../src/runtime/process.ts";
 import type { ProcessRecord } from "../src/runtime/process-state.ts";
 import type { CreateSpec } from "../src/runtime/types.ts";
 import { IGNORES_TERM_JS, runtimeConformance, WAIT_MS, waitUntil } from "./helpers/runtime-conformance.ts";
-import { tempDir, trackProcess } from "./helpers/teardown.ts";
+import { onTeardown, tempDir, trackProcess } from "./helpers/teardown.ts";
 
 const root = tempDir("process-");
 const stateDirOf = (instance: string) => join(root, instance);
@@ -58,7 +58,7 @@ describe("process runtime", () => {
       env: { OVERRIDDEN: "spec" },
       ports: [],
     });
-    after(async () => {
+    onTeardown(`process instance ${instance}`, async () => {
       await rt.close();
       cleanup(instance);
     });

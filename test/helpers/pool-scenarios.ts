@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { after, afterEach, before, describe, it } from "node:test";
+import { afterEach, before, describe, it } from "node:test";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { type ApiError, CorralClient } from "../../src/api/client.ts";
 import type { AcquireReply } from "../../src/api/protocol.ts";
@@ -10,7 +10,7 @@ import type { Runtime, RuntimeKind } from "../../src/runtime/types.ts";
 import { EventStore } from "../../src/store/event-store.ts";
 import { type DaemonProcess, portBlock, spawnDaemon, until, writeConfig } from "./daemon.ts";
 import { startTestNats, type TestNats } from "./nats.ts";
-import { tempDir } from "./teardown.ts";
+import { onTeardown, tempDir } from "./teardown.ts";
 
 interface AgentRow {
   id: string;
@@ -32,7 +32,6 @@ export function poolScenarios(kind: RuntimeKind, skip: string | false): void {
     let client: CorralClient;
     let dir: string;
     const daemons: DaemonProcess[] = [];
-    const instances: string[] = [];
 
     before(async () => {
       t = await startTestNats();
@@ -50,15 +49,6 @@ export function poolScenarios(kind: RuntimeKind, skip: string | false): void {
         d.proc.kill("SIGKILL");
       }
     });
-    after(async () => {
-      // Whatever a failed test left behind, by our own instance labels only.
-      for (const instance of instances) {
-        const rt = await runtimeFor(instance);
-        for (const i of await rt.list()) await rt.remove(i.id);
-        await rt.close();
-      }
-      await t.cleanup();
-    });
 
     const runtimeFor = (instance: string): Promise<Runtime> =>
       createRuntime(kind, { instance, stateDir: join(dir, instance, "process", instance) });
@@ -70,7 +60,13 @@ export function poolScenarios(kind: RuntimeKind, skip: string | false): void {
       // Pools and instances are global on a stream: each test gets names of its own.
       const instance = `t${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
       const pool = `${kind}-${instance}`;
-      instances.push(instance);
+      // Whatever a failed test leaves of it, by its own instance labels only; registered before its
+      // daemons, so it runs after they are stopped (a daemon would replace what is removed).
+      onTeardown(`agents of instance ${instance}`, async () => {
+        const rt = await runtimeFor(instance);
+        for (const i of await rt.list()) await rt.remove(i.id);
+        await rt.close();
+      });
       const file = writeConfig(join(dir, instance), {
         instance,
         stateDir: join(dir, instance),
