@@ -16,8 +16,17 @@ export class ManualScheduler implements Scheduler {
 
   readonly now = (): number => this.time;
 
+  /** A deadline already due fires at once (as soon as the current task yields), like a timer of 0 ms. */
   arm(key: string, at: number, fire: () => void): void {
-    if (!this.closed) this.timers.set(key, { at, fire });
+    if (this.closed) return;
+    const timer = { at, fire };
+    this.timers.set(key, timer);
+    if (at > this.time) return;
+    queueMicrotask(() => {
+      if (this.timers.get(key) !== timer) return; // disarmed or moved meanwhile
+      this.timers.delete(key);
+      fire();
+    });
   }
 
   disarm(key: string): void {

@@ -6,6 +6,7 @@ import { type ApiError, CorralClient } from "../../src/api/client.ts";
 import type { AcquireReply } from "../../src/api/protocol.ts";
 import type { Envelope } from "../../src/events/envelope.ts";
 import { createRuntime, dockerClient, helloAgentTemplate, SLEEP } from "../../src/runtime/index.ts";
+import { isAlive } from "../../src/runtime/proc.ts";
 import type { Runtime, RuntimeKind } from "../../src/runtime/types.ts";
 import { EventStore } from "../../src/store/event-store.ts";
 import { type DaemonProcess, portBlock, spawnDaemon, until, writeConfig } from "./daemon.ts";
@@ -529,9 +530,13 @@ function sleepTemplate(kind: RuntimeKind) {
 
 async function killFromOutside(kind: RuntimeKind, id: string, pid?: number): Promise<void> {
   if (kind === "docker") {
-    await dockerClient().getContainer(id).kill(); // through the engine API: no docker CLI needed
+    const container = dockerClient().getContainer(id);
+    await container.kill(); // through the engine API: no docker CLI needed
+    await until("the container dead", async () => !(await container.inspect()).State.Running, 10_000);
   } else {
     assert.ok(pid, "process instances have a pid");
     process.kill(-pid, "SIGKILL");
+    // A signal is delivered when the process next runs: wait until it has died (or is a zombie).
+    await until("the process dead", () => !isAlive(pid), 10_000);
   }
 }

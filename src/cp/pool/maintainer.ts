@@ -45,6 +45,10 @@ export class Maintainer {
     return `maintain:${this.deps.pool}`;
   }
 
+  private get planKey(): string {
+    return `plan:${this.deps.pool}`;
+  }
+
   private get retryKey(): string {
     return `spawn-retry:${this.deps.pool}`;
   }
@@ -56,31 +60,37 @@ export class Maintainer {
 
   stop(): void {
     this.running = false;
+    this.deps.scheduler.disarm(this.planKey);
     this.deps.scheduler.disarm(this.tickKey);
     this.deps.scheduler.disarm(this.retryKey);
   }
 
-  /** Plans now (coalesced: one plan at a time, one more if something changed meanwhile). */
+  /**
+   * Plans as soon as the scheduler gets to it, coalesced: every change that arrives before then
+   * (a burst of acquires and releases) makes one plan, and one plan runs at a time.
+   */
   kick(): void {
+    if (!this.running) return;
     if (this.planning) {
       this.planAgain = true;
       return;
     }
+    const { scheduler } = this.deps;
+    if (scheduler.armedAt(this.planKey) === undefined)
+      scheduler.arm(this.planKey, scheduler.now(), () => this.plan());
+  }
+
+  private plan(): void {
     if (!this.running || !this.deps.poolState()?.context.config) return;
     this.planning = true;
-    void (async () => {
-      try {
-        do {
-          this.planAgain = false;
-          await this.maintain();
-        } while (this.planAgain && this.running);
-      } catch (err) {
-        this.deps.log.error({ err, pool: this.deps.pool }, "pool maintenance failed");
-      } finally {
+    this.planAgain = false;
+    void this.maintain()
+      .catch((err: unknown) => this.deps.log.error({ err, pool: this.deps.pool }, "pool maintenance failed"))
+      .finally(() => {
         this.planning = false;
         this.armTick();
-      }
-    })();
+        if (this.planAgain) this.kick();
+      });
   }
 
   /** The pool's record changed: a spawn backoff may have begun, so plan again when it ends. */
