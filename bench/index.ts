@@ -1,15 +1,12 @@
 // `npm run bench`: every benchmark, each against a nats-server of its own, printing its figures
 // and their ratio to a baseline measured in the same run. `npm run bench -- rebuild` runs one.
-import { benchAcquire } from "./acquire.ts";
-import { benchAppend } from "./append.ts";
-import { benchCli } from "./cli.ts";
-import { benchRebuild } from "./rebuild.ts";
+// Each is imported only when asked for: `-- cli` loads none of the others (nor the test helpers).
 
 const BENCHES: Record<string, () => Promise<unknown>> = {
-  append: benchAppend,
-  rebuild: benchRebuild,
-  acquire: benchAcquire,
-  cli: benchCli,
+  append: async () => (await import("./append.ts")).benchAppend(),
+  rebuild: async () => (await import("./rebuild.ts")).benchRebuild(),
+  acquire: async () => (await import("./acquire.ts")).benchAcquire(),
+  cli: async () => (await import("./cli.ts")).benchCli(),
 };
 
 const asked = process.argv.slice(2);
