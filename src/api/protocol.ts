@@ -1,8 +1,8 @@
 /**
  * The request/reply contract on `corral.api.>`: JSON bodies, so any NATS client (or the `nats`
  * CLI) can call it. A failure is always `{ "error": { "code", "message" } }`. Every pool endpoint
- * is on the pool's own subject, answered only by the daemon that runs that pool; a lease's pool is
- * in its first event (`LeaseGranted.data.poolId` on `corral.evt.lease.<id>`). The request
+ * is on the pool's own subject, answered only by the daemon that runs that pool; a lease id names
+ * its agent, whose first event names the pool (`AgentRequested.data.poolId`). The request
  * schemas are apart, in requests.ts, so a client (the CLI) answers without loading zod.
  */
 

@@ -110,9 +110,7 @@ export const PoolSpawnFailed = defineEvent({
   type: "PoolSpawnFailed",
   v: 2,
   kind: "pool",
-  doc:
-    "An agent could not be started (ports exhausted, runtime error); the pool keeps serving and " +
-    "spawns nothing before retryAt (backoff doubling with each failure in a row: streak).",
+  doc: "An agent could not be started; the pool spawns nothing before retryAt (backoff by streak).",
   schema: z.object({
     agentId,
     code: z.string().min(1),
@@ -126,9 +124,7 @@ export const PoolOrphanRemoved = defineEvent({
   type: "PoolOrphanRemoved",
   v: 1,
   kind: "pool",
-  doc:
-    "At start, an instance carrying this daemon's labels that no live agent owns (an old " +
-    "generation, an agent that ended) was found; recorded, then stopped and removed.",
+  doc: "At start, an instance of this daemon that no live agent owns was found; then removed.",
   schema: z.object({
     instanceId: z.string().min(1),
     agentId: z.string(),

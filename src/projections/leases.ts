@@ -22,7 +22,7 @@ export interface LiveLease {
   poolId: string;
   agentId: string;
   holder: string;
-  /** Envelope time of its LeaseGranted. */
+  /** Envelope time of its AgentLeased. */
   grantedAt: number;
   /** When it runs out unless renewed (the latest renewal's). */
   expiresAt: number;
@@ -33,7 +33,7 @@ export interface LiveLease {
 }
 
 export interface LeasesView {
-  /** Granted leases now, oldest first (by the sequence of their LeaseGranted). */
+  /** Granted leases now, oldest first (by the sequence of their AgentLeased). */
   live: LiveLease[];
   /** Leases granted, ever. */
   granted: number;

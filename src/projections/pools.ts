@@ -28,7 +28,7 @@ export interface PoolMetrics {
   total: number;
   /** Agents on their way to ready now: requested, creating, starting or recycling. */
   starting: number;
-  /** Leases granted, ever (LeaseGranted). */
+  /** Leases granted, ever (AgentLeased). */
   totalLeases: number;
   /** Generations ended by a recycle, ever (AgentRecycled). */
   totalRecycles: number;
