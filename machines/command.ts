@@ -3,7 +3,7 @@ import type { EventOf, EventOfKind } from "../src/events/catalogue.ts";
 import { defineAggregate } from "./aggregate.ts";
 
 /**
- * A command for one agent (seed 001): pending → sent → acked → completed | failed, plus
+ * A command for one agent: pending → sent → acked → completed | failed, plus
  * cancelled. Each live state has a deadline in context; the host's scheduler delivers
  * CommandTimedOut when it passes. A timeout before the agent acknowledged retries (back to
  * pending, dispatched again) until maxRetries; after the ack it fails, since the agent may

@@ -3,7 +3,7 @@ import type { AgentPhase } from "./agent.ts";
 
 /**
  * What the pool supervisor should do now: a pure function of the pool's configuration, its
- * agents and its waiting acquirers (seed 002: warm target, min/max, idle timeout, recycle
+ * agents and its waiting acquirers (warm target, min/max, idle timeout, recycle
  * limits). The supervisor records each decision as a pool event before acting on it.
  */
 

@@ -12,7 +12,7 @@ import {
  * scope that collects the actions instead of running them — what xstate's own `transition` does,
  * except that `transition` builds a throwaway actor (computing the machine's initial state) on
  * every call, about half the cost of a step. One scope per machine is kept and reused instead:
- * safe because a step is synchronous and persisted machines spawn no children (DESIGN.md).
+ * safe because a step is synchronous and persisted machines spawn no children (ARCHITECTURE.md).
  */
 
 const scopes = new WeakMap<AnyStateMachine, { scope: AnyActorScope; actions: unknown[] }>();

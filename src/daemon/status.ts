@@ -2,7 +2,7 @@ import type { ControlPlane } from "../cp/control-plane.ts";
 import type { Worldview } from "../projections/worldview.ts";
 
 /**
- * What `.status` answers for a pool: the metrics of seed 002 from the worldview (what the stream
+ * What `.status` answers for a pool: the pool metrics from the worldview (what the stream
  * says), and the supervisor's live details (waiting acquirers, each agent's phase).
  */
 export function poolStatus(cp: ControlPlane, worldview: Worldview, pool: string) {

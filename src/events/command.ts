@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { defineEvent } from "./define.ts";
 
-/** Commands sent to an agent: pending → sent → acked → completed | failed (seed 001). */
+/** Commands sent to an agent: pending → sent → acked → completed | failed. */
 
 const id = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, "1-128 characters of A-Z a-z 0-9 _ -");
 const ms = z.number().int().positive().max(86_400_000);

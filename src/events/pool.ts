@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { defineEvent } from "./define.ts";
 
-/** Pools (seed 002): config, and every spawn / retire / recycle decision the supervisor makes. */
+/** Pools: config, and every spawn / retire / recycle decision the supervisor makes. */
 
 const ms = z.number().int().nonnegative();
 /** The daemon instance that runs the pool: one writer per pool. */

@@ -5,7 +5,7 @@ import { defineSlice, type RecordMeta } from "./slice.ts";
 
 /**
  * The pool slice: each pool's configuration summary, open/closing/closed, its supervisor's
- * decisions, and the metrics of seed 002 (PoolMetrics).
+ * decisions, and the pool metrics (PoolMetrics).
  *
  * The pool's own facts are reduced here, checked against its state as machines/pool.ts does
  * (spawns and recycles only while open, retirements and failed spawns while open or closing).

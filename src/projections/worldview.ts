@@ -159,7 +159,7 @@ export function foldWorldview(records: Iterable<StoredRecord>): Worldview {
   return worldviewProjection.save(w);
 }
 
-/** A pool's metrics (seed 002's PoolMetrics) as the worldview has them; null for a pool it does not know. */
+/** A pool's metrics as the worldview has them; null for a pool it does not know. */
 export function poolMetrics(w: Worldview, pool: string): PoolMetrics | null {
   return Object.hasOwn(w.pools, pool) ? (w.pools[pool]?.metrics ?? null) : null;
 }
