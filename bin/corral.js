@@ -15,7 +15,8 @@ function noBuild() {
   const main = fileURLToPath(built("main.js"));
   if (!existsSync(main)) return "no build in dist/";
   const builtAt = statSync(main).mtimeMs;
-  for (const dir of ["src", "machines"]) {
+  // An image or package that ships only the build has no sources to be older than.
+  for (const dir of ["src", "machines"].filter((d) => existsSync(`${root}${d}`))) {
     for (const e of readdirSync(`${root}${dir}`, { recursive: true, withFileTypes: true })) {
       if (e.isFile() && statSync(`${e.parentPath}/${e.name}`).mtimeMs > builtAt) {
         return "the build in dist/ is older than the sources";
