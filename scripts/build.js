@@ -10,7 +10,14 @@ import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const dist = join(root, "dist");
-const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
+let tsc;
+try {
+  tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
+} catch {
+  // `npm ci --omit=dev`: no compiler, so no build; bin/corral.js runs the sources through tsx.
+  console.error("corral build: typescript is not installed (dev dependencies omitted?); skipped");
+  process.exit(0);
+}
 
 rmSync(dist, { recursive: true, force: true }); // nothing left from sources that are gone
 try {
