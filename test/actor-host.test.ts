@@ -68,7 +68,7 @@ describe("actor host against a real nats-server", () => {
       ...quiet,
       dispatch: async (params: { attempt: number }, ctx) => {
         observed.push({ seq: ctx.seq, storedLast: await store.lastSeqOf(ctx.aggregate) });
-        await ctx.send(ctx.aggregate, { type: "CommandSent", data: { attempt: params.attempt } });
+        await ctx.offer(ctx.aggregate, { type: "CommandSent", data: { attempt: params.attempt } });
       },
     });
     const accepted = await host.send(ref, create());

@@ -6,6 +6,7 @@ import { portEnv } from "../ports/env.ts";
 import type { Runtime } from "../runtime/types.ts";
 import type { Input } from "./actor-host.ts";
 import type { EffectContext, EffectHandlers } from "./effects.ts";
+import { agentContextOf } from "./views.ts";
 
 export interface AgentEffectDeps {
   /** The daemon instance: every runtime resource carries it as a label. */
@@ -58,8 +59,7 @@ async function portAnswers(host: string, port: number, until: number, now: () =>
  * is run again — and reports its outcome as the agent's next event.
  */
 export function agentEffects(deps: AgentEffectDeps): EffectHandlers {
-  const runtimeOf = (ctx: EffectContext) =>
-    deps.runtimeFor((ctx.context as { runtime: PoolConfig["runtime"] }).runtime);
+  const runtimeOf = (ctx: EffectContext) => deps.runtimeFor(agentContextOf(ctx).runtime);
 
   /** Removes every instance of this agent (all generations): stop with grace, then remove. */
   const removeAll = async (ctx: EffectContext, p: InstanceParams) => {
@@ -125,7 +125,7 @@ export function agentEffects(deps: AgentEffectDeps): EffectHandlers {
 
     startInstance: async (p: InstanceParams, ctx) => {
       const runtime = runtimeOf(ctx);
-      const deadline = (ctx.context as { deadline: number | null }).deadline ?? deps.clock() + 30_000;
+      const deadline = agentContextOf(ctx).deadline ?? deps.clock() + 30_000;
       try {
         const id = p.instanceId as string;
         const current = await runtime.inspect(id);

@@ -1,6 +1,7 @@
 import type { AgentContext } from "../../machines/agent.ts";
 import type { PoolContext } from "../../machines/pool.ts";
 import type { ActorView } from "./actor-host.ts";
+import type { EffectContext } from "./effects.ts";
 
 /**
  * Typed views per aggregate kind. The host holds every actor as an untyped ActorView; these are
@@ -17,4 +18,11 @@ export function asAgentView(view: ActorView): AgentView {
 export function asPoolView(view: ActorView): PoolView {
   if (view.ref.kind !== "pool") throw new TypeError(`${view.ref.kind}/${view.ref.id} is not a pool`);
   return view as PoolView;
+}
+
+/** The agent's context as an agent effect sees it (after the transition that asked for it). */
+export function agentContextOf(effect: EffectContext): AgentContext {
+  if (effect.aggregate.kind !== "agent")
+    throw new TypeError(`${effect.aggregate.kind} effect is not an agent's`);
+  return effect.context as AgentContext;
 }
