@@ -18,7 +18,15 @@ export function createLogger(opts: LogOptions = {}): Logger {
   const base = { name: opts.name ?? "corral", level };
   if (tty) {
     const colorize = !process.env.NO_COLOR;
-    return pino(base, pretty({ destination: fd, sync: true, colorize, ignore: "pid,hostname" }));
+    // On screen an error is its type and message, never a stack (CORRAL_DEBUG=1 shows them); JSON
+    // logs, written for files and tools, keep them.
+    const serializers: Record<string, (v: unknown) => unknown> = process.env.CORRAL_DEBUG
+      ? {}
+      : { err: (err) => (err instanceof Error ? `${err.name}: ${err.message}` : err) };
+    return pino(
+      { ...base, serializers },
+      pretty({ destination: fd, sync: true, colorize, ignore: "pid,hostname" }),
+    );
   }
   return pino(base, pino.destination({ fd, sync: false }));
 }
