@@ -2,6 +2,7 @@ import { InvalidArgumentError } from "commander";
 import { acquireRequest, renewRequest } from "../api/requests.ts";
 import { parseDuration } from "../config/duration.ts";
 import { isValidId } from "../events/envelope.ts";
+import { isLeaseId } from "../events/lease-id.ts";
 import { formatDuration } from "./pool-format.ts";
 
 /**
@@ -40,4 +41,10 @@ function idParser(what: string) {
 }
 
 export const parsePoolName = idParser("pool name");
-export const parseLeaseId = idParser("lease id");
+/** A lease id as acquire printed it: `<agent id>.<uuid>` (it names its agent). */
+export function parseLeaseId(text: string): string {
+  if (!isLeaseId(text)) {
+    throw new InvalidArgumentError("expected a lease id as `corral acquire` printed it: <agent id>.<uuid>.");
+  }
+  return text;
+}
