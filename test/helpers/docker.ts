@@ -11,17 +11,26 @@ const REQUIRED = process.env.CORRAL_REQUIRE_DOCKER === "1";
 let availability: Promise<{ ok: true } | { ok: false; reason: string }> | undefined;
 
 /**
- * Whether the docker tests can run here, and if not, why (for a loud skip). An engine that is
- * there but slow (a loaded machine) is asked again for up to a minute; one that is not there at
- * all answers at once — unless Docker is required, when it may still be starting, and when no
- * answer at all throws (the test file fails, naming the reason).
+ * Whether the docker tests can run here (an engine, and the node image made for it), and if not,
+ * why (for a loud skip). An engine that is there but slow (a loaded machine) is asked again for up
+ * to a minute; one that is not there at all answers at once — unless Docker is required, when it
+ * may still be starting, and when no answer at all throws (the test file fails, naming the reason).
  */
 export function dockerAvailable(): Promise<{ ok: true } | { ok: false; reason: string }> {
   availability ??= (async () => {
     const deadline = Date.now() + 60_000;
     for (;;) {
       const reason = await dockerUnavailableReason({ timeoutMs: 5_000 });
-      if (reason === undefined) return { ok: true };
+      if (reason === undefined) {
+        // An engine that cannot run this host's node (macOS, another CPU) cannot run these tests.
+        const unusable = await testImage().then(
+          () => undefined,
+          (err: Error) => err.message,
+        );
+        if (unusable === undefined) return { ok: true };
+        if (REQUIRED) throw new Error(`CORRAL_REQUIRE_DOCKER=1, but ${unusable}`);
+        return { ok: false, reason: unusable };
+      }
       if (REQUIRED && Date.now() > deadline) throw new Error(`CORRAL_REQUIRE_DOCKER=1, but ${reason}`);
       if (!REQUIRED && (!/did not answer/.test(reason) || Date.now() > deadline))
         return { ok: false, reason };
