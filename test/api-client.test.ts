@@ -18,7 +18,14 @@ import { startTestNats, type TestNats } from "./helpers/nats.ts";
 
 const ESC = "\u001b[";
 
-function lease(pool: string, leaseId = "lease-1"): AcquireReply {
+/** Lease ids name their agent (`<agent id>.<uuid>`, events/lease-id.ts): all three are agent-7's. */
+const LEASE_1 = "agent-7.01943b1e-7a00-7000-8000-000000000001";
+const LEASE_9 = "agent-7.01943b1e-7a00-7000-8000-000000000009";
+const LEASE_LATE = "agent-7.01943b1e-7a00-7000-8000-00000000000a";
+/** `s` as a regular expression matching it literally. */
+const literally = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+function lease(pool: string, leaseId = LEASE_1): AcquireReply {
   return {
     leaseId,
     pool,
@@ -134,7 +141,7 @@ class StandIn {
     this.waiting.delete(requestId);
     if (w?.pool === "race") {
       // The grant crossed the cancel: the lease is out, the cancel found nothing to stop.
-      reply(w.msg, lease("race", "lease-late"));
+      reply(w.msg, lease("race", LEASE_LATE));
       reply(msg, { requestId, cancelled: false });
       return;
     }
@@ -190,16 +197,17 @@ describe("CorralClient and the pool commands, against a stand-in daemon", () => 
     await standIn.start(await t.connect("stand-in"));
     client = new CorralClient(await t.connect("client"));
     env = { NATS_URL: t.url };
-    // Release and renew by lease id alone find the lease's pool in its LeaseGranted event.
+    // Release and renew by lease id alone find the lease's pool from the agent its id names: the
+    // agent's first event (AgentRequested) names the pool. agent-odd starts with something else.
     const store = await EventStore.open(await t.connect("seed"));
-    for (const id of ["lease-1", "lease-9"]) {
-      const ref = { kind: "lease" as const, id };
-      await store.append(
-        ref,
-        [makeEvent(ref, "LeaseGranted", { poolId: "ok", agentId: "agent-7", ttlMs: 60_000, expiresAt: 1 })],
-        0,
-      );
-    }
+    const agent7 = { kind: "agent" as const, id: "agent-7" };
+    await store.append(
+      agent7,
+      [makeEvent(agent7, "AgentRequested", { poolId: "ok", runtime: "process", deadline: 1 })],
+      0,
+    );
+    const odd = { kind: "agent" as const, id: "agent-odd" };
+    await store.append(odd, [makeEvent(odd, "AgentStarted", { generation: 1 })], 0);
     store.close();
   });
 
@@ -220,12 +228,12 @@ describe("CorralClient and the pool commands, against a stand-in daemon", () => 
   });
 
   it("the other endpoints: release and renew by lease id, status, pools, close", async () => {
-    assert.deepEqual(await client.release("lease-1"), { leaseId: "lease-1", agentId: "agent-7", pool: "ok" });
-    assert.deepEqual(standIn.of(subjects.release("ok")).at(-1)?.body, { leaseId: "lease-1" });
-    await client.renew("lease-1", 5_000);
-    assert.deepEqual(standIn.of(subjects.renew("ok")).at(-1)?.body, { leaseId: "lease-1", ttlMs: 5_000 });
-    await client.renew("lease-1");
-    assert.deepEqual(standIn.of(subjects.renew("ok")).at(-1)?.body, { leaseId: "lease-1" });
+    assert.deepEqual(await client.release(LEASE_1), { leaseId: LEASE_1, agentId: "agent-7", pool: "ok" });
+    assert.deepEqual(standIn.of(subjects.release("ok")).at(-1)?.body, { leaseId: LEASE_1 });
+    await client.renew(LEASE_1, 5_000);
+    assert.deepEqual(standIn.of(subjects.renew("ok")).at(-1)?.body, { leaseId: LEASE_1, ttlMs: 5_000 });
+    await client.renew(LEASE_1);
+    assert.deepEqual(standIn.of(subjects.renew("ok")).at(-1)?.body, { leaseId: LEASE_1 });
     assert.deepEqual(await client.status("ok"), STATUS);
     assert.deepEqual(await client.pools(), [STATUS, BARE]);
     assert.deepEqual(await client.close("ok", { revokeLeases: true }), { pool: "ok", state: "closed" });
@@ -239,6 +247,26 @@ describe("CorralClient and the pool commands, against a stand-in daemon", () => 
     await rejectsWith(client.acquire("headers"), "503", "daemon overloaded");
     // A pool name that is not one subject token never leaves the client.
     await rejectsWith(client.status("a.b"), "bad_request", /invalid pool name "a\.b"/);
+  });
+
+  it("release and renew by lease id: an id that names no agent, or no requested agent, never leaves the client", async () => {
+    const before = standIn.calls.length;
+    // Not a lease id (an id of the old lease aggregate, or one without its agent).
+    for (const id of ["lease-1", "agent-7", "agent-7.not-a-uuid"]) {
+      await rejectsWith(client.release(id), "bad_request", /^invalid lease id .*<agent id>\.<uuid>/);
+      await rejectsWith(client.renew(id), "bad_request", /^invalid lease id /);
+    }
+    const nobody = "agent-none.01943b1e-7a00-7000-8000-000000000001";
+    await rejectsWith(client.release(nobody), "lease_not_found", `no lease ${nobody} (no agent agent-none)`);
+    const odd = "agent-odd.01943b1e-7a00-7000-8000-000000000001";
+    await rejectsWith(
+      client.renew(odd),
+      "lease_not_found",
+      `no lease ${odd} (agent agent-odd starts with AgentStarted)`,
+    );
+    assert.equal(standIn.calls.length, before, "no request reached the daemon");
+    // With its pool given, no lookup: the daemon says whether the lease is held.
+    assert.deepEqual(await client.release(nobody, "ok"), { leaseId: nobody, agentId: "agent-7", pool: "ok" });
   });
 
   it("no responder: no_daemon, naming the subject; no reply: timeout", async () => {
@@ -280,14 +308,14 @@ describe("CorralClient and the pool commands, against a stand-in daemon", () => 
 
     assert.equal(human.code, 0, human.stderr);
     for (const text of [
-      /lease\s+lease-1\s+pool ok/,
+      new RegExp(`lease\\s+${literally(LEASE_1)}\\s+pool ok`),
       /agent\s+agent-7\s+generation 3/,
       /expires\s+2030-01-01T00:00:00.000Z \(in \S+\)\s+ttl 1m/,
       /ports\s+41000 41001/,
       /urls\s+http:\/\/127\.0\.0\.1:41000 http:\/\/127\.0\.0\.1:41001/,
       /reach\s+process instance pid-4242 on 127\.0\.0\.1/,
       /env\s+CORRAL_PORT_A=41000\n\s+CORRAL_PORT_B=41001/,
-      /corral release lease-1/,
+      new RegExp(`corral release ${literally(LEASE_1)}`),
     ]) {
       assert.match(human.stdout, text);
     }
@@ -320,7 +348,9 @@ describe("CorralClient and the pool commands, against a stand-in daemon", () => 
       [["acquire", "ok", "--timeout", "soon"], /--timeout <duration>.*'soon'.*expected a duration/],
       [["acquire", "ok", "--timeout", "11m"], /--timeout <duration>.*'11m'.*between 0ms and 10m/],
       [["acquire", "ok", "--ttl", "50ms"], /--ttl <duration>.*'50ms'.*between 100ms and 1d/],
-      [["renew", "lease-1", "--ttl", "x"], /--ttl <duration>.*'x'/],
+      [["renew", LEASE_1, "--ttl", "x"], /--ttl <duration>.*'x'/],
+      [["release", "lease-1"], /'lease-1'.*expected a lease id .*<agent id>\.<uuid>/],
+      [["renew", "agent-7"], /'agent-7'.*expected a lease id/],
       [["acquire", "a.b"], /'a\.b'.*pool name/],
     ];
     const runs = await Promise.all(cases.map(([args]) => corral(args, env)));
@@ -369,16 +399,19 @@ describe("CorralClient and the pool commands, against a stand-in daemon", () => 
 
   it("CLI release, renew and pool close use the lease and close endpoints", async () => {
     const [rel, ren, close] = await Promise.all([
-      corral(["release", "lease-9", "--json"], env),
-      corral(["renew", "lease-9", "--ttl", "2m"], env),
+      corral(["release", LEASE_9, "--json"], env),
+      corral(["renew", LEASE_9, "--ttl", "2m"], env),
       corral(["pool", "close", "ok", "--revoke-leases"], env),
     ]);
     assert.equal(rel.code, 0, rel.stderr);
-    assert.deepEqual(JSON.parse(rel.stdout), { leaseId: "lease-9", agentId: "agent-7", pool: "ok" });
+    assert.deepEqual(JSON.parse(rel.stdout), { leaseId: LEASE_9, agentId: "agent-7", pool: "ok" });
     assert.equal(ren.code, 0, ren.stderr);
-    assert.match(ren.stdout, /renewed lease lease-9 until 2030-01-01T00:02:00.000Z/);
+    assert.match(
+      ren.stdout,
+      new RegExp(`renewed lease ${literally(LEASE_9)} until 2030-01-01T00:02:00\\.000Z`),
+    );
     assert.ok(
-      standIn.of(subjects.renew("ok")).some((c) => c.body.leaseId === "lease-9" && c.body.ttlMs === 120_000),
+      standIn.of(subjects.renew("ok")).some((c) => c.body.leaseId === LEASE_9 && c.body.ttlMs === 120_000),
     );
     assert.equal(close.code, 0, close.stderr);
     assert.equal(close.stdout, "pool ok is closed (leases revoked)\n");
@@ -414,10 +447,13 @@ describe("CorralClient and the pool commands, against a stand-in daemon", () => 
     assert.equal(r.code, 130, r.stderr);
     assert.equal(standIn.of(subjects.cancel("race")).length, 1);
     assert.ok(
-      standIn.of(subjects.release("race")).some((c) => c.body.leaseId === "lease-late"),
+      standIn.of(subjects.release("race")).some((c) => c.body.leaseId === LEASE_LATE),
       r.stderr,
     );
-    assert.match(r.stderr, /lease lease-late was granted as the acquire was cancelled; released it/);
+    assert.match(
+      r.stderr,
+      new RegExp(`lease ${literally(LEASE_LATE)} was granted as the acquire was cancelled; released it`),
+    );
   });
 });
 
