@@ -26,7 +26,7 @@ const building = new Map<string, Promise<string>>();
 
 /**
  * Builds NODE_IMAGE (or `name`) by `docker import` when the engine lacks it; returns its name.
- * Built once per name and process. Rejects with `image_unavailable` when this host's Node cannot
+ * Concurrent calls share one build. Rejects with `image_unavailable` when this host's Node cannot
  * run on this engine (not Linux, another CPU) or the built image does not run it.
  */
 export function ensureNodeImage(docker: Docker, name = NODE_IMAGE): Promise<string> {
