@@ -1,24 +1,17 @@
 import assert from "node:assert/strict";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { spawn } from "node:child_process";
+import { chmodSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { findExecutable, findNatsServer } from "../src/nats/binary.ts";
 import { NatsUnreachableError, natsAnswers } from "../src/nats/connect.ts";
 import { ensureNats } from "../src/nats/ensure.ts";
 import { type InstallHost, installPlan, obtainNatsServer } from "../src/nats/install.ts";
 import { freePort } from "../src/nats/server.ts";
-import { corral } from "./helpers/cli.ts";
+import { corral, root } from "./helpers/cli.ts";
+import { onTeardown, tempDir, trackProcess } from "./helpers/teardown.ts";
 
-const dirs: string[] = [];
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-function temp(prefix: string): string {
-  const d = mkdtempSync(join(tmpdir(), `corral-install-${prefix}-`));
-  dirs.push(d);
-  return d;
-}
+const temp = (prefix: string) => tempDir(`install-${prefix}-`);
 
 function host(over: Partial<InstallHost> & { commands?: string[] } = {}): InstallHost {
   const { commands = ["apt-get"], ...rest } = over;
@@ -176,6 +169,7 @@ describe("installing nats-server when it is missing (a fake apt-get, the real na
       host: rootHostOn(apt.dir),
       say: (line) => said.push(line),
     });
+    const stop = onTeardown("the nats-server ensureNats started", () => nats.stop());
     try {
       assert.deepEqual(said, [
         "corral: nats-server is not installed; installing it: apt-get update -qq && apt-get install -y -qq --no-install-recommends nats-server",
@@ -187,7 +181,7 @@ describe("installing nats-server when it is missing (a fake apt-get, the real na
       assert.ok(nats.started, "started a server of its own");
       assert.equal(await natsAnswers(nats.url), true);
     } finally {
-      await nats.stop();
+      await stop();
     }
   });
 
@@ -246,5 +240,30 @@ describe("corral start without NATS and without nats-server", () => {
     );
     assert.doesNotMatch(r.stderr, /npm start/);
     assert.throws(() => apt.calls(), /ENOENT/, "apt-get never ran");
+  });
+});
+
+describe("npm test without nats-server", () => {
+  it("stops before any test with one line naming what is missing", async () => {
+    const p = spawn(process.execPath, [join(root, "scripts", "test.js"), "test/nats-install.test.ts"], {
+      cwd: root,
+      env: { ...process.env, PATH: "/nonexistent", CORRAL_NO_INSTALL: "1" },
+    });
+    trackProcess(p, "npm test without nats-server");
+    let out = "";
+    let err = "";
+    p.stdout.on("data", (d) => {
+      out += d;
+    });
+    p.stderr.on("data", (d) => {
+      err += d;
+    });
+    const code = await new Promise((r) => p.once("close", r));
+    assert.equal(code, 1);
+    assert.equal(out, "", "no test ran");
+    assert.equal(
+      err,
+      "npm test: nats-server is not installed (CORRAL_NO_INSTALL is set); install it: sudo apt-get install nats-server (Debian, Ubuntu)\n",
+    );
   });
 });

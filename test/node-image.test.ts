@@ -1,18 +1,17 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, realpathSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { elfInterpreter, isElf } from "../src/runtime/elf.ts";
 import { hostNodeFiles, mappedLibs, NODE_IN_IMAGE, nodeRootfs } from "../src/runtime/node-rootfs.ts";
 import { type TarEntry, tarChunks } from "../src/runtime/tar.ts";
+import { tempDir } from "./helpers/teardown.ts";
 
 // What goes into the node image, without an engine: the host's node, its libraries, the archive.
 const skip = process.platform === "linux" ? false : "the node image is made from a Linux node only";
 
 describe("the node image's files (no engine needed)", { skip }, () => {
-  const dir = mkdtempSync(join(tmpdir(), "corral-node-image-"));
-  after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir("node-image-");
 
   it("reads the loader a binary asks for from its ELF headers; a non-ELF file is refused", () => {
     const interp = elfInterpreter(process.execPath);
