@@ -12,7 +12,7 @@ export interface InstallHost {
   env: NodeJS.ProcessEnv;
 }
 
-export function thisHost(): InstallHost {
+function thisHost(): InstallHost {
   const has = (c: string) => findExecutable(c) !== undefined;
   return {
     platform: process.platform,
@@ -96,7 +96,7 @@ export function installPlan(host: InstallHost): InstallPlan {
   };
 }
 
-export type Obtained = { binary: string } | { missing: string; commands: string[] };
+type Obtained = { binary: string } | { missing: string; commands: string[] };
 
 /**
  * nats-server's path, installing it first when it is missing and this host allows (saying so in
