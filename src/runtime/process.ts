@@ -3,9 +3,9 @@ import { randomBytes } from "node:crypto";
 import { accessSync, closeSync, constants as fsConstants, mkdirSync, openSync, statSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { delimiter, join, resolve } from "node:path";
+import { KeyedQueue } from "../keyed-queue.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { RuntimeError } from "./errors.ts";
-import { KeyedQueue } from "../keyed-queue.ts";
 import { containerName, DEFAULT_STOP_GRACE_MS } from "./labels.ts";
 import { LiveView } from "./live-view.ts";
 import {
