@@ -1,6 +1,6 @@
 import { assign, setup } from "xstate";
 import type { EventOf, EventOfKind } from "../src/events/catalogue.ts";
-import { agentOfLease } from "../src/events/lease-id.ts";
+import { namesAgent } from "../src/events/lease-id.ts";
 import { defineAggregate, type EffectIntent } from "./aggregate.ts";
 
 /**
@@ -167,7 +167,7 @@ export const agentMachine = setup({
     /** A lease id names its agent (lease-id.ts): a grant must name this agent and its pool. */
     namesThisAgent: ({ context, event }) =>
       event.type === "AgentLeased" &&
-      agentOfLease(event.data.leaseId) === event.aggregate.id &&
+      namesAgent(event.data.leaseId, event.aggregate.id) &&
       event.data.poolId === context.poolId,
     thisLease: ({ context, event }) =>
       "leaseId" in event.data && context.lease !== null && event.data.leaseId === context.lease.id,

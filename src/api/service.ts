@@ -93,14 +93,15 @@ export async function startApi(nc: NatsConnection, cp: ControlPlane, opts: ApiOp
   for (const pool of cp.poolNames()) {
     endpoint(`acquire-${pool}`, subjects.acquire(pool), async (msg) => {
       const req = parse(acquireRequest, msg);
-      const abort = new AbortController();
-      if (req.requestId) waiting.set(req.requestId, abort);
+      // Only an acquire with a requestId can be cancelled: the others need no signal.
+      const abort = req.requestId ? new AbortController() : undefined;
+      if (req.requestId && abort) waiting.set(req.requestId, abort);
       try {
         const g = await cp.pool(pool).acquire({
           timeoutMs: req.timeoutMs,
           holder: req.holder,
           ttlMs: req.ttlMs,
-          signal: abort.signal,
+          signal: abort?.signal,
         });
         const hostUrl = cp.pool(pool).config?.ports?.hostUrl;
         const reply: AcquireReply = {

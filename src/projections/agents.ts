@@ -1,5 +1,5 @@
 import { type EventOfKind, typesOfKind } from "../events/catalogue.ts";
-import { agentOfLease } from "../events/lease-id.ts";
+import { namesAgent } from "../events/lease-id.ts";
 import { defineSlice, type RecordMeta } from "./slice.ts";
 
 /**
@@ -211,8 +211,7 @@ function step(s: AgentsState, a: LiveAgent, e: AgentEvent, meta: RecordMeta): bo
       move(s, a, "idle", e, meta);
       return true;
     case "AgentLeased":
-      if (a.state !== "idle" || e.data.poolId !== a.poolId || agentOfLease(e.data.leaseId) !== a.id)
-        return false;
+      if (a.state !== "idle" || e.data.poolId !== a.poolId || !namesAgent(e.data.leaseId, a.id)) return false;
       a.leaseId = e.data.leaseId;
       a.leaseExpiresAt = e.data.expiresAt;
       a.leasesServed++;

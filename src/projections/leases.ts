@@ -1,5 +1,5 @@
 import type { CorralEvent, EventOf } from "../events/catalogue.ts";
-import { agentOfLease } from "../events/lease-id.ts";
+import { namesAgent } from "../events/lease-id.ts";
 import { compare, num } from "./agents.ts";
 import { defineSlice, type RecordMeta } from "./slice.ts";
 
@@ -111,7 +111,7 @@ export const leaseSlice = defineSlice({
     const id = e.data.leaseId;
     const l = s.live.get(id);
     if (e.type === "AgentLeased") {
-      if (l || agentOfLease(id) !== agentId || liveLeaseOf(s, agentId)) {
+      if (l || !namesAgent(id, agentId) || liveLeaseOf(s, agentId)) {
         s.ignored++;
         return;
       }

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync } from "node:fs";
 
 // Linux /proc readers for the process runtime. On a system without /proc (macOS) liveness falls
 // back to kill(pid, 0), which cannot tell a reused PID from ours: documented, not hidden.
@@ -45,6 +45,64 @@ export function isAlive(pid: number, startTime?: number): boolean {
     return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Liveness checks for the acquire path, which asks on every grant: each pid's /proc stat file is
+ * kept open and re-read with one pread, instead of open + read + close each time. A descriptor of
+ * a process that has gone reads ESRCH even if its pid was reused, so it stays tied to one process.
+ * Zombies count as dead, as in isAlive.
+ */
+export class ProcLiveness {
+  private readonly fds = new Map<number, number>();
+  private readonly buf = Buffer.alloc(1024);
+
+  alive(pid: number): boolean {
+    if (!HAVE_PROC) return isAlive(pid);
+    let fd = this.fds.get(pid);
+    if (fd === undefined) {
+      try {
+        fd = openSync(`/proc/${pid}/stat`, "r");
+      } catch {
+        return false;
+      }
+      this.fds.set(pid, fd);
+    }
+    let n: number;
+    try {
+      n = readSync(fd, this.buf, 0, this.buf.length, 0);
+    } catch {
+      this.forget(pid);
+      return false;
+    }
+    const text = this.buf.toString("latin1", 0, n);
+    const state = text[text.lastIndexOf(")") + 2];
+    if (state === undefined || state === "Z" || state === "X") {
+      this.forget(pid);
+      return false;
+    }
+    return true;
+  }
+
+  /** Closes the descriptors of every pid not in `pids` (processes that are no longer ours). */
+  keepOnly(pids: ReadonlySet<number>): void {
+    for (const pid of this.fds.keys()) if (!pids.has(pid)) this.forget(pid);
+  }
+
+  close(): void {
+    for (const pid of [...this.fds.keys()]) this.forget(pid);
+  }
+
+  private forget(pid: number): void {
+    const fd = this.fds.get(pid);
+    if (fd === undefined) return;
+    this.fds.delete(pid);
+    try {
+      closeSync(fd);
+    } catch {
+      // already closed: nothing to release
+    }
   }
 }
 

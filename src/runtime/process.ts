@@ -14,6 +14,7 @@ import {
   groupUsage,
   isAlive,
   leadersWithEnv,
+  ProcLiveness,
   readProcStat,
   signalGroup,
 } from "./proc.ts";
@@ -78,6 +79,7 @@ export class ProcessRuntime implements Runtime {
   private pollTimer?: NodeJS.Timeout;
   private started = false;
   private readonly pids = new Map<string, number>();
+  private readonly liveness = new ProcLiveness();
 
   constructor(opts: ProcessRuntimeOptions) {
     this.instance = opts.instance;
@@ -197,7 +199,7 @@ export class ProcessRuntime implements Runtime {
     if (!this.view.isRunning(id)) return false;
     // The view hears of an exit a moment after it happens (exit event, poll); /proc knows now.
     const pid = this.children.get(id)?.pid ?? this.pids.get(id);
-    return pid === undefined || isAlive(pid);
+    return pid === undefined || this.liveness.alive(pid);
   }
 
   /** Stops watching. Agents keep running; their exits are left for the next daemon to notice. */
@@ -205,6 +207,7 @@ export class ProcessRuntime implements Runtime {
     this.closed = true;
     clearInterval(this.pollTimer);
     this.view.clear();
+    this.liveness.close();
   }
 
   // --- internals -------------------------------------------------------------------------
@@ -257,6 +260,9 @@ export class ProcessRuntime implements Runtime {
   private remember(list: RuntimeInstance[]): RuntimeInstance[] {
     this.pids.clear();
     for (const i of list) if (i.state === "running" && i.pid !== undefined) this.pids.set(i.id, i.pid);
+    this.liveness.keepOnly(
+      new Set([...this.pids.values(), ...[...this.children.values()].map((c) => c.pid)]),
+    );
     return list;
   }
 
