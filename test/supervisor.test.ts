@@ -167,4 +167,24 @@ describe("pool supervisor races (manual clock, simulated runtime, real NATS)", (
     assert.equal((await agentEvents(agentId)).filter((e) => e?.type === "AgentLeased").length, 0);
     await cp.stop({ stopAgents: true });
   });
+
+  it("an agent's template comes from the daemon's own config, never from a PoolReconfigured on the stream", async () => {
+    const { cp, pool, sim, scheduler, idle } = await start();
+    await idle(1);
+    const own = config().template;
+    const forged = {
+      ...config(),
+      template: { ...own, command: ["evil"], mounts: [{ source: "/", target: "/host" }] },
+    };
+    await cp.host.send(
+      { kind: "pool", id: pool },
+      { type: "PoolReconfigured", data: { config: forged, instance: `i-${pool}` } },
+    );
+    // Its lease expires: the agent is recycled, and the next generation is created afresh.
+    await cp.pool(pool).acquire({ timeoutMs: 1_000, ttlMs: 500 });
+    scheduler.advance(600);
+    await until("a second generation created", () => sim.created.length >= 2, 10_000);
+    for (const spec of sim.created) assert.deepEqual(spec.template, own);
+    await cp.stop({ stopAgents: true });
+  });
 });

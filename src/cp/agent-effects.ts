@@ -12,6 +12,7 @@ export interface AgentEffectDeps {
   /** The daemon instance: every runtime resource carries it as a label. */
   instance: string;
   runtimeFor(kind: PoolConfig["runtime"]): Runtime;
+  /** The pool's configuration from the daemon's own config file (never from the stream). */
   configOf(poolId: string): PoolConfig | null;
   ports: PortAllocator;
   clock: () => number;

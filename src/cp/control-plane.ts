@@ -75,7 +75,6 @@ export class ControlPlane {
         });
       return r;
     };
-    const supervisorOf = (pool: string) => this.supervisors.get(pool);
     this.host = new ActorHost({
       store,
       snapshots,
@@ -89,7 +88,9 @@ export class ControlPlane {
         agent: agentEffects({
           instance: opts.instance,
           runtimeFor,
-          configOf: (pool) => supervisorOf(pool)?.config ?? null,
+          // Never the stream's copy: what an agent runs (image, command, mounts) comes only from
+          // this daemon's own configuration (a pool no longer configured spawns nothing).
+          configOf: (pool) => opts.pools[pool] ?? null,
           ports: this.ports,
           clock: this.scheduler.now,
         }),

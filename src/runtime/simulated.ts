@@ -14,8 +14,9 @@ export class SimulatedRuntime implements Runtime {
   private readonly parked = new Map<Op, Promise<void>>();
   private readonly listeners = new Set<(e: RuntimeEvent) => void>();
   private seq = 0;
-  /** Calls made, by operation (what a test asserts on). */
+  /** Calls made, by operation, and every spec created (what a test asserts on). */
   readonly calls: Record<Op, number> = { create: 0, start: 0, stop: 0, remove: 0 };
+  readonly created: CreateSpec[] = [];
 
   constructor(readonly instance: string) {}
 
@@ -36,6 +37,7 @@ export class SimulatedRuntime implements Runtime {
 
   async create(spec: CreateSpec): Promise<RuntimeInstance> {
     await this.gate("create");
+    this.created.push(spec);
     const inst: RuntimeInstance = {
       id: `sim-${++this.seq}`,
       instance: spec.instance,
