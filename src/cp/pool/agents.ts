@@ -25,12 +25,15 @@ function phaseOf(view: AgentView): AgentPhase {
  */
 export class PoolAgents {
   private readonly agents = new Map<string, PoolAgent>();
+  /** Agents known only from a decision, not yet from their own events: when it was recorded. */
+  private readonly unreported = new Map<string, number>();
 
   /** Folds an agent's new state in; returns its entry before and after (undefined once ended). */
   observe(view: AgentView): { prev?: PoolAgent; next?: PoolAgent; phase: AgentPhase } {
     const id = view.ref.id;
     const prev = this.agents.get(id);
     const phase = phaseOf(view);
+    this.unreported.delete(id);
     const c = view.context;
     if (ENDED.has(phase)) {
       this.agents.delete(id);
@@ -53,9 +56,10 @@ export class PoolAgents {
     return { prev, next, phase };
   }
 
-  /** A decision about `id` was recorded: until its agent reports, it counts in `phase`. */
-  expect(id: string, phase: AgentPhase): PoolAgent | undefined {
+  /** A decision about `id` was recorded at `at`: until its agent reports, it counts in `phase`. */
+  expect(id: string, phase: AgentPhase, at: number): PoolAgent | undefined {
     const prev = this.agents.get(id);
+    if (!prev) this.unreported.set(id, at);
     this.agents.set(id, {
       ...(prev ?? {
         id,
@@ -77,7 +81,19 @@ export class PoolAgents {
   /** Undoes `expect` when the decision could not be recorded. */
   restore(id: string, prev: PoolAgent | undefined): void {
     if (prev) this.agents.set(id, prev);
-    else this.agents.delete(id);
+    else {
+      this.agents.delete(id);
+      this.unreported.delete(id);
+    }
+  }
+
+  /** Forgets agents decided before `before` that never reported (their first effect failed). */
+  dropUnreported(before: number): void {
+    for (const [id, at] of this.unreported) {
+      if (at >= before) continue;
+      this.unreported.delete(id);
+      this.agents.delete(id);
+    }
   }
 
   get(id: string): PoolAgent | undefined {

@@ -107,7 +107,7 @@ export class Maintainer {
    * agent last became ready, so a replay of the pool's and its agents' events gives the same.
    */
   spawnFailed(agentId: string, error: { code: string; message: string }, at: number): Promise<void> {
-    this.failures = this.failures.then(async () => {
+    const record = async () => {
       const ctx = this.deps.poolState()?.context;
       if (!ctx) return;
       const streak = nextFailureStreak(
@@ -125,7 +125,9 @@ export class Maintainer {
         },
         at,
       });
-    });
+    };
+    // After one that could not be recorded (its caller logs it), the next still runs.
+    this.failures = this.failures.then(record, record);
     return this.failures;
   }
 
@@ -140,12 +142,15 @@ export class Maintainer {
   private async maintain(): Promise<void> {
     const pool = this.deps.poolState();
     if (!pool?.context.config || pool.value === "new") return;
+    const now = this.deps.scheduler.now();
+    // A spawn recorded whose agent never reported (its effect failed) must not count forever.
+    this.deps.agents.dropUnreported(now - pool.context.config.startTimeoutMs);
     const decisions = planPool({
       config: pool.context.config,
       state: pool.value,
       agents: this.deps.agents.all(),
       waiters: this.deps.waiting(),
-      now: this.deps.scheduler.now(),
+      now,
       spawnPausedUntil: pool.context.spawnPausedUntil,
     });
     await Promise.all(decisions.map((d) => this.execute(d)));
@@ -178,7 +183,7 @@ export class Maintainer {
   }
 
   private async record(input: Input, agentId: string, phase: AgentPhase): Promise<void> {
-    const prev = this.deps.agents.expect(agentId, phase);
+    const prev = this.deps.agents.expect(agentId, phase, this.deps.scheduler.now());
     try {
       const offered = await this.deps.host.offer(this.ref, input);
       if (!offered.accepted) this.deps.agents.restore(agentId, prev);
