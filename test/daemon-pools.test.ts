@@ -86,3 +86,28 @@ describe("pools whose built-in image cannot be made", () => {
     assert.deepEqual(engine.calls.slice(before), [], "the engine was not asked");
   });
 });
+
+describe("pools without a Docker engine", () => {
+  it("runtime auto: agents run as local processes, said in one warning line naming why", async () => {
+    const cfg = parseConfig({ pools: { a: pool("auto"), b: pool("auto"), p: pool("process") } });
+    const warnings: string[] = [];
+    const pools = await resolvePools(cfg, "corral.yaml", {
+      dockerReason: "docker engine at the default socket (/var/run/docker.sock) is unreachable: no such file",
+      warn: (l) => warnings.push(l),
+    });
+    assert.equal(pools.a?.runtime, "process");
+    assert.equal(pools.b?.runtime, "process");
+    assert.deepEqual(warnings, [
+      "docker engine at the default socket (/var/run/docker.sock) is unreachable: no such file; agents of pool a, b run as local processes",
+    ]);
+  });
+
+  it("only process pools: nothing to say", async () => {
+    const warnings: string[] = [];
+    await resolvePools(parseConfig({ pools: { p: pool("process") } }), "corral.yaml", {
+      dockerReason: "no engine",
+      warn: (l) => warnings.push(l),
+    });
+    assert.deepEqual(warnings, []);
+  });
+});

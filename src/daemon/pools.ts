@@ -10,7 +10,7 @@ export interface RuntimeAvailability {
   docker?: Docker;
   /** Why there is none, for the error message. */
   dockerReason?: string;
-  /** Says (once) which "auto" pools run as processes because the built-in image cannot be made. */
+  /** Says (once) which "auto" pools run as processes: no engine, or the built-in image cannot be made. */
   warn?: (line: string) => void;
 }
 
@@ -33,6 +33,7 @@ export async function resolvePools(
   };
   for (const [name, spec] of Object.entries(cfg.pools)) {
     let runtime: RuntimeKind = spec.runtime === "auto" ? (env.docker ? "docker" : "process") : spec.runtime;
+    if (spec.runtime === "auto" && !env.docker) fellBack.push(name);
     if (runtime === "docker" && !env.docker) {
       issues.push(
         `pools.${name}.runtime: docker, but no Docker engine answers (${env.dockerReason ?? "unknown"}); use process or auto`,
@@ -53,7 +54,8 @@ export async function resolvePools(
     out[name] = normalise(spec, runtime, template);
   }
   if (fellBack.length > 0) {
-    env.warn?.(`${await image}; agents of pool ${fellBack.join(", ")} run as local processes`);
+    const why = env.docker ? await image : (env.dockerReason ?? "no Docker engine answers");
+    env.warn?.(`${why}; agents of pool ${fellBack.join(", ")} run as local processes`);
   }
   if (issues.length > 0) throw new ConfigError(file, issues);
   return out;
