@@ -11,6 +11,7 @@ import type { AggregateRef, Envelope } from "../src/events/envelope.ts";
 import { natsAnswers } from "../src/nats/connect.ts";
 import { freePort } from "../src/nats/server.ts";
 import { EventStore } from "../src/store/event-store.ts";
+import { KEY_FILE_ENV, loadOrCreateEventKey } from "../src/store/key-file.ts";
 import { bin, corral, type Run, root } from "./helpers/cli.ts";
 import { makeEvent } from "./helpers/events.ts";
 import { startTestNats, type TestNats } from "./helpers/nats.ts";
@@ -50,8 +51,10 @@ describe("corral CLI against a real nats-server", () => {
   before(async () => {
     t = await startTestNats();
     nc = await t.connect();
-    store = await EventStore.open(nc);
-    env = { NATS_URL: t.url };
+    // A writer's key, and the CLI told where it is: every seeded event is marked and verified.
+    const { key, file } = loadOrCreateEventKey(tempDir("cli-key-"));
+    store = await EventStore.open(nc, { integrity: { key } });
+    env = { NATS_URL: t.url, [KEY_FILE_ENV]: file };
     const at = Date.UTC(2026, 10, 22, 7, 0, 0);
     await append(alpha, makeEvent(alpha, "CommandCreated", { agentId: "agent-1", action: "npm test" }, at));
     await append(beta, makeEvent(beta, "CommandCreated", { agentId: "agent-2", action: "lint it" }, at + 1));

@@ -12,7 +12,7 @@ export interface LineOptions {
 
 /** The JSON shape of one record, for `--json` (one object per line) and `events show`. */
 export type RecordJson =
-  | { seq: number; subject: string; time: string; event: unknown }
+  | { seq: number; subject: string; time: string; event: unknown; unverified?: true }
   | { seq: number; subject: string; time: string; error: { reason: string; message: string } };
 
 /** DecodeError messages end with "(stream seq N)"; the seq is printed beside them already. */
@@ -23,7 +23,7 @@ export function decodeMessage(err: DecodeError): string {
 export function recordJson(r: StoredRecord): RecordJson {
   const base = { seq: r.seq, subject: r.subject, time: new Date(r.time).toISOString() };
   if (r.error) return { ...base, error: { reason: r.error.reason, message: decodeMessage(r.error) } };
-  return { ...base, event: r.event };
+  return r.unverified ? { ...base, event: r.event, unverified: true } : { ...base, event: r.event };
 }
 
 /** msgpack `bin` values decode to Uint8Array, which JSON would spell as an index map. */
@@ -105,7 +105,10 @@ export function formatLine(r: StoredRecord, opts: LineOptions = {}): string {
   if (r.error) {
     const subject = r.subject.padEnd(AGG_COLUMN);
     const head = `${seq} ${time} ${subject} `;
-    const why = `UNDECODABLE (${r.error.reason}): ${decodeMessage(r.error)}`;
+    const why =
+      r.error.reason === "forged"
+        ? `FORGED: ${decodeMessage(r.error)}`
+        : `UNDECODABLE (${r.error.reason}): ${decodeMessage(r.error)}`;
     const rest = truncate(why, Math.max(width - head.length, 40));
     return `${c.dim(seq)} ${c.dim(time)} ${subject} ${c.red(rest)}`;
   }

@@ -1,6 +1,7 @@
 import type { NatsConnection } from "@nats-io/nats-core";
 import { connectNats } from "../nats/connect.ts";
 import type { EventStore } from "../store/event-store.ts";
+import type { Integrity } from "../store/integrity.ts";
 import { CliError, EXIT } from "./exit.ts";
 
 /**
@@ -13,6 +14,8 @@ export interface SessionOptions {
   url: string;
   /** Long-lived commands (--follow) ride out server restarts; one-shot commands fail fast. */
   reconnect?: boolean;
+  /** How to check events (default: the CLI's key, see event-key.ts). */
+  integrity?: Integrity;
 }
 
 /** Opens a connection and the event store, runs `fn`, and always closes both. */
@@ -23,7 +26,7 @@ export async function withStore<T>(opts: SessionOptions, fn: (store: EventStore)
     reconnect: opts.reconnect ?? false,
   });
   try {
-    const store = await openStore(nc, opts.url);
+    const store = await openStore(nc, opts.url, opts.integrity);
     try {
       return await fn(store);
     } finally {
@@ -34,11 +37,12 @@ export async function withStore<T>(opts: SessionOptions, fn: (store: EventStore)
   }
 }
 
-async function openStore(nc: NatsConnection, url: string): Promise<EventStore> {
+async function openStore(nc: NatsConnection, url: string, integrity?: Integrity): Promise<EventStore> {
   // Imported here: the pool commands share this module's timeout but not the store (nor zod).
   const { EventStore } = await import("../store/event-store.ts");
   try {
-    return await EventStore.open(nc);
+    const { cliIntegrity } = await import("./event-key.ts");
+    return await EventStore.open(nc, { integrity: integrity ?? cliIntegrity() });
   } catch (err) {
     const msg = (err as Error).message ?? String(err);
     // A plain nats-server without -js answers, but has no JetStream API: say so plainly.

@@ -2,6 +2,7 @@ import { relative } from "node:path";
 import { runDemo } from "../demo/demo.ts";
 import type { Logger } from "../log.ts";
 import { ensureNats } from "../nats/ensure.ts";
+import { loadOrCreateEventKey } from "../store/key-file.ts";
 import { tail } from "./events-tail.ts";
 import type { Out } from "./output.ts";
 import { recordPrinter } from "./output.ts";
@@ -28,9 +29,13 @@ export async function start(opts: StartOptions): Promise<void> {
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
   try {
-    await runDemo({ natsUrl: nats.url, log });
+    // The demo is a writer: it marks with the key kept in the data dir, and the tail checks with it.
+    const integrity = { key: loadOrCreateEventKey(opts.dataDir ?? ".corral").key };
+    await runDemo({ natsUrl: nats.url, integrity, log });
     out.write("\n");
-    await withStore({ url: nats.url }, (store) => tail(store, { last: 30 }, recordPrinter(out, false)));
+    await withStore({ url: nats.url, integrity }, (store) =>
+      tail(store, { last: 30 }, recordPrinter(out, false)),
+    );
     out.write("\n");
     const next = "next: npx corral events tail --follow   ·   npx corral worldview";
     if (nats.started && nats.storeDir) {

@@ -10,14 +10,15 @@ import {
   eventDef,
 } from "../events/catalogue.ts";
 import { type AggregateKind, type AggregateRef, checkRef, refKey } from "../events/envelope.ts";
-import { DecodeError } from "../events/errors.ts";
+import { DecodeError, ForgedEventError } from "../events/errors.ts";
 import { uuidv7 } from "../events/id.ts";
 import { KeyedQueue } from "../keyed-queue.ts";
 import { silentLogger } from "../log.ts";
 import { ConcurrencyError } from "../store/errors.ts";
 import type { EventStore } from "../store/event-store.ts";
+import type { StoredRecord } from "../store/records.ts";
 import type { SnapshotStore } from "../store/snapshots.ts";
-import { kindSubject } from "../store/subjects.ts";
+import { kindSubject, refOfSubject } from "../store/subjects.ts";
 import type { EffectContext, EffectHandlers } from "./effects.ts";
 import { InvalidInputError, RejectedInputError } from "./errors.ts";
 import { type Scheduler, TimerScheduler } from "./scheduler.ts";
@@ -116,6 +117,7 @@ export class ActorHost {
   private readonly listeners = new Set<ChangeListener>();
   private readonly initials = new Map<AggregateKind, AnyMachineSnapshot>();
   private closed = false;
+  private forgedSeen = 0;
 
   constructor(opts: ActorHostOptions) {
     this.store = opts.store;
@@ -250,6 +252,7 @@ export class ActorHost {
             { seq: r.seq, subject: r.subject, reason: r.error.reason },
             "skipping unreadable event in recovery",
           );
+          if (r.error instanceof ForgedEventError) this.noteForged(r, folded);
           continue;
         }
         const key = refKey(r.event.aggregate);
@@ -318,6 +321,11 @@ export class ActorHost {
       });
     }
     return out;
+  }
+
+  /** Records without a valid writer mark met so far (never folded; see integrity.ts). */
+  get forged(): number {
+    return this.forgedSeen;
   }
 
   /** Resolves when every effect and snapshot write started so far has finished. */
@@ -398,12 +406,38 @@ export class ActorHost {
       };
     }
     for (const r of await this.store.readAggregate(ref, actor.seq)) {
+      if (r.error instanceof ForgedEventError) {
+        // Not ours, so not its history: never folded. Its sequence is still the subject's last one,
+        // which the next append must name (or every append would conflict forever).
+        this.countForged(r);
+        actor = { ...actor, seq: r.seq };
+        continue;
+      }
       // An actor's own history must be readable: skipping an event would silently corrupt it.
       if (r.error) throw r.error;
       const [next] = step(def.machine, actor.snapshot, r.event);
       actor = { snapshot: next, seq: r.seq, since: actor.since + 1, last: r.event };
     }
     return actor;
+  }
+
+  /**
+   * A forged record met in recovery: counted, and (for an actor already seen) its sequence taken as
+   * the subject's last one, as load() does. A forged first event creates no actor.
+   */
+  private noteForged(r: StoredRecord, folded: Map<string, { ref: AggregateRef; actor: Actor }>): void {
+    this.forgedSeen++;
+    const ref = refOfSubject(r.subject);
+    const entry = ref && folded.get(refKey(ref));
+    if (entry) entry.actor = { ...entry.actor, seq: r.seq };
+  }
+
+  private countForged(r: StoredRecord): void {
+    this.forgedSeen++;
+    this.log.warn(
+      { seq: r.seq, subject: r.subject, reason: "forged", detail: r.error?.message },
+      "ignoring forged event",
+    );
   }
 
   /** Caches a live actor, arms its deadline, and writes a snapshot when one is due. */

@@ -8,6 +8,8 @@ import { ControlPlane, type StartReport } from "../cp/control-plane.ts";
 import { connectNats } from "../nats/connect.ts";
 import { createRuntime, dockerClient, dockerUnavailableReason } from "../runtime/index.ts";
 import type { Runtime, RuntimeKind } from "../runtime/types.ts";
+import { bindIntegrity } from "../store/integrity.ts";
+import { loadOrCreateEventKey } from "../store/key-file.ts";
 import { resolvePools } from "./pools.ts";
 import { poolStatus } from "./status.ts";
 import { DaemonWorldview } from "./worldview.ts";
@@ -52,6 +54,11 @@ export class Daemon {
       const warn = (line: string) => log.warn(line);
       const pools = await resolvePools(config, opts.configFile, { docker, dockerReason, warn });
       const stateDir = resolve(config.stateDir);
+      // Every store opened on this connection marks what it appends and ignores what it cannot
+      // verify (ARCHITECTURE.md, "Event marks"). The key itself is never logged.
+      const eventKey = loadOrCreateEventKey(stateDir);
+      bindIntegrity(nc, { key: eventKey.key });
+      log.info({ keyFile: eventKey.file, keyId: eventKey.key.id, created: eventKey.created }, "event key");
       runtimes.process = await createRuntime("process", {
         instance: config.instance,
         log,

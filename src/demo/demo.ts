@@ -4,6 +4,7 @@ import { commandEffects, reportToInput } from "../cp/command-effects.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { connectNats } from "../nats/connect.ts";
 import { EventStore } from "../store/event-store.ts";
+import type { Integrity } from "../store/integrity.ts";
 import { SnapshotStore } from "../store/snapshots.ts";
 import { DemoAgents } from "./agents.ts";
 
@@ -17,12 +18,14 @@ export interface DemoResult {
  */
 export async function runDemo(opts: {
   natsUrl: string;
+  /** The writer key to mark its events with (store/integrity.ts); default: unmarked. */
+  integrity?: Integrity;
   log?: Logger;
   timeoutMs?: number;
 }): Promise<DemoResult> {
   const log = opts.log ?? silentLogger;
   const nc = await connectNats(opts.natsUrl, { name: "corral-demo" });
-  const store = await EventStore.open(nc);
+  const store = await EventStore.open(nc, { integrity: opts.integrity });
   const snapshots = await SnapshotStore.open(nc);
   let host: ActorHost | undefined;
   const agents = new DemoAgents((report) => {

@@ -2,7 +2,7 @@
  * Typed errors for events that cannot be read. Each carries the stream sequence and subject when
  * known, so a reader can log exactly which message it skipped.
  */
-export type DecodeReason = "not-envelope" | "unknown-type" | "newer-version" | "invalid-data";
+export type DecodeReason = "not-envelope" | "unknown-type" | "newer-version" | "invalid-data" | "forged";
 
 export interface StreamPosition {
   seq?: number;
@@ -62,5 +62,21 @@ export class InvalidEventDataError extends DecodeError {
     at?: StreamPosition,
   ) {
     super("invalid-data", `${type} data is invalid: ${issues.join("; ")}`, at);
+  }
+}
+
+/**
+ * No valid writer mark (src/store/event-mark.ts): whatever it says, no corral writer wrote it, so
+ * nothing folds it. `type` is what the body claims to be, when it could be read, for display only.
+ */
+export class ForgedEventError extends DecodeError {
+  override name = "ForgedEventError";
+  constructor(
+    readonly check: string,
+    detail: string,
+    readonly type?: string,
+    at?: StreamPosition,
+  ) {
+    super("forged", type ? `${type}: ${detail}` : detail, at);
   }
 }

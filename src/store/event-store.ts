@@ -11,6 +11,8 @@ import { encodeEvent } from "../codec/msgpack.ts";
 import { checkEnvelope, isValidated } from "../events/catalogue.ts";
 import { type AggregateRef, checkRef, type Envelope, refKey } from "../events/envelope.ts";
 import { ConcurrencyError } from "./errors.ts";
+import { type EventKey, MARK_HEADER } from "./event-mark.ts";
+import { type Integrity, integrityOf, type Verifier, verifierOf } from "./integrity.ts";
 import { PipelinedPublisher, type PublisherOptions, WrongLastSequence } from "./publisher.ts";
 import { type DropHook, type RangeOptions, type RangeStats, readRange } from "./reader.ts";
 import { type StoredRecord, toRecord } from "./records.ts";
@@ -20,6 +22,8 @@ import { ALL_EVENTS, eventSubject } from "./subjects.ts";
 export interface EventStoreOptions {
   stream?: Partial<StreamOptions>;
   publisher?: PublisherOptions;
+  /** Marks and their checks (integrity.ts); default: what is bound to the connection, else "off". */
+  integrity?: Integrity;
 }
 
 export interface AppendResult {
@@ -46,15 +50,22 @@ export class EventStore {
   readonly stream: string;
   readonly js: JetStreamClient;
   private readonly publisher: PipelinedPublisher;
+  /** Marks appends; undefined: this store writes unmarked events. */
+  private readonly key: EventKey | undefined;
+  /** Checks reads; undefined: integrity "off". */
+  readonly verify: Verifier | undefined;
 
   private constructor(
     readonly nc: NatsConnection,
     readonly jsm: JetStreamManager,
     readonly streamOptions: StreamOptions,
     readonly ensured: EnsureResult,
+    readonly integrity: Integrity,
     publisherOptions?: PublisherOptions,
   ) {
     this.stream = streamOptions.name;
+    this.key = typeof integrity === "object" ? integrity.key : undefined;
+    this.verify = verifierOf(integrity);
     this.js = jetstream(nc);
     this.publisher = new PipelinedPublisher(nc, publisherOptions);
   }
@@ -64,7 +75,8 @@ export class EventStore {
     const streamOptions = { ...DEFAULT_STREAM, ...opts.stream };
     const jsm = await jetstreamManager(nc);
     const ensured = await ensureStream(jsm, streamOptions);
-    return new EventStore(nc, jsm, streamOptions, ensured, opts.publisher);
+    const integrity = opts.integrity ?? integrityOf(nc) ?? "off";
+    return new EventStore(nc, jsm, streamOptions, ensured, integrity, opts.publisher);
   }
 
   /**
@@ -88,7 +100,9 @@ export class EventStore {
       }
       if (!isValidated(event)) checkEnvelope(event); // never store what a reader could not decode
       try {
-        const ack = await this.publisher.publish(subject, encodeEvent(event), event.id, expected);
+        const body = encodeEvent(event);
+        const mark = this.key?.mark(subject, body);
+        const ack = await this.publisher.publish(subject, body, event.id, expected, mark);
         if (ack.duplicate) duplicates++;
         seqs.push(ack.seq);
         expected = ack.seq;
@@ -115,7 +129,8 @@ export class EventStore {
   async get(seq: number): Promise<StoredRecord | null> {
     const m = await this.jsm.streams.getMessage(this.stream, { seq });
     if (!m) return null;
-    return toRecord(m.seq, m.subject, m.time.getTime(), m.data);
+    const mark = this.verify ? m.header?.get(MARK_HEADER) || undefined : undefined;
+    return toRecord(m.seq, m.subject, m.time.getTime(), m.data, this.verify, mark);
   }
 
   /** Events of one aggregate after `afterSeq` (its snapshot's sequence), in order. */
@@ -131,7 +146,7 @@ export class EventStore {
 
   /** Reads a bounded range in batches (see readRange); ends when caught up or at `toSeq`. */
   read(opts: RangeOptions = {}, stats?: RangeStats, dropHook?: DropHook): AsyncGenerator<StoredRecord[]> {
-    return readRange(this.nc, this.jsm, this.stream, opts, stats, dropHook);
+    return readRange(this.nc, this.jsm, this.stream, { verify: this.verify, ...opts }, stats, dropHook);
   }
 
   /** Follows the stream live (an ordered consumer: it survives reconnects and never skips). */
@@ -153,7 +168,8 @@ export class EventStore {
     signal?.addEventListener("abort", stop, { once: true });
     try {
       for await (const m of messages) {
-        yield toRecord(m.seq, m.subject, m.info.timestampNanos / 1e6, m.data);
+        const mark = this.verify ? m.headers?.get(MARK_HEADER) || undefined : undefined;
+        yield toRecord(m.seq, m.subject, m.info.timestampNanos / 1e6, m.data, this.verify, mark);
       }
     } finally {
       signal?.removeEventListener("abort", stop);

@@ -1,5 +1,6 @@
 import { headers, type Msg, type NatsConnection, nuid, type Subscription } from "@nats-io/nats-core";
 import { AppendTimeoutError, NoStreamError, StoreError } from "./errors.ts";
+import { MARK_HEADER } from "./event-mark.ts";
 
 export interface PubAck {
   stream: string;
@@ -67,6 +68,8 @@ export class PipelinedPublisher {
     data: Uint8Array,
     msgId: string,
     expectedLastSubjectSeq?: number,
+    /** The writer's Corral-Mark (src/store/event-mark.ts), when the store has a key. */
+    mark?: string,
   ): Promise<PubAck> {
     if (this.closed) return Promise.reject(new StoreError("publisher is closed"));
     const hdrs = headers();
@@ -74,6 +77,7 @@ export class PipelinedPublisher {
     if (expectedLastSubjectSeq !== undefined) {
       hdrs.set("Nats-Expected-Last-Subject-Sequence", String(expectedLastSubjectSeq));
     }
+    if (mark !== undefined) hdrs.set(MARK_HEADER, mark);
     const token = (this.next++).toString(36);
     return new Promise<PubAck>((resolve, reject) => {
       this.pending.set(token, {

@@ -1,5 +1,7 @@
 import { AckPolicy, DeliverPolicy, type JetStreamManager } from "@nats-io/jetstream";
 import { type Msg, type NatsConnection, nanos, nuid, type Subscription } from "@nats-io/nats-core";
+import type { Verifier } from "./integrity.ts";
+import { markOf } from "./mark-header.ts";
 import { type StoredRecord, toRecord } from "./records.ts";
 import { ALL_EVENTS } from "./subjects.ts";
 
@@ -16,6 +18,8 @@ export interface RangeOptions {
   batch?: number;
   /** No message for this long while more are expected: start again from the last one seen. */
   stallMs?: number;
+  /** Checks each message's mark (the store passes its own; see integrity.ts). */
+  verify?: Verifier;
 }
 
 export interface RangeStats {
@@ -47,6 +51,7 @@ export async function* readRange(
   const filter = opts.filter ?? ALL_EVENTS;
   const batch = opts.batch ?? 2_000;
   const stallMs = opts.stallMs ?? 5_000;
+  const verify = opts.verify;
   // The read ends at the last message matching the filter as it starts (or at `toSeq`, if that
   // comes first). Not at a consumer's pending count of 0: nats-server 2.9 miscounts it after
   // concurrent appends, too high (a read that never ended) or too low (one that ended early).
@@ -117,7 +122,11 @@ export async function* readRange(
     }
     lastSeq = sseq;
     stats.messages++;
-    buffer.push(toRecord(sseq, msg.subject, time, msg.data));
+    buffer.push(
+      verify
+        ? toRecord(sseq, msg.subject, time, msg.data, verify, markOf(msg))
+        : toRecord(sseq, msg.subject, time, msg.data),
+    );
     if (sseq === toSeq) finish();
     else if (buffer.length >= batch) notify();
   };

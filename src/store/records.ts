@@ -1,18 +1,46 @@
 import { decodeEvent } from "../codec/msgpack.ts";
 import type { CorralEvent } from "../events/catalogue.ts";
-import { DecodeError } from "../events/errors.ts";
+import { DecodeError, ForgedEventError } from "../events/errors.ts";
+import type { Verifier } from "./integrity.ts";
 
-/** One stream message as a reader sees it: the decoded event, or the typed reason it is unreadable. */
+/**
+ * One stream message as a reader sees it: the decoded event, or the typed reason it is unreadable
+ * (a forged one among them). `unverified`: read by a store without the key, so its mark (present)
+ * could not be checked.
+ */
 export type StoredRecord =
-  | { seq: number; subject: string; time: number; event: CorralEvent; error?: undefined }
-  | { seq: number; subject: string; time: number; event?: undefined; error: DecodeError };
+  | { seq: number; subject: string; time: number; event: CorralEvent; error?: undefined; unverified?: true }
+  | {
+      seq: number;
+      subject: string;
+      time: number;
+      event?: undefined;
+      error: DecodeError;
+      unverified?: undefined;
+    };
 
-export function toRecord(seq: number, subject: string, time: number, data: Uint8Array): StoredRecord {
+export function toRecord(
+  seq: number,
+  subject: string,
+  time: number,
+  data: Uint8Array,
+  verify?: Verifier,
+  mark?: string,
+): StoredRecord {
+  let event: CorralEvent;
   try {
-    return { seq, subject, time, event: decodeEvent(data, { seq, subject }) };
+    event = decodeEvent(data, { seq, subject });
   } catch (err) {
+    // Undecodable stays undecodable, marked or not: nothing folds it either way.
     const error =
       err instanceof DecodeError ? err : new DecodeError("not-envelope", String(err), { seq, subject });
     return { seq, subject, time, error };
   }
+  if (!verify) return { seq, subject, time, event };
+  const verdict = verify(subject, data, mark);
+  if (verdict === "valid") return { seq, subject, time, event };
+  if (verdict === "unverified") return { seq, subject, time, event, unverified: true };
+  // `type` is what the body claims, for display and `tail -t` only.
+  const error = new ForgedEventError(verdict.check, verdict.detail, event.type, { seq, subject });
+  return { seq, subject, time, error };
 }

@@ -1,0 +1,105 @@
+import { createHash, hash, randomBytes, timingSafeEqual } from "node:crypto";
+
+/**
+ * The mark a corral writer puts on every event it appends (ARCHITECTURE.md, "Event marks"):
+ * `Corral-Mark: v1.<key id>.<HMAC-SHA256 base64url>` over the subject, one zero byte and the exact
+ * msgpack body. A reader holding the key knows the event came from a corral writer, for this
+ * aggregate; one without the key can only tell a marked event from an unmarked one.
+ */
+export const MARK_HEADER = "Corral-Mark";
+
+const VERSION = "v1";
+const KEY_BYTES = 32;
+const BLOCK = 64; // SHA-256 block size
+/**
+ * `v1.<8 hex>.<32 bytes in unpadded base64url>`, canonical only: Node's decoder would also take
+ * `+/`, padding, or other low bits in the last character for the same bytes, and a mark must have
+ * one spelling.
+ */
+const CANONICAL = /^v1\.[0-9a-f]{8}\.[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/;
+
+/** What a reader learns from a message's mark. */
+export type MarkCheck = "valid" | "missing" | "malformed" | "other-key" | "mismatch";
+
+/**
+ * A writer key. HMAC-SHA256 as in RFC 2104, with the pads precomputed and two one-shot hashes
+ * over a reused buffer: createHmac per message costs ~3x as much (an object and several native
+ * calls each), which a rebuild of the whole stream would feel.
+ */
+export class EventKey {
+  /** Names the key in each mark (not secret): a mark from another key is told apart from a bad one. */
+  readonly id: string;
+  private readonly outer: Buffer;
+  private scratch: Buffer;
+
+  private constructor(key: Uint8Array) {
+    if (key.length !== KEY_BYTES) throw new Error(`an event key is ${KEY_BYTES} bytes, got ${key.length}`);
+    this.id = createHash("sha256").update("corral event key id\0").update(key).digest("hex").slice(0, 8);
+    this.scratch = Buffer.alloc(BLOCK + 4096);
+    this.outer = Buffer.alloc(BLOCK + 32);
+    for (let i = 0; i < BLOCK; i++) {
+      const k = key[i] ?? 0;
+      this.scratch[i] = k ^ 0x36;
+      this.outer[i] = k ^ 0x5c;
+    }
+  }
+
+  static generate(): EventKey {
+    return new EventKey(randomBytes(KEY_BYTES));
+  }
+
+  static fromBytes(key: Uint8Array): EventKey {
+    return new EventKey(key);
+  }
+
+  /** The raw HMAC of (subject, 0, body). */
+  mac(subject: string, body: Uint8Array): Buffer {
+    const need = BLOCK + subject.length + 1 + body.length;
+    if (need > this.scratch.length) {
+      const grown = Buffer.alloc(Math.max(need, this.scratch.length * 2));
+      this.scratch.copy(grown, 0, 0, BLOCK);
+      this.scratch = grown;
+    }
+    // Subjects are ASCII (src/store/subjects.ts), so latin1 writes one byte per character.
+    let n = BLOCK + this.scratch.write(subject, BLOCK, "latin1");
+    this.scratch[n++] = 0;
+    this.scratch.set(body, n);
+    n += body.length;
+    hash("sha256", this.scratch.subarray(0, n), "buffer").copy(this.outer, BLOCK);
+    return hash("sha256", this.outer, "buffer");
+  }
+
+  /** The header value for an event stored on `subject` with these body bytes. */
+  mark(subject: string, body: Uint8Array): string {
+    return `${VERSION}.${this.id}.${this.mac(subject, body).toString("base64url")}`;
+  }
+
+  check(subject: string, body: Uint8Array, mark: string | undefined): MarkCheck {
+    const shape = markShape(mark);
+    if (shape !== "valid") return shape;
+    const m = mark as string;
+    if (m.slice(3, 11) !== this.id) return "other-key";
+    const given = Buffer.from(m.slice(12), "base64url");
+    return given.length === 32 && timingSafeEqual(given, this.mac(subject, body)) ? "valid" : "mismatch";
+  }
+}
+
+/** What can be said without the key: "valid" only means "shaped like a mark". */
+export function markShape(mark: string | undefined): "valid" | "missing" | "malformed" {
+  if (!mark) return "missing";
+  return CANONICAL.test(mark) ? "valid" : "malformed";
+}
+
+/** Why a record is treated as forged, in words (for logs, `events tail` and `events show`). */
+export function describeMark(check: Exclude<MarkCheck, "valid">, mark: string | undefined): string {
+  switch (check) {
+    case "missing":
+      return `no ${MARK_HEADER} header: not written by a corral writer`;
+    case "malformed":
+      return `${MARK_HEADER} is not a corral mark`;
+    case "other-key":
+      return `${MARK_HEADER} was made with another key (${mark?.slice(3, 11)})`;
+    case "mismatch":
+      return `${MARK_HEADER} does not match this subject and body`;
+  }
+}

@@ -1,0 +1,278 @@
+import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
+import { chmodSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { jetstream } from "@nats-io/jetstream";
+import { headers } from "@nats-io/nats-core";
+import { commandAggregate } from "../machines/command.ts";
+import { encodeEvent } from "../src/codec/msgpack.ts";
+import { ActorHost } from "../src/cp/actor-host.ts";
+import type { AggregateRef } from "../src/events/envelope.ts";
+import { ForgedEventError } from "../src/events/errors.ts";
+import { EventKey, MARK_HEADER } from "../src/store/event-mark.ts";
+import { EventStore } from "../src/store/event-store.ts";
+import { KEY_FILE_ENV, KeyFileError, loadOrCreateEventKey, readEventKey } from "../src/store/key-file.ts";
+import { markOf } from "../src/store/mark-header.ts";
+import type { StoredRecord } from "../src/store/records.ts";
+import { eventSubject } from "../src/store/subjects.ts";
+import { makeEvent } from "./helpers/events.ts";
+import { startTestNats, type TestNats } from "./helpers/nats.ts";
+import { tempDir } from "./helpers/teardown.ts";
+
+const created = (ref: AggregateRef) =>
+  makeEvent(ref, "CommandCreated", { agentId: "agent-1", action: "echo", payload: { text: ref.id } });
+
+describe("the event mark", () => {
+  const key = EventKey.generate();
+  const subject = "corral.evt.command.m-1";
+  const body = encodeEvent(created({ kind: "command", id: "m-1" }));
+
+  it("is HMAC-SHA256 over subject, a zero byte and the body, as node:crypto computes it", () => {
+    const secret = Buffer.alloc(32, 7);
+    const k = EventKey.fromBytes(secret);
+    const want = createHmac("sha256", secret)
+      .update(subject)
+      .update(Buffer.from([0]))
+      .update(body)
+      .digest();
+    assert.deepEqual(k.mac(subject, body), want);
+    // Also for a body larger than the reused buffer.
+    const big = new Uint8Array(10_000).fill(3);
+    const wantBig = createHmac("sha256", secret)
+      .update(subject)
+      .update(Buffer.from([0]))
+      .update(big)
+      .digest();
+    assert.deepEqual(k.mac(subject, big), wantBig);
+    assert.deepEqual(k.mac(subject, body), want, "still right after the buffer grew");
+  });
+
+  it("holds for the exact subject and body it was made for", () => {
+    assert.equal(key.check(subject, body, key.mark(subject, body)), "valid");
+  });
+
+  it("fails for a body altered by one byte, anywhere", () => {
+    const mark = key.mark(subject, body);
+    for (const i of [0, Math.floor(body.length / 2), body.length - 1]) {
+      const altered = Uint8Array.from(body);
+      altered[i] = (altered[i] as number) ^ 1;
+      assert.equal(key.check(subject, altered, mark), "mismatch", `byte ${i}`);
+    }
+  });
+
+  it("fails when made with another key, and says so", () => {
+    const other = EventKey.generate();
+    assert.notEqual(other.id, key.id);
+    assert.equal(key.check(subject, body, other.mark(subject, body)), "other-key");
+  });
+
+  it("fails when moved to another subject (another aggregate)", () => {
+    const mark = key.mark(subject, body);
+    assert.equal(key.check("corral.evt.command.m-2", body, mark), "mismatch");
+    // Moving bytes between subject and body does not help: the zero byte separates them.
+    assert.equal(
+      key.check("corral.evt.command.m-", Buffer.concat([Buffer.from("1"), body]), mark),
+      "mismatch",
+    );
+  });
+
+  it("is missing or malformed when absent or not shaped like a mark", () => {
+    const mark = key.mark(subject, body);
+    assert.equal(key.check(subject, body, undefined), "missing");
+    assert.equal(key.check(subject, body, ""), "missing");
+    assert.equal(key.check(subject, body, `v2${mark.slice(2)}`), "malformed");
+    assert.equal(key.check(subject, body, mark.slice(0, -1)), "malformed");
+    // One MAC, one spelling: the same bytes in another base64 form are refused.
+    const last = mark.at(-1) as string;
+    const noncanonical = `${mark.slice(0, -1)}${String.fromCharCode(last.charCodeAt(0) + 1)}`;
+    assert.equal(key.check(subject, body, noncanonical), "malformed");
+    assert.equal(key.check(subject, body, `${mark.slice(0, 12)}+${mark.slice(13)}`), "malformed");
+    const flipped = `${mark.slice(0, 12)}${mark[12] === "A" ? "B" : "A"}${mark.slice(13)}`;
+    assert.equal(key.check(subject, body, flipped), "mismatch");
+  });
+});
+
+describe("the event key file", () => {
+  it("is made on first start with mode 0600, then read back; CORRAL_EVENT_KEY_FILE wins", () => {
+    const dir = join(tempDir("key-"), "state");
+    const first = loadOrCreateEventKey(dir);
+    assert.equal(first.created, true);
+    assert.equal(statSync(first.file).mode & 0o777, 0o600);
+    const again = loadOrCreateEventKey(dir);
+    assert.equal(again.created, false);
+    assert.equal(again.key.id, first.key.id);
+    const elsewhere = join(tempDir("key-env-"), "k");
+    process.env[KEY_FILE_ENV] = elsewhere;
+    try {
+      const viaEnv = loadOrCreateEventKey(dir);
+      assert.equal(viaEnv.file, elsewhere);
+      assert.notEqual(viaEnv.key.id, first.key.id);
+    } finally {
+      delete process.env[KEY_FILE_ENV];
+    }
+  });
+
+  it("refuses a key others can read, and one that is not 32 bytes", () => {
+    const dir = tempDir("key-bad-");
+    const { file } = loadOrCreateEventKey(dir);
+    chmodSync(file, 0o644);
+    assert.throws(() => readEventKey(file), KeyFileError);
+    const short = join(dir, "short.key");
+    writeFileSync(short, `${Buffer.alloc(16).toString("base64")}\n`, { mode: 0o600 });
+    assert.throws(() => readEventKey(short), /not 32 bytes/);
+    assert.equal(readEventKey(join(dir, "none.key")), undefined);
+  });
+});
+
+describe("marks through the store, against a real nats-server", () => {
+  let t: TestNats;
+  let writer: EventStore;
+  const key = EventKey.generate();
+  before(async () => {
+    t = await startTestNats();
+    writer = await EventStore.open(await t.connect(), { integrity: { key } });
+  });
+  after(async () => {
+    writer.close();
+    await t.cleanup();
+  });
+
+  /** A plain client's publish: no corral code, only the headers given. */
+  async function publish(subject: string, body: Uint8Array, mark?: string): Promise<number> {
+    const js = jetstream(await t.connect("forger"));
+    const h = headers();
+    if (mark) h.set(MARK_HEADER, mark);
+    return (await js.publish(subject, body, { headers: h })).seq;
+  }
+
+  async function readAll(store: EventStore, filter: string): Promise<StoredRecord[]> {
+    const out: StoredRecord[] = [];
+    for await (const b of store.read({ filter })) out.push(...b);
+    return out;
+  }
+
+  it("a writer marks its appends; each way of reading sees forged ones as forged, never as events", async () => {
+    const ref: AggregateRef = { kind: "command", id: "forge-1" };
+    const subject = eventSubject(ref);
+    const good = await writer.append(ref, [created(ref)], 0);
+    const stored = await writer.jsm.streams.getMessage(writer.stream, { seq: good.lastSeq });
+    const goodMark = stored?.header?.get(MARK_HEADER) ?? "";
+    assert.match(goodMark, new RegExp(`^v1\\.${key.id}\\.[A-Za-z0-9_-]{43}$`));
+
+    const sent = makeEvent(ref, "CommandSent", { attempt: 1 });
+    const body = encodeEvent(sent);
+    const otherRef: AggregateRef = { kind: "command", id: "forge-2" };
+    const otherGood = await writer.append(otherRef, [created(otherRef)], 0);
+    const otherMark =
+      (await writer.jsm.streams.getMessage(writer.stream, { seq: otherGood.lastSeq }))?.header?.get(
+        MARK_HEADER,
+      ) ?? "";
+    const forged = {
+      unmarked: await publish(subject, body),
+      badMac: await publish(subject, body, `${goodMark.slice(0, 12)}${"A".repeat(43)}`),
+      otherKey: await publish(subject, body, EventKey.generate().mark(subject, body)),
+      moved: await publish(subject, encodeEvent(created(otherRef)), otherMark),
+    };
+
+    const reader = await EventStore.open(await t.connect(), { integrity: { key } });
+    const records = await readAll(reader, subject);
+    assert.equal(records[0]?.event?.type, "CommandCreated", "the writer's own event reads as itself");
+    const bySeq = new Map(records.map((r) => [r.seq, r]));
+    for (const [what, seq] of Object.entries(forged)) {
+      const r = bySeq.get(seq);
+      assert.ok(r?.error instanceof ForgedEventError, `${what}: range read says forged`);
+      assert.equal(r.error.reason, "forged");
+      assert.equal(r.event, undefined, `${what}: no event`);
+      const one = await reader.get(seq);
+      assert.equal(one?.error?.reason, "forged", `${what}: get says forged`);
+    }
+    assert.equal(bySeq.get(forged.otherKey)?.error?.message.includes("another key"), true);
+    assert.equal((bySeq.get(forged.unmarked)?.error as ForgedEventError | undefined)?.type, "CommandSent");
+
+    // Following live checks too.
+    const ac = new AbortController();
+    const followed: StoredRecord[] = [];
+    for await (const r of reader.follow({ filter: subject, fromSeq: 1 }, ac.signal)) {
+      followed.push(r);
+      if (r.seq >= forged.moved) ac.abort();
+    }
+    assert.deepEqual(
+      followed.filter((r) => r.error?.reason === "forged").map((r) => r.seq),
+      Object.values(forged),
+    );
+
+    // Without the key: unmarked is forged, marked (even wrongly) is unverified, never "valid".
+    const blind = await EventStore.open(await t.connect(), { integrity: "unverified" });
+    const seen = new Map((await readAll(blind, subject)).map((r) => [r.seq, r]));
+    assert.equal(seen.get(forged.unmarked)?.error?.reason, "forged");
+    assert.equal(seen.get(good.lastSeq)?.unverified, true);
+    assert.equal(seen.get(forged.badMac)?.unverified, true);
+    reader.close();
+    blind.close();
+  });
+
+  it("finds the mark in the raw header block exactly as the client's own parser does", async () => {
+    const nc = await t.connect("raw");
+    const sub = nc.subscribe("raw.mark", { max: 2 });
+    const h = headers();
+    h.set("Nats-Msg-Id", "x");
+    h.set(MARK_HEADER, "v1.abcdef01.mark");
+    h.set("Other", "y");
+    nc.publish("raw.mark", new Uint8Array([1, 2]), { headers: h });
+    nc.publish("raw.mark", new Uint8Array([3]));
+    const got = [];
+    for await (const m of sub) got.push(m);
+    assert.equal(markOf(got[0] as never), "v1.abcdef01.mark");
+    assert.equal(got[0]?.headers?.get(MARK_HEADER), "v1.abcdef01.mark");
+    assert.equal(markOf(got[1] as never), undefined);
+  });
+
+  it("an actor host never folds a forged event, and appends after it (its sequence is the subject's last)", async () => {
+    const nc = await t.connect("host");
+    const store = await EventStore.open(nc, { integrity: { key } });
+    const host = new ActorHost({
+      store,
+      aggregates: [commandAggregate],
+      effects: { command: Object.fromEntries(commandAggregate.effects.map((n) => [n, async () => {}])) },
+      timers: false,
+    });
+    const ref: AggregateRef = { kind: "command", id: "host-forge" };
+    await host.send(ref, {
+      type: "CommandCreated",
+      data: { agentId: "agent-1", action: "echo", payload: {} },
+    });
+    // A forged completion: were it folded, the command would be done.
+    const seq = await publish(
+      eventSubject(ref),
+      encodeEvent(makeEvent(ref, "CommandCancelled", { reason: "forged" })),
+    );
+    const fresh = new ActorHost({
+      store,
+      aggregates: [commandAggregate],
+      effects: { command: Object.fromEntries(commandAggregate.effects.map((n) => [n, async () => {}])) },
+      timers: false,
+    });
+    const [view] = await fresh.recover("command", (v) => v.ref.id === ref.id);
+    assert.equal(view?.seq, seq, "recovery takes the forged record's sequence as the last one");
+    assert.equal(fresh.forged >= 1, true);
+    const before = await fresh.get(ref);
+    assert.notEqual(before.status, "done");
+    const sent = await fresh.send(ref, { type: "CommandSent", data: { attempt: 1 } });
+    assert.ok(sent.seq > seq, "the next append names the forged record's sequence and is stored");
+    // And through load() (no recovery): the same.
+    const third = new ActorHost({
+      store,
+      aggregates: [commandAggregate],
+      effects: { command: Object.fromEntries(commandAggregate.effects.map((n) => [n, async () => {}])) },
+      timers: false,
+    });
+    await publish(eventSubject(ref), encodeEvent(makeEvent(ref, "CommandCancelled", { reason: "again" })));
+    // Were the forged cancel folded, the command would be final and this input refused.
+    const acked = await third.send(ref, { type: "CommandAcked", data: { attempt: 1 } });
+    assert.equal(acked.status, "active");
+    assert.equal(third.forged, 2, "load() met both forged records");
+    await Promise.all([host.close(0), fresh.close(0), third.close(0)]);
+    store.close();
+  });
+});
