@@ -6,6 +6,7 @@ import { describe, it } from "node:test";
 import { CorralClient } from "../src/api/client.ts";
 import { DEFAULT_CONFIG } from "../src/config/default.ts";
 import { connectNats, natsAnswers } from "../src/nats/connect.ts";
+import { localAuthFor } from "../src/nats/local-auth.ts";
 import { freePort } from "../src/nats/server.ts";
 import { createRuntime } from "../src/runtime/index.ts";
 import type { RuntimeKind } from "../src/runtime/types.ts";
@@ -163,7 +164,8 @@ describe("corral start (npm start)", () => {
       corralGroup,
       "nats-server in a group of its own",
     );
-    const nc = await connectNats(s.url, { name: "start-test" });
+    // Its server takes corral's users only (src/nats/corral-nats.conf): this is a client.
+    const nc = await connectNats(s.url, { name: "start-test", auth: localAuthFor("client", s.dir) });
     try {
       const lease = await new CorralClient(nc).acquire("default", { timeoutMs: 10_000 });
       const hello = (await (await fetch(lease.urls[0] as string)).json()) as { agent: string };

@@ -1,7 +1,9 @@
 import { configFrom } from "../config/default.ts";
 import { ConfigError } from "../config/load.ts";
+import { natsAuthOf } from "../config/nats.ts";
 import { Daemon } from "../daemon/daemon.ts";
 import type { Logger } from "../log.ts";
+import { redactUrl } from "../nats/auth.ts";
 import { natsUrl } from "../nats/connect.ts";
 import { type EnsuredNats, ensureNats } from "../nats/ensure.ts";
 import { colourEnabled, palette } from "./colour.ts";
@@ -34,13 +36,14 @@ async function starting(opts: Parameters<typeof Daemon.start>[0]): Promise<Daemo
  */
 export async function up(opts: { config?: string; nats?: string; log: Logger }): Promise<void> {
   const { config, source } = load(opts.config);
-  const url = opts.nats ?? (process.env.NATS_URL?.trim() || config.nats || natsUrl());
+  const url = opts.nats ?? (process.env.NATS_URL?.trim() || config.nats?.url || natsUrl());
   const signals = stopSignals(() => "Its agents keep running; the next `corral up` takes them over.");
   try {
     const daemon = await starting({
       config,
       configFile: source,
       natsUrl: url,
+      natsAuth: natsAuthOf(config.nats),
       log: opts.log,
       connectWaitMs: 30_000,
     });
@@ -62,12 +65,13 @@ export async function up(opts: { config?: string; nats?: string; log: Logger }):
  */
 export async function down(opts: { config?: string; nats?: string; log: Logger; out: Out }): Promise<void> {
   const { config, source } = load(opts.config);
-  const url = opts.nats ?? (process.env.NATS_URL?.trim() || config.nats || natsUrl());
+  const url = opts.nats ?? (process.env.NATS_URL?.trim() || config.nats?.url || natsUrl());
   const [{ connectNats }, { CorralClient, ApiError }] = await Promise.all([
     import("../nats/connect.ts"),
     import("../api/client.ts"),
   ]);
-  const nc = await connectNats(url, { name: "corral-down", timeoutMs: 1_500 });
+  const natsAuth = natsAuthOf(config.nats);
+  const nc = await connectNats(url, { name: "corral-down", timeoutMs: 1_500, auth: natsAuth, role: "client" });
   try {
     await new CorralClient(nc, { timeoutMs: 120_000 }).down();
     opts.out.write("corral is down: pools closed, agents stopped\n");
@@ -81,6 +85,7 @@ export async function down(opts: { config?: string; nats?: string; log: Logger; 
     config,
     configFile: source,
     natsUrl: url,
+    natsAuth,
     log: opts.log,
     serveApi: false,
   });
@@ -117,6 +122,7 @@ export async function startLocal(opts: {
       config: { ...config, stateDir: opts.dataDir },
       configFile: source,
       natsUrl: nats.url,
+      natsAuth: nats.authFor("daemon"),
       log: opts.log,
     });
     await showUntilStopped(daemon, nats.url, signals.requested, opts);
@@ -144,7 +150,7 @@ async function showUntilStopped(
   const pools = daemon.cp.poolNames();
   let last = "";
   const draw = async () => {
-    const lines = [c.bold(`corral is up · NATS ${url} · Ctrl-C stops everything`)];
+    const lines = [c.bold(`corral is up · NATS ${redactUrl(url)} · Ctrl-C stops everything`)];
     for (const pool of pools) lines.push(...renderStatus(await daemon.status(pool), c));
     lines.push(
       "",

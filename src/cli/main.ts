@@ -4,6 +4,7 @@ import type { AggregateFilter, Since } from "./args.ts";
 import { CliError, EXIT } from "./exit.ts";
 import { listEveryCommand } from "./help.ts";
 import { loadParsers, NeedParsers, parser } from "./lazy-parsers.ts";
+import { natsAuthFlags } from "./nats-flags.ts";
 import { stdout } from "./output.ts";
 import { poolCommands } from "./pool-commands.ts";
 import { corralVersion } from "./version.ts";
@@ -192,6 +193,7 @@ export function buildProgram(): Command {
     // Settings below are inherited by every subcommand created after them.
     .exitOverride()
     .showHelpAfterError("(add --help for usage)");
+  natsAuthFlags(program); // --nats-creds, --nats-nkey, … (README "Security")
   listEveryCommand(program);
   eventsCommand(program);
   worldviewCommand(program);

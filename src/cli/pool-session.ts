@@ -24,6 +24,7 @@ export async function withClient<T>(
     name: "corral-cli",
     timeoutMs: CONNECT_TIMEOUT_MS,
     reconnect: opts.reconnect ?? false,
+    role: "client",
   });
   try {
     return await fn(new CorralClient(nc));

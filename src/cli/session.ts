@@ -1,4 +1,5 @@
 import type { NatsConnection } from "@nats-io/nats-core";
+import { type NatsAuth, redactUrl } from "../nats/auth.ts";
 import { connectNats } from "../nats/connect.ts";
 import type { EventStore } from "../store/event-store.ts";
 import type { Integrity } from "../store/integrity.ts";
@@ -14,6 +15,8 @@ export interface SessionOptions {
   url: string;
   /** Long-lived commands (--follow) ride out server restarts; one-shot commands fail fast. */
   reconnect?: boolean;
+  /** Credentials known to the caller (`npm start`'s own server); see connect.ts for the others. */
+  auth?: NatsAuth;
   /** How to check events (default: the CLI's key, see event-key.ts). */
   integrity?: Integrity;
 }
@@ -24,6 +27,8 @@ export async function withStore<T>(opts: SessionOptions, fn: (store: EventStore)
     name: "corral-cli",
     timeoutMs: CONNECT_TIMEOUT_MS,
     reconnect: opts.reconnect ?? false,
+    auth: opts.auth,
+    role: "reader", // events and the worldview only read the stream
   });
   try {
     const store = await openStore(nc, opts.url, opts.integrity);
@@ -48,7 +53,7 @@ async function openStore(nc: NatsConnection, url: string, integrity?: Integrity)
     // A plain nats-server without -js answers, but has no JetStream API: say so plainly.
     if (/jetstream (is )?not enabled|no responders|503/i.test(msg)) {
       throw new CliError(
-        `JetStream is not enabled on ${url} (start nats-server with -js): ${msg}`,
+        `JetStream is not enabled on ${redactUrl(url)} (start nats-server with -js): ${msg}`,
         EXIT.failure,
       );
     }

@@ -1,6 +1,7 @@
 import { relative } from "node:path";
 import { runDemo } from "../demo/demo.ts";
 import type { Logger } from "../log.ts";
+import { redactUrl } from "../nats/auth.ts";
 import { ensureNats } from "../nats/ensure.ts";
 import { loadOrCreateEventKey } from "../store/key-file.ts";
 import { tail } from "./events-tail.ts";
@@ -31,9 +32,9 @@ export async function start(opts: StartOptions): Promise<void> {
   try {
     // The demo is a writer: it marks with the key kept in the data dir, and the tail checks with it.
     const integrity = { key: loadOrCreateEventKey(opts.dataDir ?? ".corral").key };
-    await runDemo({ natsUrl: nats.url, integrity, log });
+    await runDemo({ natsUrl: nats.url, natsAuth: nats.authFor("daemon"), integrity, log });
     out.write("\n");
-    await withStore({ url: nats.url, integrity }, (store) =>
+    await withStore({ url: nats.url, auth: nats.authFor("reader"), integrity }, (store) =>
       tail(store, { last: 30 }, recordPrinter(out, false)),
     );
     out.write("\n");
@@ -44,7 +45,7 @@ export async function start(opts: StartOptions): Promise<void> {
       const port = nats.started.port === 4222 ? "" : ` -p ${nats.started.port}`;
       out.write(`${next}   (NATS is stopped now; run it again with: nats-server -js -sd ${dir}${port})\n`);
     } else {
-      out.write(`${next}   (NATS at ${nats.url})\n`);
+      out.write(`${next}   (NATS at ${redactUrl(nats.url)})\n`);
     }
   } finally {
     process.off("SIGINT", onSignal);

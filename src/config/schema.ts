@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { PortConfigError, parsePortConfig } from "../ports/range.ts";
 import { parseDuration } from "./duration.ts";
+import { natsSettings } from "./nats.ts";
 
 /** corral.yaml as people write it: durations like "5m", port ranges like "8000-9000". */
 
@@ -110,7 +111,7 @@ export const configSchema = z
     /** Names this daemon's containers/processes (label corral.instance); one daemon per instance. */
     instance: z.string().regex(poolName, "1-64 characters of A-Z a-z 0-9 _ -").default("default"),
     stateDir: z.string().min(1).default(".corral"),
-    nats: z.string().min(1).optional(),
+    nats: natsSettings.optional(),
     pools: z
       .record(z.string(), pool, { error: "expected a map of pool name to pool settings" })
       .superRefine((p, ctx) => {

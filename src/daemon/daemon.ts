@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import { startApi } from "../api/service.ts";
 import type { FileConfig } from "../config/schema.ts";
 import { ControlPlane, type StartReport } from "../cp/control-plane.ts";
+import { type NatsAuth, redactUrl } from "../nats/auth.ts";
 import { connectNats } from "../nats/connect.ts";
 import { createRuntime, dockerClient, dockerUnavailableReason } from "../runtime/index.ts";
 import type { Runtime, RuntimeKind } from "../runtime/types.ts";
@@ -19,6 +20,8 @@ export interface DaemonOptions {
   /** For error messages: where the config came from. */
   configFile: string;
   natsUrl: string;
+  /** Credentials from corral.yaml or `npm start`'s own server (the environment's and flags' win). */
+  natsAuth?: NatsAuth;
   log: Logger;
   /** Keep trying to reach NATS this long at start (compose starts NATS and corral together). */
   connectWaitMs?: number;
@@ -46,7 +49,7 @@ export class Daemon {
 
   static async start(opts: DaemonOptions): Promise<Daemon> {
     const { config, log } = opts;
-    const nc = await connectWithRetry(opts.natsUrl, opts.connectWaitMs ?? 0, log);
+    const nc = await connectWithRetry(opts.natsUrl, opts.natsAuth, opts.connectWaitMs ?? 0, log);
     const runtimes: Partial<Record<RuntimeKind, Runtime>> = {};
     try {
       const dockerReason = await dockerUnavailableReason();
@@ -111,14 +114,19 @@ export class Daemon {
   }
 }
 
-async function connectWithRetry(url: string, waitMs: number, log: Logger): Promise<NatsConnection> {
+async function connectWithRetry(
+  url: string,
+  auth: NatsAuth | undefined,
+  waitMs: number,
+  log: Logger,
+): Promise<NatsConnection> {
   const until = Date.now() + waitMs;
   for (;;) {
     try {
-      return await connectNats(url, { name: "corral-daemon", reconnect: true });
+      return await connectNats(url, { name: "corral-daemon", reconnect: true, auth, role: "daemon" });
     } catch (err) {
       if (Date.now() >= until) throw err;
-      log.info({ url }, "waiting for NATS");
+      log.info({ url: redactUrl(url) }, "waiting for NATS");
       await new Promise((r) => setTimeout(r, 500));
     }
   }

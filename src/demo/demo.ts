@@ -2,6 +2,7 @@ import { commandAggregate } from "../../machines/command.ts";
 import { ActorHost } from "../cp/actor-host.ts";
 import { commandEffects, reportToInput } from "../cp/command-effects.ts";
 import { type Logger, silentLogger } from "../log.ts";
+import type { NatsAuth } from "../nats/auth.ts";
 import { connectNats } from "../nats/connect.ts";
 import { EventStore } from "../store/event-store.ts";
 import type { Integrity } from "../store/integrity.ts";
@@ -18,13 +19,14 @@ export interface DemoResult {
  */
 export async function runDemo(opts: {
   natsUrl: string;
+  natsAuth?: NatsAuth;
   /** The writer key to mark its events with (store/integrity.ts); default: unmarked. */
   integrity?: Integrity;
   log?: Logger;
   timeoutMs?: number;
 }): Promise<DemoResult> {
   const log = opts.log ?? silentLogger;
-  const nc = await connectNats(opts.natsUrl, { name: "corral-demo" });
+  const nc = await connectNats(opts.natsUrl, { name: "corral-demo", auth: opts.natsAuth, role: "daemon" });
   const store = await EventStore.open(nc, { integrity: opts.integrity });
   const snapshots = await SnapshotStore.open(nc);
   let host: ActorHost | undefined;

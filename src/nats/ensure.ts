@@ -2,8 +2,10 @@ import { mkdirSync } from "node:fs";
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import type { Logger } from "../log.ts";
+import { type NatsAuth, type NatsRole, redactUrl } from "./auth.ts";
 import { NatsUnreachableError, natsAnswers, natsUrl } from "./connect.ts";
 import { type InstallHost, manualAdvice, obtainNatsServer } from "./install.ts";
+import { CORRAL_NATS_CONF, ensureLocalUsers, localAuthFor } from "./local-auth.ts";
 import { freePort, NatsServer } from "./server.ts";
 
 export interface EnsureNatsOptions {
@@ -24,6 +26,11 @@ export interface EnsuredNats {
   started?: NatsServer;
   /** The JetStream store directory of the server we started. */
   storeDir?: string;
+  /**
+   * The credentials of `role` on the server we started (it runs with corral-nats.conf: each role
+   * its own nkey, kept in <dataDir>/nats-auth/); undefined for a server found running.
+   */
+  authFor(role: NatsRole): NatsAuth | undefined;
   /** Stops the server if we started it (its data stays); otherwise does nothing. */
   stop(): Promise<void>;
 }
@@ -58,9 +65,11 @@ function portFree(port: number): Promise<boolean> {
 export async function ensureNats(opts: EnsureNatsOptions = {}): Promise<EnsuredNats> {
   const url = opts.url ?? natsUrl();
   const log = opts.log;
-  if (await natsAnswers(url)) {
-    log?.info({ url }, "using the NATS server at %s", url);
-    return { url, stop: async () => {} };
+  const dataDir = resolve(opts.dataDir ?? ".corral");
+  if (await natsAnswers(url, 1_000, "daemon")) {
+    const shown = redactUrl(url);
+    log?.info({ url: shown }, "using the NATS server at %s", shown);
+    return { url, authFor: () => undefined, stop: async () => {} };
   }
   const preferred = loopbackPort(url);
   if (preferred === undefined) {
@@ -78,7 +87,6 @@ export async function ensureNats(opts: EnsureNatsOptions = {}): Promise<EnsuredN
       manualAdvice(obtained.commands),
     );
   }
-  const dataDir = resolve(opts.dataDir ?? ".corral");
   mkdirSync(dataDir, { recursive: true });
   const port = (await portFree(preferred)) ? preferred : await freePort();
   const logFile = join(dataDir, "nats.log");
@@ -86,7 +94,17 @@ export async function ensureNats(opts: EnsureNatsOptions = {}): Promise<EnsuredN
   let server: NatsServer;
   try {
     // ownGroup: Ctrl-C in the terminal reaches corral alone, which stops this server last.
-    server = await NatsServer.start({ port, storeDir, logFile, binary: obtained.binary, ownGroup: true });
+    // With corral's three users only (README "Security"): no connection without credentials.
+    const env = await ensureLocalUsers(dataDir);
+    server = await NatsServer.start({
+      port,
+      storeDir,
+      logFile,
+      binary: obtained.binary,
+      ownGroup: true,
+      configFile: CORRAL_NATS_CONF,
+      env,
+    });
   } catch (err) {
     throw new NatsUnreachableError(
       url,
@@ -98,6 +116,7 @@ export async function ensureNats(opts: EnsureNatsOptions = {}): Promise<EnsuredN
     url: server.url,
     started: server,
     storeDir,
+    authFor: (role) => localAuthFor(role, dataDir),
     stop: async () => {
       await server.stop();
       log?.info({ storeDir }, "stopped nats-server; its data stays in %s", storeDir);

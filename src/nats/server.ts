@@ -18,6 +18,10 @@ export interface NatsServerOptions {
    */
   ownGroup?: boolean;
   binary?: string;
+  /** A nats-server config file (e.g. local-auth.ts's CORRAL_NATS_CONF); the flags above still win. */
+  configFile?: string;
+  /** Added to the server's environment (a config file reads `$NAME` from it). */
+  env?: Record<string, string>;
 }
 
 export class NatsServerNotFoundError extends Error {
@@ -100,8 +104,10 @@ export class NatsServer {
     const bin = this.opts.binary ?? findNatsServer() ?? "nats-server";
     const out = this.opts.logFile ? openSync(this.opts.logFile, "a") : "ignore";
     const args = ["-js", "-a", "127.0.0.1", "-p", String(this.port), "-sd", this.opts.storeDir];
+    if (this.opts.configFile) args.push("-c", this.opts.configFile);
     const ownGroup = this.opts.ownGroup ?? false;
-    const proc = spawn(bin, args, { stdio: ["ignore", out, out], detached: ownGroup });
+    const env = this.opts.env ? { ...process.env, ...this.opts.env } : process.env;
+    const proc = spawn(bin, args, { stdio: ["ignore", out, out], detached: ownGroup, env });
     const failed = new Promise<never>((_, reject) => {
       proc.once("error", (err: NodeJS.ErrnoException) =>
         reject(

@@ -1,5 +1,7 @@
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { NatsConnection } from "@nats-io/nats-core";
+import type { NatsAuth } from "../../src/nats/auth.ts";
 import { connectNats } from "../../src/nats/connect.ts";
 import { NatsServer } from "../../src/nats/server.ts";
 import { onTeardown, tempDir } from "./teardown.ts";
@@ -9,14 +11,32 @@ export interface TestNats {
   server: NatsServer;
   url: string;
   dir: string;
-  connect(name?: string): Promise<NatsConnection>;
+  connect(name?: string, auth?: NatsAuth): Promise<NatsConnection>;
   /** Closes the connections and stops the server now rather than at the end of the file. */
   cleanup(): Promise<void>;
 }
 
-export async function startTestNats(): Promise<TestNats> {
+export interface TestNatsOptions {
+  /** A config file for the server, or its text (written to <dir>/nats.conf). */
+  configFile?: string;
+  config?: string;
+  /** The server's environment on top of ours (a config file reads `$NAME` from it). */
+  env?: Record<string, string>;
+}
+
+export async function startTestNats(opts: TestNatsOptions = {}): Promise<TestNats> {
   const dir = tempDir("nats-");
-  const server = new NatsServer({ storeDir: join(dir, "store"), logFile: join(dir, "nats.log") });
+  let configFile = opts.configFile;
+  if (opts.config !== undefined) {
+    configFile = join(dir, "nats.conf");
+    writeFileSync(configFile, opts.config, { mode: 0o600 });
+  }
+  const server = new NatsServer({
+    storeDir: join(dir, "store"),
+    logFile: join(dir, "nats.log"),
+    configFile,
+    env: opts.env,
+  });
   const conns: NatsConnection[] = [];
   const cleanup = onTeardown("test nats-server", async () => {
     await Promise.allSettled(conns.map((c) => (c.isClosed() ? undefined : c.close())));
@@ -29,8 +49,8 @@ export async function startTestNats(): Promise<TestNats> {
       return server.url;
     },
     dir,
-    async connect(name = "test") {
-      const nc = await connectNats(server.url, { name, reconnect: true });
+    async connect(name = "test", auth?: NatsAuth) {
+      const nc = await connectNats(server.url, { name, reconnect: true, auth });
       conns.push(nc);
       return nc;
     },
