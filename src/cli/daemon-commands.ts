@@ -71,7 +71,12 @@ export async function down(opts: { config?: string; nats?: string; log: Logger; 
     import("../api/client.ts"),
   ]);
   const natsAuth = natsAuthOf(config.nats);
-  const nc = await connectNats(url, { name: "corral-down", timeoutMs: 1_500, auth: natsAuth, role: "client" });
+  const nc = await connectNats(url, {
+    name: "corral-down",
+    timeoutMs: 1_500,
+    auth: natsAuth,
+    role: "client",
+  });
   try {
     await new CorralClient(nc, { timeoutMs: 120_000 }).down();
     opts.out.write("corral is down: pools closed, agents stopped\n");
