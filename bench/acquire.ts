@@ -101,7 +101,7 @@ export async function benchAcquire(): Promise<void> {
     );
     const cycle = async () => {
       const lease = await request(nc, subjects.acquire("bench"), { timeoutMs: 10_000 });
-      await request(nc, subjects.release("bench"), { leaseId: lease.leaseId });
+      await request(nc, subjects.release("bench"), { leaseId: lease.leaseId, leaseToken: lease.leaseToken });
     };
     // Warm up both paths.
     for (let i = 0; i < 200; i++) {
@@ -115,7 +115,7 @@ export async function benchAcquire(): Promise<void> {
       const t0 = performance.now();
       const lease = await request(nc, subjects.acquire("bench"), { timeoutMs: 10_000 });
       const t1 = performance.now();
-      await request(nc, subjects.release("bench"), { leaseId: lease.leaseId });
+      await request(nc, subjects.release("bench"), { leaseId: lease.leaseId, leaseToken: lease.leaseToken });
       acq.push(t1 - t0);
       rel.push(performance.now() - t1);
     }

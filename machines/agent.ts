@@ -52,6 +52,8 @@ export interface Lease {
   ttlMs: number;
   grantedAt: number;
   expiresAt: number;
+  /** Hash of the lease token (AgentLeased.tokenHash): the broker checks release and renew against it. */
+  tokenHash?: string;
 }
 
 export interface InstanceParams {
@@ -127,7 +129,14 @@ export const agentMachine = setup({
     becomeReady: assign((_, p: { at: number }) => ({ readyAt: p.at, idleSince: p.at, deadline: null })),
     backToIdle: assign((_, p: { at: number }) => ({ lease: null, idleSince: p.at })),
     lease: assign(({ context }, p: EventOf<"AgentLeased">["data"] & { at: number }) => ({
-      lease: { id: p.leaseId, holder: p.holder, ttlMs: p.ttlMs, grantedAt: p.at, expiresAt: p.expiresAt },
+      lease: {
+        id: p.leaseId,
+        holder: p.holder,
+        ttlMs: p.ttlMs,
+        grantedAt: p.at,
+        expiresAt: p.expiresAt,
+        ...(p.tokenHash ? { tokenHash: p.tokenHash } : {}),
+      },
       idleSince: null,
       leasesServed: context.leasesServed + 1,
       generationLeases: context.generationLeases + 1,

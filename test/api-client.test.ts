@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { type Service, type ServiceMsg, Svcm } from "@nats-io/services";
@@ -9,6 +11,7 @@ import { EventStore } from "../src/store/event-store.ts";
 import { corral } from "./helpers/cli.ts";
 import { makeEvent } from "./helpers/events.ts";
 import { startTestNats, type TestNats } from "./helpers/nats.ts";
+import { tempDir } from "./helpers/teardown.ts";
 
 /*
  * The pool API client and the pool commands of the CLI, against a real nats-server and a
@@ -28,6 +31,7 @@ const literally = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 function lease(pool: string, leaseId = LEASE_1): AcquireReply {
   return {
     leaseId,
+    leaseToken: `token-of-${leaseId.slice(-2)}`,
     pool,
     agentId: "agent-7",
     generation: 3,
@@ -98,7 +102,7 @@ class StandIn {
       if (pool === "ok") return reply(msg, STATUS);
       fail(msg, "unknown_pool", `no pool named "${pool}" (pools: ok, bare)`);
     });
-    on("pools", subjects.poolsList, (msg) => reply(msg, { pools: [STATUS, BARE] }));
+    on("pools", subjects.poolsList, (msg) => reply(msg, { instance: "stand-in", pools: [STATUS, BARE] }));
     on("release", subjects.release("*"), (msg, body) =>
       reply(msg, { leaseId: body.leaseId, agentId: "agent-7", pool: poolOf(msg) }),
     );
@@ -196,7 +200,8 @@ describe("CorralClient and the pool commands, against a stand-in daemon", () => 
     t = await startTestNats();
     await standIn.start(await t.connect("stand-in"));
     client = new CorralClient(await t.connect("client"));
-    env = { NATS_URL: t.url };
+    // Lease tokens the CLI keeps go to a state dir of this test's own, never the user's.
+    env = { NATS_URL: t.url, XDG_STATE_HOME: tempDir("api-client-state-") };
     // Release and renew by lease id alone find the lease's pool from the agent its id names: the
     // agent's first event (AgentRequested) names the pool. agent-odd starts with something else.
     const store = await EventStore.open(await t.connect("seed"));
@@ -228,12 +233,13 @@ describe("CorralClient and the pool commands, against a stand-in daemon", () => 
   });
 
   it("the other endpoints: release and renew by lease id, status, pools, close", async () => {
-    assert.deepEqual(await client.release(LEASE_1), { leaseId: LEASE_1, agentId: "agent-7", pool: "ok" });
-    assert.deepEqual(standIn.of(subjects.release("ok")).at(-1)?.body, { leaseId: LEASE_1 });
-    await client.renew(LEASE_1, 5_000);
-    assert.deepEqual(standIn.of(subjects.renew("ok")).at(-1)?.body, { leaseId: LEASE_1, ttlMs: 5_000 });
-    await client.renew(LEASE_1);
-    assert.deepEqual(standIn.of(subjects.renew("ok")).at(-1)?.body, { leaseId: LEASE_1 });
+    const ref = { leaseId: LEASE_1, leaseToken: "t-1" };
+    assert.deepEqual(await client.release(ref), { leaseId: LEASE_1, agentId: "agent-7", pool: "ok" });
+    assert.deepEqual(standIn.of(subjects.release("ok")).at(-1)?.body, ref);
+    await client.renew(ref, 5_000);
+    assert.deepEqual(standIn.of(subjects.renew("ok")).at(-1)?.body, { ...ref, ttlMs: 5_000 });
+    await client.renew(ref);
+    assert.deepEqual(standIn.of(subjects.renew("ok")).at(-1)?.body, ref);
     assert.deepEqual(await client.status("ok"), STATUS);
     assert.deepEqual(await client.pools(), [STATUS, BARE]);
     assert.deepEqual(await client.close("ok", { revokeLeases: true }), { pool: "ok", state: "closed" });
@@ -253,27 +259,36 @@ describe("CorralClient and the pool commands, against a stand-in daemon", () => 
     const before = standIn.calls.length;
     // Not a lease id (an id of the old lease aggregate, or one without its agent).
     for (const id of ["lease-1", "agent-7", "agent-7.not-a-uuid"]) {
-      await rejectsWith(client.release(id), "bad_request", /^invalid lease id .*<agent id>\.<uuid>/);
-      await rejectsWith(client.renew(id), "bad_request", /^invalid lease id /);
+      const ref = { leaseId: id, leaseToken: "t" };
+      await rejectsWith(client.release(ref), "bad_request", /^invalid lease id .*<agent id>\.<uuid>/);
+      await rejectsWith(client.renew(ref), "bad_request", /^invalid lease id /);
     }
     const nobody = "agent-none.01943b1e-7a00-7000-8000-000000000001";
-    await rejectsWith(client.release(nobody), "lease_not_found", `no lease ${nobody} (no agent agent-none)`);
+    await rejectsWith(
+      client.release({ leaseId: nobody, leaseToken: "t" }),
+      "lease_not_found",
+      `no lease ${nobody} (no agent agent-none)`,
+    );
     const odd = "agent-odd.01943b1e-7a00-7000-8000-000000000001";
     await rejectsWith(
-      client.renew(odd),
+      client.renew({ leaseId: odd, leaseToken: "t" }),
       "lease_not_found",
       `no lease ${odd} (agent agent-odd starts with AgentStarted)`,
     );
     assert.equal(standIn.calls.length, before, "no request reached the daemon");
     // With its pool given, no lookup: the daemon says whether the lease is held.
-    assert.deepEqual(await client.release(nobody, "ok"), { leaseId: nobody, agentId: "agent-7", pool: "ok" });
+    assert.deepEqual(await client.release({ leaseId: nobody, leaseToken: "t" }, "ok"), {
+      leaseId: nobody,
+      agentId: "agent-7",
+      pool: "ok",
+    });
   });
 
   it("no responder: no_daemon, naming the subject; no reply: timeout", async () => {
     await rejectsWith(
-      client.down(),
+      client.down("nobody"),
       "no_daemon",
-      `no corral daemon answers on ${subjects.down} — is \`corral up\` running?`,
+      `no corral daemon answers on ${subjects.down("nobody")} — is \`corral up\` running?`,
     );
     const impatient = new CorralClient(await t.connect("impatient"), { timeoutMs: 200 });
     await rejectsWith(
@@ -315,6 +330,7 @@ describe("CorralClient and the pool commands, against a stand-in daemon", () => 
       /urls\s+http:\/\/127\.0\.0\.1:41000 http:\/\/127\.0\.0\.1:41001/,
       /reach\s+process instance pid-4242 on 127\.0\.0\.1/,
       /env\s+CORRAL_PORT_A=41000\n\s+CORRAL_PORT_B=41001/,
+      /token\s+token-of-01\s+shown once; kept in \S+\/corral\/leases\//,
       new RegExp(`corral release ${literally(LEASE_1)}`),
     ]) {
       assert.match(human.stdout, text);
@@ -399,8 +415,8 @@ describe("CorralClient and the pool commands, against a stand-in daemon", () => 
 
   it("CLI release, renew and pool close use the lease and close endpoints", async () => {
     const [rel, ren, close] = await Promise.all([
-      corral(["release", LEASE_9, "--json"], env),
-      corral(["renew", LEASE_9, "--ttl", "2m"], env),
+      corral(["release", LEASE_9, "--json", "--token", "t-9"], env),
+      corral(["renew", LEASE_9, "--ttl", "2m", "--token", "t-9"], env),
       corral(["pool", "close", "ok", "--revoke-leases"], env),
     ]);
     assert.equal(rel.code, 0, rel.stderr);
@@ -411,10 +427,38 @@ describe("CorralClient and the pool commands, against a stand-in daemon", () => 
       new RegExp(`renewed lease ${literally(LEASE_9)} until 2030-01-01T00:02:00\\.000Z`),
     );
     assert.ok(
-      standIn.of(subjects.renew("ok")).some((c) => c.body.leaseId === LEASE_9 && c.body.ttlMs === 120_000),
+      standIn
+        .of(subjects.renew("ok"))
+        .some((c) => c.body.leaseId === LEASE_9 && c.body.leaseToken === "t-9" && c.body.ttlMs === 120_000),
     );
+    assert.ok(standIn.of(subjects.release("ok")).some((c) => c.body.leaseToken === "t-9"));
     assert.equal(close.code, 0, close.stderr);
     assert.equal(close.stdout, "pool ok is closed (leases revoked)\n");
+  });
+
+  it("CLI release and renew use the token acquire kept for this user (0600), release removes it; without one: exit 2", async () => {
+    const file = join(env.XDG_STATE_HOME as string, "corral", "leases", `${LEASE_1}.json`);
+    const acq = await corral(["acquire", "ok", "--json"], env);
+    assert.equal(acq.code, 0, acq.stderr);
+    assert.equal(JSON.parse(acq.stdout).leaseToken, "token-of-01", "--json shows the token too");
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    assert.equal(statSync(join(file, "..")).mode & 0o777, 0o700);
+    assert.equal(JSON.parse(readFileSync(file, "utf8")).leaseToken, "token-of-01");
+    const ren = await corral(["renew", LEASE_1], env);
+    assert.equal(ren.code, 0, ren.stderr);
+    assert.equal(standIn.of(subjects.renew("ok")).at(-1)?.body.leaseToken, "token-of-01");
+    const rel = await corral(["release", LEASE_1], env);
+    assert.equal(rel.code, 0, rel.stderr);
+    assert.deepEqual(standIn.of(subjects.release("ok")).at(-1)?.body, {
+      leaseId: LEASE_1,
+      leaseToken: "token-of-01",
+    });
+    assert.ok(!existsSync(file), "released: the kept token is gone");
+    const before = standIn.calls.length;
+    const again = await corral(["release", LEASE_1], env);
+    assert.equal(again.code, 2, again.stderr);
+    assert.match(again.stderr, new RegExp(`no token for lease ${literally(LEASE_1)}: pass --token`));
+    assert.equal(standIn.calls.length, before, "nothing sent without a token");
   });
 
   it("CLI: Ctrl-C while acquire waits sends cancel with the request id and exits 130", async () => {

@@ -57,6 +57,16 @@ const BAD: [name: string, body: string, expected: string][] = [
     'pools.a.template.mounts.0: "/only-source" is not SOURCE:TARGET[:ro|rw]',
   ],
   ["bad instance", stringify({ instance: "a b", pools: { a: {} } }), "instance: 1-64 characters"],
+  [
+    "leaseTtl over maxLeaseTtl",
+    stringify({ pools: { a: { leaseTtl: "2h" } } }),
+    "pools.a.leaseTtl: leaseTtl (7200000 ms) must be <= maxLeaseTtl (3600000 ms)",
+  ],
+  [
+    "ports.bind not an address",
+    stringify({ pools: { a: { ports: { bind: "everywhere" } } } }),
+    'pools.a.ports.bind: must be an IP address such as 127.0.0.1 or 0.0.0.0, got "everywhere"',
+  ],
   ["not YAML", "pools: [a\n  b: {", "not valid YAML"],
 ];
 
@@ -121,6 +131,12 @@ describe("corral.yaml validation", () => {
     assert.equal(a.idleTimeout, 120_000);
     assert.equal(a.runtime, "auto");
     assert.deepEqual(a.ports, { low: 8000, high: 8009, perAgent: 2, hostUrl: "http://h" });
+    assert.equal(a.maxLeaseTtl, 3_600_000, "leases are capped at 1 h unless the file says otherwise");
+    const open = loadConfig(
+      file("open", stringify({ pools: { b: { maxLeaseTtl: "10m", ports: { bind: "0.0.0.0" } } } })),
+    ).pools.b;
+    assert.equal(open?.maxLeaseTtl, 600_000);
+    assert.equal(open?.ports?.bind, "0.0.0.0");
   });
 
   it("`corral up` with a bad file exits 2, naming the field, before touching NATS", async () => {

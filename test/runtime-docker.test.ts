@@ -115,11 +115,23 @@ describe("docker runtime", { skip: await dockerSkip() }, () => {
       assert.equal(info.HostConfig.Memory, 64 * 1024 * 1024);
       assert.equal(info.HostConfig.NanoCpus, 500_000_000);
       assert.equal(info.HostConfig.PidsLimit, 32);
-      assert.deepEqual(info.HostConfig.PortBindings, { "18999/tcp": [{ HostIp: "", HostPort: "18999" }] });
+      // Loopback by default (issue 7): an agent's ports are not published to the network.
+      assert.deepEqual(info.HostConfig.PortBindings, {
+        "18999/tcp": [{ HostIp: "127.0.0.1", HostPort: "18999" }],
+      });
       assert.equal((info.Config as { StopTimeout?: number }).StopTimeout, 3);
       assert.equal(info.Config.WorkingDir, "/tmp");
       assert.ok(info.Config.Env.includes("EXTRA=yes"));
       assert.ok(info.Config.Env.includes("CORRAL_AGENT_ID=limited"));
+      await rt.remove(inst.id);
+    });
+
+    it("ports are published on all addresses only when the pool's ports.bind says so", async () => {
+      const inst = await rt.create({ ...spec("open", {}), ports: [18_998], bind: "0.0.0.0" });
+      const info = await docker.getContainer(inst.id).inspect();
+      assert.deepEqual(info.HostConfig.PortBindings, {
+        "18998/tcp": [{ HostIp: "0.0.0.0", HostPort: "18998" }],
+      });
       await rt.remove(inst.id);
     });
 

@@ -80,7 +80,7 @@ describe("pool supervisor races (manual clock, simulated runtime, real NATS)", (
     await idle(1);
     const sup = cp.pool(pool);
     const l1 = await sup.acquire({ timeoutMs: 1_000 });
-    await sup.release(l1.leaseId);
+    await sup.release(l1.leaseId, l1.leaseToken);
     await idle(1);
     const l2 = await sup.acquire({ timeoutMs: 1_000, ttlMs: 5_000 });
     assert.equal(l2.agentId, l1.agentId, "the same agent serves the next lease");

@@ -10,8 +10,22 @@ import type { z } from "zod";
 import { isValidId } from "../events/envelope.ts";
 import { agentOfLease } from "../events/lease-id.ts";
 import { eventSubject } from "../store/subjects.ts";
-import { type AcquireReply, DEFAULT_ACQUIRE_TIMEOUT_MS, isErrorReply, subjects } from "./protocol.ts";
-import type { acquireRequest, cancelRequest, closeRequest, leaseRequest, renewRequest } from "./requests.ts";
+import {
+  type AcquireReply,
+  DEFAULT_ACQUIRE_TIMEOUT_MS,
+  isErrorReply,
+  type LeaseRef,
+  type PoolsReply,
+  subjects,
+} from "./protocol.ts";
+import type {
+  acquireRequest,
+  cancelRequest,
+  closeRequest,
+  downRequest,
+  leaseRequest,
+  renewRequest,
+} from "./requests.ts";
 
 /**
  * A typed client for corral's pool API (`corral.api.>`, JSON request/reply). Every failure —
@@ -93,6 +107,8 @@ export interface ClientOptions {
 }
 
 export const DEFAULT_REQUEST_TIMEOUT_MS = 5_000;
+/** Gathering every daemon's pools ends after this long without another reply. */
+export const GATHER_QUIET_MS = 250;
 /** Closing a pool (and `down`) waits until its agents have stopped, which takes a while. */
 export const DEFAULT_SLOW_TIMEOUT_MS = 60_000;
 
@@ -116,19 +132,25 @@ export class CorralClient {
   async acquire(pool: string, opts: AcquireOptions = {}): Promise<AcquireReply> {
     const timeoutMs = opts.timeoutMs ?? DEFAULT_ACQUIRE_TIMEOUT_MS;
     const body: z.input<typeof acquireRequest> = { ...opts, timeoutMs };
-    return this.request(subjects.acquire(poolToken(pool)), body, timeoutMs + this.timeoutMs);
+    return this.request(subjects.acquire(poolToken(pool)), body, timeoutMs + this.timeoutMs, pool);
   }
 
-  /** Ends a lease. Without `pool`, the lease's pool is read from its first event. */
-  async release(leaseId: string, pool?: string): Promise<ReleaseReply> {
-    const body: z.input<typeof leaseRequest> = { leaseId };
-    return this.request(subjects.release(poolToken(pool ?? (await this.poolOfLease(leaseId)))), body);
+  /**
+   * Ends a lease: its id and the token its acquire returned (an AcquireReply will do). Without
+   * `pool`, the lease's pool is read from its first event.
+   */
+  async release(lease: LeaseRef, pool?: string): Promise<ReleaseReply> {
+    const body: z.input<typeof leaseRequest> = { leaseId: lease.leaseId, leaseToken: lease.leaseToken };
+    const p = poolToken(pool ?? (await this.poolOfLease(lease.leaseId)));
+    return this.request(subjects.release(p), body, this.timeoutMs, p);
   }
 
   /** Extends a lease by `ttlMs` from now (default: the lease's own TTL). */
-  async renew(leaseId: string, ttlMs?: number, pool?: string): Promise<RenewReply> {
-    const body: z.input<typeof renewRequest> = ttlMs === undefined ? { leaseId } : { leaseId, ttlMs };
-    return this.request(subjects.renew(poolToken(pool ?? (await this.poolOfLease(leaseId)))), body);
+  async renew(lease: LeaseRef, ttlMs?: number, pool?: string): Promise<RenewReply> {
+    const body: z.input<typeof renewRequest> = { leaseId: lease.leaseId, leaseToken: lease.leaseToken };
+    if (ttlMs !== undefined) body.ttlMs = ttlMs;
+    const p = poolToken(pool ?? (await this.poolOfLease(lease.leaseId)));
+    return this.request(subjects.renew(p), body, this.timeoutMs, p);
   }
 
   /**
@@ -168,39 +190,93 @@ export class CorralClient {
   /** Stops a waiting acquire that was sent with this `requestId`. */
   async cancel(pool: string, requestId: string): Promise<CancelReply> {
     const body: z.input<typeof cancelRequest> = { requestId };
-    return this.request(subjects.cancel(poolToken(pool)), body);
+    return this.request(subjects.cancel(poolToken(pool)), body, this.timeoutMs, pool);
   }
 
   async status(pool: string): Promise<PoolStatus> {
-    return this.request(subjects.status(poolToken(pool)), {});
+    return this.request(subjects.status(poolToken(pool)), {}, this.timeoutMs, pool);
   }
 
-  /** The status of every pool the daemon runs. */
+  /** The status of every pool of every daemon on this NATS (see `daemons`), daemon by daemon. */
   async pools(): Promise<PoolStatus[]> {
-    const reply = await this.request<{ pools?: PoolStatus[] }>(subjects.poolsList, {});
-    if (!Array.isArray(reply.pools)) throw new ApiError("bad_reply", "pools reply has no pools list");
-    return reply.pools;
+    return (await this.daemons()).flatMap((d) => d.pools as PoolStatus[]);
+  }
+
+  /**
+   * Every daemon's pools: each daemon answers `pools.list` (no queue group), and the replies are
+   * gathered until none came for GATHER_QUIET_MS. No daemon at all is `no_daemon`.
+   */
+  async daemons(timeoutMs = this.timeoutMs): Promise<PoolsReply[]> {
+    const subject = subjects.poolsList;
+    const replies: PoolsReply[] = [];
+    try {
+      const msgs = await this.nc.requestMany(subject, utf8.encode("{}"), {
+        strategy: "stall",
+        stall: GATHER_QUIET_MS,
+        maxWait: timeoutMs,
+      });
+      for await (const msg of msgs) {
+        const reply = decodeReply<Partial<PoolsReply>>(subject, msg);
+        if (!Array.isArray(reply.pools)) throw new ApiError("bad_reply", "pools reply has no pools list");
+        replies.push({ instance: String(reply.instance ?? ""), pools: reply.pools });
+      }
+    } catch (err) {
+      throw err instanceof ApiError ? err : requestFailure(subject, timeoutMs, err);
+    }
+    if (replies.length === 0) throw requestFailure(subject, timeoutMs, new NoRespondersError(subject));
+    return replies.sort((a, b) => a.instance.localeCompare(b.instance));
   }
 
   /** No new leases; resolves once the pool's agents have stopped. */
   async close(pool: string, opts: { revokeLeases?: boolean; timeoutMs?: number } = {}): Promise<CloseReply> {
     const body: z.input<typeof closeRequest> = { revokeLeases: opts.revokeLeases ?? false };
-    return this.request(subjects.close(poolToken(pool)), body, opts.timeoutMs ?? DEFAULT_SLOW_TIMEOUT_MS);
+    return this.request(
+      subjects.close(poolToken(pool)),
+      body,
+      opts.timeoutMs ?? DEFAULT_SLOW_TIMEOUT_MS,
+      pool,
+    );
   }
 
-  /** Closes every pool and stops the daemon (it exits after replying). */
-  down(opts: { timeoutMs?: number } = {}): Promise<DownReply> {
-    return this.request(subjects.down, {}, opts.timeoutMs ?? DEFAULT_SLOW_TIMEOUT_MS);
+  /** Closes every pool of `instance` and stops its daemon (it exits after replying). */
+  down(instance: string, opts: { timeoutMs?: number } = {}): Promise<DownReply> {
+    if (!isValidId(instance) || instance.length > 64) {
+      throw new ApiError("bad_request", `invalid instance name ${JSON.stringify(instance)}`);
+    }
+    const body: z.input<typeof downRequest> = { instance };
+    return this.request(subjects.down(instance), body, opts.timeoutMs ?? DEFAULT_SLOW_TIMEOUT_MS);
   }
 
-  private async request<T>(subject: string, body: unknown, timeoutMs = this.timeoutMs): Promise<T> {
+  /**
+   * One request, one reply. For a pool's subject, "no responders" is told apart: NATS answers
+   * and a daemon runs, but none serves this pool (`unknown_pool`), or no daemon at all.
+   */
+  private async request<T>(
+    subject: string,
+    body: unknown,
+    timeoutMs = this.timeoutMs,
+    pool?: string,
+  ): Promise<T> {
     let msg: Msg;
     try {
       msg = await this.nc.request(subject, utf8.encode(JSON.stringify(body)), { timeout: timeoutMs });
     } catch (err) {
-      throw requestFailure(subject, timeoutMs, err);
+      const failure = requestFailure(subject, timeoutMs, err);
+      if (failure.code === "no_daemon" && pool !== undefined) throw await this.noPool(pool, failure);
+      throw failure;
     }
     return decodeReply<T>(subject, msg);
+  }
+
+  /** `unknown_pool` when some daemon answers (naming the pools there are), else `noDaemon`. */
+  private async noPool(pool: string, noDaemon: ApiError): Promise<ApiError> {
+    const daemons = await this.daemons(Math.min(this.timeoutMs, 2_000)).catch(() => []);
+    if (daemons.length === 0) return noDaemon;
+    const names = daemons.flatMap((d) => d.pools.map((p) => String((p as PoolStatus).pool))).sort();
+    return new ApiError(
+      "unknown_pool",
+      `no daemon serves pool ${pool} (pools: ${names.join(", ") || "none"})`,
+    );
   }
 }
 

@@ -15,8 +15,10 @@ export const subjects = {
   cancel: (pool: string) => `${API_PREFIX}.pool.${pool}.cancel`,
   status: (pool: string) => `${API_PREFIX}.pool.${pool}.status`,
   close: (pool: string) => `${API_PREFIX}.pool.${pool}.close`,
+  /** Answered by every daemon (no queue group): a client gathers the replies (scatter-gather). */
   poolsList: `${API_PREFIX}.pools.list`,
-  down: `${API_PREFIX}.daemon.down`,
+  /** Addressed to one instance: nothing that stops agents goes to whichever daemon answers first. */
+  down: (instance: string) => `${API_PREFIX}.daemon.${instance}.down`,
 } as const;
 
 /** How long an acquire waits for a free agent unless it says otherwise (ms). */
@@ -24,6 +26,8 @@ export const DEFAULT_ACQUIRE_TIMEOUT_MS = 30_000;
 
 export interface AcquireReply {
   leaseId: string;
+  /** Proves the holder on release and renew; shown once (the stream keeps only its hash). */
+  leaseToken: string;
   pool: string;
   agentId: string;
   generation: number;
@@ -35,6 +39,18 @@ export interface AcquireReply {
   ttlMs: number;
   /** How to reach the agent from this host. */
   reach: { runtime: "docker" | "process"; instanceId: string; host: string };
+}
+
+/** What release and renew need: the lease id and the token its acquire returned. */
+export interface LeaseRef {
+  leaseId: string;
+  leaseToken: string;
+}
+
+/** One daemon's answer on `poolsList`. */
+export interface PoolsReply {
+  instance: string;
+  pools: unknown[];
 }
 
 export interface ErrorReply {

@@ -18,9 +18,13 @@ export const acquireRequest = z
   .strict();
 
 const leaseId = z.string().regex(LEASE_ID, "a lease id as acquire returned it (<agent id>.<uuid>)");
-export const leaseRequest = z.object({ leaseId }).strict();
+/** Any string: a wrong one is refused as lease_token_invalid by the broker, not as a bad request. */
+const leaseToken = z.string().min(1, "the lease token acquire returned").max(256);
+export const leaseRequest = z.object({ leaseId, leaseToken }).strict();
 export const renewRequest = z
-  .object({ leaseId, ttlMs: z.number().int().min(100).max(86_400_000).optional() })
+  .object({ leaseId, leaseToken, ttlMs: z.number().int().min(100).max(86_400_000).optional() })
   .strict();
 export const cancelRequest = z.object({ requestId: z.string().min(1).max(128) }).strict();
 export const closeRequest = z.object({ revokeLeases: z.boolean().default(false) }).strict();
+/** Names the instance again: a stray or garbled message on the down subject stops nothing. */
+export const downRequest = z.object({ instance: z.string().min(1).max(64) }).strict();

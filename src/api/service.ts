@@ -3,12 +3,24 @@ import { type Service, type ServiceMsg, Svcm } from "@nats-io/services";
 import type { Logger } from "pino";
 import type { z } from "zod";
 import type { ControlPlane } from "../cp/control-plane.ts";
-import { InvalidInputError, PoolError, RejectedInputError } from "../cp/errors.ts";
+import { InvalidInputError, PoolError } from "../cp/errors.ts";
 import { portEnv, portUrls } from "../ports/env.ts";
 import { type AcquireReply, subjects } from "./protocol.ts";
-import { acquireRequest, cancelRequest, closeRequest, leaseRequest, renewRequest } from "./requests.ts";
+import {
+  acquireRequest,
+  cancelRequest,
+  closeRequest,
+  downRequest,
+  leaseRequest,
+  renewRequest,
+} from "./requests.ts";
 
 const utf8 = new TextDecoder();
+
+/** Every request body is small; a bigger one is refused before it is parsed. */
+export const MAX_BODY_BYTES = 64 * 1024;
+/** An error message quotes at most this much of what it was sent (zod names unknown keys). */
+const MAX_MESSAGE_CHARS = 500;
 
 class BadRequest extends PoolError {
   constructor(message: string) {
@@ -18,6 +30,9 @@ class BadRequest extends PoolError {
 
 function parse<S extends z.ZodType>(schema: S, msg: ServiceMsg): z.output<S> {
   let raw: unknown = {};
+  if (msg.data.length > MAX_BODY_BYTES) {
+    throw new BadRequest(`request body is ${msg.data.length} bytes, more than ${MAX_BODY_BYTES}`);
+  }
   if (msg.data.length > 0) {
     try {
       raw = JSON.parse(utf8.decode(msg.data));
@@ -27,13 +42,16 @@ function parse<S extends z.ZodType>(schema: S, msg: ServiceMsg): z.output<S> {
   }
   const r = schema.safeParse(raw);
   if (!r.success) {
-    throw new BadRequest(r.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; "));
+    const text = r.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; ");
+    throw new BadRequest(text.length > MAX_MESSAGE_CHARS ? `${text.slice(0, MAX_MESSAGE_CHARS)}…` : text);
   }
   return r.data;
 }
 
 export interface ApiOptions {
   log: Logger;
+  /** This daemon's instance: names its `down` subject and its queue group. */
+  instance: string;
   /** Pool metrics and details for `.status` (from the worldview). */
   status(pool: string): Promise<unknown>;
   /** `corral down`: close every pool and stop every agent (the daemon exits after replying). */
@@ -44,37 +62,49 @@ export interface ApiOptions {
 /**
  * corral's NATS service (NATS micro, so `nats micro ls/info/stats` discovers it). Every endpoint
  * answers JSON; errors are `{ error: { code, message } }` plus the micro error headers.
+ *
+ * Who answers: a pool's endpoints and `down` are on subjects only this daemon serves (its pools,
+ * its instance), in a queue group of this instance alone — never one shared with another daemon,
+ * so no request reaches the wrong one. `pools.list` has no queue group: every daemon answers and
+ * the client gathers the replies. A request without a reply subject is dropped, never acted on
+ * (no lease to nobody, no `down` from a stray publish).
  */
 export async function startApi(nc: NatsConnection, cp: ControlPlane, opts: ApiOptions): Promise<Service> {
   const svc = await new Svcm(nc).add({
     name: "corral",
     version: opts.version ?? "0.1.0",
     description: "corral control plane: warm pools of coding agents",
-    queue: "corral",
+    metadata: { instance: opts.instance },
+    queue: "", // none by default; each endpoint below says which it needs
   });
+  const ownQueue = `corral-${opts.instance}`;
   const waiting = new Map<string, AbortController>();
 
-  const endpoint = (name: string, subject: string, handle: (msg: ServiceMsg) => Promise<unknown>) => {
+  const endpoint = (
+    name: string,
+    subject: string,
+    handle: (msg: ServiceMsg) => Promise<unknown>,
+    queue: string = ownQueue,
+  ) => {
     svc.addEndpoint(name, {
       subject,
+      queue,
       handler: (err, msg) => {
         if (err) {
           opts.log.error({ err, endpoint: name }, "endpoint subscription failed");
           return;
         }
+        if (!msg.reply) {
+          opts.log.warn({ endpoint: name, subject: msg.subject }, "request without a reply subject dropped");
+          return;
+        }
         handle(msg).then(
           (reply) => msg.respond(JSON.stringify(reply)),
           (e: unknown) => {
-            const known =
-              e instanceof PoolError || e instanceof InvalidInputError || e instanceof RejectedInputError;
-            const code =
-              e instanceof PoolError
-                ? e.code
-                : e instanceof RejectedInputError
-                  ? "rejected"
-                  : known
-                    ? "bad_request"
-                    : "internal";
+            // Every refusal an operation expects is a PoolError with its code (README, The API);
+            // anything else (a refusal no operation handles included) is a defect: internal.
+            const known = e instanceof PoolError || e instanceof InvalidInputError;
+            const code = e instanceof PoolError ? e.code : known ? "bad_request" : "internal";
             const message = (e as Error).message ?? String(e);
             if (!known) opts.log.error({ err: e, endpoint: name }, "request failed");
             msg.respondError(
@@ -106,6 +136,7 @@ export async function startApi(nc: NatsConnection, cp: ControlPlane, opts: ApiOp
         const hostUrl = cp.pool(pool).config?.ports?.hostUrl;
         const reply: AcquireReply = {
           leaseId: g.leaseId,
+          leaseToken: g.leaseToken,
           pool: g.pool,
           agentId: g.agentId,
           generation: g.generation,
@@ -128,12 +159,12 @@ export async function startApi(nc: NatsConnection, cp: ControlPlane, opts: ApiOp
       return { requestId, cancelled: abort !== undefined };
     });
     endpoint(`release-${pool}`, subjects.release(pool), async (msg) => {
-      const { leaseId } = parse(leaseRequest, msg);
-      return { ...(await cp.pool(pool).release(leaseId)), pool };
+      const { leaseId, leaseToken } = parse(leaseRequest, msg);
+      return { ...(await cp.pool(pool).release(leaseId, leaseToken)), pool };
     });
     endpoint(`renew-${pool}`, subjects.renew(pool), async (msg) => {
       const req = parse(renewRequest, msg);
-      const r = await cp.pool(pool).renew(req.leaseId, req.ttlMs);
+      const r = await cp.pool(pool).renew(req.leaseId, req.leaseToken, req.ttlMs);
       return { leaseId: r.leaseId, expiresAt: new Date(r.expiresAt).toISOString() };
     });
     endpoint(`status-${pool}`, subjects.status(pool), async () => opts.status(pool));
@@ -143,10 +174,20 @@ export async function startApi(nc: NatsConnection, cp: ControlPlane, opts: ApiOp
       return { pool, state: "closed" };
     });
   }
-  endpoint("pools", subjects.poolsList, async () => ({
-    pools: await Promise.all(cp.poolNames().map((name) => opts.status(name))),
-  }));
-  endpoint("down", subjects.down, async () => {
+  endpoint(
+    "pools",
+    subjects.poolsList,
+    async () => ({
+      instance: opts.instance,
+      pools: await Promise.all(cp.poolNames().map((name) => opts.status(name))),
+    }),
+    "",
+  );
+  endpoint("down", subjects.down(opts.instance), async (msg) => {
+    const { instance } = parse(downRequest, msg);
+    if (instance !== opts.instance) {
+      throw new BadRequest(`instance: ${JSON.stringify(instance)} is not this daemon's (${opts.instance})`);
+    }
     if (!opts.onDown) throw new PoolError("unsupported", "this daemon cannot be stopped over the API");
     await opts.onDown();
     return { stopped: true };

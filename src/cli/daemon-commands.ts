@@ -78,7 +78,8 @@ export async function down(opts: { config?: string; nats?: string; log: Logger; 
     role: "client",
   });
   try {
-    await new CorralClient(nc, { timeoutMs: 120_000 }).down();
+    // Addressed to this config's instance alone: another daemon on the same NATS never hears it.
+    await new CorralClient(nc, { timeoutMs: 120_000 }).down(config.instance);
     opts.out.write("corral is down: pools closed, agents stopped\n");
     return;
   } catch (err) {

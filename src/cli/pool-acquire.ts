@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { hostname, userInfo } from "node:os";
 import type { CorralClient } from "../api/client.ts";
 import type { AcquireReply } from "../api/protocol.ts";
+import { keepLeaseToken } from "./lease-tokens.ts";
 import type { Out } from "./output.ts";
 import { formatLease } from "./pool-format.ts";
 import { jsonOut, onInterrupt, paletteFor, type StopSignal } from "./pool-session.ts";
@@ -55,8 +56,14 @@ export async function acquire(
   try {
     const first = await Promise.race([pending.then((lease) => ({ lease })), interrupted]);
     if ("lease" in first) {
+      let keptIn: string | undefined;
+      try {
+        keptIn = keepLeaseToken(first.lease);
+      } catch (e) {
+        err.write(`corral: could not keep the lease token (${(e as Error).message}); note it from here\n`);
+      }
       if (opts.json) jsonOut(out, first.lease);
-      else out.write(formatLease(first.lease, paletteFor(out)));
+      else out.write(formatLease(first.lease, paletteFor(out), Date.now(), keptIn));
       return undefined;
     }
     await cancelWaiting(client, pool, requestId, pending, err);
@@ -89,7 +96,7 @@ async function cancelWaiting(
   ]);
   clearTimeout(timer);
   if (late) {
-    await client.release(late.leaseId, late.pool).then(
+    await client.release(late, late.pool).then(
       () =>
         err.write(`corral: lease ${late.leaseId} was granted as the acquire was cancelled; released it\n`),
       (e: Error) =>

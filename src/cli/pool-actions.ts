@@ -1,13 +1,41 @@
-import type { CorralClient } from "../api/client.ts";
+import { ApiError, type CorralClient } from "../api/client.ts";
+import type { LeaseRef } from "../api/protocol.ts";
+import { CliError, EXIT } from "./exit.ts";
+import { findLeaseToken, forgetLeaseToken } from "./lease-tokens.ts";
 import type { Out } from "./output.ts";
 import { relative } from "./pool-format.ts";
 import { jsonOut, paletteFor } from "./pool-session.ts";
 
 /** The one-request pool commands: release, renew, pool close. `--json` prints the reply as is. */
 
-export async function release(client: CorralClient, leaseId: string, json: boolean, out: Out): Promise<void> {
-  const r = await client.release(leaseId);
-  if (json) return jsonOut(out, r);
+/** The lease and its token: `--token`, else the one `corral acquire` kept for this user. */
+function leaseRef(leaseId: string, token: string | undefined): { lease: LeaseRef; pool?: string } {
+  if (token) return { lease: { leaseId, leaseToken: token } };
+  const kept = findLeaseToken(leaseId);
+  if (!kept) {
+    throw new CliError(
+      `no token for lease ${leaseId}: pass --token <token> (\`corral acquire\` printed it)`,
+      EXIT.usage,
+    );
+  }
+  return { lease: kept, pool: kept.pool };
+}
+
+export async function release(
+  client: CorralClient,
+  leaseId: string,
+  opts: { token?: string; json: boolean },
+  out: Out,
+): Promise<void> {
+  const { lease, pool } = leaseRef(leaseId, opts.token);
+  const r = await client.release(lease, pool).catch((err: unknown) => {
+    // The lease is over (or never was): its kept token is of no more use.
+    if (err instanceof ApiError && (err.code === "lease_not_active" || err.code === "lease_not_found"))
+      forgetLeaseToken(leaseId);
+    throw err;
+  });
+  forgetLeaseToken(leaseId);
+  if (opts.json) return jsonOut(out, r);
   const c = paletteFor(out);
   out.write(`released lease ${c.bold(r.leaseId)} ${c.dim(`(agent ${r.agentId}, pool ${r.pool})`)}\n`);
 }
@@ -15,10 +43,11 @@ export async function release(client: CorralClient, leaseId: string, json: boole
 export async function renew(
   client: CorralClient,
   leaseId: string,
-  opts: { ttlMs?: number; json: boolean },
+  opts: { ttlMs?: number; token?: string; json: boolean },
   out: Out,
 ): Promise<void> {
-  const r = await client.renew(leaseId, opts.ttlMs);
+  const { lease, pool } = leaseRef(leaseId, opts.token);
+  const r = await client.renew(lease, opts.ttlMs, pool);
   if (opts.json) return jsonOut(out, r);
   const c = paletteFor(out);
   const at = Date.parse(r.expiresAt);

@@ -40,7 +40,9 @@ function acquireCommand(program: Command): void {
       "after",
       "\nCtrl-C while waiting cancels the acquire on the daemon and exits 130.\n\nExamples:\n" +
         "  corral acquire default --timeout 5m --ttl 30m --holder ci-job-42\n" +
-        "  lease=$(corral acquire default --json | jq -r .leaseId)",
+        "  lease=$(corral acquire default --json | jq -r .leaseId)\n\n" +
+        "The lease token is printed once and kept for this user (mode 0600) under\n" +
+        "$XDG_STATE_HOME/corral/leases (default ~/.local/state/corral/leases) until release.",
     )
     .action(async (pool: string, opts: AcquireFlags, cmd: Command) => {
       const [{ acquire }, { withClient, signalExitCode }] = await Promise.all([
@@ -61,18 +63,23 @@ function acquireCommand(program: Command): void {
     });
 }
 
+const TOKEN_HELP = "the lease token `corral acquire` printed (default: the one it kept for this user)";
+
 function leaseCommands(program: Command): void {
   program
     .command("release")
     .description("give a leased agent back to its pool")
     .argument("<lease>", "lease id", parser("parseLeaseId"))
+    .option("--token <token>", TOKEN_HELP)
     .option("--json", "the reply as one line of JSON")
-    .action(async (leaseId: string, opts: { json?: boolean }, cmd: Command) => {
+    .action(async (leaseId: string, opts: { token?: string; json?: boolean }, cmd: Command) => {
       const [{ release }, { withClient }] = await Promise.all([
         import("./pool-actions.ts"),
         import("./pool-session.ts"),
       ]);
-      await withClient({ url: urlOf(cmd) }, (client) => release(client, leaseId, opts.json === true, stdout));
+      await withClient({ url: urlOf(cmd) }, (client) =>
+        release(client, leaseId, { token: opts.token, json: opts.json === true }, stdout),
+      );
     });
 
   program
@@ -80,14 +87,15 @@ function leaseCommands(program: Command): void {
     .description("extend a lease before it expires")
     .argument("<lease>", "lease id", parser("parseLeaseId"))
     .option("--ttl <duration>", "new lifetime from now (default: the lease's TTL)", parser("parseTtl"))
+    .option("--token <token>", TOKEN_HELP)
     .option("--json", "the reply as one line of JSON")
-    .action(async (leaseId: string, opts: { ttl?: number; json?: boolean }, cmd: Command) => {
+    .action(async (leaseId: string, opts: { ttl?: number; token?: string; json?: boolean }, cmd: Command) => {
       const [{ renew }, { withClient }] = await Promise.all([
         import("./pool-actions.ts"),
         import("./pool-session.ts"),
       ]);
       await withClient({ url: urlOf(cmd) }, (client) =>
-        renew(client, leaseId, { ttlMs: opts.ttl, json: opts.json === true }, stdout),
+        renew(client, leaseId, { ttlMs: opts.ttl, token: opts.token, json: opts.json === true }, stdout),
       );
     });
 }

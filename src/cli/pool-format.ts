@@ -45,12 +45,18 @@ function toMs(at: unknown): number | undefined {
   return undefined;
 }
 
-/** The granted lease: what it is, until when, and how to reach the agent. */
-export function formatLease(r: AcquireReply, c: Palette = plain, now = Date.now()): string {
+/**
+ * The granted lease: what it is, its token, until when, and how to reach the agent. `keptIn` is
+ * where the token was kept for release and renew (cli/lease-tokens.ts), when it was.
+ */
+export function formatLease(r: AcquireReply, c: Palette = plain, now = Date.now(), keptIn?: string): string {
   const label = (s: string) => c.dim(s.padEnd(9));
   const expires = toMs(r.expiresAt);
   const lines = [
     `${label("lease")}${c.bold(r.leaseId)}  ${c.dim(`pool ${r.pool}`)}`,
+    `${label("token")}${r.leaseToken}  ${c.dim(
+      keptIn ? `shown once; kept in ${keptIn}` : "shown once: release and renew need it (--token)",
+    )}`,
     `${label("agent")}${c.cyan(r.agentId)}  ${c.dim(`generation ${r.generation}`)}`,
     `${label("expires")}${r.expiresAt}${expires === undefined ? "" : ` (${relative(expires, now)})`}  ${c.dim(
       `ttl ${formatDuration(r.ttlMs)}, renew with: corral renew ${r.leaseId}`,

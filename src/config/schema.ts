@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { DEFAULT_MAX_LEASE_TTL_MS } from "../events/pool.ts";
 import { PortConfigError, parsePortConfig } from "../ports/range.ts";
 import { parseDuration } from "./duration.ts";
 import { natsSettings } from "./nats.ts";
@@ -20,7 +21,13 @@ const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
 const ports = z.unknown().transform((v, ctx) => {
   try {
     const p = parsePortConfig(v, "");
-    return { low: p.low, high: p.high, perAgent: p.perAgent, ...(p.hostUrl ? { hostUrl: p.hostUrl } : {}) };
+    return {
+      low: p.low,
+      high: p.high,
+      perAgent: p.perAgent,
+      ...(p.hostUrl ? { hostUrl: p.hostUrl } : {}),
+      ...(p.bind ? { bind: p.bind } : {}),
+    };
   } catch (err) {
     if (!(err instanceof PortConfigError)) throw err;
     ctx.addIssue({ code: "custom", message: err.detail, path: err.field.split(".").filter(Boolean) });
@@ -91,6 +98,8 @@ const pool = z
       .default({}),
     maintenanceInterval: duration.default(5_000),
     leaseTtl: duration.default(60_000),
+    /** The longest TTL an acquire or renew may ask for. */
+    maxLeaseTtl: duration.default(DEFAULT_MAX_LEASE_TTL_MS),
     startTimeout: duration.default(60_000),
     ports: ports.optional(),
     /** Omitted: the built-in hello agent (answers HTTP on CORRAL_PORT_A with its id). */
@@ -102,6 +111,12 @@ const pool = z
       ctx.addIssue({ code: "custom", path: ["min"], message: `min (${p.min}) must be <= max (${p.max})` });
     if (p.warm > p.max)
       ctx.addIssue({ code: "custom", path: ["warm"], message: `warm (${p.warm}) must be <= max (${p.max})` });
+    if (p.leaseTtl > p.maxLeaseTtl)
+      ctx.addIssue({
+        code: "custom",
+        path: ["leaseTtl"],
+        message: `leaseTtl (${p.leaseTtl} ms) must be <= maxLeaseTtl (${p.maxLeaseTtl} ms)`,
+      });
   });
 
 const poolName = /^[A-Za-z0-9_-]{1,64}$/;

@@ -108,6 +108,7 @@ export function agentEffects(deps: AgentEffectDeps): EffectHandlers {
             generation: p.generation,
             template: config.template,
             ports: p.ports,
+            bind: config.ports?.bind,
             env: {
               CORRAL_AGENT_ID: ctx.aggregate.id,
               CORRAL_POOL: p.poolId,

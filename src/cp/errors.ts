@@ -66,3 +66,14 @@ export class LeaseNotActiveError extends PoolError {
     );
   }
 }
+
+/** The caller did not present the token the lease was granted with (lease-token.ts). */
+export class LeaseTokenInvalidError extends PoolError {
+  override name = "LeaseTokenInvalidError";
+  constructor(leaseId: string) {
+    super(
+      "lease_token_invalid",
+      `wrong lease token for lease ${leaseId}: use the token its acquire returned`,
+    );
+  }
+}

@@ -83,6 +83,7 @@ export class Daemon {
           ? undefined
           : await startApi(nc, cp, {
               log,
+              instance: config.instance,
               status: async (pool) => poolStatus(cp, await worldview.now(), pool),
               onDown: async () => {
                 await cp.closeAll("corral down");

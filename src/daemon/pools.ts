@@ -80,6 +80,7 @@ function normalise(spec: PoolSpec, runtime: RuntimeKind, template: object): Pool
     },
     maintenanceIntervalMs: spec.maintenanceInterval,
     leaseTtlMs: spec.leaseTtl,
+    maxLeaseTtlMs: spec.maxLeaseTtl,
     startTimeoutMs: spec.startTimeout,
     ports: spec.ports,
     template,

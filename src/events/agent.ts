@@ -51,6 +51,11 @@ export const AgentLeased = defineEvent({
     holder: z.string().max(200).default(""),
     ttlMs: z.number().int().positive(),
     expiresAt: z.number().int(),
+    /** SHA-256 (base64url) of the lease token the acquire reply carried; the token itself is never stored. */
+    tokenHash: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{43}$/, "SHA-256, base64url")
+      .optional(),
   }),
 });
 

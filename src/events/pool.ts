@@ -46,6 +46,8 @@ export const poolConfigSchema = z
     maintenanceIntervalMs: z.number().int().min(100),
     /** Lease time-to-live; the holder renews before it runs out. */
     leaseTtlMs: z.number().int().min(100),
+    /** The longest TTL an acquire or renew may ask for (absent in older events: DEFAULT_MAX_LEASE_TTL_MS). */
+    maxLeaseTtlMs: z.number().int().min(100).optional(),
     /** Time for an agent to be created and started before it counts as failed. */
     startTimeoutMs: z.number().int().min(100),
     ports: z
@@ -54,6 +56,8 @@ export const poolConfigSchema = z
         high: z.number().int().min(1).max(65535),
         perAgent: z.number().int().min(1),
         hostUrl: z.string().optional(),
+        /** Host address docker publishes the ports on (absent: 127.0.0.1, loopback only). */
+        bind: z.string().optional(),
       })
       .optional(),
     template: templateSchema,
@@ -62,6 +66,9 @@ export const poolConfigSchema = z
   .refine((c) => c.warm <= c.max, { message: "warm must be <= max", path: ["warm"] });
 
 export type PoolConfig = z.output<typeof poolConfigSchema>;
+
+/** A pool's cap on lease TTLs when its config names none (`maxLeaseTtl` in corral.yaml). */
+export const DEFAULT_MAX_LEASE_TTL_MS = 3_600_000;
 
 export const PoolCreated = defineEvent({
   type: "PoolCreated",

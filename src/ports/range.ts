@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 /**
  * The port-pool config: which host ports a pool may hand out, how many per agent, and the URL
  * clients use to reach them. Every error names the field it is about, so a bad settings file
@@ -13,6 +14,8 @@ export interface PortConfig extends PortRange {
   perAgent: number;
   /** Scheme and host only, no trailing slash: URLs are built as `${hostUrl}:${port}`. */
   hostUrl?: string;
+  /** Host address docker publishes agent ports on; absent means 127.0.0.1 (runtime/docker.ts). */
+  bind?: string;
 }
 
 /** The documented defaults (as in the reference system): range 8000-9000, 2 ports per agent. */
@@ -21,7 +24,7 @@ export const DEFAULT_PORTS_PER_AGENT = 2;
 
 const MIN_PORT = 1;
 const MAX_PORT = 65_535;
-const KNOWN_KEYS = new Set(["range", "perAgent", "hostUrl"]);
+const KNOWN_KEYS = new Set(["range", "perAgent", "hostUrl", "bind"]);
 
 export class PortConfigError extends Error {
   override name = "PortConfigError";
@@ -100,7 +103,7 @@ export function parsePortConfig(input: unknown, field = "ports"): PortConfig {
   const o = input as Record<string, unknown>;
   for (const key of Object.keys(o)) {
     if (!KNOWN_KEYS.has(key)) {
-      throw new PortConfigError(`${field}.${key}`, `unknown field (expected range, perAgent, hostUrl)`);
+      throw new PortConfigError(`${field}.${key}`, `unknown field (expected range, perAgent, hostUrl, bind)`);
     }
   }
   const range = parsePortRange(o.range ?? DEFAULT_PORT_RANGE, `${field}.range`);
@@ -113,6 +116,15 @@ export function parsePortConfig(input: unknown, field = "ports"): PortConfig {
   }
   const config: PortConfig = { ...range, perAgent };
   if (o.hostUrl !== undefined) config.hostUrl = parseHostUrl(o.hostUrl, `${field}.hostUrl`);
+  if (o.bind !== undefined) {
+    if (typeof o.bind !== "string" || isIP(o.bind) === 0) {
+      throw new PortConfigError(
+        `${field}.bind`,
+        `must be an IP address such as 127.0.0.1 or 0.0.0.0, got ${describe(o.bind)}`,
+      );
+    }
+    config.bind = o.bind;
+  }
   return config;
 }
 

@@ -47,6 +47,8 @@ export interface DockerRuntimeOptions {
 
 /** How long start/stop/remove wait for their own event before asking the engine directly. */
 const SETTLE_MS = 2000;
+/** Where agent ports are published unless a pool says otherwise (`ports.bind`): loopback only. */
+export const DEFAULT_BIND = "127.0.0.1";
 
 /**
  * Agents as Docker containers. The live view behind `isRunning` is fed by the engine's event
@@ -100,10 +102,12 @@ export class DockerRuntime implements Runtime {
     const name = containerName(spec);
     const env = { ...identityEnv(spec), ...t.env, ...spec.env };
     const exposed: Record<string, object> = {};
-    const bindings: Record<string, { HostPort: string }[]> = {};
+    const bindings: Record<string, { HostIp: string; HostPort: string }[]> = {};
+    // Loopback unless the pool's config says otherwise (ports.bind): an agent is not for the network.
+    const hostIp = spec.bind ?? DEFAULT_BIND;
     for (const p of spec.ports) {
       exposed[`${p}/tcp`] = {};
-      bindings[`${p}/tcp`] = [{ HostPort: String(p) }];
+      bindings[`${p}/tcp`] = [{ HostIp: hostIp, HostPort: String(p) }];
     }
     const limits = t.limits ?? {};
     const opts: Docker.ContainerCreateOptions = {

@@ -21,7 +21,8 @@ export interface CreateSpec {
   generation: number;
   template: AgentTemplate;
   env: Record<string, string>; // extra env (CORRAL_AGENT_ID, CORRAL_PORT_A, ...) merged over template.env
-  ports: number[]; // host ports to publish 1:1 (docker -p p:p on 0.0.0.0); process: just env
+  ports: number[]; // host ports to publish 1:1 (docker -p bind:p:p); process: just env
+  bind?: string; // docker: the host address ports are published on (default 127.0.0.1); process: unused
 }
 
 export type InstanceState =

@@ -3,13 +3,20 @@ import type { Lease } from "../../../machines/agent.ts";
 import type { CorralEvent } from "../../events/catalogue.ts";
 import type { AggregateRef } from "../../events/envelope.ts";
 import { agentOfLease, newLeaseId } from "../../events/lease-id.ts";
-import type { PoolConfig } from "../../events/pool.ts";
+import { DEFAULT_MAX_LEASE_TTL_MS, type PoolConfig } from "../../events/pool.ts";
 import { leaseOutcome } from "../../projections/leases.ts";
 import type { ActorHost } from "../actor-host.ts";
-import { AcquireCancelledError, AcquireTimeoutError, LeaseNotActiveError, PoolError } from "../errors.ts";
+import {
+  AcquireCancelledError,
+  AcquireTimeoutError,
+  LeaseNotActiveError,
+  LeaseTokenInvalidError,
+  PoolError,
+} from "../errors.ts";
 import type { Scheduler } from "../scheduler.ts";
 import { asAgentView } from "../views.ts";
 import type { PoolAgent, PoolAgents } from "./agents.ts";
+import { leaseTokenMatches, newLeaseToken } from "./lease-token.ts";
 
 export interface AcquireOptions {
   timeoutMs: number;
@@ -20,6 +27,8 @@ export interface AcquireOptions {
 
 export interface LeaseGrant {
   leaseId: string;
+  /** Shown to the acquirer once; the stream keeps only its hash. */
+  leaseToken: string;
   pool: string;
   agentId: string;
   generation: number;
@@ -84,6 +93,7 @@ export class LeaseBroker {
 
   async acquire(opts: AcquireOptions): Promise<LeaseGrant> {
     const config = this.deps.openConfig();
+    checkTtl(config, opts.ttlMs);
     const deadline = this.deps.scheduler.now() + opts.timeoutMs;
     for (;;) {
       const agentId = this.takeIdle() ?? (await this.waitForAgent(deadline, opts));
@@ -114,14 +124,16 @@ export class LeaseBroker {
     const ttlMs = opts.ttlMs ?? config.leaseTtlMs;
     const leaseId = newLeaseId(agent.id, at);
     const expiresAt = at + ttlMs;
+    const { token, hash } = newLeaseToken();
     const offered = await this.deps.host.offer(agentRef(agent.id), {
       type: "AgentLeased",
-      data: { leaseId, poolId: this.deps.pool, holder: opts.holder ?? "", ttlMs, expiresAt },
+      data: { leaseId, poolId: this.deps.pool, holder: opts.holder ?? "", ttlMs, expiresAt, tokenHash: hash },
       at,
     });
     if (!offered.accepted) return undefined;
     return {
       leaseId,
+      leaseToken: token,
       pool: this.deps.pool,
       agentId: agent.id,
       generation: agent.generation,
@@ -133,8 +145,8 @@ export class LeaseBroker {
     };
   }
 
-  async release(leaseId: string): Promise<{ leaseId: string; agentId: string }> {
-    const { agentId } = await this.held(leaseId);
+  async release(leaseId: string, leaseToken: string): Promise<{ leaseId: string; agentId: string }> {
+    const { agentId } = await this.held(leaseId, leaseToken);
     const offered = await this.deps.host.offer(agentRef(agentId), {
       type: "AgentReleased",
       data: { leaseId },
@@ -144,8 +156,13 @@ export class LeaseBroker {
   }
 
   /** Extends a lease to `ttlMs` (default: its own TTL) from now; a renewal must extend it. */
-  async renew(leaseId: string, ttlMs?: number): Promise<{ leaseId: string; expiresAt: number }> {
-    const { agentId, lease } = await this.held(leaseId);
+  async renew(
+    leaseId: string,
+    leaseToken: string,
+    ttlMs?: number,
+  ): Promise<{ leaseId: string; expiresAt: number }> {
+    const { agentId, lease } = await this.held(leaseId, leaseToken);
+    if (ttlMs !== undefined) checkTtl(this.deps.openConfig(), ttlMs);
     const expiresAt = this.deps.scheduler.now() + (ttlMs ?? lease.ttlMs);
     if (expiresAt <= lease.expiresAt) {
       throw new PoolError(
@@ -181,13 +198,17 @@ export class LeaseBroker {
     for (const w of this.waiters.splice(0)) w.reject(err);
   }
 
-  /** The lease as its agent holds it now, or the error that says why it is not held. */
-  private async held(leaseId: string): Promise<{ agentId: string; lease: Lease }> {
+  /**
+   * The lease as its agent holds it now, if `leaseToken` is its token; else the error that says
+   * why not. A lease granted without a token hash cannot be proven: it ends by expiry or revoke.
+   */
+  private async held(leaseId: string, leaseToken: string): Promise<{ agentId: string; lease: Lease }> {
     const agentId = agentOfLease(leaseId);
     if (!agentId) throw new PoolError("bad_request", `${JSON.stringify(leaseId)} is not a lease id`);
     const lease = this.deps.agents.get(agentId)?.lease;
-    if (lease?.id === leaseId) return { agentId, lease };
-    throw await this.notHeld(leaseId, agentId);
+    if (lease?.id !== leaseId) throw await this.notHeld(leaseId, agentId);
+    if (!leaseTokenMatches(leaseToken, lease.tokenHash)) throw new LeaseTokenInvalidError(leaseId);
+    return { agentId, lease };
   }
 
   private async notHeld(leaseId: string, agentId: string): Promise<PoolError> {
@@ -252,6 +273,17 @@ export class LeaseBroker {
       this.waiters.push(waiter);
       this.deps.demand();
     });
+  }
+}
+
+/** A pool caps the TTL a client may ask for (maxLeaseTtl): no lease may hold an agent for a day. */
+function checkTtl(config: PoolConfig, ttlMs: number | undefined): void {
+  const max = config.maxLeaseTtlMs ?? DEFAULT_MAX_LEASE_TTL_MS;
+  if (ttlMs !== undefined && ttlMs > max) {
+    throw new PoolError(
+      "bad_request",
+      `ttlMs: ${ttlMs} ms is longer than the pool's maxLeaseTtl of ${max} ms`,
+    );
   }
 }
 

@@ -103,12 +103,16 @@ export class PoolSupervisor {
     return this.broker.acquire(opts);
   }
 
-  release(leaseId: string): Promise<{ leaseId: string; agentId: string }> {
-    return this.broker.release(leaseId);
+  release(leaseId: string, leaseToken: string): Promise<{ leaseId: string; agentId: string }> {
+    return this.broker.release(leaseId, leaseToken);
   }
 
-  renew(leaseId: string, ttlMs?: number): Promise<{ leaseId: string; expiresAt: number }> {
-    return this.broker.renew(leaseId, ttlMs);
+  renew(
+    leaseId: string,
+    leaseToken: string,
+    ttlMs?: number,
+  ): Promise<{ leaseId: string; expiresAt: number }> {
+    return this.broker.renew(leaseId, leaseToken, ttlMs);
   }
 
   // --- lifecycle --------------------------------------------------------------------------------
@@ -130,7 +134,8 @@ export class PoolSupervisor {
     if (this.state === "closed") return;
     const closed = new Promise<void>((r) => this.closedWaiters.push(r));
     if (this.state === "open") {
-      await this.deps.host.send(
+      // Offered, not sent: a close that crossed another one is refused (already closing) and waits too.
+      await this.deps.host.offer(
         { kind: "pool", id: this.name },
         { type: "PoolCloseRequested", data: { reason: opts.reason ?? "requested" } },
       );
