@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -12,7 +13,7 @@ import { CORRAL_NATS_CONF, ensureLocalUsers, localAuthFor, localSeedFile } from 
 import { freePort } from "../src/nats/server.ts";
 import { EventStore } from "../src/store/event-store.ts";
 import { SNAPSHOT_BUCKET } from "../src/store/snapshots.ts";
-import { corral } from "./helpers/cli.ts";
+import { bin, corral } from "./helpers/cli.ts";
 import { portBlock, spawnDaemon, writeConfig } from "./helpers/daemon.ts";
 import { startTestNats, type TestNats } from "./helpers/nats.ts";
 import { onTeardown, tempDir } from "./helpers/teardown.ts";
@@ -39,6 +40,22 @@ const violations = (t: TestNats) =>
   readFileSync(join(t.dir, "nats.log"), "utf8")
     .split("\n")
     .filter((l) => /violation/i.test(l));
+
+/** `corral <args>` run in `cwd` (helpers/cli.ts runs it in the repo). */
+function runIn(
+  cwd: string,
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number; stderr: string }> {
+  return new Promise((resolve) =>
+    execFile(
+      process.execPath,
+      [bin, ...args],
+      { cwd, env: { ...process.env, ...env } },
+      (err, _out, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stderr }),
+    ),
+  );
+}
 
 /** Resolves with the error `op` fails with; fails the test if it succeeds. */
 async function failure(op: () => Promise<unknown>, what: string): Promise<Error> {
@@ -78,7 +95,7 @@ describe("corral-nats.conf: three users with their permissions", () => {
         p: { runtime: "process", min: 1, max: 2, warm: 1, ports: { range: portBlock(4), perAgent: 1 } },
       },
     });
-    await spawnDaemon(config, t.url);
+    const daemonProcess = await spawnDaemon(config, t.url);
     const as = (role: NatsRole) => ["--nats-nkey", localSeedFile(role, dir)];
     const env = { NATS_URL: t.url };
     const acquired = await corral([...as("client"), "acquire", "p", "--json", "--timeout", "20s"], env);
@@ -95,6 +112,10 @@ describe("corral-nats.conf: three users with their permissions", () => {
     const down = await corral([...as("client"), "down", "--config", config], env);
     assert.equal(down.code, 0, down.stderr);
     assert.deepEqual(violations(t), [], "everything corral did was allowed");
+    const seeds = NATS_ROLES.map((role) => readFileSync(localSeedFile(role, dir), "utf8").trim());
+    const outputs = [acquired, status, tail, world, down].flatMap((r) => [r.stdout, r.stderr]);
+    for (const text of [...outputs, daemonProcess.logs.join("\n")])
+      for (const seed of seeds) assert.ok(!text.includes(seed), "no nkey seed in any output or log");
   });
 
   it("a client or a reader cannot append an event, change the stream or a KV bucket, or serve the API", async () => {
@@ -162,7 +183,8 @@ describe("corral-nats.conf: three users with their permissions", () => {
 
 describe("npm start's own nats-server", () => {
   it("runs with corral-nats.conf and credentials under .corral/ (0600): a plain client is refused, the client user cannot append", async () => {
-    const dataDir = tempDir("start-nats-");
+    const home = tempDir("start-nats-");
+    const dataDir = join(home, ".corral"); // where `npm start` run in `home` keeps its state
     const url = `nats://127.0.0.1:${await freePort()}`;
     const nats = await ensureNats({ url, dataDir, say: () => {} });
     onTeardown("the nats-server ensureNats started", () => nats.stop());
@@ -182,6 +204,9 @@ describe("npm start's own nats-server", () => {
     const client = await connectNats(nats.url, { auth: nats.authFor("client") });
     try {
       await EventStore.open(daemon);
+      // Run from the directory `npm start` ran in, the CLI finds the key of its role by itself.
+      const here = await runIn(home, ["events", "tail"], { NATS_URL: nats.url });
+      assert.equal(here.code, 0, here.stderr);
       const err = await failure(() => jetstream(client).publish("corral.evt.pool.x", "forged"), "append");
       assert.match(err.message, /permissions violation/i);
       // The same credentials again next time: CLIs and daemons that found them go on working.
