@@ -172,7 +172,9 @@ function fail(msg: ServiceMsg, code: string, message: string): void {
   msg.respondError(400, message, JSON.stringify({ error: { code, message } }));
 }
 
-async function waitUntil(what: string, ok: () => boolean, ms = 8_000): Promise<void> {
+// Conditions, not sleeps: the bound only decides when to give up (a CLI started through tsx on a
+// loaded 2-core machine has taken over 8 s to send its first request).
+async function waitUntil(what: string, ok: () => boolean, ms = 30_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!ok()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
