@@ -329,7 +329,11 @@ describe("the API service of real daemons: scoped, authorized, robust", () => {
     const jsm = await jetstreamManager(nc);
     await jsm.streams.delete(DEFAULT_STREAM.name);
     // A release must store its event: with no stream, that is a failure nobody planned for.
-    await rejectsWith(client.release(held[0] as AcquireReply, a.pool), "internal");
+    await rejectsWith(
+      client.release(held[0] as AcquireReply, a.pool),
+      "internal",
+      /^internal error in release-\S+; the daemon's log has the details$/,
+    );
     a.d.proc.kill("SIGTERM");
     await rejectsWith(waiting, "shutting_down");
     const exited = await Promise.race([

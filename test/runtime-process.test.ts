@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
+import { networkInterfaces } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { RuntimeError } from "../src/runtime/errors.ts";
@@ -9,7 +11,14 @@ import { isAlive, readProcStat } from "../src/runtime/proc.ts";
 import { ProcessRuntime } from "../src/runtime/process.ts";
 import type { ProcessRecord } from "../src/runtime/process-state.ts";
 import type { CreateSpec } from "../src/runtime/types.ts";
-import { IGNORES_TERM_JS, runtimeConformance, WAIT_MS, waitUntil } from "./helpers/runtime-conformance.ts";
+import {
+  freePort,
+  httpGet,
+  IGNORES_TERM_JS,
+  runtimeConformance,
+  WAIT_MS,
+  waitUntil,
+} from "./helpers/runtime-conformance.ts";
 import { onTeardown, tempDir, trackProcess } from "./helpers/teardown.ts";
 
 const root = tempDir("process-");
@@ -61,6 +70,34 @@ describe("process runtime", () => {
     onTeardown(`process instance ${instance}`, async () => {
       await rt.close();
       cleanup(instance);
+    });
+
+    it("the built-in agent as a local process listens on loopback only (issue 7)", async () => {
+      await rt.ready();
+      const port = await freePort();
+      const inst = await rt.create({
+        ...spec("loopback", []),
+        template: helloAgentTemplate("process"),
+        env: { CORRAL_PORT_A: String(port) },
+        ports: [port],
+      });
+      await rt.start(inst.id);
+      await httpGet(port, "/", WAIT_MS);
+      // Any other address of this host (when it has one) is refused.
+      const outside = Object.values(networkInterfaces())
+        .flat()
+        .find((i) => i && i.family === "IPv4" && !i.internal)?.address;
+      if (outside) {
+        const refused = await new Promise<boolean>((resolve) => {
+          const sock = connect({ host: outside, port }, () => {
+            sock.destroy();
+            resolve(false);
+          });
+          sock.once("error", () => resolve(true));
+        });
+        assert.ok(refused, `nothing answers on ${outside}:${port}`);
+      }
+      await rt.remove(inst.id);
     });
 
     it("a missing executable is a typed error at create, and nothing is recorded", async () => {

@@ -3,7 +3,7 @@
 // runs both as a local process and in corral's node image, which holds nothing but node.
 //   GET /         {"agent", "pool", "generation", "ports"} as JSON
 //   GET /healthz  200 "ok"
-// Listens on CORRAL_PORT_A (0.0.0.0); exits 0 on SIGTERM / SIGINT.
+// Listens on CORRAL_PORT_A (on CORRAL_LISTEN_HOST, default 0.0.0.0); exits 0 on SIGTERM / SIGINT.
 import { createServer } from "node:http";
 
 const env = process.env;
@@ -53,13 +53,16 @@ function serve() {
     }
   });
 
+  // In a container every address (docker publishes the port); as a local process, loopback.
+  const host = process.env.CORRAL_LISTEN_HOST || "0.0.0.0";
+
   server.on("error", (err) => {
-    console.error(`hello-agent: cannot listen on 0.0.0.0:${port}: ${err.message}`);
+    console.error(`hello-agent: cannot listen on ${host}:${port}: ${err.message}`);
     process.exit(1);
   });
 
-  server.listen(port, "0.0.0.0", () => {
-    console.log(`hello-agent ${identity.agent} listening on 0.0.0.0:${port}`);
+  server.listen(port, host, () => {
+    console.log(`hello-agent ${identity.agent} listening on ${host}:${port}`);
   });
 
   function shutdown(signal) {

@@ -105,7 +105,10 @@ export async function startApi(nc: NatsConnection, cp: ControlPlane, opts: ApiOp
             // anything else (a refusal no operation handles included) is a defect: internal.
             const known = e instanceof PoolError || e instanceof InvalidInputError;
             const code = e instanceof PoolError ? e.code : known ? "bad_request" : "internal";
-            const message = (e as Error).message ?? String(e);
+            // A defect's own message may name internals (hosts, paths): it goes to the log only.
+            const message = known
+              ? ((e as Error).message ?? String(e))
+              : `internal error in ${name}; the daemon's log has the details`;
             if (!known) opts.log.error({ err: e, endpoint: name }, "request failed");
             msg.respondError(
               code === "internal" ? 500 : 400,
