@@ -182,6 +182,7 @@ describe("credentials against real nats-servers", () => {
       NATS_KEY: f("client.key"),
     };
     ok(await tail(env), "CA, client certificate and key from the environment");
+    ok(await tail({ ...env, NATS_URL: `tls://127.0.0.1:${t.server.port}` }), "a tls:// URL");
     ok(
       await tail(
         { NATS_URL: t.url },
