@@ -6,6 +6,7 @@ import { uuidv7 } from "../src/events/id.ts";
 import { CheckpointStore } from "../src/projections/checkpoints.ts";
 import { ProjectionRunner } from "../src/projections/runner.ts";
 import { worldviewProjection } from "../src/projections/worldview.ts";
+import { EventKey } from "../src/store/event-mark.ts";
 import { EventStore } from "../src/store/event-store.ts";
 import { PipelinedPublisher } from "../src/store/publisher.ts";
 import { ALL_EVENTS, eventSubject } from "../src/store/subjects.ts";
@@ -77,13 +78,13 @@ export function workload(count = EVENTS): Msg[] {
 }
 
 /** Pipelined publishes, a bounded number in flight; one connection keeps them in order. */
-export async function seed(pub: PipelinedPublisher, msgs: readonly Msg[]): Promise<void> {
+export async function seed(pub: PipelinedPublisher, msgs: readonly Msg[], key?: EventKey): Promise<void> {
   const IN_FLIGHT = 8_000;
   let next = 0;
   const lane = async () => {
     while (next < msgs.length) {
       const m = msgs[next++] as Msg;
-      await pub.publish(m.subject, m.bytes, m.id);
+      await pub.publish(m.subject, m.bytes, m.id, undefined, key?.mark(m.subject, m.bytes));
     }
   };
   await Promise.all(Array.from({ length: IN_FLIGHT }, lane));
@@ -142,13 +143,23 @@ async function worldview(
 
 export async function benchRebuild(): Promise<void> {
   const nats = await startBenchNats("rebuild");
+  // The same events again on a server of their own, each with its writer mark: the rebuild there
+  // checks every mark (the daemon's and the CLI's way), so the two rebuilds price the marks.
+  const natsMarked = await startBenchNats("rebuild-marked");
   try {
-    const store = await EventStore.open(nats.nc);
+    const store = await EventStore.open(nats.nc, { integrity: "off" });
     const checkpoints = await CheckpointStore.open(nats.nc);
+    const key = EventKey.generate();
+    const markedStore = await EventStore.open(natsMarked.nc, { integrity: { key } });
+    const markedCheckpoints = await CheckpointStore.open(natsMarked.nc);
     const pub = new PipelinedPublisher(nats.nc);
     const built = await timed(async () => workload());
     const seeded = await timed(() => seed(pub, built.value));
     pub.close();
+    const markedPub = new PipelinedPublisher(natsMarked.nc);
+    await seed(markedPub, built.value, key);
+    markedPub.close();
+    if ((await markedStore.lastSeq()) !== built.value.length) throw new Error("marked seed incomplete");
     const last = await store.lastSeq();
     const total = built.value.length;
     if (last !== total) throw new Error(`seeded ${last} of ${total} events`);
@@ -163,6 +174,7 @@ export async function benchRebuild(): Promise<void> {
     let oc = { ms: Number.POSITIVE_INFINITY, n: 0 };
     let wv = { ms: Number.POSITIVE_INFINITY, n: 0, peak: 0, after: 0, live: 0 };
     let ro = { ms: Number.POSITIVE_INFINITY, n: 0 };
+    let wvMarked = Number.POSITIVE_INFINITY;
     for (let i = 0; i < RUNS; i++) {
       const a = await orderedConsumer(store, last);
       if (a.n !== total) throw new Error(`ordered consumer read ${a.n} of ${total}`);
@@ -173,6 +185,9 @@ export async function benchRebuild(): Promise<void> {
       const b = await worldview(store, checkpoints);
       if (b.ms < wv.ms) wv = { ...b, peak: Math.max(b.peak, wv.peak) };
       else wv.peak = Math.max(wv.peak, b.peak);
+      const m = await worldview(markedStore, markedCheckpoints);
+      if (m.n !== total) throw new Error(`marked rebuild folded ${m.n} of ${total}`);
+      wvMarked = Math.min(wvMarked, m.ms);
     }
     const ocRate = perSecond(oc.n, oc.ms);
     const wvRate = perSecond(wv.n, wv.ms);
@@ -187,9 +202,17 @@ export async function benchRebuild(): Promise<void> {
         `${(roRate / ocRate).toFixed(2)}x the ordered consumer: the ceiling of a single-threaded rebuild here; ` +
         `the worldview reaches ${((wvRate / roRate) * 100).toFixed(0)}% of it`,
     );
+    const markedRate = perSecond(total, wvMarked);
+    const cost = (1 - markedRate / wvRate) * 100;
+    console.log(
+      `rebuild: worldview with every mark checked ${fmt(markedRate)} ev/s vs unmarked ${fmt(wvRate)} ev/s: ` +
+        `cost ${cost.toFixed(1)}% (target <= 5%${cost > 5 ? ", OVER" : ""})`,
+    );
     store.close();
+    markedStore.close();
   } finally {
     await nats.stop();
+    await natsMarked.stop();
   }
 }
 

@@ -4,17 +4,20 @@ import { chmodSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { jetstream } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
 import { headers } from "@nats-io/nats-core";
 import { commandAggregate } from "../machines/command.ts";
-import { encodeEvent } from "../src/codec/msgpack.ts";
+import { encode, encodeEvent } from "../src/codec/msgpack.ts";
 import { ActorHost } from "../src/cp/actor-host.ts";
 import type { AggregateRef } from "../src/events/envelope.ts";
 import { ForgedEventError } from "../src/events/errors.ts";
+import { CheckpointStore } from "../src/projections/checkpoints.ts";
 import { EventKey, MARK_HEADER } from "../src/store/event-mark.ts";
 import { EventStore } from "../src/store/event-store.ts";
 import { KEY_FILE_ENV, KeyFileError, loadOrCreateEventKey, readEventKey } from "../src/store/key-file.ts";
 import { markOf } from "../src/store/mark-header.ts";
 import type { StoredRecord } from "../src/store/records.ts";
+import { SnapshotStore, UnmarkedSnapshotError } from "../src/store/snapshots.ts";
 import { eventSubject } from "../src/store/subjects.ts";
 import { makeEvent } from "./helpers/events.ts";
 import { startTestNats, type TestNats } from "./helpers/nats.ts";
@@ -214,18 +217,26 @@ describe("marks through the store, against a real nats-server", () => {
 
   it("finds the mark in the raw header block exactly as the client's own parser does", async () => {
     const nc = await t.connect("raw");
-    const sub = nc.subscribe("raw.mark", { max: 2 });
+    const sub = nc.subscribe("raw.mark", { max: 3 });
     const h = headers();
     h.set("Nats-Msg-Id", "x");
     h.set(MARK_HEADER, "v1.abcdef01.mark");
     h.set("Other", "y");
     nc.publish("raw.mark", new Uint8Array([1, 2]), { headers: h });
     nc.publish("raw.mark", new Uint8Array([3]));
+    // As corral's writer sets it: last, canonical (the scan's fast path).
+    const real = key.mark("raw.mark", new Uint8Array([4]));
+    const last = headers();
+    last.set("Nats-Msg-Id", "y");
+    last.set(MARK_HEADER, real);
+    nc.publish("raw.mark", new Uint8Array([4]), { headers: last });
     const got = [];
     for await (const m of sub) got.push(m);
     assert.equal(markOf(got[0] as never), "v1.abcdef01.mark");
     assert.equal(got[0]?.headers?.get(MARK_HEADER), "v1.abcdef01.mark");
     assert.equal(markOf(got[1] as never), undefined);
+    assert.equal(markOf(got[2] as never), real);
+    assert.equal(key.check("raw.mark", got[2]?.data as Uint8Array, markOf(got[2] as never)), "valid");
   });
 
   it("an actor host never folds a forged event, and appends after it (its sequence is the subject's last)", async () => {
@@ -274,5 +285,65 @@ describe("marks through the store, against a real nats-server", () => {
     assert.equal(third.forged, 2, "load() met both forged records");
     await Promise.all([host.close(0), fresh.close(0), third.close(0)]);
     store.close();
+  });
+
+  it("snapshots are marked too: a forged or moved one is refused and the actor is replayed instead", async () => {
+    const nc = await t.connect("snapshots");
+    const snapshots = await SnapshotStore.open(nc, "corral_snapshots", 1, { key });
+    const ref: AggregateRef = { kind: "command", id: "snap-1" };
+    const snap = { seq: 1, version: 1, value: "x", context: { n: 1 } };
+    await snapshots.put(ref, snap);
+    assert.deepEqual(await snapshots.get(ref), snap);
+    // A forger's own value in the bucket: plain, or a real marked value moved to another aggregate.
+    const kv = await new Kvm(await t.connect("forger")).open("corral_snapshots");
+    const real = (await kv.get("command.snap-1"))?.value as Uint8Array;
+    await kv.put("command.snap-2", real);
+    await assert.rejects(snapshots.get({ kind: "command", id: "snap-2" }), UnmarkedSnapshotError);
+    await kv.put("command.snap-1", encode({ ...snap, value: "forged" }));
+    await assert.rejects(snapshots.get(ref), UnmarkedSnapshotError);
+
+    // The actor host: a forged snapshot claiming a finished command is ignored, its history replayed.
+    const store = await EventStore.open(nc, { integrity: { key } });
+    const effects = { command: Object.fromEntries(commandAggregate.effects.map((n) => [n, async () => {}])) };
+    const host = new ActorHost({ store, snapshots, aggregates: [commandAggregate], effects, timers: false });
+    const cref: AggregateRef = { kind: "command", id: "snap-host" };
+    const first = await host.send(cref, {
+      type: "CommandCreated",
+      data: { agentId: "agent-1", action: "echo", payload: {} },
+    });
+    await kv.put(
+      "command.snap-host",
+      encode({
+        seq: first.seq,
+        version: commandAggregate.version,
+        value: "cancelled",
+        context: first.context,
+      }),
+    );
+    const fresh = new ActorHost({ store, snapshots, aggregates: [commandAggregate], effects, timers: false });
+    const sent = await fresh.send(cref, { type: "CommandSent", data: { attempt: 1 } });
+    assert.equal(sent.status, "active", "the forged final state was not believed");
+    await Promise.all([host.close(0), fresh.close(0)]);
+    store.close();
+  });
+
+  it("projection checkpoints are marked too: a forged one is ignored, and a reader without the key uses none", async () => {
+    const nc = await t.connect("checkpoints");
+    const cps = await CheckpointStore.open(nc, { bucket: "cp_marks", integrity: { key } });
+    const cp = { seq: 7, version: 1, state: { n: 1 } };
+    assert.equal(await cps.put("wv", cp), "written");
+    assert.deepEqual(await cps.get("wv"), cp);
+    const kv = await new Kvm(await t.connect("forger")).open("cp_marks");
+    await kv.put("other", (await kv.get("wv"))?.value as Uint8Array); // a real mark, moved
+    assert.equal(await cps.get("other"), undefined);
+    await kv.put("plain", encode(cp));
+    assert.equal(await cps.get("plain"), undefined);
+    const blind = await CheckpointStore.open(nc, { bucket: "cp_marks", integrity: "unverified" });
+    assert.equal(await blind.get("wv"), undefined, "cannot be checked without the key: not used");
+    const other = await CheckpointStore.open(nc, {
+      bucket: "cp_marks",
+      integrity: { key: EventKey.generate() },
+    });
+    assert.equal(await other.get("wv"), undefined);
   });
 });

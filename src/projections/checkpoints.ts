@@ -2,6 +2,8 @@ import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { decode, encode } from "../codec/msgpack.ts";
+import type { EventKey } from "../store/event-mark.ts";
+import { type Integrity, integrityOf } from "../store/integrity.ts";
 import { type ProjectionLogger, silent } from "./projection.ts";
 
 /** A projection's saved position: the state after folding every record up to `seq`. */
@@ -26,6 +28,8 @@ export interface CheckpointStoreOptions {
   /** Largest encoded checkpoint to write; default: the server's max_payload less headroom. */
   maxBytes?: number;
   logger?: ProjectionLogger;
+  /** As for the event store (default: what is bound to the connection, else "off"). */
+  integrity?: Integrity;
 }
 
 export type PutResult = "written" | "too-large" | "failed";
@@ -36,14 +40,23 @@ export class CheckpointStore {
     private readonly kv: KV,
     readonly maxBytes: number,
     private readonly log: ProjectionLogger,
+    /** A checkpoint stands in for events: with a key it is marked like one (`{b, m}`), and one
+     * without a valid mark is ignored; "unverified" (a reader without the key) ignores every
+     * checkpoint and folds the stream, where forged events show (ARCHITECTURE.md, "Event marks"). */
+    private readonly integrity: Integrity,
   ) {}
+
+  private get key(): EventKey | undefined {
+    return typeof this.integrity === "object" ? this.integrity.key : undefined;
+  }
 
   static async open(nc: NatsConnection, opts: CheckpointStoreOptions = {}): Promise<CheckpointStore> {
     const bucket = opts.bucket ?? CHECKPOINT_BUCKET;
     const kvm = new Kvm(nc);
     const kv = opts.create === false ? await kvm.open(bucket) : await kvm.create(bucket, { history: 1 });
     const maxBytes = opts.maxBytes ?? (nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD) - HEADROOM;
-    return new CheckpointStore(kv, maxBytes, opts.logger ?? silent);
+    const integrity = opts.integrity ?? integrityOf(nc) ?? "off";
+    return new CheckpointStore(kv, maxBytes, opts.logger ?? silent, integrity);
   }
 
   /** The checkpoint under `name`, or undefined when there is none or it cannot be read. */
@@ -61,7 +74,8 @@ export class CheckpointStore {
       return undefined;
     }
     try {
-      const cp = decode(bytes) as Checkpoint<V>;
+      const cp = this.unwrap(name, decode(bytes)) as Checkpoint<V> | undefined;
+      if (!cp) return undefined;
       if (!Number.isInteger(cp?.seq) || cp.seq < 0 || !Number.isInteger(cp.version)) {
         throw new TypeError("not a checkpoint");
       }
@@ -80,7 +94,9 @@ export class CheckpointStore {
    * failed write is logged: the projection carries on and simply replays more next time.
    */
   async put<V>(name: string, cp: Checkpoint<V>): Promise<PutResult> {
-    const bytes = encode(cp);
+    const body = encode(cp);
+    const key = this.key;
+    const bytes = key ? encode({ b: body, m: key.mark(`corral.checkpoint.${name}`, body) }) : body;
     if (bytes.length > this.maxBytes) {
       this.log.warn(
         { projection: name, seq: cp.seq, bytes: bytes.length, maxBytes: this.maxBytes },
@@ -98,6 +114,23 @@ export class CheckpointStore {
       );
       return "failed";
     }
+  }
+
+  /** The checkpoint inside a stored value, if this store may believe it. */
+  private unwrap(name: string, value: unknown): unknown {
+    const v = value as { b?: unknown; m?: unknown } | null;
+    const wrapped = v?.b instanceof Uint8Array;
+    if (this.integrity === "off") return wrapped ? decode(v?.b as Uint8Array) : value;
+    const key = this.key;
+    const mark = typeof v?.m === "string" ? v.m : undefined;
+    if (!key || !wrapped || key.check(`corral.checkpoint.${name}`, v?.b as Uint8Array, mark) !== "valid") {
+      this.log.warn(
+        { projection: name, reason: key ? "forged" : "unverified" },
+        "ignoring projection checkpoint without a valid mark",
+      );
+      return undefined;
+    }
+    return decode(v?.b as Uint8Array);
   }
 
   async delete(name: string): Promise<void> {

@@ -28,7 +28,11 @@ export async function loadWorldview(
   const checkpoints =
     opts.useCheckpoint === false
       ? undefined
-      : await CheckpointStore.open(store.nc, { create: false, logger: opts.logger }).catch(() => undefined);
+      : await CheckpointStore.open(store.nc, {
+          create: false,
+          logger: opts.logger,
+          integrity: store.integrity,
+        }).catch(() => undefined);
   const runner = new ProjectionRunner(store, worldviewProjection, {
     checkpoints,
     readOnly: true,

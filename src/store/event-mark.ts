@@ -1,4 +1,4 @@
-import { createHash, hash, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, hash, randomBytes } from "node:crypto";
 
 /**
  * The mark a corral writer puts on every event it appends (ARCHITECTURE.md, "Event marks"):
@@ -16,7 +16,15 @@ const BLOCK = 64; // SHA-256 block size
  * `+/`, padding, or other low bits in the last character for the same bytes, and a mark must have
  * one spelling.
  */
+/** Characters in a canonical mark. */
+export const MARK_LENGTH = 55;
 const CANONICAL = /^v1\.[0-9a-f]{8}\.[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/;
+
+/** base64url character code → its 6-bit value (the shape check admits no other characters). */
+const B64URL = new Uint8Array(128);
+for (const [i, c] of [..."ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"].entries()) {
+  B64URL[c.charCodeAt(0)] = i;
+}
 
 /** What a reader learns from a message's mark. */
 export type MarkCheck = "valid" | "missing" | "malformed" | "other-key" | "mismatch";
@@ -60,12 +68,16 @@ export class EventKey {
       this.scratch.copy(grown, 0, 0, BLOCK);
       this.scratch = grown;
     }
-    // Subjects are ASCII (src/store/subjects.ts), so latin1 writes one byte per character.
-    let n = BLOCK + this.scratch.write(subject, BLOCK, "latin1");
-    this.scratch[n++] = 0;
-    this.scratch.set(body, n);
+    // Plain JS loops and TypedArray.set rather than Buffer.write/copy: each native call costs more
+    // than the bytes it moves here. Subjects are ASCII (src/store/subjects.ts); a stray wider
+    // character still changes the bytes hashed (low byte), so it can only fail a check.
+    const scratch = this.scratch;
+    let n = BLOCK;
+    for (let i = 0; i < subject.length; i++) scratch[n++] = subject.charCodeAt(i);
+    scratch[n++] = 0;
+    scratch.set(body, n);
     n += body.length;
-    hash("sha256", this.scratch.subarray(0, n), "buffer").copy(this.outer, BLOCK);
+    this.outer.set(hash("sha256", scratch.subarray(0, n), "buffer"), BLOCK);
     return hash("sha256", this.outer, "buffer");
   }
 
@@ -79,8 +91,21 @@ export class EventKey {
     if (shape !== "valid") return shape;
     const m = mark as string;
     if (m.slice(3, 11) !== this.id) return "other-key";
-    const given = Buffer.from(m.slice(12), "base64url");
-    return given.length === 32 && timingSafeEqual(given, this.mac(subject, body)) ? "valid" : "mismatch";
+    // The given MAC decoded and compared in JS, in constant time: no native call beyond the hashes.
+    const want = this.mac(subject, body);
+    let diff = 0;
+    let bits = 0;
+    let acc = 0;
+    let at = 0;
+    for (let i = 12; i < m.length; i++) {
+      acc = (acc << 6) | (B64URL[m.charCodeAt(i)] as number);
+      bits += 6;
+      if (bits >= 8) {
+        bits -= 8;
+        diff |= ((acc >> bits) & 0xff) ^ (want[at++] as number);
+      }
+    }
+    return diff === 0 && at === 32 ? "valid" : "mismatch";
   }
 }
 

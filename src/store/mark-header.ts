@@ -1,7 +1,7 @@
 import type { Msg } from "@nats-io/nats-core";
-import { MARK_HEADER } from "./event-mark.ts";
+import { MARK_HEADER, MARK_LENGTH } from "./event-mark.ts";
 
-const NEEDLE = Buffer.from(`\r\n${MARK_HEADER}:`, "latin1");
+const NAME = `${MARK_HEADER}:`;
 
 /** The shape of nats-core's MsgImpl that holds the raw bytes (header block, then payload). */
 interface RawMsg {
@@ -12,8 +12,9 @@ interface RawMsg {
 /**
  * The Corral-Mark header of a delivered message. A rebuild reads every message, and nats.js parses
  * a whole header block into a map on first access (reader.ts skips that for data messages), so the
- * one header is found in the raw block with one native search; when the client's internals are
- * not shaped as expected, its own parser answers.
+ * one header is found in the raw block with a plain scan (no native calls: at this size they cost
+ * more than the bytes); when the client's internals are not shaped as expected, its own parser
+ * answers.
  */
 export function markOf(msg: Msg): string | undefined {
   const raw = msg as unknown as RawMsg;
@@ -22,11 +23,37 @@ export function markOf(msg: Msg): string | undefined {
   if (!(data instanceof Uint8Array) || typeof hdr !== "number") {
     return msg.headers?.get(MARK_HEADER) || undefined;
   }
-  if (hdr <= 0) return undefined;
-  const block = Buffer.from(data.buffer, data.byteOffset, hdr);
-  const at = block.indexOf(NEEDLE);
-  if (at < 0) return undefined;
-  const from = at + NEEDLE.length;
-  const end = block.indexOf(13 /* \r */, from);
-  return block.toString("latin1", from, end < 0 ? hdr : end).trim() || undefined;
+  return scanHeaders(data, hdr);
+}
+
+/** `Corral-Mark: <mark>\r\n\r\n` at the very end of the block: where corral's writer puts it. */
+const LAST_LINE = NAME.length + 1 + MARK_LENGTH + 4;
+
+/** The value of the first `Corral-Mark:` line in a raw `NATS/1.0\r\n…\r\n\r\n` block. */
+export function scanHeaders(data: Uint8Array, end: number): string | undefined {
+  // Fast path, O(1): the writer sets the mark last, so it is the block's last line.
+  const at = end - LAST_LINE;
+  if (at > 0 && data[at - 1] === 10 && data[at + NAME.length] === 32 && data[end - 4] === 13) {
+    let j = 0;
+    while (j < NAME.length && data[at + j] === NAME.charCodeAt(j)) j++;
+    if (j === NAME.length) {
+      const from = at + NAME.length + 1;
+      return String.fromCharCode.apply(null, data.subarray(from, end - 4) as unknown as number[]);
+    }
+  }
+  const first = NAME.charCodeAt(0);
+  // A line starts after "\n"; the name is matched byte by byte.
+  for (let i = 1; i + NAME.length <= end; i++) {
+    if (data[i] !== first || data[i - 1] !== 10) continue;
+    let j = 1;
+    while (j < NAME.length && data[i + j] === NAME.charCodeAt(j)) j++;
+    if (j < NAME.length) continue;
+    let from = i + NAME.length;
+    while (from < end && data[from] === 32) from++;
+    let to = from;
+    while (to < end && data[to] !== 13 && data[to] !== 10) to++;
+    const value = String.fromCharCode.apply(null, data.subarray(from, to) as unknown as number[]);
+    return value.trimEnd() || undefined;
+  }
+  return undefined;
 }

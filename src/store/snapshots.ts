@@ -2,6 +2,8 @@ import { type KV, Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { decode, encode } from "../codec/msgpack.ts";
 import type { AggregateRef } from "../events/envelope.ts";
+import type { EventKey } from "./event-mark.ts";
+import { type Integrity, integrityOf } from "./integrity.ts";
 
 /** What we keep of an actor between events: enough for `machine.resolveState`. */
 export interface Snapshot {
@@ -15,25 +17,65 @@ export interface Snapshot {
 
 export const SNAPSHOT_BUCKET = "corral_snapshots";
 
-/** Snapshots in a JetStream KV bucket, one key per aggregate (`<kind>.<id>`), latest only. */
-export class SnapshotStore {
-  private constructor(private readonly kv: KV) {}
+/** A snapshot stands in for events, so a writer marks it like one (ARCHITECTURE.md, "Event marks"). */
+export class UnmarkedSnapshotError extends Error {
+  override name = "UnmarkedSnapshotError";
+}
 
-  static async open(nc: NatsConnection, bucket = SNAPSHOT_BUCKET, replicas = 1): Promise<SnapshotStore> {
+/**
+ * Snapshots in a JetStream KV bucket, one key per aggregate (`<kind>.<id>`), latest only. With a
+ * writer key (bound to the connection, as for the event store) each value is `{b, m}`: the msgpack
+ * snapshot and its mark over the pseudo-subject `corral.snapshot.<kind>.<id>` (never an event
+ * subject, so neither mark passes for the other). One without a valid mark is refused: the actor
+ * host then replays the full history instead.
+ */
+export class SnapshotStore {
+  private constructor(
+    private readonly kv: KV,
+    private readonly key: EventKey | undefined,
+  ) {}
+
+  static async open(
+    nc: NatsConnection,
+    bucket = SNAPSHOT_BUCKET,
+    replicas = 1,
+    integrity?: Integrity,
+  ): Promise<SnapshotStore> {
     const kv = await new Kvm(nc).create(bucket, { history: 1, replicas });
-    return new SnapshotStore(kv);
+    const i = integrity ?? integrityOf(nc) ?? "off";
+    return new SnapshotStore(kv, typeof i === "object" ? i.key : undefined);
   }
 
   async get(ref: AggregateRef): Promise<Snapshot | undefined> {
-    const e = await this.kv.get(`${ref.kind}.${ref.id}`);
+    const name = `${ref.kind}.${ref.id}`;
+    const e = await this.kv.get(name);
     if (e?.operation !== "PUT" || e.value.length === 0) return undefined;
-    const s = decode(e.value) as Snapshot;
+    let s = decode(e.value) as (Snapshot & { b?: unknown; m?: unknown }) | null;
+    if (this.key) {
+      const body = s?.b;
+      const mark = typeof s?.m === "string" ? s.m : undefined;
+      if (
+        !(body instanceof Uint8Array) ||
+        this.key.check(`corral.snapshot.${name}`, body, mark) !== "valid"
+      ) {
+        throw new UnmarkedSnapshotError(`the snapshot of ${ref.kind}/${ref.id} has no valid mark`);
+      }
+      s = decode(body) as Snapshot;
+    } else if (s?.b instanceof Uint8Array) {
+      s = decode(s.b) as Snapshot; // marked by a writer; this store has no key to check it
+    }
     if (typeof s?.seq !== "number" || typeof s.version !== "number") return undefined;
     return s;
   }
 
   async put(ref: AggregateRef, snapshot: Snapshot): Promise<void> {
-    await this.kv.put(`${ref.kind}.${ref.id}`, encode(snapshot));
+    const name = `${ref.kind}.${ref.id}`;
+    if (!this.key) {
+      await this.kv.put(name, encode(snapshot));
+      return;
+    }
+    const b = encode(snapshot);
+    await this.kv.put(name, encode({ b, m: this.key.mark(`corral.snapshot.${name}`, b) }));
   }
 
   async delete(ref: AggregateRef): Promise<void> {
