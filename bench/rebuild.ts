@@ -84,7 +84,7 @@ export async function seed(pub: PipelinedPublisher, msgs: readonly Msg[], key?: 
   const lane = async () => {
     while (next < msgs.length) {
       const m = msgs[next++] as Msg;
-      await pub.publish(m.subject, m.bytes, m.id, undefined, key?.mark(m.subject, m.bytes));
+      await pub.publish(m.subject, m.bytes, m.id, undefined, key?.mark(m.subject, m.bytes, 0));
     }
   };
   await Promise.all(Array.from({ length: IN_FLIGHT }, lane));

@@ -12,7 +12,7 @@ import { ActorHost } from "../src/cp/actor-host.ts";
 import type { AggregateRef } from "../src/events/envelope.ts";
 import { ForgedEventError } from "../src/events/errors.ts";
 import { CheckpointStore } from "../src/projections/checkpoints.ts";
-import { EventKey, MARK_HEADER } from "../src/store/event-mark.ts";
+import { EventKey, MARK_HEADER, markedPrev } from "../src/store/event-mark.ts";
 import { EventStore } from "../src/store/event-store.ts";
 import { KEY_FILE_ENV, KeyFileError, loadOrCreateEventKey, readEventKey } from "../src/store/key-file.ts";
 import { markOf } from "../src/store/mark-header.ts";
@@ -31,32 +31,29 @@ describe("the event mark", () => {
   const subject = "corral.evt.command.m-1";
   const body = encodeEvent(created({ kind: "command", id: "m-1" }));
 
-  it("is HMAC-SHA256 over subject, a zero byte and the body, as node:crypto computes it", () => {
+  it("is HMAC-SHA256 over subject, 0, prev, 0 and the body, as node:crypto computes it", () => {
     const secret = Buffer.alloc(32, 7);
     const k = EventKey.fromBytes(secret);
-    const want = createHmac("sha256", secret)
-      .update(subject)
-      .update(Buffer.from([0]))
-      .update(body)
-      .digest();
-    assert.deepEqual(k.mac(subject, body), want);
+    const hmac = (b: Uint8Array) =>
+      createHmac("sha256", secret).update(subject).update("\u000042\u0000").update(b).digest();
+    const want = hmac(body);
+    assert.deepEqual(k.mac(subject, "42", body), want);
+    const mark = k.mark(subject, body, 42);
+    assert.equal(mark, `v1.${k.id}.42.${want.toString("base64url")}`);
     // Also for a body larger than the reused buffer.
     const big = new Uint8Array(10_000).fill(3);
-    const wantBig = createHmac("sha256", secret)
-      .update(subject)
-      .update(Buffer.from([0]))
-      .update(big)
-      .digest();
-    assert.deepEqual(k.mac(subject, big), wantBig);
-    assert.deepEqual(k.mac(subject, body), want, "still right after the buffer grew");
+    assert.deepEqual(k.mac(subject, "42", big), hmac(big));
+    assert.deepEqual(k.mac(subject, "42", body), want, "still right after the buffer grew");
   });
 
-  it("holds for the exact subject and body it was made for", () => {
-    assert.equal(key.check(subject, body, key.mark(subject, body)), "valid");
+  it("holds for the exact subject, position and body it was made for, and names the position", () => {
+    const mark = key.mark(subject, body, 1234);
+    assert.equal(key.check(subject, body, mark), "valid");
+    assert.equal(markedPrev(mark), 1234);
   });
 
   it("fails for a body altered by one byte, anywhere", () => {
-    const mark = key.mark(subject, body);
+    const mark = key.mark(subject, body, 0);
     for (const i of [0, Math.floor(body.length / 2), body.length - 1]) {
       const altered = Uint8Array.from(body);
       altered[i] = (altered[i] as number) ^ 1;
@@ -64,16 +61,21 @@ describe("the event mark", () => {
     }
   });
 
+  it("fails when its position is changed", () => {
+    const mark = key.mark(subject, body, 7);
+    assert.equal(key.check(subject, body, mark.replace(".7.", ".8.")), "mismatch");
+  });
+
   it("fails when made with another key, and says so", () => {
     const other = EventKey.generate();
     assert.notEqual(other.id, key.id);
-    assert.equal(key.check(subject, body, other.mark(subject, body)), "other-key");
+    assert.equal(key.check(subject, body, other.mark(subject, body, 0)), "other-key");
   });
 
   it("fails when moved to another subject (another aggregate)", () => {
-    const mark = key.mark(subject, body);
+    const mark = key.mark(subject, body, 0);
     assert.equal(key.check("corral.evt.command.m-2", body, mark), "mismatch");
-    // Moving bytes between subject and body does not help: the zero byte separates them.
+    // Moving bytes between subject and body does not help: the zero bytes separate them.
     assert.equal(
       key.check("corral.evt.command.m-", Buffer.concat([Buffer.from("1"), body]), mark),
       "mismatch",
@@ -81,17 +83,19 @@ describe("the event mark", () => {
   });
 
   it("is missing or malformed when absent or not shaped like a mark", () => {
-    const mark = key.mark(subject, body);
+    const mark = key.mark(subject, body, 0);
     assert.equal(key.check(subject, body, undefined), "missing");
     assert.equal(key.check(subject, body, ""), "missing");
     assert.equal(key.check(subject, body, `v2${mark.slice(2)}`), "malformed");
     assert.equal(key.check(subject, body, mark.slice(0, -1)), "malformed");
+    assert.equal(key.check(subject, body, mark.replace(".0.", ".00.")), "malformed");
     // One MAC, one spelling: the same bytes in another base64 form are refused.
     const last = mark.at(-1) as string;
     const noncanonical = `${mark.slice(0, -1)}${String.fromCharCode(last.charCodeAt(0) + 1)}`;
     assert.equal(key.check(subject, body, noncanonical), "malformed");
-    assert.equal(key.check(subject, body, `${mark.slice(0, 12)}+${mark.slice(13)}`), "malformed");
-    const flipped = `${mark.slice(0, 12)}${mark[12] === "A" ? "B" : "A"}${mark.slice(13)}`;
+    const macAt = mark.length - 43;
+    assert.equal(key.check(subject, body, `${mark.slice(0, macAt)}+${mark.slice(macAt + 1)}`), "malformed");
+    const flipped = `${mark.slice(0, macAt)}${mark[macAt] === "A" ? "B" : "A"}${mark.slice(macAt + 1)}`;
     assert.equal(key.check(subject, body, flipped), "mismatch");
   });
 });
@@ -161,7 +165,7 @@ describe("marks through the store, against a real nats-server", () => {
     const good = await writer.append(ref, [created(ref)], 0);
     const stored = await writer.jsm.streams.getMessage(writer.stream, { seq: good.lastSeq });
     const goodMark = stored?.header?.get(MARK_HEADER) ?? "";
-    assert.match(goodMark, new RegExp(`^v1\\.${key.id}\\.[A-Za-z0-9_-]{43}$`));
+    assert.match(goodMark, new RegExp(`^v1\\.${key.id}\\.0\\.[A-Za-z0-9_-]{43}$`));
 
     const sent = makeEvent(ref, "CommandSent", { attempt: 1 });
     const body = encodeEvent(sent);
@@ -173,8 +177,8 @@ describe("marks through the store, against a real nats-server", () => {
       ) ?? "";
     const forged = {
       unmarked: await publish(subject, body),
-      badMac: await publish(subject, body, `${goodMark.slice(0, 12)}${"A".repeat(43)}`),
-      otherKey: await publish(subject, body, EventKey.generate().mark(subject, body)),
+      badMac: await publish(subject, body, `${goodMark.slice(0, -43)}${"A".repeat(43)}`),
+      otherKey: await publish(subject, body, EventKey.generate().mark(subject, body, good.lastSeq)),
       moved: await publish(subject, encodeEvent(created(otherRef)), otherMark),
     };
 
@@ -225,7 +229,7 @@ describe("marks through the store, against a real nats-server", () => {
     nc.publish("raw.mark", new Uint8Array([1, 2]), { headers: h });
     nc.publish("raw.mark", new Uint8Array([3]));
     // As corral's writer sets it: last, canonical (the scan's fast path).
-    const real = key.mark("raw.mark", new Uint8Array([4]));
+    const real = key.mark("raw.mark", new Uint8Array([4]), 12);
     const last = headers();
     last.set("Nats-Msg-Id", "y");
     last.set(MARK_HEADER, real);
@@ -345,5 +349,39 @@ describe("marks through the store, against a real nats-server", () => {
       integrity: { key: EventKey.generate() },
     });
     assert.equal(await other.get("wv"), undefined);
+  });
+
+  it("a real event copied to a later position on its subject (a replay) is not folded by the actor host", async () => {
+    const nc = await t.connect("replay");
+    const store = await EventStore.open(nc, { integrity: { key } });
+    const effects = { command: Object.fromEntries(commandAggregate.effects.map((n) => [n, async () => {}])) };
+    const host = new ActorHost({ store, aggregates: [commandAggregate], effects, timers: false });
+    const ref: AggregateRef = { kind: "command", id: "replay-1" };
+    const created = await host.send(ref, {
+      type: "CommandCreated",
+      data: { agentId: "agent-1", action: "echo", payload: {} },
+    });
+    await host.send(ref, { type: "CommandSent", data: { attempt: 1 } });
+    // Forged records of the earlier tests on other command subjects: counted by recovery too.
+    const baseline = new ActorHost({ store, aggregates: [commandAggregate], effects, timers: false });
+    await baseline.recover("command", () => false);
+    // The stored message as a reader sees it, published again as is: body and mark unchanged.
+    const m = await store.jsm.streams.getMessage(store.stream, { seq: created.seq });
+    const copy = await publish(eventSubject(ref), m?.data as Uint8Array, m?.header?.get(MARK_HEADER));
+    const read = await store.get(copy);
+    assert.equal(read?.event?.type, "CommandCreated", "the copy's mark is valid for its bytes");
+    assert.equal(read?.prev, 0, "… and says it follows sequence 0");
+
+    const fresh = new ActorHost({ store, aggregates: [commandAggregate], effects, timers: false });
+    const [view] = await fresh.recover("command", (v) => v.ref.id === ref.id);
+    assert.equal(fresh.forged, baseline.forged + 1, "recovery saw the replay");
+    assert.equal(view?.seq, copy, "and took its sequence as the subject's last");
+    assert.equal(view?.value, "sent", "without folding it");
+    const loaded = new ActorHost({ store, aggregates: [commandAggregate], effects, timers: false });
+    const acked = await loaded.send(ref, { type: "CommandAcked", data: { attempt: 1 } });
+    assert.equal(loaded.forged, 1, "load() saw it too");
+    assert.ok(acked.seq > copy, "and appends after it");
+    await Promise.all([host.close(0), fresh.close(0), loaded.close(0), baseline.close(0)]);
+    store.close();
   });
 });

@@ -244,8 +244,17 @@ export class ActorHost {
     const def = this.defs.get(kind);
     if (!def) throw new InvalidInputError(`no aggregate kind ${kind} in this host`);
     const folded = new Map<string, { ref: AggregateRef; actor: Actor }>();
+    // The sequence of each subject's last message (of any kind): what a marked event must follow.
+    const lastOn = new Map<string, number>();
     for await (const batch of this.store.read({ filter: kindSubject(kind) })) {
       for (const r of batch) {
+        const before = lastOn.get(r.subject) ?? 0;
+        lastOn.set(r.subject, r.seq);
+        if (!r.error && r.prev !== undefined && r.prev !== before) {
+          this.countReplayed(r, before);
+          this.noteForged(r, folded);
+          continue;
+        }
         if (r.error) {
           // Recovery must not stop on a poison message; loading that one actor later fails loudly.
           this.log.warn(
@@ -323,7 +332,7 @@ export class ActorHost {
     return out;
   }
 
-  /** Records without a valid writer mark met so far (never folded; see integrity.ts). */
+  /** Records without a valid writer mark, or replayed away from where it was made, met so far (never folded). */
   get forged(): number {
     return this.forgedSeen;
   }
@@ -406,6 +415,12 @@ export class ActorHost {
       };
     }
     for (const r of await this.store.readAggregate(ref, actor.seq)) {
+      if (!r.error && r.prev !== undefined && r.prev !== actor.seq) {
+        // A real event copied to where it was not appended (its mark names another position).
+        this.countReplayed(r, actor.seq);
+        actor = { ...actor, seq: r.seq };
+        continue;
+      }
       if (r.error instanceof ForgedEventError) {
         // Not ours, so not its history: never folded. Its sequence is still the subject's last one,
         // which the next append must name (or every append would conflict forever).
@@ -426,10 +441,18 @@ export class ActorHost {
    * the subject's last one, as load() does. A forged first event creates no actor.
    */
   private noteForged(r: StoredRecord, folded: Map<string, { ref: AggregateRef; actor: Actor }>): void {
-    this.forgedSeen++;
+    if (r.error) this.forgedSeen++; // a replay was counted by countReplayed
     const ref = refOfSubject(r.subject);
     const entry = ref && folded.get(refKey(ref));
     if (entry) entry.actor = { ...entry.actor, seq: r.seq };
+  }
+
+  private countReplayed(r: StoredRecord, actual: number): void {
+    this.forgedSeen++;
+    this.log.warn(
+      { seq: r.seq, subject: r.subject, reason: "replayed", markedAfter: r.prev, actuallyAfter: actual },
+      "ignoring replayed event",
+    );
   }
 
   private countForged(r: StoredRecord): void {

@@ -96,7 +96,7 @@ export class CheckpointStore {
   async put<V>(name: string, cp: Checkpoint<V>): Promise<PutResult> {
     const body = encode(cp);
     const key = this.key;
-    const bytes = key ? encode({ b: body, m: key.mark(`corral.checkpoint.${name}`, body) }) : body;
+    const bytes = key ? encode({ b: body, m: key.mark(`corral.checkpoint.${name}`, body, 0) }) : body;
     if (bytes.length > this.maxBytes) {
       this.log.warn(
         { projection: name, seq: cp.seq, bytes: bytes.length, maxBytes: this.maxBytes },

@@ -2,9 +2,12 @@ import { createHash, hash, randomBytes } from "node:crypto";
 
 /**
  * The mark a corral writer puts on every event it appends (ARCHITECTURE.md, "Event marks"):
- * `Corral-Mark: v1.<key id>.<HMAC-SHA256 base64url>` over the subject, one zero byte and the exact
- * msgpack body. A reader holding the key knows the event came from a corral writer, for this
- * aggregate; one without the key can only tell a marked event from an unmarked one.
+ * `Corral-Mark: v1.<key id>.<prev>.<HMAC-SHA256 base64url>`, the HMAC over the subject, a zero
+ * byte, `prev` (decimal), a zero byte and the exact msgpack body. `prev` is the stream sequence of
+ * the subject's message before this one, as the writer appended it (its expected last sequence):
+ * a copy of the event stored anywhere later claims a position it is not at. A reader holding the
+ * key knows the event came from a corral writer, for this aggregate, after `prev`; one without
+ * the key can only tell a marked event from an unmarked one.
  */
 export const MARK_HEADER = "Corral-Mark";
 
@@ -12,13 +15,11 @@ const VERSION = "v1";
 const KEY_BYTES = 32;
 const BLOCK = 64; // SHA-256 block size
 /**
- * `v1.<8 hex>.<32 bytes in unpadded base64url>`, canonical only: Node's decoder would also take
- * `+/`, padding, or other low bits in the last character for the same bytes, and a mark must have
- * one spelling.
+ * `v1.<8 hex>.<prev>.<32 bytes in unpadded base64url>`, canonical only: one spelling per mark
+ * (Node's decoder would also take `+/`, padding, or other low bits in the last character).
  */
-/** Characters in a canonical mark. */
-export const MARK_LENGTH = 55;
-const CANONICAL = /^v1\.[0-9a-f]{8}\.[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/;
+const CANONICAL = /^v1\.[0-9a-f]{8}\.(0|[1-9][0-9]{0,15})\.[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/;
+const MAC_CHARS = 43;
 
 /** base64url character code → its 6-bit value (the shape check admits no other characters). */
 const B64URL = new Uint8Array(128);
@@ -60,9 +61,9 @@ export class EventKey {
     return new EventKey(key);
   }
 
-  /** The raw HMAC of (subject, 0, body). */
-  mac(subject: string, body: Uint8Array): Buffer {
-    const need = BLOCK + subject.length + 1 + body.length;
+  /** The raw HMAC of (subject, 0, prev, 0, body). */
+  mac(subject: string, prev: string, body: Uint8Array): Buffer {
+    const need = BLOCK + subject.length + prev.length + 2 + body.length;
     if (need > this.scratch.length) {
       const grown = Buffer.alloc(Math.max(need, this.scratch.length * 2));
       this.scratch.copy(grown, 0, 0, BLOCK);
@@ -75,15 +76,18 @@ export class EventKey {
     let n = BLOCK;
     for (let i = 0; i < subject.length; i++) scratch[n++] = subject.charCodeAt(i);
     scratch[n++] = 0;
+    for (let i = 0; i < prev.length; i++) scratch[n++] = prev.charCodeAt(i);
+    scratch[n++] = 0;
     scratch.set(body, n);
     n += body.length;
     this.outer.set(hash("sha256", scratch.subarray(0, n), "buffer"), BLOCK);
     return hash("sha256", this.outer, "buffer");
   }
 
-  /** The header value for an event stored on `subject` with these body bytes. */
-  mark(subject: string, body: Uint8Array): string {
-    return `${VERSION}.${this.id}.${this.mac(subject, body).toString("base64url")}`;
+  /** The header value for an event stored on `subject` right after sequence `prev`, with these bytes. */
+  mark(subject: string, body: Uint8Array, prev: number): string {
+    const p = String(prev);
+    return `${VERSION}.${this.id}.${p}.${this.mac(subject, p, body).toString("base64url")}`;
   }
 
   check(subject: string, body: Uint8Array, mark: string | undefined): MarkCheck {
@@ -91,13 +95,14 @@ export class EventKey {
     if (shape !== "valid") return shape;
     const m = mark as string;
     if (m.slice(3, 11) !== this.id) return "other-key";
+    const macAt = m.length - MAC_CHARS;
     // The given MAC decoded and compared in JS, in constant time: no native call beyond the hashes.
-    const want = this.mac(subject, body);
+    const want = this.mac(subject, m.slice(12, macAt - 1), body);
     let diff = 0;
     let bits = 0;
     let acc = 0;
     let at = 0;
-    for (let i = 12; i < m.length; i++) {
+    for (let i = macAt; i < m.length; i++) {
       acc = (acc << 6) | (B64URL[m.charCodeAt(i)] as number);
       bits += 6;
       if (bits >= 8) {
@@ -107,6 +112,11 @@ export class EventKey {
     }
     return diff === 0 && at === 32 ? "valid" : "mismatch";
   }
+}
+
+/** The sequence a (well-shaped) mark says its event was appended after. */
+export function markedPrev(mark: string): number {
+  return Number(mark.slice(12, mark.length - MAC_CHARS - 1));
 }
 
 /** What can be said without the key: "valid" only means "shaped like a mark". */

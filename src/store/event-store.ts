@@ -101,7 +101,8 @@ export class EventStore {
       if (!isValidated(event)) checkEnvelope(event); // never store what a reader could not decode
       try {
         const body = encodeEvent(event);
-        const mark = this.key?.mark(subject, body);
+        // The mark names the sequence this append must follow: a copy stored elsewhere is caught.
+        const mark = this.key?.mark(subject, body, expected);
         const ack = await this.publisher.publish(subject, body, event.id, expected, mark);
         if (ack.duplicate) duplicates++;
         seqs.push(ack.seq);

@@ -1,5 +1,5 @@
 import type { NatsConnection } from "@nats-io/nats-core";
-import { describeMark, type EventKey, type MarkCheck, markShape } from "./event-mark.ts";
+import { describeMark, type EventKey, type MarkCheck, markedPrev, markShape } from "./event-mark.ts";
 
 /**
  * How a store treats marks (ARCHITECTURE.md, "Event marks"):
@@ -11,8 +11,11 @@ import { describeMark, type EventKey, type MarkCheck, markShape } from "./event-
  */
 export type Integrity = { key: EventKey } | "unverified" | "off";
 
-/** A read's judgement of one message: trusted, readable but unverified, or forged (and why). */
-export type Verdict = "valid" | "unverified" | { check: Exclude<MarkCheck, "valid">; detail: string };
+/**
+ * A read's judgement of one message: trusted (a number: the sequence its mark says it follows on
+ * its subject), readable but unverified, or forged (and why).
+ */
+export type Verdict = number | "unverified" | { check: Exclude<MarkCheck, "valid">; detail: string };
 
 export type Verifier = (subject: string, data: Uint8Array, mark: string | undefined) => Verdict;
 
@@ -27,7 +30,7 @@ export function verifierOf(integrity: Integrity): Verifier | undefined {
   const { key } = integrity;
   return (subject, data, mark) => {
     const check = key.check(subject, data, mark);
-    return check === "valid" ? "valid" : { check, detail: describeMark(check, mark) };
+    return check === "valid" ? markedPrev(mark as string) : { check, detail: describeMark(check, mark) };
   };
 }
 

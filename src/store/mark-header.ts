@@ -1,5 +1,5 @@
 import type { Msg } from "@nats-io/nats-core";
-import { MARK_HEADER, MARK_LENGTH } from "./event-mark.ts";
+import { MARK_HEADER } from "./event-mark.ts";
 
 const NAME = `${MARK_HEADER}:`;
 
@@ -26,19 +26,16 @@ export function markOf(msg: Msg): string | undefined {
   return scanHeaders(data, hdr);
 }
 
-/** `Corral-Mark: <mark>\r\n\r\n` at the very end of the block: where corral's writer puts it. */
-const LAST_LINE = NAME.length + 1 + MARK_LENGTH + 4;
-
 /** The value of the first `Corral-Mark:` line in a raw `NATS/1.0\r\n…\r\n\r\n` block. */
 export function scanHeaders(data: Uint8Array, end: number): string | undefined {
-  // Fast path, O(1): the writer sets the mark last, so it is the block's last line.
-  const at = end - LAST_LINE;
-  if (at > 0 && data[at - 1] === 10 && data[at + NAME.length] === 32 && data[end - 4] === 13) {
+  // Fast path: the writer sets the mark last, so it is the block's last line (before "\r\n\r\n").
+  if (end >= 4 && data[end - 4] === 13) {
+    let at = end - 5;
+    while (at > 0 && data[at - 1] !== 10 && end - at < 128) at--;
     let j = 0;
     while (j < NAME.length && data[at + j] === NAME.charCodeAt(j)) j++;
-    if (j === NAME.length) {
-      const from = at + NAME.length + 1;
-      return String.fromCharCode.apply(null, data.subarray(from, end - 4) as unknown as number[]);
+    if (j === NAME.length && data[at - 1] === 10 && data[at + j] === 32) {
+      return String.fromCharCode.apply(null, data.subarray(at + j + 1, end - 4) as unknown as number[]);
     }
   }
   const first = NAME.charCodeAt(0);

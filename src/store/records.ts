@@ -9,7 +9,16 @@ import type { Verifier } from "./integrity.ts";
  * could not be checked.
  */
 export type StoredRecord =
-  | { seq: number; subject: string; time: number; event: CorralEvent; error?: undefined; unverified?: true }
+  | {
+      seq: number;
+      subject: string;
+      time: number;
+      event: CorralEvent;
+      error?: undefined;
+      unverified?: true;
+      /** Verified: the sequence of the subject's message before this one, as its writer marked it. */
+      prev?: number;
+    }
   | {
       seq: number;
       subject: string;
@@ -17,6 +26,7 @@ export type StoredRecord =
       event?: undefined;
       error: DecodeError;
       unverified?: undefined;
+      prev?: undefined;
     };
 
 export function toRecord(
@@ -38,7 +48,7 @@ export function toRecord(
   }
   if (!verify) return { seq, subject, time, event };
   const verdict = verify(subject, data, mark);
-  if (verdict === "valid") return { seq, subject, time, event };
+  if (typeof verdict === "number") return { seq, subject, time, event, prev: verdict };
   if (verdict === "unverified") return { seq, subject, time, event, unverified: true };
   // `type` is what the body claims, for display and `tail -t` only.
   const error = new ForgedEventError(verdict.check, verdict.detail, event.type, { seq, subject });

@@ -75,7 +75,7 @@ export class SnapshotStore {
       return;
     }
     const b = encode(snapshot);
-    await this.kv.put(name, encode({ b, m: this.key.mark(`corral.snapshot.${name}`, b) }));
+    await this.kv.put(name, encode({ b, m: this.key.mark(`corral.snapshot.${name}`, b, 0) }));
   }
 
   async delete(ref: AggregateRef): Promise<void> {
