@@ -62,6 +62,9 @@ export async function benchCli(): Promise<void> {
     log: silentLogger,
   });
   try {
+    // One pool: one request. Every pool: a gather that ends 250 ms after the last daemon answers
+    // (GATHER_QUIET_MS in src/api/client.ts), since no daemon knows how many others there are.
+    report("status bench", await median([bin, "status", "bench"], { NATS_URL: nats.server.url }), 300);
     report("status", await median([bin, "status"], { NATS_URL: nats.server.url }), 300);
   } finally {
     await daemon.stop({ stopAgents: true });

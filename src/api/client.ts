@@ -109,6 +109,8 @@ export interface ClientOptions {
 export const DEFAULT_REQUEST_TIMEOUT_MS = 5_000;
 /** Gathering every daemon's pools ends after this long without another reply. */
 export const GATHER_QUIET_MS = 250;
+/** Once every instance the replies name has answered, this long more for any other. */
+export const GATHER_GRACE_MS = 40;
 /** Closing a pool (and `down`) waits until its agents have stopped, which takes a while. */
 export const DEFAULT_SLOW_TIMEOUT_MS = 60_000;
 
@@ -204,22 +206,36 @@ export class CorralClient {
 
   /**
    * Every daemon's pools: each daemon answers `pools.list` (no queue group), and the replies are
-   * gathered until none came for GATHER_QUIET_MS. No daemon at all is `no_daemon`.
+   * gathered until every instance a reply names as running an open pool has answered, or none
+   * came for GATHER_QUIET_MS (an instance that is down). No daemon at all is `no_daemon`.
    */
   async daemons(timeoutMs = this.timeoutMs): Promise<PoolsReply[]> {
     const subject = subjects.poolsList;
     const replies: PoolsReply[] = [];
+    const expected = new Set<string>();
     try {
       const msgs = await this.nc.requestMany(subject, utf8.encode("{}"), {
         strategy: "stall",
         stall: GATHER_QUIET_MS,
         maxWait: timeoutMs,
       });
-      for await (const msg of msgs) {
-        const reply = decodeReply<Partial<PoolsReply>>(subject, msg);
+      const it = msgs[Symbol.asyncIterator]();
+      let grace: Promise<"grace"> | undefined;
+      for (;;) {
+        const next = await (grace ? Promise.race([it.next(), grace]) : it.next());
+        if (next === "grace" || next.done) break;
+        const reply = decodeReply<Partial<PoolsReply>>(subject, next.value);
         if (!Array.isArray(reply.pools)) throw new ApiError("bad_reply", "pools reply has no pools list");
         replies.push({ instance: String(reply.instance ?? ""), pools: reply.pools });
+        const answered = new Set(replies.map((r) => r.instance));
+        for (const i of reply.instances ?? []) if (typeof i === "string") expected.add(i);
+        // Everyone the stream names has answered: a daemon it does not name (another key, a pool
+        // opened since) still gets a short grace, not the full quiet window.
+        if (!grace && [...expected].every((i) => answered.has(i))) {
+          grace = new Promise((r) => setTimeout(() => r("grace"), GATHER_GRACE_MS));
+        }
       }
+      void it.return?.(); // ends the subscription; its pending next() settles with it
     } catch (err) {
       throw err instanceof ApiError ? err : requestFailure(subject, timeoutMs, err);
     }

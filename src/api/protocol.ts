@@ -51,6 +51,8 @@ export interface LeaseRef {
 export interface PoolsReply {
   instance: string;
   pools: unknown[];
+  /** Every instance this daemon knows to run an open pool (the client stops once all answered). */
+  instances?: string[];
 }
 
 export interface ErrorReply {

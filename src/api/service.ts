@@ -54,6 +54,8 @@ export interface ApiOptions {
   instance: string;
   /** Pool metrics and details for `.status` (from the worldview). */
   status(pool: string): Promise<unknown>;
+  /** Instances that run an open pool, as the stream says: whom a gathering client waits for. */
+  instances(): Promise<string[]>;
   /** `corral down`: close every pool and stop every agent (the daemon exits after replying). */
   onDown?(): Promise<void>;
   version?: string;
@@ -183,6 +185,7 @@ export async function startApi(nc: NatsConnection, cp: ControlPlane, opts: ApiOp
     async () => ({
       instance: opts.instance,
       pools: await Promise.all(cp.poolNames().map((name) => opts.status(name))),
+      instances: await opts.instances(),
     }),
     "",
   );

@@ -12,7 +12,7 @@ import type { Runtime, RuntimeKind } from "../runtime/types.ts";
 import { bindIntegrity } from "../store/integrity.ts";
 import { loadOrCreateEventKey } from "../store/key-file.ts";
 import { resolvePools } from "./pools.ts";
-import { poolStatus } from "./status.ts";
+import { poolStatus, runningInstances } from "./status.ts";
 import { DaemonWorldview } from "./worldview.ts";
 
 export interface DaemonOptions {
@@ -85,6 +85,7 @@ export class Daemon {
               log,
               instance: config.instance,
               status: async (pool) => poolStatus(cp, await worldview.now(), pool),
+              instances: async () => runningInstances(await worldview.now()),
               onDown: async () => {
                 await cp.closeAll("corral down");
                 setImmediate(() => daemon?.onDown());

@@ -28,3 +28,11 @@ export function poolStatus(cp: ControlPlane, worldview: Worldview, pool: string)
     worldviewSeq: worldview.lastSeq,
   };
 }
+
+/** The instances that run a pool not closed, as the stream says (sorted, each once). */
+export function runningInstances(worldview: Worldview): string[] {
+  const out = new Set<string>();
+  for (const p of Object.values(worldview.pools ?? {}))
+    if (p.state !== "closed" && p.instance) out.add(p.instance);
+  return [...out].sort();
+}
