@@ -17,7 +17,9 @@ export async function startRun() {
   const root = mkdtempSync(join(tmpdir(), `${ROOT_PREFIX}${process.pid}-`));
   shareTsxCache(tmpdir(), root);
   const id = root.slice(root.lastIndexOf(ROOT_PREFIX) + ROOT_PREFIX.length);
-  return { id, root, env: { [RUN_ENV]: id, TMPDIR: root } };
+  // XDG_STATE_HOME too: what the CLI keeps for a user (lease tokens) stays in the run, not in
+  // the home of whoever runs the suite.
+  return { id, root, env: { [RUN_ENV]: id, TMPDIR: root, XDG_STATE_HOME: join(root, "state") } };
 }
 
 /**
