@@ -9,7 +9,11 @@ let poolPos = pool.length;
 let lastMs = 0;
 let counter = 0;
 
-function randomBytes(n: number): Uint8Array {
+/**
+ * `n` bytes from the system's random source, drawn a pool at a time (one call per 4 KiB, not per
+ * id). The view is overwritten by later draws: copy or encode it before drawing again.
+ */
+export function randomBytes(n: number): Uint8Array {
   if (poolPos + n > pool.length) {
     randomFillSync(pool);
     poolPos = 0;

@@ -1,4 +1,5 @@
-import { hash, randomFillSync, timingSafeEqual } from "node:crypto";
+import { hash, timingSafeEqual } from "node:crypto";
+import { randomBytes } from "../../events/id.ts";
 
 /**
  * Lease tokens: the acquire reply carries one (32 random bytes, base64url), the stream keeps only
@@ -7,18 +8,11 @@ import { hash, randomFillSync, timingSafeEqual } from "node:crypto";
  */
 
 const TOKEN_BYTES = 32;
-// One call to the system's random source per 128 tokens instead of one per acquire (the hot
-// path); every byte is used once.
-const pool = Buffer.alloc(TOKEN_BYTES * 128);
-let poolPos = pool.length;
 
+/** A new token (from the pooled random source: the acquire is the hot path) and its hash. */
 export function newLeaseToken(): { token: string; hash: string } {
-  if (poolPos + TOKEN_BYTES > pool.length) {
-    randomFillSync(pool);
-    poolPos = 0;
-  }
-  const token = pool.toString("base64url", poolPos, poolPos + TOKEN_BYTES);
-  poolPos += TOKEN_BYTES;
+  const bytes = randomBytes(TOKEN_BYTES);
+  const token = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64url");
   return { token, hash: hashLeaseToken(token) };
 }
 
