@@ -139,6 +139,118 @@ export const AgentTimedOut = defineEvent({
   schema: z.object({ deadline: z.number().int() }),
 });
 
+// Identity and the init plan (ARCHITECTURE.md, "Sessions, identity and init"): after AgentStarted
+// the control plane dials the agent's agentd, registers its certificate, then runs the init plan.
+
+/** Why an agent is not trusted; the peer only ever hears "registration rejected". */
+export const UNTRUSTED_REASONS = [
+  "no_peer_cert",
+  "chain_invalid",
+  "no_san",
+  "malformed_san",
+  "san_mismatch",
+  "cn_mismatch",
+  "unknown_agent",
+  "label_mismatch",
+  "address_mismatch",
+  "ambiguous_address",
+  "cert_thumbprint_mismatch",
+  "thumbprint_in_use",
+  "bad_register",
+  "register_timeout",
+  "init_bypassed",
+] as const;
+
+const thumbprint = z.string().regex(/^[0-9a-f]{64}$/, "SHA-256, lowercase hex");
+const stepName = z.enum(["config", "git", "ssh", "post-init", "agent-ready"]);
+const stepIndex = z.number().int().min(0);
+/** Human-readable diagnostic, with the last of the step's stderr: never more than 4 KiB. */
+const detail = z.string().max(4096);
+
+export const AgentRegistered = defineEvent({
+  type: "AgentRegistered",
+  v: 1,
+  kind: "agent",
+  doc: "The agent's certificate passed every register cross-check; its thumbprint is its identity for this generation.",
+  schema: z.object({ generation, thumbprint, peerCN: z.string().min(1).max(256) }),
+});
+
+export const AgentUntrusted = defineEvent({
+  type: "AgentUntrusted",
+  v: 1,
+  kind: "agent",
+  doc: "An identity check failed (reason says which). The session stays open; the agent is never leased and is recycled.",
+  schema: z.object({ generation, reason: z.enum(UNTRUSTED_REASONS), detail }),
+});
+
+export const InitStarted = defineEvent({
+  type: "InitStarted",
+  v: 1,
+  kind: "agent",
+  doc: "The init plan began (again after a reconnect: every step is idempotent).",
+  schema: z.object({ generation, stepCount: z.number().int().min(1) }),
+});
+
+export const InitStepStarted = defineEvent({
+  type: "InitStepStarted",
+  v: 1,
+  kind: "agent",
+  doc: "One step of the init plan was sent to agentd.",
+  schema: z.object({ generation, name: stepName, index: stepIndex, of: z.number().int().min(1) }),
+});
+
+export const InitStepCompleted = defineEvent({
+  type: "InitStepCompleted",
+  v: 1,
+  kind: "agent",
+  doc: "A step finished with exit code 0 (`skipped` when agentd said it had already run).",
+  schema: z.object({
+    generation,
+    name: stepName,
+    index: stepIndex,
+    exitCode: z.number().int(),
+    durationMs: z.number().int().min(0),
+    skipped: z.boolean().default(false),
+  }),
+});
+
+export const InitStepFailed = defineEvent({
+  type: "InitStepFailed",
+  v: 1,
+  kind: "agent",
+  doc: "A step failed: a non-zero exit, a timeout, an agentd error or a lost session. The plan stops here.",
+  schema: z.object({
+    generation,
+    name: stepName,
+    index: stepIndex,
+    reason: z.enum(["exit_code", "timeout", "error", "session_lost"]),
+    detail,
+    exitCode: z.number().int().nullable(),
+    durationMs: z.number().int().min(0),
+  }),
+});
+
+export const InitCompleted = defineEvent({
+  type: "InitCompleted",
+  v: 1,
+  kind: "agent",
+  doc: "Every step succeeded: the agent is ready for leases.",
+  schema: z.object({ generation, durationMs: z.number().int().min(0) }),
+});
+
+export const InitFailed = defineEvent({
+  type: "InitFailed",
+  v: 1,
+  kind: "agent",
+  doc: "The init plan failed at `step`; the agent fails and the pool replaces it.",
+  schema: z.object({
+    generation,
+    step: stepName,
+    reason: z.enum(["exit_code", "timeout", "error", "session_lost"]),
+    detail,
+  }),
+});
+
 export const agentEvents = [
   AgentRequested,
   AgentPortsAllocated,
@@ -155,4 +267,12 @@ export const agentEvents = [
   AgentStopped,
   AgentFailed,
   AgentTimedOut,
+  AgentRegistered,
+  AgentUntrusted,
+  InitStarted,
+  InitStepStarted,
+  InitStepCompleted,
+  InitStepFailed,
+  InitCompleted,
+  InitFailed,
 ] as const;

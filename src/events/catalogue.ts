@@ -17,10 +17,18 @@ import {
   type StreamPosition,
   UnknownEventTypeError,
 } from "./errors.ts";
+import { hostEvents } from "./host.ts";
 import { poolEvents } from "./pool.ts";
+import { sessionEvents } from "./session.ts";
 
 /** Every event type corral writes. Adding a type here is adding it to the public contract. */
-export const catalogue = [...commandEvents, ...poolEvents, ...agentEvents] as const;
+export const catalogue = [
+  ...commandEvents,
+  ...poolEvents,
+  ...agentEvents,
+  ...sessionEvents,
+  ...hostEvents,
+] as const;
 
 type Defs = (typeof catalogue)[number];
 export type EventType = Defs["type"];
