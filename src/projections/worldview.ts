@@ -6,6 +6,7 @@ import type { PoolMetrics } from "./pools.ts";
 import { poolSlice } from "./pools.ts";
 import { portSlice } from "./ports.ts";
 import type { OnSkip, Projection } from "./projection.ts";
+import { registrySlice } from "./registry.ts";
 import { type AnySlice, dispatchTable, type PeersOf, type StateOf, type ViewOf } from "./slice.ts";
 
 /**
@@ -19,6 +20,7 @@ const slices = {
   agents: agentSlice,
   leases: leaseSlice,
   ports: portSlice,
+  registry: registrySlice,
 } satisfies Record<string, AnySlice>;
 
 type Slices = typeof slices;
@@ -31,11 +33,12 @@ const peersProvided: { [K in keyof Slices]: States extends PeersOf<Slices[K]> ? 
   agents: true,
   leases: true,
   ports: true,
+  registry: true,
 };
 void peersProvided;
 
 /** Bump whenever a reducer or the saved shape changes: older checkpoints are then ignored. */
-export const WORLDVIEW_VERSION = 4;
+export const WORLDVIEW_VERSION = 5;
 
 export interface WorldviewBase {
   /** Sequence of the last record folded in (events and skipped records alike); 0 when none. */
