@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { DEFAULT_MAX_LEASE_TTL_MS } from "../events/pool.ts";
+import { configFileSchema, fileLine, gitSchema, keyName } from "../events/template-init.ts";
 import { PortConfigError, parsePortConfig } from "../ports/range.ts";
 import { parseDuration } from "./duration.ts";
 import { natsSettings } from "./nats.ts";
@@ -62,6 +63,58 @@ const mount = z.unknown().transform((v, ctx) => {
   return r.data;
 });
 
+/** A file mode: a number, or octal digits in a string ("0600"; YAML reads a bare 0600 as decimal 600). */
+const fileMode = z.union([
+  z.number().int().min(0).max(0o7777),
+  z
+    .string()
+    .regex(/^0?[0-7]{3,4}$/, 'must be octal digits like "0644"')
+    .transform((m) => Number.parseInt(m, 8)),
+]);
+
+/** The init plan (src/cp/init/plan.ts). SSH key contents stay in this config: never in an event. */
+const init = z
+  .object({
+    config: z
+      .object({
+        files: z
+          .array(configFileSchema.extend({ mode: fileMode.optional() }))
+          .min(1)
+          .max(1000),
+      })
+      .strict()
+      .optional(),
+    git: gitSchema.optional(),
+    ssh: z
+      .object({
+        knownHosts: z.array(fileLine).max(1000).optional(),
+        keys: z
+          .array(
+            z
+              .object({
+                name: keyName,
+                content: z
+                  .string()
+                  .min(1)
+                  .max(64 * 1024),
+              })
+              .strict(),
+          )
+          .max(100)
+          .refine((keys) => new Set(keys.map((k) => k.name)).size === keys.length, "two keys with one name")
+          .optional(),
+      })
+      .strict()
+      .optional(),
+    postInit: z
+      .object({ argv: z.array(z.string().max(64 * 1024)).min(1), timeout: duration.optional() })
+      .strict()
+      .optional(),
+    /** Each step's timeout but post-init's. */
+    stepTimeout: duration.optional(),
+  })
+  .strict();
+
 const template = z
   .object({
     image: z.string().min(1).optional(),
@@ -78,6 +131,7 @@ const template = z
       .strict()
       .default({}),
     stopGrace: duration.default(2_000),
+    init: init.optional(),
   })
   .strict();
 
@@ -146,3 +200,4 @@ export const configSchema = z
 export type FileConfig = z.output<typeof configSchema>;
 export type PoolSpec = FileConfig["pools"][string];
 export type TemplateSpec = z.output<typeof template>;
+export type InitSpec = z.output<typeof init>;

@@ -1,6 +1,7 @@
 import type Docker from "dockerode";
 import { ConfigError } from "../config/load.ts";
 import type { FileConfig, PoolSpec } from "../config/schema.ts";
+import { storedInit } from "../cp/init/template.ts";
 import { type PoolConfig, poolConfigSchema } from "../events/pool.ts";
 import { ensureNodeImage, helloAgentTemplate } from "../runtime/index.ts";
 import type { RuntimeKind } from "../runtime/types.ts";
@@ -62,8 +63,9 @@ export async function resolvePools(
 }
 
 function toTemplate(t: NonNullable<PoolSpec["template"]>) {
-  const { stopGrace, ...rest } = t;
-  return { ...rest, stopGraceMs: stopGrace };
+  const { stopGrace, init, ...rest } = t;
+  // The stored form names SSH keys by digest only: their contents never reach the stream.
+  return { ...rest, stopGraceMs: stopGrace, ...(init && { init: storedInit(init) }) };
 }
 
 function normalise(spec: PoolSpec, runtime: RuntimeKind, template: object): PoolConfig {

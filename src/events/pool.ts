@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { defineEvent } from "./define.ts";
+import { storedInitSchema } from "./template-init.ts";
 
 /** Pools: config, and every spawn / retire / recycle decision the supervisor makes. */
 
@@ -26,6 +27,8 @@ export const templateSchema = z.object({
     })
     .default({}),
   stopGraceMs: ms.default(2_000),
+  /** What agentd does before the agent is leased (template-init.ts); ssh keys only by digest. */
+  init: storedInitSchema.optional(),
 });
 
 /** A pool's configuration as stored (durations already in ms, port range parsed). */
