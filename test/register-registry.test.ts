@@ -32,7 +32,7 @@ describe("registry slice", () => {
     const s = fold([requested(a), requested(b), registered(a, T1), registered(b, T1)]);
     assert.equal(agentOfThumbprint(s, T1), "a");
     assert.equal(registrationOf(s, "b")?.state, "unregistered");
-    assert.equal(registrySlice.save(s).ignored, 1);
+    assert.equal(registrySlice.save(s, {}).ignored, 1);
   });
 
   it("untrusted keeps the reason and drops the binding; a later register clears it", () => {
@@ -74,13 +74,13 @@ describe("registry slice", () => {
       registered(a, T1, 1),
     ]);
     assert.deepEqual(registrationOf(s, "a"), { agentId: "a", generation: 2, state: "unregistered" });
-    assert.equal(registrySlice.save(s).ignored, 1);
+    assert.equal(registrySlice.save(s, {}).ignored, 1);
   });
 
   it("saves canonical plain data and loads it back to the same state", () => {
     const untrusted = b("AgentUntrusted", { generation: 1, reason: "label_mismatch", detail: "" }, 2);
     const s = fold([requested(b), requested(a), registered(a, T1), untrusted]);
-    const view = registrySlice.save(s);
+    const view = registrySlice.save(s, {});
     assert.deepEqual(
       view.agents.map((r) => r.agentId),
       ["a", "b"],
@@ -88,7 +88,7 @@ describe("registry slice", () => {
     assert.equal(view.registered, 1);
     assert.equal(view.untrusted, 1);
     const back = registrySlice.load(structuredClone(view));
-    assert.deepEqual(registrySlice.save(back), view);
+    assert.deepEqual(registrySlice.save(back, {}), view);
     assert.equal(agentOfThumbprint(back, T1), "a");
     assert.throws(() => registrySlice.load({} as never), /not a registry view/);
   });
