@@ -38,6 +38,13 @@ export interface DispatchParams {
   attempt: number;
 }
 
+const dispatchParams = ({ context }: { context: CommandContext }): DispatchParams => ({
+  agentId: context.agentId,
+  action: context.action,
+  payload: context.payload,
+  attempt: context.attempt,
+});
+
 export const commandMachine = setup({
   types: {
     context: {} as CommandContext,
@@ -107,15 +114,7 @@ export const commandMachine = setup({
       },
     },
     pending: {
-      entry: {
-        type: "dispatch",
-        params: ({ context }) => ({
-          agentId: context.agentId,
-          action: context.action,
-          payload: context.payload,
-          attempt: context.attempt,
-        }),
-      },
+      entry: { type: "dispatch", params: dispatchParams },
       on: {
         CommandSent: {
           guard: "currentAttempt",
@@ -228,6 +227,12 @@ export const commandAggregate = defineAggregate({
   machine: commandMachine,
   version: 1,
   effects: ["dispatch", "cancelOnAgent"],
+  // After a restart a live command is dispatched again: one pending goes out once, one sent or
+  // acked is re-attached (the agent runs a command id at most once; src/cp/exec/dispatcher.ts).
+  resume: (snapshot) =>
+    snapshot.matches("pending") || snapshot.matches("sent") || snapshot.matches("acked")
+      ? [{ type: "dispatch", params: dispatchParams({ context: snapshot.context }) }]
+      : [],
   timer: (snapshot) => {
     const deadline = snapshot.context.deadline;
     return deadline === null

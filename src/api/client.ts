@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import {
   type Msg,
   type NatsConnection,
@@ -13,8 +14,13 @@ import { eventSubject } from "../store/subjects.ts";
 import {
   type AcquireReply,
   DEFAULT_ACQUIRE_TIMEOUT_MS,
+  DEFAULT_EXEC_TIMEOUT_MS,
+  EXEC_REACH_MS,
+  type ExecReply,
   isErrorReply,
   type LeaseRef,
+  OUT_STREAM_HEADER,
+  outSubject,
   type PoolsReply,
   subjects,
 } from "./protocol.ts";
@@ -23,6 +29,7 @@ import type {
   cancelRequest,
   closeRequest,
   downRequest,
+  execRequest,
   leaseRequest,
   renewRequest,
 } from "./requests.ts";
@@ -101,6 +108,13 @@ export interface AgentStatus {
 
 export type AcquireOptions = Omit<z.input<typeof acquireRequest>, "timeoutMs"> & { timeoutMs?: number };
 
+export type ExecOptions = Omit<z.input<typeof execRequest>, "leaseId" | "leaseToken"> & {
+  /** The lease's pool; default: read from the lease's agent (see `poolOfLease`). */
+  pool?: string;
+  /** The command's live output as it comes (subscribed before the request is sent). */
+  onOutput?(stream: "stdout" | "stderr", data: Uint8Array): void;
+};
+
 export interface ClientOptions {
   /** How long to wait for a reply to an ordinary request (ms). */
   timeoutMs?: number;
@@ -153,6 +167,38 @@ export class CorralClient {
     if (ttlMs !== undefined) body.ttlMs = ttlMs;
     const p = poolToken(pool ?? (await this.poolOfLease(lease.leaseId)));
     return this.request(subjects.renew(p), body, this.timeoutMs, p);
+  }
+
+  /**
+   * Runs `argv` in the leased agent and resolves with its exit code and output tails once it
+   * ended. The request waits as long as the command may run plus the time to reach its agent.
+   * With `onOutput`, the output subject of the command (its id: `commandId`, else a new UUID) is
+   * subscribed first, so no chunk is missed; every chunk arrives before the reply.
+   */
+  async exec(lease: LeaseRef, opts: ExecOptions): Promise<ExecReply> {
+    const { pool, onOutput, ...req } = opts;
+    const p = poolToken(pool ?? (await this.poolOfLease(lease.leaseId)));
+    const body: z.input<typeof execRequest> = {
+      ...req,
+      leaseId: lease.leaseId,
+      leaseToken: lease.leaseToken,
+    };
+    if (onOutput) body.commandId ??= randomUUID();
+    const sub =
+      onOutput && body.commandId
+        ? this.nc.subscribe(outSubject(body.commandId), {
+            callback: (err, m) => {
+              const stream = m.headers?.get(OUT_STREAM_HEADER);
+              if (!err && (stream === "stdout" || stream === "stderr")) onOutput(stream, m.data);
+            },
+          })
+        : undefined;
+    try {
+      const timeoutMs = (req.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS) + EXEC_REACH_MS + this.timeoutMs;
+      return await this.request(subjects.exec(p), body, timeoutMs, p);
+    } finally {
+      sub?.unsubscribe();
+    }
   }
 
   /**

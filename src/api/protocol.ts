@@ -15,6 +15,7 @@ export const subjects = {
   cancel: (pool: string) => `${API_PREFIX}.pool.${pool}.cancel`,
   status: (pool: string) => `${API_PREFIX}.pool.${pool}.status`,
   close: (pool: string) => `${API_PREFIX}.pool.${pool}.close`,
+  exec: (pool: string) => `${API_PREFIX}.pool.${pool}.exec`,
   /** Answered by every daemon (no queue group): a client gathers the replies (scatter-gather). */
   poolsList: `${API_PREFIX}.pools.list`,
   /** Addressed to one instance: nothing that stops agents goes to whichever daemon answers first. */
@@ -40,6 +41,44 @@ export interface AcquireReply {
   /** How to reach the agent from this host. */
   reach: { runtime: "docker" | "process"; instanceId: string; host: string };
 }
+
+/** How long an exec may run unless it says otherwise (ms); agentd stops it then. */
+export const DEFAULT_EXEC_TIMEOUT_MS = 10 * 60_000;
+export const MAX_EXEC_TIMEOUT_MS = 12 * 60 * 60_000;
+/** What an exec may wait for its agent to be reachable before it fails (ms): a reconnect. */
+export const EXEC_REACH_MS = 30_000;
+/**
+ * Exit code of a command agentd stopped at its timeout (`timedOut: true`): the one coreutils'
+ * timeout(1) gives, so a script tells it from the command's own exit codes as it would there.
+ */
+export const EXEC_TIMEOUT_EXIT_CODE = 124;
+
+/**
+ * A command's live output, on NATS core (not the stream): each chunk as it comes, raw bytes, with
+ * header OUT_STREAM_HEADER = stdout | stderr; last an end marker: header OUT_END_HEADER, the
+ * outcome as JSON (ExecEnd). Subscribe before sending the exec (with your own commandId).
+ */
+export const outSubject = (commandId: string) => `corral.out.${commandId}`;
+export const OUT_STREAM_HEADER = "Corral-Stream";
+export const OUT_END_HEADER = "Corral-End";
+
+/** The reply of exec: the last 64 KiB of each stream as UTF-8 text (invalid bytes replaced). */
+export interface ExecReply {
+  commandId: string;
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  durationMs: number;
+  /** Either stream had more than its tail. */
+  truncated: boolean;
+  /** agentd stopped it at `timeoutMs` (exitCode is then EXEC_TIMEOUT_EXIT_CODE). */
+  timedOut?: boolean;
+}
+
+/** The end marker's JSON body on outSubject: how the command ended. */
+export type ExecEnd =
+  | { exitCode: number; durationMs: number; truncated: boolean; timedOut?: boolean }
+  | { error: { code: string; message: string } };
 
 /** What release and renew need: the lease id and the token its acquire returned. */
 export interface LeaseRef {

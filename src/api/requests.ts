@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { LEASE_ID } from "../events/lease-id.ts";
-import { DEFAULT_ACQUIRE_TIMEOUT_MS } from "./protocol.ts";
+import { DEFAULT_ACQUIRE_TIMEOUT_MS, DEFAULT_EXEC_TIMEOUT_MS, MAX_EXEC_TIMEOUT_MS } from "./protocol.ts";
 
 /** The request bodies of the pool API (protocol.ts), as the daemon checks them. */
 
@@ -28,3 +28,28 @@ export const cancelRequest = z.object({ requestId: z.string().min(1).max(128) })
 export const closeRequest = z.object({ revokeLeases: z.boolean().default(false) }).strict();
 /** Names the instance again: a stray or garbled message on the down subject stops nothing. */
 export const downRequest = z.object({ instance: z.string().min(1).max(64) }).strict();
+
+/** A command id a client picks (to subscribe to its output first): a lowercase UUID. */
+export const COMMAND_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const argText = z.string().max(16 * 1024);
+/** Run a command in the leased agent (agentd's exec); the whole body stays under the API's cap. */
+export const execRequest = z
+  .object({
+    leaseId,
+    leaseToken,
+    argv: z.array(argText).min(1, "at least the program to run").max(1024),
+    /** Working directory in the agent (default: agentd's: the agent's home). */
+    cwd: z.string().min(1).max(4096).optional(),
+    /** Added to agentd's environment. Stored on the event stream as given: no secrets here. */
+    env: z
+      .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,255}$/, "an environment variable name"), argText)
+      .refine((e) => Object.keys(e).length <= 256, "at most 256 variables")
+      .optional(),
+    /** Written to the command's stdin (UTF-8), which is then closed. */
+    stdin: z.string().optional(),
+    timeoutMs: z.number().int().min(1).max(MAX_EXEC_TIMEOUT_MS).default(DEFAULT_EXEC_TIMEOUT_MS),
+    /** Names the command (and its output subject); default: a new one. Used once only. */
+    commandId: z.string().regex(COMMAND_ID, "a lowercase UUID, new for each command").optional(),
+  })
+  .strict();
+export type ExecRequest = z.output<typeof execRequest>;

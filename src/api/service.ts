@@ -5,12 +5,14 @@ import type { z } from "zod";
 import type { ControlPlane } from "../cp/control-plane.ts";
 import { InvalidInputError, PoolError } from "../cp/errors.ts";
 import { portEnv, portUrls } from "../ports/env.ts";
-import { type AcquireReply, subjects } from "./protocol.ts";
+import { type AcquireReply, type ExecReply, subjects } from "./protocol.ts";
 import {
   acquireRequest,
   cancelRequest,
   closeRequest,
   downRequest,
+  type ExecRequest,
+  execRequest,
   leaseRequest,
   renewRequest,
 } from "./requests.ts";
@@ -56,6 +58,8 @@ export interface ApiOptions {
   status(pool: string): Promise<unknown>;
   /** Instances that run an open pool, as the stream says: whom a gathering client waits for. */
   instances(): Promise<string[]>;
+  /** Runs commands in leased agents (src/cp/exec/); without it, exec answers `unsupported`. */
+  exec?: { run(pool: string, req: ExecRequest): Promise<ExecReply> };
   /** `corral down`: close every pool and stop every agent (the daemon exits after replying). */
   onDown?(): Promise<void>;
   version?: string;
@@ -171,6 +175,11 @@ export async function startApi(nc: NatsConnection, cp: ControlPlane, opts: ApiOp
       const req = parse(renewRequest, msg);
       const r = await cp.pool(pool).renew(req.leaseId, req.leaseToken, req.ttlMs);
       return { leaseId: r.leaseId, expiresAt: new Date(r.expiresAt).toISOString() };
+    });
+    endpoint(`exec-${pool}`, subjects.exec(pool), async (msg) => {
+      const req = parse(execRequest, msg);
+      if (!opts.exec) throw new PoolError("unsupported", "this daemon does not run commands in agents");
+      return opts.exec.run(pool, req);
     });
     endpoint(`status-${pool}`, subjects.status(pool), async () => opts.status(pool));
     endpoint(`close-${pool}`, subjects.close(pool), async (msg) => {

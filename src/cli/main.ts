@@ -1,6 +1,7 @@
 import { Command, CommanderError } from "commander";
 import { NatsUnreachableError, natsUrl } from "../nats/connect.ts";
 import type { AggregateFilter, Since } from "./args.ts";
+import { execCommand } from "./exec.ts";
 import { CliError, EXIT } from "./exit.ts";
 import { listEveryCommand } from "./help.ts";
 import { loadParsers, NeedParsers, parser } from "./lazy-parsers.ts";
@@ -199,6 +200,7 @@ export function buildProgram(): Command {
   worldviewCommand(program);
   daemonCommands(program);
   poolCommands(program); // acquire, release, renew, status, pool close: clients of the daemon API
+  execCommand(program); // exec: a command in a leased agent
   return program;
 }
 
