@@ -12,11 +12,22 @@ export interface RawDockerEvent {
   timeNano?: number;
 }
 
-const TYPES = new Set<RuntimeEvent["type"]>(["create", "start", "die", "stop", "kill", "oom", "destroy"]);
+const TYPES = new Set<RuntimeEvent["type"]>([
+  "create",
+  "start",
+  "restart",
+  "pause",
+  "unpause",
+  "die",
+  "stop",
+  "kill",
+  "oom",
+  "destroy",
+]);
 
 /**
  * RuntimeEvent for the actions corral cares about; undefined for the rest (exec_*, attach,
- * health_status, pause, rename, …). `at` is the engine's clock in ms.
+ * health_status, rename, …). `at` is the engine's clock in ms.
  */
 export function normaliseDockerEvent(raw: RawDockerEvent): RuntimeEvent | undefined {
   if (raw.Type !== "container" || !TYPES.has(raw.Action as RuntimeEvent["type"])) return undefined;

@@ -1,6 +1,8 @@
 import type { Readable } from "node:stream";
 import type Docker from "dockerode";
 import { type Logger, silentLogger } from "../log.ts";
+import { AGENTD_PORT, invalidAgentd } from "./agentd-launch.ts";
+import { agentdContainer } from "./docker-agentd.ts";
 import {
   consumeJsonLines,
   eventKey,
@@ -13,6 +15,7 @@ import {
   containerName,
   DEFAULT_STOP_GRACE_MS,
   LABEL_AGENT,
+  LABEL_AGENTD_PORT,
   LABEL_GENERATION,
   LABEL_INSTANCE,
   LABEL_POOL,
@@ -24,7 +27,14 @@ import {
 import { LiveView } from "./live-view.ts";
 import { isAlive } from "./proc.ts";
 import { checkSpec, identityEnv } from "./spec.ts";
-import type { CreateSpec, InstanceState, Runtime, RuntimeEvent, RuntimeInstance } from "./types.ts";
+import type {
+  AgentdEndpoint,
+  CreateSpec,
+  InstanceState,
+  Runtime,
+  RuntimeEvent,
+  RuntimeInstance,
+} from "./types.ts";
 
 export interface DockerRuntimeOptions {
   instance: string;
@@ -96,11 +106,13 @@ export class DockerRuntime implements Runtime {
   }
 
   async create(spec: CreateSpec): Promise<RuntimeInstance> {
-    checkSpec(spec, this.instance, spec.template.image ? undefined : "template.image is required for docker");
+    checkSpec(spec, this.instance, dockerRule(spec));
     await this.ready();
     const t = spec.template;
     const name = containerName(spec);
-    const env = { ...identityEnv(spec), ...t.env, ...spec.env };
+    const image = t.image ?? ""; // dockerRule refused a spec without one
+    const agentd = spec.agentd ? agentdContainer({ ...spec, agentd: spec.agentd }, image) : undefined;
+    const env = { ...identityEnv(spec), ...t.env, ...spec.env, ...agentd?.env };
     const exposed: Record<string, object> = {};
     const bindings: Record<string, { HostIp: string; HostPort: string }[]> = {};
     // Loopback unless the pool's config says otherwise (ports.bind): an agent is not for the network.
@@ -112,10 +124,11 @@ export class DockerRuntime implements Runtime {
     const limits = t.limits ?? {};
     const opts: Docker.ContainerCreateOptions = {
       name,
-      Image: t.image,
-      Cmd: t.command,
+      Image: image,
+      // With agentd, it is the main process and the template's command its child.
+      ...(agentd ? { Entrypoint: agentd.entrypoint, Cmd: agentd.cmd } : { Cmd: t.command }),
       Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
-      Labels: labelsFor(spec),
+      Labels: labelsFor(spec, agentd ? AGENTD_PORT : undefined),
       ExposedPorts: exposed,
       // `docker stop` without a timeout (e.g. from remove()) uses this grace.
       StopTimeout: Math.ceil((t.stopGraceMs ?? DEFAULT_STOP_GRACE_MS) / 1000),
@@ -125,12 +138,15 @@ export class DockerRuntime implements Runtime {
         PortBindings: bindings,
         // Mounts rather than Binds: no `a:b:ro` string escaping, and a missing source is an
         // error instead of an empty directory docker creates for you.
-        Mounts: (t.mounts ?? []).map((m) => ({
-          Type: "bind" as const,
-          Source: m.source,
-          Target: m.target,
-          ReadOnly: m.readOnly ?? false,
-        })),
+        Mounts: [
+          ...(t.mounts ?? []).map((m) => ({
+            Type: "bind" as const,
+            Source: m.source,
+            Target: m.target,
+            ReadOnly: m.readOnly ?? false,
+          })),
+          ...(agentd?.mounts ?? []),
+        ],
         RestartPolicy: { Name: "no" }, // the pool supervisor decides about restarts
         ...(limits.memoryMb !== undefined && { Memory: Math.round(limits.memoryMb * 1024 * 1024) }),
         ...(limits.cpus !== undefined && { NanoCpus: Math.round(limits.cpus * 1e9) }),
@@ -244,6 +260,22 @@ export class DockerRuntime implements Runtime {
     }
     if (!ownedBy(info.Config.Labels, this.instance)) return null;
     return fromInspect(info);
+  }
+
+  /** The container's IP and the agentd port its label names; null unless it runs with agentd. */
+  async endpoint(id: string): Promise<AgentdEndpoint | null> {
+    let info: Docker.ContainerInspectInfo;
+    try {
+      info = await this.docker.getContainer(id).inspect();
+    } catch (err) {
+      if (statusOf(err) === 404) return null;
+      throw this.wrap(err, "engine_error", `inspect ${id}`);
+    }
+    if (!ownedBy(info.Config.Labels, this.instance)) return null;
+    const port = Number(info.Config.Labels[LABEL_AGENTD_PORT]);
+    const address = fromInspect(info).address;
+    if (!Number.isInteger(port) || port < 1 || port > 65535 || !address) return null;
+    return { host: address, port };
   }
 
   async list(filter: { poolId?: string; agentId?: string } = {}): Promise<RuntimeInstance[]> {
@@ -367,10 +399,6 @@ export class DockerRuntime implements Runtime {
 
   private onRaw(raw: RawDockerEvent): void {
     if (this.closed || !this.seen.add(eventKey(raw))) return;
-    if (raw.Type === "container" && raw.Actor?.ID) {
-      if (raw.Action === "pause") this.view.setState(raw.Actor.ID, "paused");
-      if (raw.Action === "unpause") this.view.setState(raw.Actor.ID, "running");
-    }
     const e = normaliseDockerEvent(raw);
     if (e) this.view.observe(e);
   }
@@ -450,6 +478,14 @@ export class DockerRuntime implements Runtime {
       { cause: err },
     );
   }
+}
+
+/** The docker runtime's own rules for a spec, beyond validateSpec. */
+function dockerRule(spec: CreateSpec): string | undefined {
+  if (!spec.template.image) return "template.image is required for docker";
+  if (!spec.agentd) return undefined;
+  if (spec.ports.includes(AGENTD_PORT)) return `port ${AGENTD_PORT} is agentd's inside the container`;
+  return invalidAgentd(spec.agentd);
 }
 
 /** The first list or stream failed: whatever the cause, this engine cannot be watched. */

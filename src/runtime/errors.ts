@@ -12,6 +12,7 @@ export type RuntimeErrorCode =
   | "already_exists" // docker: a container with this agent's name exists (details.existingId)
   | "not_owned" // the id exists but belongs to another corral instance (or none): hands off
   | "invalid_spec"
+  | "agentd_missing" // neither a fresh build nor the sources (with tsx) of agentd are in corral's package
   | "image_unavailable"; // ensureNodeImage: this host's node cannot make a working image for this engine
 
 /** Every failure a runtime reports; `code` is the stable, machine-readable part. */

@@ -7,6 +7,8 @@ export const LABEL_INSTANCE = "corral.instance";
 export const LABEL_POOL = "corral.pool";
 export const LABEL_AGENT = "corral.agent";
 export const LABEL_GENERATION = "corral.generation";
+/** On an instance whose main process is agentd: the port it listens on inside the container. */
+export const LABEL_AGENTD_PORT = "corral.agentd-port";
 /** Set by the test runner (scripts/test.js): whatever a run leaves is found by this run alone. */
 export const LABEL_TEST_RUN = "corral.test-run";
 
@@ -20,7 +22,7 @@ export const LABELS = {
 
 export const DEFAULT_STOP_GRACE_MS = 2000;
 
-export function labelsFor(spec: CreateSpec): Record<string, string> {
+export function labelsFor(spec: CreateSpec, agentdPort?: number): Record<string, string> {
   const run = process.env.CORRAL_TEST_RUN;
   return {
     [LABEL_MANAGED]: "true",
@@ -29,6 +31,7 @@ export function labelsFor(spec: CreateSpec): Record<string, string> {
     [LABEL_AGENT]: spec.agentId,
     [LABEL_GENERATION]: String(spec.generation),
     ...(run ? { [LABEL_TEST_RUN]: run } : {}),
+    ...(agentdPort === undefined ? {} : { [LABEL_AGENTD_PORT]: String(agentdPort) }),
   };
 }
 

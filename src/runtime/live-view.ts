@@ -19,13 +19,16 @@ interface Entry extends Meta {
   touched: number;
 }
 
-/** The state an event leaves an instance in; undefined for events that change nothing (kill, stop, oom). */
+/** The state an event leaves an instance in; undefined for events that change nothing (kill, stop, oom, restart). */
 function stateAfter(type: RuntimeEvent["type"]): ViewState | undefined {
   switch (type) {
     case "create":
       return "created";
     case "start":
+    case "unpause":
       return "running";
+    case "pause":
+      return "paused";
     case "die":
       return "exited";
     case "destroy":
@@ -95,20 +98,14 @@ export class LiveView {
   observe(e: RuntimeEvent): void {
     const next = stateAfter(e.type);
     const cur = this.entries.get(e.id);
+    // A pause or unpause tells nothing about an instance the view does not hold (or saw destroyed).
+    if ((e.type === "pause" || e.type === "unpause") && (!cur || cur.state === "gone")) return;
     if (next !== undefined) {
       if (cur?.state === next) return;
       this.entries.set(e.id, { ...metaOf(cur), ...metaOf(e), state: next, touched: ++this.seq });
       this.wake();
     }
     this.emit({ ...metaOf(cur), ...e });
-  }
-
-  /** Set a state without an event (docker pause/unpause: not part of RuntimeEvent). */
-  setState(id: string, state: InstanceState): void {
-    const cur = this.entries.get(id);
-    if (!cur || cur.state === "gone") return;
-    this.entries.set(id, { ...cur, state, touched: ++this.seq });
-    this.wake();
   }
 
   /**

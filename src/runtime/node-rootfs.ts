@@ -108,7 +108,7 @@ export function* nodeRootfs(
 }
 
 /** Symlinks beside a library that resolve to it (libstdc++.so.6 → libstdc++.so.6.0.30). */
-function aliases(lib: string): string[] {
+export function aliases(lib: string): string[] {
   const dir = dirname(lib);
   const stem = basename(lib).replace(/\.so(\..*)?$/, ".so");
   const out: string[] = [];

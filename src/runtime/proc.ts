@@ -196,3 +196,34 @@ export function signalGroup(pgid: number, signal: NodeJS.Signals): boolean {
     throw err;
   }
 }
+
+export interface Descendant {
+  pid: number;
+  startTime: number;
+  pgrp: number;
+}
+
+/**
+ * Every live process below `pid` in the parent tree (Linux only): what it started, in whatever
+ * process group. Taken while `pid` lives — once it dies its children belong to PID 1.
+ */
+export function descendantsOf(pid: number): Descendant[] {
+  if (!HAVE_PROC) return [];
+  const children = new Map<number, Descendant[]>();
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    const st = readProcStat(Number(name));
+    if (!st || st.state === "Z" || st.state === "X") continue;
+    const d = { pid: Number(name), startTime: st.startTime, pgrp: st.pgrp };
+    children.set(st.ppid, [...(children.get(st.ppid) ?? []), d]);
+  }
+  const out: Descendant[] = [];
+  const todo = [pid];
+  for (let next = todo.pop(); next !== undefined; next = todo.pop()) {
+    for (const d of children.get(next) ?? []) {
+      out.push(d);
+      todo.push(d.pid);
+    }
+  }
+  return out;
+}

@@ -26,6 +26,10 @@ export interface ProcessRecord {
   startedAt?: number;
   exitedAt?: number;
   exitCode?: number;
+  /** With agentd: the dir it writes agentd.json (and its own state) to. */
+  agentdState?: string;
+  /** With agentd: the copy of its identity in the agent's work dir, removed with the record. */
+  identityDir?: string;
 }
 
 /**

@@ -1,14 +1,25 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { accessSync, closeSync, constants as fsConstants, mkdirSync, openSync, statSync } from "node:fs";
+import {
+  accessSync,
+  closeSync,
+  constants as fsConstants,
+  mkdirSync,
+  openSync,
+  rmSync,
+  statSync,
+} from "node:fs";
 import { constants as osConstants } from "node:os";
 import { delimiter, join, resolve } from "node:path";
 import { KeyedQueue } from "../keyed-queue.ts";
 import { type Logger, silentLogger } from "../log.ts";
+import { agentdArgs, agentdEnv, invalidAgentd, PACKAGE_ROOT, rootedArgs } from "./agentd-launch.ts";
 import { RuntimeError } from "./errors.ts";
 import { containerName, DEFAULT_STOP_GRACE_MS } from "./labels.ts";
 import { LiveView } from "./live-view.ts";
 import {
+  type Descendant,
+  descendantsOf,
   type EnvLeader,
   groupIsOurs,
   groupUsage,
@@ -18,9 +29,18 @@ import {
   readProcStat,
   signalGroup,
 } from "./proc.ts";
+import { agentdPort, copyIdentity, killSurvivors } from "./process-agentd.ts";
 import { type ProcessRecord, StateDir } from "./process-state.ts";
 import { checkSpec, identityEnv } from "./spec.ts";
-import type { CreateSpec, InstanceState, Runtime, RuntimeEvent, RuntimeInstance } from "./types.ts";
+import type {
+  AgentdEndpoint,
+  AgentdSpec,
+  CreateSpec,
+  InstanceState,
+  Runtime,
+  RuntimeEvent,
+  RuntimeInstance,
+} from "./types.ts";
 
 export interface ProcessRuntimeOptions {
   instance: string;
@@ -101,7 +121,7 @@ export class ProcessRuntime implements Runtime {
   }
 
   async create(spec: CreateSpec): Promise<RuntimeInstance> {
-    checkSpec(spec, this.instance);
+    checkSpec(spec, this.instance, spec.agentd ? invalidAgentd(spec.agentd) : undefined);
     await this.ready();
     const t = spec.template;
     const env = { ...inheritedEnv(), ...identityEnv(spec), ...t.env, ...spec.env };
@@ -121,27 +141,55 @@ export class ProcessRuntime implements Runtime {
       });
     }
     const id = `p-${randomBytes(6).toString("hex")}`;
-    const cwd = t.workdir ?? join(this.state.workDir, safeName(spec.agentId));
+    const agentWork = join(this.state.workDir, safeName(spec.agentId));
+    const cwd = t.workdir ?? agentWork;
     mkdirSync(cwd, { recursive: true });
-    const rec: ProcessRecord = {
-      v: 1,
+    const base = {
+      v: 1 as const,
       id,
       instance: spec.instance,
       poolId: spec.poolId,
       agentId: spec.agentId,
       generation: spec.generation,
       name,
-      command,
-      env,
       cwd,
       logPath: join(this.state.logsDir, `${safeName(spec.agentId)}-${spec.generation}.log`),
       stopGraceMs: t.stopGraceMs ?? DEFAULT_STOP_GRACE_MS,
-      state: "created",
+      state: "created" as const,
       createdAt: Date.now(),
     };
+    const rec: ProcessRecord = spec.agentd
+      ? { ...base, ...this.agentdLaunch({ ...spec, agentd: spec.agentd }, id, agentWork, command, env) }
+      : { ...base, command, env };
     this.state.write(rec);
     this.view.observe({ type: "create", id, ...metaOf(rec), at: rec.createdAt });
     return toInstance(rec);
+  }
+
+  /**
+   * agentd as the agent process, the template's command its child: the identity copied into the
+   * agent's work dir, a state dir for its agentd.json, a port on loopback of the kernel's choosing.
+   */
+  private agentdLaunch(
+    spec: CreateSpec & { agentd: AgentdSpec },
+    id: string,
+    agentWork: string,
+    command: string[],
+    env: Record<string, string>,
+  ): Pick<ProcessRecord, "command" | "env" | "agentdState" | "identityDir"> {
+    const identityDir = join(agentWork, ".corral", `identity-${spec.generation}`);
+    copyIdentity(spec.agentd.identityDir, identityDir);
+    const agentdState = join(this.state.root, "agentd", id);
+    mkdirSync(agentdState, { recursive: true, mode: 0o700 });
+    return {
+      command: [process.execPath, ...rootedArgs(agentdArgs(), PACKAGE_ROOT)],
+      env: {
+        ...env,
+        ...agentdEnv(spec, { identityDir, listen: "127.0.0.1:0", stateDir: agentdState, command }),
+      },
+      agentdState,
+      identityDir,
+    };
   }
 
   start(id: string): Promise<void> {
@@ -167,6 +215,8 @@ export class ProcessRuntime implements Runtime {
       this.state.write({ ...rec, state: "removing" });
       await this.stopLocked(id);
       this.state.delete(id);
+      for (const dir of [rec.agentdState, rec.identityDir])
+        if (dir) rmSync(dir, { recursive: true, force: true });
       this.children.delete(id);
       this.view.observe({ type: "destroy", id, ...metaOf(rec), at: Date.now() });
     });
@@ -179,6 +229,14 @@ export class ProcessRuntime implements Runtime {
 
   async list(filter: { poolId?: string; agentId?: string } = {}): Promise<RuntimeInstance[]> {
     return this.listSync(filter);
+  }
+
+  /** 127.0.0.1 and the port agentd wrote, once the record's own agentd process wrote it. */
+  async endpoint(id: string): Promise<AgentdEndpoint | null> {
+    const rec = this.own(id);
+    if (!rec?.agentdState || rec.pid === undefined || !isAlive(rec.pid, rec.procStart)) return null;
+    const port = agentdPort(rec.agentdState, rec.pid);
+    return port === undefined ? null : { host: "127.0.0.1", port };
   }
 
   events(onEvent: (e: RuntimeEvent) => void): { close(): void } {
@@ -244,7 +302,8 @@ export class ProcessRuntime implements Runtime {
         p.argv.length === rec.command.length && p.argv.every((a, i) => a === rec.command[i]);
       // A lone stray whose argv differs (a script behind a shebang) is taken only for a record
       // that was being started; after an exit it is more likely a helper that outlived it.
-      const lone = found.length === 1 && rec.state !== "exited" ? found[0] : undefined;
+      // agentd's argv is known exactly (no shebang): only it is taken, never a command it started.
+      const lone = found.length === 1 && rec.state !== "exited" && !rec.agentdState ? found[0] : undefined;
       const pick = found.find(same) ?? lone;
       if (!pick) continue;
       this.log.info({ pid: pick.pid, id, agent: rec.agentId }, "adopting an agent process its record missed");
@@ -367,9 +426,17 @@ export class ProcessRuntime implements Runtime {
     const pid = rec.pid;
     const child = this.children.get(id)?.pid === pid ? this.children.get(id) : undefined;
     const wasAlive = isAlive(pid, rec.procStart);
+    // agentd stops the command it started within the grace; whatever it left, in groups of their
+    // own, is found while agentd lives (after, they are PID 1's children) and killed after it.
+    const below = new Map<number, Descendant>();
+    const note = () => {
+      if (rec.agentdState) for (const d of descendantsOf(pid)) below.set(d.pid, d);
+    };
     if (wasAlive) {
+      note();
       signalGroup(pid, "SIGTERM");
       if (!(await waitDead(pid, rec.procStart, graceMs ?? rec.stopGraceMs))) {
+        note();
         signalGroup(pid, "SIGKILL");
         if (!(await waitDead(pid, rec.procStart, KILL_CONFIRM_MS))) {
           throw new RuntimeError("stop_failed", `process ${pid} of ${id} survived SIGKILL`, { id, pid });
@@ -381,6 +448,7 @@ export class ProcessRuntime implements Runtime {
     // Members that outlived their leader (a shell's background jobs) — only while the group id
     // provably still names our group (see groupIsOurs): never a stranger that reused the pid.
     if (groupIsOurs(pid, rec.procStart)) signalGroup(pid, "SIGKILL");
+    killSurvivors(below.values());
     const code = child ? await Promise.race([child.exited, delay(1000).then(() => undefined)]) : undefined;
     this.recordExit(id, pid, code);
     if (wasAlive) this.view.observe({ type: "stop", id, ...metaOf(rec), at: Date.now() });

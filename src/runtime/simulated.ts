@@ -74,6 +74,11 @@ export class SimulatedRuntime implements Runtime {
     return inst ? { ...inst } : null;
   }
 
+  /** Nothing runs here, so no agentd listens. */
+  async endpoint(_id: string): Promise<null> {
+    return null;
+  }
+
   async list(filter: { poolId?: string; agentId?: string } = {}): Promise<RuntimeInstance[]> {
     return [...this.instances.values()]
       .filter(

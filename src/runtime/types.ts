@@ -23,6 +23,24 @@ export interface CreateSpec {
   env: Record<string, string>; // extra env (CORRAL_AGENT_ID, CORRAL_PORT_A, ...) merged over template.env
   ports: number[]; // host ports to publish 1:1 (docker -p bind:p:p); process: just env
   bind?: string; // docker: the host address ports are published on (default 127.0.0.1); process: unused
+  /**
+   * Run agentd (src/agentd) as the instance's main process, and the template's command as its
+   * child. Absent: the template's command is the instance itself (the pre-agentd path).
+   */
+  agentd?: AgentdSpec;
+}
+
+export interface AgentdSpec {
+  /** Host directory holding agent.crt, agent.key and ca.crt (docker mounts it read-only). */
+  identityDir: string;
+  /** The CN agentd accepts as the control plane. */
+  cpCN: string;
+}
+
+/** Where the control plane dials an instance's agentd. */
+export interface AgentdEndpoint {
+  host: string;
+  port: number;
 }
 
 export type InstanceState =
@@ -59,7 +77,7 @@ export interface RuntimeInstance {
 
 export interface RuntimeEvent {
   // normalised from docker events / process watching
-  type: "create" | "start" | "die" | "stop" | "kill" | "oom" | "destroy";
+  type: "create" | "start" | "restart" | "pause" | "unpause" | "die" | "stop" | "kill" | "oom" | "destroy";
   id: string;
   poolId?: string;
   agentId?: string;
@@ -81,6 +99,12 @@ export interface Runtime {
   stop(id: string, graceMs?: number): Promise<void>; // SIGTERM, grace, then SIGKILL; idempotent
   remove(id: string): Promise<void>; // force (stops first); idempotent: unknown id is fine
   inspect(id: string): Promise<RuntimeInstance | null>;
+  /**
+   * Where agentd listens for the control plane: docker, the container's IP and AGENTD_PORT;
+   * process, 127.0.0.1 and the port agentd wrote to its agentd.json. Null while it is not (yet)
+   * running or was created without `agentd`.
+   */
+  endpoint(id: string): Promise<AgentdEndpoint | null>;
   list(filter?: { poolId?: string; agentId?: string }): Promise<RuntimeInstance[]>; // only this instance's, every state
   /**
    * Live; start time taken before the initial list. At-least-once: after a gap the runtime
