@@ -9,10 +9,11 @@ import type { EventStore } from "../store/event-store.ts";
 import type { ActorHost, Input } from "./actor-host.ts";
 import { type AgentView, asAgentView } from "./views.ts";
 
-/** States in which an agent's instance is expected to exist and keep running. */
-const MUST_RUN = new Set(["ready", "draining"]);
-/** States in which an agent talks to its agentd: a (re)started instance is dialled again. */
-const DIALLED = new Set(["connecting", "initializing", "ready", "draining"]);
+/**
+ * States in which an agent's instance is expected to exist and keep running — the same in which
+ * the control plane talks to its agentd, so a (re)started instance is dialled again.
+ */
+const MUST_RUN = new Set(["connecting", "initializing", "ready", "draining"]);
 
 function stateName(value: unknown): string {
   return typeof value === "object" && value !== null ? (Object.keys(value)[0] ?? "") : String(value);
@@ -168,7 +169,7 @@ export function watchRuntime(
       case "start":
       case "restart":
       case "unpause":
-        if (DIALLED.has(state)) deps.onDial?.(agent.ref.id, ctx.generation);
+        if (MUST_RUN.has(state)) deps.onDial?.(agent.ref.id, ctx.generation);
         return;
       case "destroy":
         forget(agent.ref.id, ctx.generation, deps);
@@ -191,7 +192,7 @@ function failIfExpected(
   state: string,
   e: RuntimeEvent,
 ): void {
-  if (state !== "starting" && !MUST_RUN.has(state) && !DIALLED.has(state)) return;
+  if (state !== "starting" && !MUST_RUN.has(state)) return;
   const code = e.exitCode === undefined ? "" : ` with code ${e.exitCode}`;
   void tell(host, log, agent, {
     type: "AgentFailed",
