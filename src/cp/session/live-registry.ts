@@ -1,0 +1,71 @@
+import type { CorralEvent } from "../../events/catalogue.ts";
+import {
+  agentOfThumbprint,
+  type Registration,
+  type RegistryState,
+  registrationOf,
+  registrySlice,
+} from "../../projections/registry.ts";
+import type { EventStore } from "../../store/event-store.ts";
+import { kindSubject } from "../../store/subjects.ts";
+import type { ActorHost } from "../actor-host.ts";
+
+const handled = new Set<string>(registrySlice.handles);
+
+/**
+ * The dialer's copy of the registry projection (src/projections/registry.ts), kept current by the
+ * same reducer: rebuilt from the stream's agent events at start, then fed every event this host
+ * stores (`ActorHost.onChange` calls listeners before `offer` returns, so a registration the
+ * dialer just recorded is visible to its next check). The daemon is the single writer of its
+ * agents, so nothing it must see is stored elsewhere.
+ */
+export class LiveRegistry {
+  private state: RegistryState = registrySlice.init();
+  /** Stream sequence the state includes; events at or below it are not applied twice. */
+  private seq = 0;
+  private buffered: { event: CorralEvent; seq: number }[] | null = null;
+
+  /** Follows `host` from now on; call before `rebuild` so nothing falls between the two. */
+  attach(host: Pick<ActorHost, "onChange">): () => void {
+    return host.onChange((view, event) => {
+      if (this.buffered) this.buffered.push({ event, seq: view.seq });
+      else this.apply(event, view.seq);
+    });
+  }
+
+  /** Folds every agent event in the stream, then what `attach` saw meanwhile. */
+  async rebuild(store: EventStore): Promise<void> {
+    this.buffered = [];
+    try {
+      const fresh = registrySlice.init();
+      let seq = 0;
+      for await (const batch of store.read({ filter: kindSubject("agent") })) {
+        for (const r of batch) {
+          seq = r.seq;
+          if (r.event && handled.has(r.event.type)) registrySlice.reduce(fresh, r.event as never, r);
+        }
+      }
+      this.state = fresh;
+      this.seq = Math.max(this.seq, seq);
+    } finally {
+      const later = this.buffered ?? [];
+      this.buffered = null;
+      for (const { event, seq } of later) this.apply(event, seq);
+    }
+  }
+
+  /** Applies one stored event (its stream sequence `seq`). */
+  apply(event: CorralEvent, seq: number): void {
+    if (seq <= this.seq || !handled.has(event.type)) return;
+    this.seq = seq;
+    registrySlice.reduce(this.state, event as never, { seq, time: event.at });
+  }
+
+  registrationOf(agentId: string): Registration | undefined {
+    return registrationOf(this.state, agentId);
+  }
+
+  agentOfThumbprint(thumbprint: string): string | undefined {
+    return agentOfThumbprint(this.state, thumbprint);
+  }
+}
