@@ -25,7 +25,9 @@ export const REFUSED_MESSAGE = "registration rejected";
 export const INIT_STEPS = ["config", "git", "ssh", "post-init", "agent-ready"] as const;
 export type InitStep = (typeof INIT_STEPS)[number];
 
-const bytes = z.instanceof(Uint8Array, { message: "expected bytes (msgpack bin)" });
+const bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, {
+  message: "expected bytes (msgpack bin)",
+});
 const id = z.string().min(1).max(200);
 const text = z.string().max(64 * 1024);
 const argv = z.array(text).min(1).max(4096);

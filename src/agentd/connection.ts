@@ -1,0 +1,84 @@
+import type { Duplex } from "node:stream";
+import type { Logger } from "../log.ts";
+import { describeFrameError, encodeFrame, FrameDecoder } from "./frames.ts";
+import { type FromAgent, parseToAgent, type ToAgent } from "./protocol.ts";
+
+/**
+ * One control-plane connection to agentd, over any byte stream (TLS in production, a plain
+ * socket in tests): frames in, checked messages to the engine, frames out. A frame that breaks
+ * the framing ends the connection after one `error` naming why; a well-framed message that does
+ * not check is answered with an `error` and the connection goes on.
+ */
+
+/** How long a connection we ended may linger before it is cut (a peer that never closes its side). */
+const END_GRACE_MS = 1000;
+
+export class Connection {
+  /** Set by the engine once the peer said hello. */
+  helloDone = false;
+  private closed = false;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private readonly decoder = new FrameDecoder();
+
+  constructor(
+    private readonly stream: Duplex,
+    private readonly onMessage: (conn: Connection, msg: ToAgent) => void,
+    onClose: (conn: Connection) => void,
+    private readonly log: Logger,
+  ) {
+    stream.on("data", (chunk: Buffer) => this.receive(chunk));
+    stream.on("error", (err) => log.debug({ err: err.message }, "agentd: connection error"));
+    stream.once("close", () => {
+      this.closed = true;
+      clearInterval(this.heartbeat);
+      onClose(this);
+    });
+  }
+
+  get open(): boolean {
+    return !this.closed && this.stream.writable;
+  }
+
+  send(msg: FromAgent): void {
+    if (this.open) this.stream.write(encodeFrame(msg));
+  }
+
+  /** Sends `make()` every `ms` until the connection closes. */
+  startHeartbeat(ms: number, make: () => FromAgent): void {
+    clearInterval(this.heartbeat);
+    this.heartbeat = setInterval(() => this.send(make()), ms);
+  }
+
+  /** Ends the connection after what was sent so far; cut after a grace if the peer holds on. */
+  end(): void {
+    clearInterval(this.heartbeat);
+    this.stream.end();
+    setTimeout(() => this.stream.destroy(), END_GRACE_MS).unref();
+  }
+
+  private receive(chunk: Buffer): void {
+    if (this.closed) return;
+    const { frames, error } = this.decoder.push(chunk);
+    for (const frame of frames) {
+      const parsed = parseToAgent(frame);
+      if (parsed.ok) this.onMessage(this, parsed.msg);
+      else {
+        this.log.warn({ reason: parsed.error }, "agentd: message refused");
+        this.send({ t: "error", id: idOf(frame), code: "bad_message", message: parsed.error });
+      }
+    }
+    if (error) {
+      const message = describeFrameError(error);
+      this.log.warn({ reason: message }, "agentd: bad frame, closing the connection");
+      this.send({ t: "error", id: "", code: "bad_frame", message });
+      this.end();
+      this.closed = true;
+    }
+  }
+}
+
+/** The id a refused message claimed, when it has a usable one: the peer learns which one failed. */
+function idOf(frame: unknown): string {
+  if (typeof frame !== "object" || frame === null || !("id" in frame)) return "";
+  return typeof frame.id === "string" && frame.id.length <= 200 ? frame.id : "";
+}
