@@ -43,7 +43,7 @@ export interface InitDeps {
   session: InitSession;
   plan: InitPlan;
   /** The actor host's `offer`: accepted, or refused because the agent moved on. */
-  offer(ref: AggregateRef, input: Input): Promise<Offer>;
+  offer(ref: AggregateRef, input: Input): Promise<Pick<Offer, "accepted">>;
   /** Durations and step timeouts. */
   clock: Pick<Scheduler, "now" | "arm" | "disarm">;
   log?: Logger;
