@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createHmac } from "node:crypto";
+import { createHash, createHmac } from "node:crypto";
 import { chmodSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -15,7 +15,10 @@ import { CheckpointStore } from "../src/projections/checkpoints.ts";
 import { EventKey, MARK_HEADER, markedPrev } from "../src/store/event-mark.ts";
 import { EventStore } from "../src/store/event-store.ts";
 import { KEY_FILE_ENV, KeyFileError, loadOrCreateEventKey, readEventKey } from "../src/store/key-file.ts";
+import { MarkChecker } from "../src/store/mark-batch.ts";
 import { markOf } from "../src/store/mark-header.ts";
+import { PipelinedPublisher } from "../src/store/publisher.ts";
+import { INLINE_FIRST } from "../src/store/record-batches.ts";
 import type { StoredRecord } from "../src/store/records.ts";
 import { SnapshotStore, UnmarkedSnapshotError } from "../src/store/snapshots.ts";
 import { eventSubject } from "../src/store/subjects.ts";
@@ -31,19 +34,55 @@ describe("the event mark", () => {
   const subject = "corral.evt.command.m-1";
   const body = encodeEvent(created({ kind: "command", id: "m-1" }));
 
-  it("is HMAC-SHA256 over subject, 0, prev, 0 and the body, as node:crypto computes it", () => {
+  it("is SHA-256 over key, a zero pad and the length-prefixed subject, prev and body, as node:crypto computes it", () => {
     const secret = Buffer.alloc(32, 7);
     const k = EventKey.fromBytes(secret);
-    const hmac = (b: Uint8Array) =>
-      createHmac("sha256", secret).update(subject).update("\u000042\u0000").update(b).digest();
-    const want = hmac(body);
-    assert.deepEqual(k.mac(subject, "42", body), want);
-    const mark = k.mark(subject, body, 42);
-    assert.equal(mark, `v1.${k.id}.42.${want.toString("base64url")}`);
+    const u16 = (n: number) => Buffer.from([n >> 8, n & 0xff]);
+    const u32 = (n: number) => {
+      const b = Buffer.alloc(4);
+      b.writeUInt32BE(n);
+      return b;
+    };
+    const u64 = (n: number) => {
+      const b = Buffer.alloc(8);
+      b.writeBigUInt64BE(BigInt(n));
+      return b;
+    };
+    const mac = (b: Uint8Array, prev = 42) =>
+      createHash("sha256")
+        .update(secret)
+        .update(Buffer.alloc(32))
+        .update(u16(subject.length))
+        .update(subject)
+        .update(u64(prev))
+        .update(u32(b.length))
+        .update(b)
+        .digest("base64url");
+    const want = mac(body);
+    assert.equal(k.mac(subject, 42, body), want);
+    assert.equal(k.mark(subject, body, 42), `v2.${k.id}.42.${want}`);
+    // Positions past 2^32 keep their high bits.
+    assert.equal(k.mac(subject, 2 ** 40 + 5, body), mac(body, 2 ** 40 + 5));
     // Also for a body larger than the reused buffer.
     const big = new Uint8Array(10_000).fill(3);
-    assert.deepEqual(k.mac(subject, "42", big), hmac(big));
-    assert.deepEqual(k.mac(subject, "42", body), want, "still right after the buffer grew");
+    assert.equal(k.mac(subject, 42, big), mac(big));
+    assert.equal(k.mac(subject, 42, body), want, "still right after the buffer grew");
+  });
+
+  it("is never made for a subject that is not ASCII, nor checked valid on one", () => {
+    const mark = key.mark(subject, body, 0);
+    const wide = `${subject.slice(0, -1)}\u0131`; // same low byte as "1"
+    assert.equal(key.mac(wide, 0, body), undefined);
+    assert.throws(() => key.mark(wide, body, 0), /cannot mark/);
+    assert.equal(key.check(wide, body, mark), "mismatch");
+  });
+
+  it("reads a v1 mark (HMAC-SHA256, before the one-call MAC) as malformed", () => {
+    const secret = Buffer.alloc(32, 9);
+    const k = EventKey.fromBytes(secret);
+    const hmac = createHmac("sha256", secret).update(subject).update("\u00000\u0000").update(body);
+    const v1 = `v1.${k.id}.0.${hmac.digest("base64url")}`;
+    assert.equal(k.check(subject, body, v1), "malformed");
   });
 
   it("holds for the exact subject, position and body it was made for, and names the position", () => {
@@ -86,7 +125,7 @@ describe("the event mark", () => {
     const mark = key.mark(subject, body, 0);
     assert.equal(key.check(subject, body, undefined), "missing");
     assert.equal(key.check(subject, body, ""), "missing");
-    assert.equal(key.check(subject, body, `v2${mark.slice(2)}`), "malformed");
+    assert.equal(key.check(subject, body, `v3${mark.slice(2)}`), "malformed");
     assert.equal(key.check(subject, body, mark.slice(0, -1)), "malformed");
     assert.equal(key.check(subject, body, mark.replace(".0.", ".00.")), "malformed");
     // One MAC, one spelling: the same bytes in another base64 form are refused.
@@ -165,7 +204,7 @@ describe("marks through the store, against a real nats-server", () => {
     const good = await writer.append(ref, [created(ref)], 0);
     const stored = await writer.jsm.streams.getMessage(writer.stream, { seq: good.lastSeq });
     const goodMark = stored?.header?.get(MARK_HEADER) ?? "";
-    assert.match(goodMark, new RegExp(`^v1\\.${key.id}\\.0\\.[A-Za-z0-9_-]{43}$`));
+    assert.match(goodMark, new RegExp(`^v2\\.${key.id}\\.0\\.[A-Za-z0-9_-]{43}$`));
 
     const sent = makeEvent(ref, "CommandSent", { attempt: 1 });
     const body = encodeEvent(sent);
@@ -217,6 +256,67 @@ describe("marks through the store, against a real nats-server", () => {
     assert.equal(seen.get(forged.badMac)?.unverified, true);
     reader.close();
     blind.close();
+  });
+
+  it("a long read checks marks off the main thread, and catches each forgery there too", async () => {
+    const nc = await t.connect("bulk");
+    const pub = new PipelinedPublisher(nc);
+    const ref: AggregateRef = { kind: "command", id: "bulk-1" };
+    const subject = eventSubject(ref);
+    const appendReal = async (n: number) => {
+      for (let i = 0; i < n; i++) {
+        const body = encodeEvent(makeEvent(ref, "CommandSent", { attempt: i + 1 }));
+        await pub.publish(subject, body, `bulk-${Math.random()}`, undefined, key.mark(subject, body, 0));
+      }
+    };
+    try {
+      await appendReal(INLINE_FIRST + 500);
+      const body = encodeEvent(makeEvent(ref, "CommandSent", { attempt: 9_999 }));
+      const realMark = key.mark(subject, body, 0);
+      const forged = {
+        unmarked: await publish(subject, body),
+        badMac: await publish(subject, body, `${realMark.slice(0, -43)}${"A".repeat(43)}`),
+        otherKey: await publish(subject, body, EventKey.generate().mark(subject, body, 0)),
+        moved: await publish(subject, body, key.mark(`${subject}x`, body, 0)),
+        altered: await publish(
+          subject,
+          Uint8Array.from(body, (b, i) => (i === 9 ? b ^ 1 : b)),
+          realMark,
+        ),
+      };
+      // A real mark naming another position is read with that position (the actor host checks it).
+      const otherPrev = await publish(subject, body, key.mark(subject, body, 1));
+      await appendReal(500);
+
+      const reader = await EventStore.open(nc, { integrity: { key } });
+      const before = MarkChecker.of(key).checkedOffThread;
+      const records = await readAll(reader, subject);
+      reader.close();
+      assert.equal(records.length, INLINE_FIRST + 1006);
+      assert.ok(
+        (records[INLINE_FIRST]?.seq ?? 0) < forged.unmarked,
+        "the forgeries come after the inline part",
+      );
+      assert.ok(
+        MarkChecker.of(key).checkedOffThread - before >= 1000,
+        "the marks past the first few thousand were checked by the worker",
+      );
+      const forgedSeqs = new Set(Object.values(forged));
+      for (const r of records) {
+        if (forgedSeqs.has(r.seq)) {
+          assert.equal(r.error?.reason, "forged", `seq ${r.seq} is forged`);
+          assert.equal(r.event, undefined);
+        } else {
+          assert.equal(r.event?.type, "CommandSent", `seq ${r.seq} reads as itself`);
+          assert.equal(r.prev, r.seq === otherPrev ? 1 : 0);
+        }
+      }
+      const bySeq = new Map(records.map((r) => [r.seq, r]));
+      assert.match(bySeq.get(forged.otherKey)?.error?.message ?? "", /another key/);
+      assert.match(bySeq.get(forged.altered)?.error?.message ?? "", /does not match/);
+    } finally {
+      pub.close();
+    }
   });
 
   it("finds the mark in the raw header block exactly as the client's own parser does", async () => {

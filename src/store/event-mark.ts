@@ -2,55 +2,68 @@ import { createHash, hash, randomBytes } from "node:crypto";
 
 /**
  * The mark a corral writer puts on every event it appends (ARCHITECTURE.md, "Event marks"):
- * `Corral-Mark: v1.<key id>.<prev>.<HMAC-SHA256 base64url>`, the HMAC over the subject, a zero
- * byte, `prev` (decimal), a zero byte and the exact msgpack body. `prev` is the stream sequence of
- * the subject's message before this one, as the writer appended it (its expected last sequence):
- * a copy of the event stored anywhere later claims a position it is not at. A reader holding the
- * key knows the event came from a corral writer, for this aggregate, after `prev`; one without
- * the key can only tell a marked event from an unmarked one.
+ * `Corral-Mark: v2.<key id>.<prev>.<MAC base64url>`, the MAC a keyed SHA-256 over the subject,
+ * `prev` and the exact msgpack body, encoded prefix-free (see EventKey). `prev` is the stream
+ * sequence of the subject's message before this one, as the writer appended it (its expected last
+ * sequence): a copy of the event stored anywhere later claims a position it is not at. A reader
+ * holding the key knows the event came from a corral writer, for this aggregate, after `prev`; one
+ * without the key can only tell a marked event from an unmarked one. v1 marks (HMAC-SHA256) read
+ * as malformed, hence forged.
  */
 export const MARK_HEADER = "Corral-Mark";
 
-const VERSION = "v1";
+const VERSION = "v2";
 const KEY_BYTES = 32;
-const BLOCK = 64; // SHA-256 block size
+/** SHA-256's block: the key fills the first one of every MAC input. */
+export const KEY_BLOCK = 64;
+const BLOCK = KEY_BLOCK;
+/** Bytes before the subject, between subject and body: u16 subject length; u64 prev, u32 body length. */
+const HEAD = 2;
+const MIDDLE = 12;
 /**
- * `v1.<8 hex>.<prev>.<32 bytes in unpadded base64url>`, canonical only: one spelling per mark
- * (Node's decoder would also take `+/`, padding, or other low bits in the last character).
+ * `v2.<8 hex>.<prev>.<32 bytes in unpadded base64url>`, canonical only: one spelling per mark
+ * (Node's decoder would also take `+/`, padding, or other low bits in the last character). Checked
+ * by `parseMark` in one pass: a regular expression here cost as much as a third of the MAC.
  */
-const CANONICAL = /^v1\.[0-9a-f]{8}\.(0|[1-9][0-9]{0,15})\.[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/;
-const MAC_CHARS = 43;
-
-/** base64url character code → its 6-bit value (the shape check admits no other characters). */
-const B64URL = new Uint8Array(128);
-for (const [i, c] of [..."ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"].entries()) {
-  B64URL[c.charCodeAt(0)] = i;
+const PREFIX = "v2.";
+const ID_CHARS = 8;
+const MAX_PREV_DIGITS = 16;
+/** Character code → 1 for a lowercase hex digit, 2 for base64url, 4 for a last MAC character (low bits 0). */
+const CLASS = new Uint8Array(128);
+for (const [chars, bit] of [
+  ["0123456789abcdef", 1],
+  ["ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", 2],
+  ["AEIMQUYcgkosw048", 4],
+] as const) {
+  for (const c of chars) CLASS[c.charCodeAt(0)] = (CLASS[c.charCodeAt(0)] ?? 0) | bit;
 }
+/** The CLASS bits of the character at `i` (0 past the end or outside ASCII). */
+const classAt = (s: string, i: number): number => CLASS[s.charCodeAt(i)] ?? 0;
+/** A MAC in base64url: 32 bytes, unpadded. */
+export const MAC_CHARS = 43;
 
 /** What a reader learns from a message's mark. */
 export type MarkCheck = "valid" | "missing" | "malformed" | "other-key" | "mismatch";
 
 /**
- * A writer key. HMAC-SHA256 as in RFC 2104, with the pads precomputed and two one-shot hashes
- * over a reused buffer: createHmac per message costs ~3x as much (an object and several native
- * calls each), which a rebuild of the whole stream would feel.
+ * A writer key. The MAC is one SHA-256 call over `key ‖ 0^32 ‖ u16 |subject| ‖ subject ‖ u64 prev ‖
+ * u32 |body| ‖ body` (big-endian), returned as base64url: one native call instead of HMAC's two,
+ * and a string out instead of a Buffer (each native call and each Buffer made costs more than the
+ * ~300 bytes hashed). A secret prefix is sound here because no encoded input is a prefix of another
+ * (the lengths come first), so SHA-256's length extension has nothing to extend; the argument is in
+ * ARCHITECTURE.md, "Event marks".
  */
 export class EventKey {
   /** Names the key in each mark (not secret): a mark from another key is told apart from a bad one. */
   readonly id: string;
-  private readonly outer: Buffer;
-  private scratch: Buffer;
+  /** The first block holds the key; the rest is rewritten per MAC. */
+  private scratch: Uint8Array;
 
   private constructor(key: Uint8Array) {
     if (key.length !== KEY_BYTES) throw new Error(`an event key is ${KEY_BYTES} bytes, got ${key.length}`);
     this.id = createHash("sha256").update("corral event key id\0").update(key).digest("hex").slice(0, 8);
-    this.scratch = Buffer.alloc(BLOCK + 4096);
-    this.outer = Buffer.alloc(BLOCK + 32);
-    for (let i = 0; i < BLOCK; i++) {
-      const k = key[i] ?? 0;
-      this.scratch[i] = k ^ 0x36;
-      this.outer[i] = k ^ 0x5c;
-    }
+    this.scratch = new Uint8Array(BLOCK + 4096);
+    this.scratch.set(key, 0);
   }
 
   static generate(): EventKey {
@@ -61,68 +74,142 @@ export class EventKey {
     return new EventKey(key);
   }
 
-  /** The raw HMAC of (subject, 0, prev, 0, body). */
-  mac(subject: string, prev: string, body: Uint8Array): Buffer {
-    const need = BLOCK + subject.length + prev.length + 2 + body.length;
-    if (need > this.scratch.length) {
-      const grown = Buffer.alloc(Math.max(need, this.scratch.length * 2));
-      this.scratch.copy(grown, 0, 0, BLOCK);
+  /**
+   * The MAC of (subject, prev, body) in base64url (43 characters); undefined when the subject is
+   * not ASCII (corral never writes one: src/store/subjects.ts) or prev is out of range.
+   */
+  mac(subject: string, prev: number, body: Uint8Array): string | undefined {
+    const n = BLOCK + markInputLength(subject, body);
+    if (n > this.scratch.length) {
+      const grown = new Uint8Array(Math.max(n, this.scratch.length * 2));
+      grown.set(this.scratch.subarray(0, BLOCK));
       this.scratch = grown;
     }
-    // Plain JS loops and TypedArray.set rather than Buffer.write/copy: each native call costs more
-    // than the bytes it moves here. Subjects are ASCII (src/store/subjects.ts); a stray wider
-    // character still changes the bytes hashed (low byte), so it can only fail a check.
-    const scratch = this.scratch;
-    let n = BLOCK;
-    for (let i = 0; i < subject.length; i++) scratch[n++] = subject.charCodeAt(i);
-    scratch[n++] = 0;
-    for (let i = 0; i < prev.length; i++) scratch[n++] = prev.charCodeAt(i);
-    scratch[n++] = 0;
-    scratch.set(body, n);
-    n += body.length;
-    this.outer.set(hash("sha256", scratch.subarray(0, n), "buffer"), BLOCK);
-    return hash("sha256", this.outer, "buffer");
+    if (writeMarkInput(this.scratch, BLOCK, subject, prev, body) < 0) return undefined;
+    return hash("sha256", this.scratch.subarray(0, n), "base64url");
+  }
+
+  /** The key block every MAC input starts with, for src/store/mark-worker.mjs (never logged). */
+  keyBlock(): Uint8Array {
+    return this.scratch.slice(0, BLOCK);
   }
 
   /** The header value for an event stored on `subject` right after sequence `prev`, with these bytes. */
   mark(subject: string, body: Uint8Array, prev: number): string {
-    const p = String(prev);
-    return `${VERSION}.${this.id}.${p}.${this.mac(subject, p, body).toString("base64url")}`;
+    const mac = this.mac(subject, prev, body);
+    if (mac === undefined) throw new TypeError(`cannot mark ${JSON.stringify(subject)} after ${prev}`);
+    return `${VERSION}.${this.id}.${prev}.${mac}`;
   }
 
   check(subject: string, body: Uint8Array, mark: string | undefined): MarkCheck {
-    const shape = markShape(mark);
-    if (shape !== "valid") return shape;
-    const m = mark as string;
-    if (m.slice(3, 11) !== this.id) return "other-key";
-    const macAt = m.length - MAC_CHARS;
-    // The given MAC decoded and compared in JS, in constant time: no native call beyond the hashes.
-    const want = this.mac(subject, m.slice(12, macAt - 1), body);
+    const verdict = this.verify(subject, body, mark);
+    return typeof verdict === "number" ? "valid" : verdict;
+  }
+
+  /** As `check`, but a valid mark answers the sequence it says its event follows. */
+  verify(subject: string, body: Uint8Array, mark: string | undefined): number | Exclude<MarkCheck, "valid"> {
+    if (!mark) return "missing";
+    const prev = this.precheck(mark);
+    if (typeof prev !== "number") return prev;
+    const want = this.mac(subject, prev, body);
+    if (want?.length !== MAC_CHARS) return "mismatch";
+    // Compared in constant time (no early exit), on the base64url text: no decoding needed.
+    const macAt = mark.length - MAC_CHARS;
     let diff = 0;
-    let bits = 0;
-    let acc = 0;
-    let at = 0;
-    for (let i = macAt; i < m.length; i++) {
-      acc = (acc << 6) | (B64URL[m.charCodeAt(i)] as number);
-      bits += 6;
-      if (bits >= 8) {
-        bits -= 8;
-        diff |= ((acc >> bits) & 0xff) ^ (want[at++] as number);
-      }
+    for (let i = 0; i < MAC_CHARS; i++) diff |= mark.charCodeAt(macAt + i) ^ want.charCodeAt(i);
+    return diff === 0 ? prev : "mismatch";
+  }
+
+  /**
+   * All that can be told of a mark before hashing: the `prev` of a well-shaped mark made with this
+   * key, or why it is not one (src/store/mark-batch.ts then hashes off the main thread).
+   */
+  precheck(mark: string | undefined): number | "missing" | "malformed" | "other-key" {
+    if (!mark) return "missing";
+    const prev = parseMark(mark);
+    if (prev < 0) return "malformed";
+    const id = this.id;
+    for (let i = 0; i < ID_CHARS; i++) {
+      if (mark.charCodeAt(PREFIX.length + i) !== id.charCodeAt(i)) return "other-key";
     }
-    return diff === 0 && at === 32 ? "valid" : "mismatch";
+    return prev;
   }
 }
 
-/** The sequence a (well-shaped) mark says its event was appended after. */
+/** Bytes `writeMarkInput` writes for this subject and body. */
+export function markInputLength(subject: string, body: Uint8Array): number {
+  return HEAD + subject.length + MIDDLE + body.length;
+}
+
+/**
+ * Writes `u16 |subject| ‖ subject ‖ u64 prev ‖ u32 |body| ‖ body` (big-endian) at `at`, the input
+ * a MAC is taken over after the key block. Plain JS stores rather than Buffer.write/copy: each
+ * native call costs more than the bytes it moves here. Returns the end, or -1 (nothing to MAC)
+ * for a subject that is not ASCII or too long, or a prev that is not a safe non-negative integer.
+ */
+export function writeMarkInput(
+  s: Uint8Array,
+  at: number,
+  subject: string,
+  prev: number,
+  body: Uint8Array,
+): number {
+  if (!Number.isSafeInteger(prev) || prev < 0 || subject.length > 0xffff) return -1;
+  s[at++] = subject.length >>> 8;
+  s[at++] = subject.length & 0xff;
+  let wide = 0;
+  for (let i = 0; i < subject.length; i++) {
+    const c = subject.charCodeAt(i);
+    wide |= c;
+    s[at++] = c;
+  }
+  if (wide > 0x7f) return -1;
+  const hi = Math.floor(prev / 0x1_0000_0000);
+  const lo = prev >>> 0;
+  s[at++] = hi >>> 24;
+  s[at++] = (hi >>> 16) & 0xff;
+  s[at++] = (hi >>> 8) & 0xff;
+  s[at++] = hi & 0xff;
+  s[at++] = lo >>> 24;
+  s[at++] = (lo >>> 16) & 0xff;
+  s[at++] = (lo >>> 8) & 0xff;
+  s[at++] = lo & 0xff;
+  const len = body.length;
+  s[at++] = len >>> 24;
+  s[at++] = (len >>> 16) & 0xff;
+  s[at++] = (len >>> 8) & 0xff;
+  s[at++] = len & 0xff;
+  s.set(body, at);
+  return at + len;
+}
+
+/** The sequence a (well-shaped) mark says its event was appended after; -1 when it is not one. */
 export function markedPrev(mark: string): number {
-  return Number(mark.slice(12, mark.length - MAC_CHARS - 1));
+  return parseMark(mark);
 }
 
 /** What can be said without the key: "valid" only means "shaped like a mark". */
 export function markShape(mark: string | undefined): "valid" | "missing" | "malformed" {
   if (!mark) return "missing";
-  return CANONICAL.test(mark) ? "valid" : "malformed";
+  return parseMark(mark) >= 0 ? "valid" : "malformed";
+}
+
+/** The `prev` of a canonical mark, or -1 when `mark` is not one (see PREFIX). */
+function parseMark(mark: string): number {
+  const n = mark.length;
+  if (n < PREFIX.length + ID_CHARS + 3 + MAC_CHARS || !mark.startsWith(PREFIX)) return -1;
+  let at = PREFIX.length;
+  for (const end = at + ID_CHARS; at < end; at++) if (!(classAt(mark, at) & 1)) return -1;
+  if (mark.charCodeAt(at++) !== 46 /* . */) return -1;
+  const digitsAt = at;
+  let prev = 0;
+  for (let c = mark.charCodeAt(at); c >= 48 && c <= 57; c = mark.charCodeAt(++at))
+    prev = prev * 10 + (c - 48);
+  const digits = at - digitsAt;
+  if (digits === 0 || digits > MAX_PREV_DIGITS || (digits > 1 && mark.charCodeAt(digitsAt) === 48)) return -1;
+  if (mark.charCodeAt(at++) !== 46 || n - at !== MAC_CHARS) return -1;
+  for (; at < n - 1; at++) if (!(classAt(mark, at) & 2)) return -1;
+  return classAt(mark, at) & 4 ? prev : -1;
 }
 
 /** Why a record is treated as forged, in words (for logs, `events tail` and `events show`). */

@@ -13,6 +13,7 @@ import { type AggregateRef, checkRef, type Envelope, refKey } from "../events/en
 import { ConcurrencyError } from "./errors.ts";
 import { type EventKey, MARK_HEADER } from "./event-mark.ts";
 import { type Integrity, integrityOf, type Verifier, verifierOf } from "./integrity.ts";
+import { MarkChecker } from "./mark-batch.ts";
 import { PipelinedPublisher, type PublisherOptions, WrongLastSequence } from "./publisher.ts";
 import { type DropHook, type RangeOptions, type RangeStats, readRange } from "./reader.ts";
 import { type StoredRecord, toRecord } from "./records.ts";
@@ -147,7 +148,15 @@ export class EventStore {
 
   /** Reads a bounded range in batches (see readRange); ends when caught up or at `toSeq`. */
   read(opts: RangeOptions = {}, stats?: RangeStats, dropHook?: DropHook): AsyncGenerator<StoredRecord[]> {
-    return readRange(this.nc, this.jsm, this.stream, { verify: this.verify, ...opts }, stats, dropHook);
+    const offThread = this.key && { key: this.key, checker: MarkChecker.of(this.key) };
+    return readRange(
+      this.nc,
+      this.jsm,
+      this.stream,
+      { verify: this.verify, offThread, ...opts },
+      stats,
+      dropHook,
+    );
   }
 
   /** Follows the stream live (an ordered consumer: it survives reconnects and never skips). */

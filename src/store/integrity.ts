@@ -1,5 +1,5 @@
 import type { NatsConnection } from "@nats-io/nats-core";
-import { describeMark, type EventKey, type MarkCheck, markedPrev, markShape } from "./event-mark.ts";
+import { describeMark, type EventKey, type MarkCheck, markShape } from "./event-mark.ts";
 
 /**
  * How a store treats marks (ARCHITECTURE.md, "Event marks"):
@@ -29,8 +29,8 @@ export function verifierOf(integrity: Integrity): Verifier | undefined {
   }
   const { key } = integrity;
   return (subject, data, mark) => {
-    const check = key.check(subject, data, mark);
-    return check === "valid" ? markedPrev(mark as string) : { check, detail: describeMark(check, mark) };
+    const verdict = key.verify(subject, data, mark);
+    return typeof verdict === "number" ? verdict : { check: verdict, detail: describeMark(verdict, mark) };
   };
 }
 

@@ -2,7 +2,8 @@ import { AckPolicy, DeliverPolicy, type JetStreamManager } from "@nats-io/jetstr
 import { type Msg, type NatsConnection, nanos, nuid, type Subscription } from "@nats-io/nats-core";
 import type { Verifier } from "./integrity.ts";
 import { markOf } from "./mark-header.ts";
-import { type StoredRecord, toRecord } from "./records.ts";
+import { type OffThread, RecordBatches } from "./record-batches.ts";
+import type { StoredRecord } from "./records.ts";
 import { ALL_EVENTS } from "./subjects.ts";
 
 export interface RangeOptions {
@@ -20,6 +21,8 @@ export interface RangeOptions {
   stallMs?: number;
   /** Checks each message's mark (the store passes its own; see integrity.ts). */
   verify?: Verifier;
+  /** With a key: a long read's marks are hashed off the main thread (record-batches.ts). */
+  offThread?: OffThread;
 }
 
 export interface RangeStats {
@@ -59,7 +62,9 @@ export async function* readRange(
   const toSeq = Math.min(opts.toSeq ?? last, last);
   if (toSeq === 0 || (opts.fromSeq !== undefined && opts.fromSeq > toSeq)) return;
 
-  let buffer: StoredRecord[] = [];
+  // Filled as messages arrive; sealed (its marks checked) before it is handed on, in order.
+  const batches = new RecordBatches(verify, opts.offThread);
+  const sealed: Promise<StoredRecord[]>[] = [];
   let wake: (() => void) | undefined;
   let failure: Error | undefined;
   let done = false;
@@ -122,13 +127,12 @@ export async function* readRange(
     }
     lastSeq = sseq;
     stats.messages++;
-    buffer.push(
-      verify
-        ? toRecord(sseq, msg.subject, time, msg.data, verify, markOf(msg))
-        : toRecord(sseq, msg.subject, time, msg.data),
-    );
+    batches.add(sseq, msg.subject, time, msg.data, verify ? markOf(msg) : undefined);
     if (sseq === toSeq) finish();
-    else if (buffer.length >= batch) notify();
+    else if (batches.size >= batch) {
+      sealed.push(batches.seal());
+      notify();
+    }
   };
 
   const start = async (from: { seq?: number; time?: Date }) => {
@@ -196,9 +200,10 @@ export async function* readRange(
   try {
     await start(opts.fromTime ? { time: opts.fromTime } : { seq: opts.fromSeq ?? 1 });
     while (true) {
-      if (buffer.length > 0) {
-        const out = buffer;
-        buffer = [];
+      if (sealed.length === 0 && batches.size > 0) sealed.push(batches.seal());
+      const next = sealed.shift();
+      if (next) {
+        const out = await next;
         yielded += out.length;
         lastProgress = Date.now(); // a slow caller is not a stalled server
         if (!done) pull();

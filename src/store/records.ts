@@ -1,7 +1,7 @@
 import { decodeEvent } from "../codec/msgpack.ts";
 import type { CorralEvent } from "../events/catalogue.ts";
 import { DecodeError, ForgedEventError } from "../events/errors.ts";
-import type { Verifier } from "./integrity.ts";
+import type { Verdict, Verifier } from "./integrity.ts";
 
 /**
  * One stream message as a reader sees it: the decoded event, or the typed reason it is unreadable
@@ -50,6 +50,17 @@ export function toRecord(
   const verdict = verify(subject, data, mark);
   if (typeof verdict === "number") return { seq, subject, time, event, prev: verdict };
   if (verdict === "unverified") return { seq, subject, time, event, unverified: true };
+  return forgedRecord(seq, subject, time, event, verdict);
+}
+
+/** The record of a decodable message whose mark is not valid. */
+export function forgedRecord(
+  seq: number,
+  subject: string,
+  time: number,
+  event: CorralEvent,
+  verdict: Exclude<Verdict, number | "unverified">,
+): StoredRecord {
   // `type` is what the body claims, for display and `tail -t` only.
   const error = new ForgedEventError(verdict.check, verdict.detail, event.type, { seq, subject });
   return { seq, subject, time, error };

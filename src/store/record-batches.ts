@@ -1,0 +1,86 @@
+import { describeMark, type EventKey } from "./event-mark.ts";
+import type { Verifier } from "./integrity.ts";
+import type { MarkBatch, MarkChecker } from "./mark-batch.ts";
+import { forgedRecord, type StoredRecord, toRecord } from "./records.ts";
+
+/** Messages of a read checked on the main thread before its checks move to the worker. */
+export const INLINE_FIRST = 4_000;
+
+const MISMATCH = { check: "mismatch", detail: describeMark("mismatch", undefined) } as const;
+
+/** A writer key and its worker, for reads long enough to check marks off the main thread. */
+export interface OffThread {
+  key: EventKey;
+  checker: MarkChecker;
+}
+
+/**
+ * The records of one read, collected into batches, each handed on only once every mark in it has
+ * been checked. The first messages of a read are checked inline (a small read never waits for a
+ * worker); after that, with a key, the hashing of a batch moves to a worker (mark-batch.ts) while
+ * the main thread decodes the next one.
+ */
+export class RecordBatches {
+  private records: StoredRecord[] = [];
+  /** Indexes in `records` whose marks are staged in `marks`, in staging order. */
+  private staged: number[] = [];
+  private marks: MarkBatch | undefined;
+  private seen = 0;
+
+  constructor(
+    private readonly verify: Verifier | undefined,
+    private readonly offThread?: OffThread,
+  ) {}
+
+  get size(): number {
+    return this.records.length;
+  }
+
+  add(seq: number, subject: string, time: number, data: Uint8Array, mark: string | undefined): void {
+    const off = this.offThread;
+    if (!off || this.seen++ < INLINE_FIRST) {
+      this.records.push(toRecord(seq, subject, time, data, this.verify, mark));
+      return;
+    }
+    const record = toRecord(seq, subject, time, data);
+    if (record.error) {
+      this.records.push(record); // undecodable stays undecodable, marked or not
+      return;
+    }
+    const { event } = record;
+    const prev = off.key.precheck(mark);
+    if (typeof prev !== "number") {
+      this.records.push(
+        forgedRecord(seq, subject, time, event, { check: prev, detail: describeMark(prev, mark) }),
+      );
+      return;
+    }
+    this.marks ??= off.checker.batch();
+    if (!mark || !this.marks.add(subject, prev, data, mark)) {
+      this.records.push(forgedRecord(seq, subject, time, event, MISMATCH));
+      return;
+    }
+    this.staged.push(this.records.length);
+    this.records.push({ seq, subject, time, event, prev });
+  }
+
+  /** The records so far, once their marks are checked; the next add starts a new batch. */
+  seal(): Promise<StoredRecord[]> {
+    const records = this.records;
+    const staged = this.staged;
+    const marks = this.marks;
+    this.records = [];
+    this.staged = [];
+    this.marks = undefined;
+    if (!marks || !this.offThread) return Promise.resolve(records);
+    return this.offThread.checker.check(marks).then((valid) => {
+      for (let k = 0; k < staged.length; k++) {
+        if (valid[k] === 1) continue;
+        const i = staged[k] as number;
+        const r = records[i];
+        if (r?.event) records[i] = forgedRecord(r.seq, r.subject, r.time, r.event, MISMATCH);
+      }
+      return records;
+    });
+  }
+}
