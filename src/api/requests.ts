@@ -32,6 +32,7 @@ export const downRequest = z.object({ instance: z.string().min(1).max(64) }).str
 /** A command id a client picks (to subscribe to its output first): a lowercase UUID. */
 export const COMMAND_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const argText = z.string().max(16 * 1024);
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,255}$/;
 /** Run a command in the leased agent (agentd's exec); the whole body stays under the API's cap. */
 export const execRequest = z
   .object({
@@ -42,8 +43,18 @@ export const execRequest = z
     cwd: z.string().min(1).max(4096).optional(),
     /** Added to agentd's environment. Stored on the event stream as given: no secrets here. */
     env: z
-      .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,255}$/, "an environment variable name"), argText)
-      .refine((e) => Object.keys(e).length <= 256, "at most 256 variables")
+      .record(z.string(), argText)
+      .superRefine((e, ctx) => {
+        const names = Object.keys(e);
+        if (names.length > 256) ctx.addIssue({ code: "custom", message: "at most 256 variables" });
+        const bad = names.find((n) => !ENV_NAME.test(n));
+        if (bad !== undefined) {
+          ctx.addIssue({
+            code: "custom",
+            message: `${JSON.stringify(bad.slice(0, 64))} is not a variable name`,
+          });
+        }
+      })
       .optional(),
     /** Written to the command's stdin (UTF-8), which is then closed. */
     stdin: z.string().optional(),

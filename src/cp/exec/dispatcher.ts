@@ -128,7 +128,7 @@ export class ExecDispatcher {
             type: "CommandCompleted",
             data: { result: { exitCode: r.exitCode, durationMs: r.durationMs, truncated: r.truncated } },
           }
-        : { type: "CommandFailed", data: { error: r.message || r.code, code: r.code } };
+        : { type: "CommandFailed", data: { error: failure(c, r), code: r.code } };
     const offer = await this.record(c, input);
     // Refused: the aggregate ended otherwise (its deadline passed first); that outcome stands.
     if (!offer?.accepted) this.results.delete(c.id);
@@ -147,4 +147,11 @@ export class ExecDispatcher {
       return undefined;
     }
   }
+}
+
+/** What CommandFailed stores: agentd's message, and for a timeout the time it was given. */
+function failure(c: QueuedCommand, r: ErrorMsg): string {
+  if (r.code === "timeout" && c.msg?.timeoutMs)
+    return `timed out after ${c.msg.timeoutMs} ms; agentd stopped it`;
+  return r.message || r.code;
 }
