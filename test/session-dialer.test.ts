@@ -213,4 +213,29 @@ describe("session dialer", () => {
     );
     await sessions.close();
   });
+
+  it("ping/pong keeps a session up; one whose pong does not come is broken (keepalive_timeout) and dialled again", async () => {
+    const id = await w.newAgent();
+    const peer = await w.peerFor(id);
+    const sessions = w.sessions({
+      options: {
+        keepalive: { pingMs: 20, pongTimeoutMs: 300 },
+        redialDelayMs: 10,
+        handshakeTimeoutMs: 5_000,
+      },
+    });
+    let ready = 0;
+    sessions.onReady(() => {
+      ready++;
+    });
+    sessions.dial(id, 1);
+    await until("ready", () => ready === 1);
+    await until("pings answered", () => (peer.received[0]?.filter((m) => m.t === "ping").length ?? 0) >= 5);
+    assert.deepEqual(await w.typesOf(session(id)), ["SessionConnecting", "SessionConnected"]);
+    peer.sockets[0]!.pause(); // agentd stops reading: no more pongs
+    await until("re-dialled", () => ready === 2);
+    const broken = (await w.eventsOf(session(id))).find((e) => e.type === "SessionBroken");
+    assert.equal(broken?.data.reason, "keepalive_timeout");
+    await sessions.close();
+  });
 });

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
 import type { Sessions } from "../src/cp/session/dialer.ts";
+import { LiveRegistry } from "../src/cp/session/live-registry.ts";
 import { type IssuedCert, loadOrCreateCa } from "../src/identity/ca.ts";
 import { agentUri, canonicalAgentName } from "../src/identity/names.ts";
 import type { TestPeer } from "./helpers/session-peer.ts";
@@ -154,5 +155,28 @@ describe("register cross-checks: the forged-identity table", () => {
     const cert = await w.ca.issueAgent({ poolId: "p", agentId: id });
     const peer = await w.peerFor(id, { cert, poolId: "" });
     await refused(id, peer, "bad_register");
+  });
+
+  it("a peer that never sends register → register_timeout", async () => {
+    const id = await w.newAgent();
+    const peer = await w.peerFor(id, { stallRegister: true });
+    const impatient = w.sessions({ options: { registerTimeoutMs: 100, handshakeTimeoutMs: 5_000 } });
+    impatient.dial(id, 1);
+    await until("untrusted", async () => (await w.typesOf(agent(id))).includes("AgentUntrusted"));
+    const untrusted = (await w.eventsOf(agent(id))).find((e) => e.type === "AgentUntrusted");
+    assert.equal(untrusted?.data.reason, "register_timeout");
+    assert.deepEqual(
+      peer.received[0]?.map((m) => m.t),
+      ["hello", "register-required", "refused"],
+    );
+  });
+
+  it("the registry the dialer reads is what a rebuild from the stream gives", async () => {
+    const rebuilt = new LiveRegistry();
+    await rebuilt.rebuild(w.store);
+    const ids = [...Array(40).keys()].map((i) => `agent-${i}`);
+    for (const id of ids) assert.deepEqual(rebuilt.registrationOf(id), w.registry.registrationOf(id), id);
+    assert.ok(ids.some((id) => w.registry.registrationOf(id)?.state === "registered"));
+    assert.ok(ids.some((id) => w.registry.registrationOf(id)?.state === "untrusted"));
   });
 });

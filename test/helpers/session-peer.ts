@@ -2,7 +2,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { createServer, type TLSSocket } from "node:tls";
 import { Agentd } from "../../src/agentd/agentd.ts";
-import { FrameDecoder } from "../../src/agentd/frames.ts";
+import { encodeFrame, FrameDecoder } from "../../src/agentd/frames.ts";
 import { parseToAgent, type ToAgent } from "../../src/agentd/protocol.ts";
 import { agentdServerOptions, checkControlPlanePeer } from "../../src/identity/tls.ts";
 import { onTeardown, tempDir } from "./teardown.ts";
@@ -31,6 +31,8 @@ export interface PeerOptions {
   /** What agentd says it is (hello-ack, register). */
   poolId: string;
   agentId: string;
+  /** Answer hello only, never register-required (a peer that stalls the registration). */
+  stallRegister?: boolean;
 }
 
 export async function startPeer(opts: PeerOptions): Promise<TestPeer> {
@@ -60,7 +62,8 @@ export async function startPeer(opts: PeerOptions): Promise<TestPeer> {
         if (parsed.ok) log.push(parsed.msg);
       }
     });
-    agentd.handle(socket);
+    if (opts.stallRegister) answerHelloOnly(socket, opts);
+    else agentd.handle(socket);
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const port = (server.address() as { port: number }).port;
@@ -79,4 +82,17 @@ export async function startPeer(opts: PeerOptions): Promise<TestPeer> {
     },
     close,
   };
+}
+
+function answerHelloOnly(socket: TLSSocket, opts: PeerOptions): void {
+  const decoder = new FrameDecoder();
+  socket.on("data", (chunk: Buffer) => {
+    for (const frame of decoder.push(chunk).frames) {
+      const parsed = parseToAgent(frame);
+      if (!parsed.ok || parsed.msg.t !== "hello") continue;
+      const { agentId, poolId } = opts;
+      const ack = { t: "hello-ack", agentId, poolId, initDone: [], commandRunning: false, commandStarts: 0 };
+      socket.write(encodeFrame(ack));
+    }
+  });
 }
