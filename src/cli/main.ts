@@ -4,6 +4,7 @@ import type { AggregateFilter, Since } from "./args.ts";
 import { execCommand } from "./exec.ts";
 import { CliError, EXIT } from "./exit.ts";
 import { listEveryCommand } from "./help.ts";
+import { historyCommands } from "./history/commands.ts";
 import { loadParsers, NeedParsers, parser } from "./lazy-parsers.ts";
 import { natsAuthFlags } from "./nats-flags.ts";
 import { stdout } from "./output.ts";
@@ -198,6 +199,7 @@ export function buildProgram(): Command {
   listEveryCommand(program);
   eventsCommand(program);
   worldviewCommand(program);
+  historyCommands(program); // replay, diff, timeline, trace: debugging from the stream
   daemonCommands(program);
   poolCommands(program); // acquire, release, renew, status, pool close: clients of the daemon API
   execCommand(program); // exec: a command in a leased agent

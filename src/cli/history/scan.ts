@@ -1,0 +1,44 @@
+import type { EventStore } from "../../store/event-store.ts";
+import type { StoredRecord } from "../../store/records.ts";
+import { progress } from "../progress.ts";
+
+export interface ScanOptions {
+  /** One aggregate's subject, one kind's, or (default) every event. */
+  filter?: string;
+  fromSeq?: number;
+  fromTime?: Date;
+  /** The last sequence to read (inclusive). */
+  toSeq: number;
+  /** `--json` output: no progress line, whatever stderr is. */
+  json: boolean;
+}
+
+/**
+ * Reads a bounded range record by record, with the progress line (progress.ts) on a terminal.
+ * Every history command reads through here, so each one shows progress alike.
+ */
+export async function scan(
+  store: EventStore,
+  opts: ScanOptions,
+  onRecord: (r: StoredRecord) => void,
+): Promise<number> {
+  if (opts.toSeq < 1) return 0;
+  const shown = progress({ fromSeq: opts.fromSeq ?? 1, toSeq: opts.toSeq, json: opts.json });
+  let n = 0;
+  try {
+    const range = { filter: opts.filter, toSeq: opts.toSeq };
+    const from = opts.fromTime ? { fromTime: opts.fromTime } : { fromSeq: opts.fromSeq ?? 1 };
+    for await (const batch of store.read({ ...range, ...from })) {
+      for (const r of batch) {
+        if (r.seq > opts.toSeq) continue;
+        onRecord(r);
+      }
+      n += batch.length;
+      const last = batch.at(-1);
+      if (last) shown.add(batch.length, last.seq);
+    }
+  } finally {
+    shown.done();
+  }
+  return n;
+}
