@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import tls from "node:tls";
 import { Agentd } from "../../src/agentd/agentd.ts";
-import { PROTOCOL_VERSION } from "../../src/agentd/protocol.ts";
+import { type DoneMsg, type ErrorMsg, PROTOCOL_VERSION } from "../../src/agentd/protocol.ts";
 import type { ExecSession, ExecSessions } from "../../src/cp/exec/session-port.ts";
 import { TimerScheduler } from "../../src/cp/scheduler.ts";
 import { KEEPALIVE, LiveSession } from "../../src/cp/session/agent-session.ts";
@@ -91,8 +91,12 @@ export async function startAgentd(poolId: string, agentId: string): Promise<Agen
   return { agentId, agentd, home, connect };
 }
 
-/** The part of the control plane's Sessions exec uses, over sessions the test opens and drops. */
+/**
+ * The part of the control plane's Sessions exec uses, over sessions the test opens and drops.
+ * Every frame that ended a command on them is kept in `results`, as agentd sent it.
+ */
 export class TestSessions implements ExecSessions {
+  readonly results: (DoneMsg | ErrorMsg)[] = [];
   private readonly live = new Map<string, ExecSession>();
   private readonly listeners: ((s: ExecSession) => void)[] = [];
 
@@ -106,10 +110,19 @@ export class TestSessions implements ExecSessions {
 
   /** A session became ready (as Sessions does after register / welcome). */
   ready(session: LiveSession): void {
-    this.live.set(session.agentId, session);
+    const seen: ExecSession = {
+      agentId: session.agentId,
+      run: async (msg, on) => {
+        const result = await session.run(msg, on);
+        this.results.push(result);
+        return result;
+      },
+      cancel: (id) => session.cancel(id),
+    };
+    this.live.set(session.agentId, seen);
     void session.closed.then(() => {
-      if (this.live.get(session.agentId) === session) this.live.delete(session.agentId);
+      if (this.live.get(session.agentId) === seen) this.live.delete(session.agentId);
     });
-    for (const l of this.listeners) l(session);
+    for (const l of this.listeners) l(seen);
   }
 }
