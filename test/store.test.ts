@@ -4,7 +4,9 @@ import { headers } from "@nats-io/nats-core";
 import { encodeEvent } from "../src/codec/msgpack.ts";
 import type { AggregateRef } from "../src/events/envelope.ts";
 import { ConcurrencyError } from "../src/store/errors.ts";
+import { MARK_HEADER } from "../src/store/event-mark.ts";
 import { EventStore } from "../src/store/event-store.ts";
+import { PipelinedPublisher, WrongLastSequence } from "../src/store/publisher.ts";
 import { eventSubject } from "../src/store/subjects.ts";
 import { makeEvent } from "./helpers/events.ts";
 import { startTestNats, type TestNats } from "./helpers/nats.ts";
@@ -124,6 +126,26 @@ describe("event store against a real nats-server", () => {
     const r = await store.append(ref, [ev], 0);
     assert.equal(r.duplicates, 1);
     assert.equal((await store.readAggregate(ref)).length, 1);
+  });
+
+  it("an append's headers reach the server as the client's own would, ASCII or not", async () => {
+    const pub = new PipelinedPublisher(store.nc);
+    try {
+      for (const [i, msgId] of ["plain-id-1", "ünïcödé-id-1"].entries()) {
+        const subject = `corral.evt.command.hdr-${i}`;
+        const body = encodeEvent(created({ kind: "command", id: `hdr-${i}` }));
+        const ack = await pub.publish(subject, body, msgId, 0, "v2.mark-as-given");
+        const stored = await store.jsm.streams.getMessage(store.stream, { seq: ack.seq });
+        assert.equal(stored?.header.get("Nats-Msg-Id"), msgId);
+        assert.equal(stored?.header.get("Nats-Expected-Last-Subject-Sequence"), "0");
+        assert.equal(stored?.header.get(MARK_HEADER), "v2.mark-as-given");
+        // The server read them too: the same id again is a duplicate, a wrong expectation a conflict.
+        assert.equal((await pub.publish(subject, body, msgId, 0)).duplicate, true);
+        await assert.rejects(pub.publish(subject, body, `${msgId}-2`, 0), WrongLastSequence);
+      }
+    } finally {
+      pub.close();
+    }
   });
 
   it("rejects bad input with an error that names it, storing nothing", async () => {

@@ -200,7 +200,9 @@ export async function* readRange(
   try {
     await start(opts.fromTime ? { time: opts.fromTime } : { seq: opts.fromSeq ?? 1 });
     while (true) {
-      if (sealed.length === 0 && batches.size > 0) sealed.push(batches.seal());
+      // A partial batch is handed on at once (a caller waits for it), unless the worker would
+      // take it: a round trip per few messages would cost more than checking them here.
+      if (sealed.length === 0 && batches.size > 0 && (done || !batches.staging)) sealed.push(batches.seal());
       const next = sealed.shift();
       if (next) {
         const out = await next;

@@ -36,6 +36,11 @@ export class RecordBatches {
     return this.records.length;
   }
 
+  /** Marks of this batch go to the worker: worth sealing only once full (or at the end). */
+  get staging(): boolean {
+    return this.marks !== undefined;
+  }
+
   add(seq: number, subject: string, time: number, data: Uint8Array, mark: string | undefined): void {
     const off = this.offThread;
     if (!off || this.seen++ < INLINE_FIRST) {
