@@ -16,7 +16,7 @@ import { PortAllocator } from "../src/ports/allocator.ts";
 import { SimulatedRuntime } from "../src/runtime/simulated.ts";
 import { EventStore } from "../src/store/event-store.ts";
 import { type AgentdHarness, startAgentd, TestSessions } from "./helpers/agentd-session.ts";
-import { root } from "./helpers/cli.ts";
+import { corral, root } from "./helpers/cli.ts";
 import { until } from "./helpers/daemon.ts";
 import { poolConfig } from "./helpers/events.ts";
 import { startTestNats, type TestNats } from "./helpers/nats.ts";
@@ -284,6 +284,66 @@ describe("exec: commands in leased agents", () => {
       const types = (await events(id)).map((e) => e.type);
       assert.deepEqual(types, ["CommandCreated", "CommandSent", "CommandAcked", "CommandCompleted"]);
     }
+  });
+
+  it("corral exec streams the command's output and exits with its exit code", async () => {
+    const nats = { NATS_URL: t.url };
+    const script = "console.log('out'); setTimeout(() => { console.error('err'); process.exit(7) }, 100)";
+    const r = await corral(
+      ["exec", lease.leaseId, "--token", lease.leaseToken, "--", "node", "-e", script],
+      nats,
+    );
+    assert.equal(r.code, 7, r.stderr);
+    assert.equal(r.stdout, "out\n");
+    assert.equal(r.stderr, "err\n");
+
+    const slow = await corral(
+      [
+        "exec",
+        lease.leaseId,
+        "--token",
+        lease.leaseToken,
+        "--timeout",
+        "300ms",
+        "--",
+        "node",
+        "-e",
+        "setTimeout(() => {}, 60000)",
+      ],
+      nats,
+    );
+    assert.equal(slow.code, 124);
+    assert.match(slow.stderr, /ran out of time after \d+ ms and was stopped/);
+
+    const json = await corral(
+      ["exec", lease.leaseId, "--token", lease.leaseToken, "--json", "--", "node", "-e", "console.log(1)"],
+      nats,
+    );
+    assert.equal(json.code, 0, json.stderr);
+    assert.deepEqual(
+      { ...JSON.parse(json.stdout), commandId: "", durationMs: 0 },
+      {
+        commandId: "",
+        exitCode: 0,
+        stdout: "1\n",
+        stderr: "",
+        durationMs: 0,
+        truncated: false,
+      },
+    );
+  });
+
+  it("corral exec: a wrong token fails (exit 1, the code named), no token at all is a usage error", async () => {
+    const nats = { NATS_URL: t.url };
+    const wrong = await corral(["exec", lease.leaseId, "--token", "not-it", "--", "true"], nats);
+    assert.equal(wrong.code, 1);
+    assert.match(wrong.stderr, /error \(lease_token_invalid\): wrong lease token/);
+    const none = await corral(["exec", lease.leaseId, "--", "true"], nats);
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, /no token for lease .*: pass --token/);
+    const badEnv = await corral(["exec", lease.leaseId, "--token", "x", "-e", "=1", "--", "true"], nats);
+    assert.equal(badEnv.code, 2);
+    assert.match(badEnv.stderr, /--env "=1": expected NAME=value/);
   });
 
   it("exec without sessions to agents answers unsupported", async () => {
