@@ -23,28 +23,28 @@ const SOURCE_ENTRY = join("src", "agentd", "main.ts");
 
 let chosen: string[] | undefined;
 
+/** agentd's node arguments for this daemon: decided once, like the daemon's own start. */
+export function agentdArgs(): string[] {
+  chosen ??= chooseAgentdArgs(PACKAGE_ROOT, process.env.CORRAL_FROM_SOURCE === "1");
+  return chosen;
+}
+
 /**
- * agentd's node arguments, relative to the package root. As bin/corral.js decides: the build in
- * dist/ when it exists and is not older than the sources (and CORRAL_FROM_SOURCE is not 1), else
- * the sources through tsx's loader. Decided once per daemon, like the daemon's own start.
+ * agentd's node arguments, relative to the package root `root`. As bin/corral.js decides: the
+ * build in dist/ when it exists and is not older than the sources (unless `fromSource`), else the
+ * sources through tsx's loader, which must be inside `root` (a container sees nothing else).
  */
-export function agentdArgs(root = PACKAGE_ROOT): string[] {
-  if (chosen) return chosen;
-  if (process.env.CORRAL_FROM_SOURCE !== "1" && buildIsFresh(root)) {
-    chosen = [BUILT_ENTRY];
-    return chosen;
-  }
+export function chooseAgentdArgs(root: string, fromSource: boolean): string[] {
+  if (!fromSource && buildIsFresh(root)) return [BUILT_ENTRY];
   if (!existsSync(join(root, SOURCE_ENTRY))) {
     throw new RuntimeError("agentd_missing", `neither a build nor the sources of agentd are in ${root}`);
   }
   const loader = fileURLToPath(import.meta.resolve("tsx"));
   const rel = relative(root, loader);
   if (rel.startsWith("..")) {
-    // A container sees only the package root: tsx must be inside it.
     throw new RuntimeError("agentd_missing", `tsx (${loader}) is outside corral's package root ${root}`);
   }
-  chosen = ["--import", rel, SOURCE_ENTRY];
-  return chosen;
+  return ["--import", rel, SOURCE_ENTRY];
 }
 
 /** The same test as bin/corral.js: the build exists and no source file is newer. */
