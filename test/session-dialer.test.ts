@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { type AddressInfo, createServer, type Socket } from "node:net";
 import { before, describe, it } from "node:test";
 import { backoffSchedule } from "../machines/backoff.ts";
 import type { AgentSession } from "../src/cp/session/agent-session.ts";
@@ -237,5 +238,26 @@ describe("session dialer", () => {
     const broken = (await w.eventsOf(session(id))).find((e) => e.type === "SessionBroken");
     assert.equal(broken?.data.reason, "keepalive_timeout");
     await sessions.close();
+  });
+
+  it("closing while an attempt hangs in its handshake cuts it at once and records no failure", async (t) => {
+    const id = await w.newAgent();
+    const held: Socket[] = [];
+    const blackHole = createServer((socket) => held.push(socket)); // accepts, never speaks TLS
+    await new Promise<void>((r) => blackHole.listen(0, "127.0.0.1", r));
+    t.after(() => {
+      for (const s of held) s.destroy();
+      blackHole.close();
+    });
+    const port = (blackHole.address() as AddressInfo).port;
+    w.targets.set(id, { address: `127.0.0.1:${port}`, labels: { poolId: "p", agentId: id, generation: 1 } });
+    const sessions = w.sessions({ options: { handshakeTimeoutMs: 120_000 } });
+    sessions.dial(id, 1);
+    await until("the attempt reached the server", () => held.length === 1);
+    const started = Date.now();
+    await sessions.close();
+    assert.ok(Date.now() - started < 10_000, "close waited for the handshake timeout");
+    await w.host.idle();
+    assert.deepEqual(await w.typesOf(session(id)), ["SessionConnecting"]);
   });
 });

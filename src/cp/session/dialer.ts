@@ -78,7 +78,9 @@ interface Entry {
   stopped: boolean;
   /** The address of the current cycle (for ambiguous-address checks). */
   address: string | null;
-  /** The open connection (an attempt's or the session's), closed on stop. */
+  /** The socket of the attempt under way, cut on stop so the stop need not wait for its timeout. */
+  attempt: TLSSocket | null;
+  /** The open connection (the session's), closed on stop. */
   connection: Connection | null;
   /** The registered session, while it lasts. */
   session: LiveSession | null;
@@ -133,6 +135,7 @@ class Dialer implements Sessions {
       generation,
       stopped: false,
       address: null,
+      attempt: null,
       connection: null,
       session: null,
       closeFailures: 0,
@@ -141,7 +144,13 @@ class Dialer implements Sessions {
     };
     this.entries.set(agentId, entry);
     entry.done = this.loop(entry)
-      .catch((err: unknown) => this.log.error({ err, agentId }, "dial loop failed"))
+      .catch((err: unknown) => {
+        // The store failed under the loop (nothing more can be recorded): leave no socket behind.
+        this.log.error({ err, agentId }, "dial loop failed");
+        entry.attempt?.destroy();
+        entry.connection?.channel.close("error", true);
+        entry.connection?.channel.socket.destroy();
+      })
       .finally(() => {
         if (this.entries.get(agentId) === entry) this.entries.delete(agentId);
       });
@@ -168,6 +177,7 @@ class Dialer implements Sessions {
   private async stop(e: Entry): Promise<void> {
     e.stopped = true;
     e.wake?.();
+    e.attempt?.destroy();
     e.connection?.channel.close("closed", true);
     await e.done;
   }
@@ -205,13 +215,16 @@ class Dialer implements Sessions {
       try {
         const connection = await connectOnce(e.agentId, address, connectDeps, (s) => {
           socket = s;
+          e.attempt = s;
         });
+        e.attempt = null;
         if (!e.stopped) return { connection, attempts: attempt };
         connection.channel.close("closed", true);
         await this.closeSocket(e, connection.channel.socket);
         return null;
       } catch (err) {
         this.log.debug({ agentId: e.agentId, attempt, err }, "dial attempt failed");
+        e.attempt = null;
         if (socket) await this.closeSocket(e, socket);
       }
       if (e.stopped) return null;
