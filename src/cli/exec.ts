@@ -3,6 +3,7 @@ import type { CorralClient } from "../api/client.ts";
 import type { ExecReply, LeaseRef } from "../api/protocol.ts";
 import { natsUrl } from "../nats/connect.ts";
 import { CliError, EXIT } from "./exit.ts";
+import { parser } from "./lazy-parsers.ts";
 import { findLeaseToken } from "./lease-tokens.ts";
 
 /**
@@ -35,7 +36,7 @@ export function execCommand(program: Command): void {
     .description(
       "run a command in a leased agent: its output streams here as it comes, and corral exits with its exit code",
     )
-    .argument("<lease>", "lease id (as `corral acquire` printed it)")
+    .argument("<lease>", "lease id (as `corral acquire` printed it)", parser("parseLeaseId"))
     .argument("<argv...>", "the command and its arguments, after --")
     .option("--token <token>", "the lease token (default: the one `corral acquire` kept for this user)")
     .option(
@@ -47,7 +48,6 @@ export function execCommand(program: Command): void {
       "-e, --env <name=value>",
       "an environment variable (repeatable; kept on the event stream)",
       collect,
-      [],
     )
     .option("-i, --stdin", `send our stdin to the command (at most ${MAX_STDIN_BYTES / 1024} KiB of UTF-8)`)
     .option("--json", "no streaming: print the reply (exit code, output tails) as one line of JSON")
@@ -70,7 +70,7 @@ export function execCommand(program: Command): void {
     });
 }
 
-function collect(value: string, previous: string[]): string[] {
+function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
 
