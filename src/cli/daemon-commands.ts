@@ -3,6 +3,7 @@ import { ConfigError } from "../config/load.ts";
 import { natsAuthOf } from "../config/nats.ts";
 import { Daemon } from "../daemon/daemon.ts";
 import type { Logger } from "../log.ts";
+import { type MetricsAddress, MetricsAddressError, parseMetricsAddress } from "../metrics/address.ts";
 import { redactUrl } from "../nats/auth.ts";
 import { natsUrl } from "../nats/connect.ts";
 import { type EnsuredNats, ensureNats } from "../nats/ensure.ts";
@@ -30,12 +31,28 @@ async function starting(opts: Parameters<typeof Daemon.start>[0]): Promise<Daemo
   }
 }
 
+/** `--metrics <addr>`: a bad address is a usage error that names it. */
+function metricsFlag(text: string): MetricsAddress {
+  try {
+    return parseMetricsAddress(text);
+  } catch (err) {
+    if (err instanceof MetricsAddressError) throw new CliError(`--metrics: ${err.message}`, EXIT.usage);
+    throw err;
+  }
+}
+
 /**
  * `corral up`: runs until SIGINT/SIGTERM, then stops serving and leaves the agents running —
  * the next `corral up` adopts them. `corral down` is what stops agents.
  */
-export async function up(opts: { config?: string; nats?: string; log: Logger }): Promise<void> {
+export async function up(opts: {
+  config?: string;
+  nats?: string;
+  metrics?: string;
+  log: Logger;
+}): Promise<void> {
   const { config, source } = load(opts.config);
+  const metrics = opts.metrics === undefined ? config.metrics : metricsFlag(opts.metrics);
   const url = opts.nats ?? (process.env.NATS_URL?.trim() || config.nats?.url || natsUrl());
   const signals = stopSignals(() => "Its agents keep running; the next `corral up` takes them over.");
   try {
@@ -46,6 +63,7 @@ export async function up(opts: { config?: string; nats?: string; log: Logger }):
       natsAuth: natsAuthOf(config.nats),
       log: opts.log,
       connectWaitMs: 30_000,
+      metrics,
     });
     const stopped = new Promise<void>((resolve) => {
       // `corral down` over the API: the daemon already stopped its agents; exit once replied.

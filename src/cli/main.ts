@@ -156,10 +156,12 @@ function daemonCommands(program: Command): void {
     .summary("run the control plane; agents outlive it")
     .description("run the control plane; agents outlive it and the next `corral up` adopts them")
     .option("-c, --config <file>", "corral.yaml (default: ./corral.yaml, else one built-in pool)")
-    .action(async (opts: { config?: string }, cmd: Command) => {
+    .option("--metrics <addr>", "serve Prometheus text on http://<addr>/metrics (e.g. 127.0.0.1:9464)")
+    .action(async (opts: { config?: string; metrics?: string }, cmd: Command) => {
       const { up } = await import("./daemon-commands.ts");
       await up({
         config: opts.config,
+        metrics: opts.metrics,
         nats: (cmd.optsWithGlobals() as GlobalOpts).nats,
         log: await logger(),
       });

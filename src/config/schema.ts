@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { DEFAULT_MAX_LEASE_TTL_MS } from "../events/pool.ts";
 import { configFileSchema, fileLine, gitSchema, keyName } from "../events/template-init.ts";
+import { MetricsAddressError, parseMetricsAddress } from "../metrics/address.ts";
 import { PortConfigError, parsePortConfig } from "../ports/range.ts";
 import { parseDuration } from "./duration.ts";
 import { natsSettings } from "./nats.ts";
@@ -175,12 +176,25 @@ const pool = z
 
 const poolName = /^[A-Za-z0-9_-]{1,64}$/;
 
+/** host:port for `corral up`'s Prometheus endpoint (as `--metrics`). */
+const metricsAddress = z.string().transform((v, ctx) => {
+  try {
+    return parseMetricsAddress(v);
+  } catch (err) {
+    if (!(err instanceof MetricsAddressError)) throw err;
+    ctx.addIssue({ code: "custom", message: err.message });
+    return z.NEVER;
+  }
+});
+
 export const configSchema = z
   .object({
     /** Names this daemon's containers/processes (label corral.instance); one daemon per instance. */
     instance: z.string().regex(poolName, "1-64 characters of A-Z a-z 0-9 _ -").default("default"),
     stateDir: z.string().min(1).default(".corral"),
     nats: natsSettings.optional(),
+    /** `corral up` serves Prometheus text on GET /metrics here (`--metrics` wins; src/metrics/). */
+    metrics: metricsAddress.optional(),
     pools: z
       .record(z.string(), pool, { error: "expected a map of pool name to pool settings" })
       .superRefine((p, ctx) => {

@@ -32,6 +32,8 @@ export interface ControlPlaneOptions {
   snapshotEvery?: number;
   /** Optimistic-concurrency conflicts retried per input (default 3). */
   maxConflictRetries?: number;
+  /** Called before the stream is rebuilt, so an observer (metrics) sees every event from the first. */
+  beforeBoot?: (cp: ControlPlane) => void;
 }
 
 export interface StartReport {
@@ -117,6 +119,7 @@ export class ControlPlane {
     const store = await EventStore.open(opts.nc);
     const snapshots = await SnapshotStore.open(opts.nc);
     const cp = new ControlPlane(opts, store, snapshots);
+    opts.beforeBoot?.(cp);
     const report = await cp.boot();
     return { cp, report };
   }

@@ -5,6 +5,8 @@ import type { Logger } from "pino";
 import { startApi } from "../api/service.ts";
 import type { FileConfig } from "../config/schema.ts";
 import { ControlPlane, type StartReport } from "../cp/control-plane.ts";
+import type { MetricsAddress } from "../metrics/address.ts";
+import { type MetricsServer, openMetrics } from "../metrics/server.ts";
 import { type NatsAuth, redactUrl } from "../nats/auth.ts";
 import { connectNats } from "../nats/connect.ts";
 import { createRuntime, dockerClient, dockerUnavailableReason } from "../runtime/index.ts";
@@ -27,6 +29,8 @@ export interface DaemonOptions {
   connectWaitMs?: number;
   /** false: no NATS API (a one-shot `corral down` that tears the instance down itself). */
   serveApi?: boolean;
+  /** Serve Prometheus text on GET /metrics at this address (`--metrics`, src/metrics/). */
+  metrics?: MetricsAddress;
 }
 
 /**
@@ -45,13 +49,22 @@ export class Daemon {
     private readonly worldview: DaemonWorldview,
     private readonly runtimes: Runtime[],
     private readonly log: Logger,
+    private readonly metrics?: MetricsServer,
   ) {}
+
+  /** Where `/metrics` is served, when asked for. */
+  get metricsUrl(): string | undefined {
+    return this.metrics?.url;
+  }
 
   static async start(opts: DaemonOptions): Promise<Daemon> {
     const { config, log } = opts;
     const nc = await connectWithRetry(opts.natsUrl, opts.natsAuth, opts.connectWaitMs ?? 0, log);
     const runtimes: Partial<Record<RuntimeKind, Runtime>> = {};
+    let metrics: MetricsServer | undefined;
     try {
+      // First: an address in use fails before anything starts.
+      if (opts.metrics) metrics = await openMetrics(opts.metrics, log);
       const dockerReason = await dockerUnavailableReason();
       const docker = dockerReason === undefined ? dockerClient() : undefined;
       const warn = (line: string) => log.warn(line);
@@ -75,6 +88,7 @@ export class Daemon {
         pools,
         runtimes,
         log,
+        beforeBoot: (cp) => metrics?.follow(cp),
       });
       const worldview = await DaemonWorldview.open(nc, cp.store, log);
       let daemon: Daemon | undefined;
@@ -91,10 +105,12 @@ export class Daemon {
                 setImmediate(() => daemon?.onDown());
               },
             });
-      daemon = new Daemon(nc, cp, report, api, worldview, Object.values(runtimes) as Runtime[], log);
+      metrics?.serve(() => worldview.seq);
+      daemon = new Daemon(nc, cp, report, api, worldview, Object.values(runtimes) as Runtime[], log, metrics);
       log.info({ instance: config.instance, ...report }, "corral is up");
       return daemon;
     } catch (err) {
+      await metrics?.close();
       await Promise.allSettled(Object.values(runtimes).map((r) => r?.close()));
       await nc.close();
       throw err;
@@ -107,6 +123,7 @@ export class Daemon {
 
   /** Stops serving. Agents keep running unless `stopAgents` (then pools close and agents stop). */
   async stop(opts: { stopAgents?: boolean } = {}): Promise<void> {
+    await this.metrics?.close();
     await this.api?.stop().catch(() => {});
     await this.cp.stop(opts);
     await this.worldview.close();

@@ -46,6 +46,11 @@ export class DaemonWorldview {
     return this.runner.view();
   }
 
+  /** The stream sequence folded so far, without catching up (the metrics measure the lag). */
+  get seq(): number {
+    return this.runner.seq;
+  }
+
   /** Stops the timer and writes a last checkpoint. */
   async close(): Promise<void> {
     clearInterval(this.timer);
