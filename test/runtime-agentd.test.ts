@@ -15,7 +15,7 @@ import { DockerRuntime } from "../src/runtime/docker.ts";
 import { mountedNode } from "../src/runtime/docker-agentd.ts";
 import { NODE_IMAGE, SLEEP } from "../src/runtime/docker-image.ts";
 import { hostNodeFiles } from "../src/runtime/node-rootfs.ts";
-import { descendantsOf, isAlive } from "../src/runtime/proc.ts";
+import { descendantsOf, isAlive, readProcStat } from "../src/runtime/proc.ts";
 import { ProcessRuntime } from "../src/runtime/process.ts";
 import { tarChunks } from "../src/runtime/tar.ts";
 import type { AgentTemplate, CreateSpec, Runtime } from "../src/runtime/types.ts";
@@ -205,6 +205,22 @@ describe("agentd in the process runtime", () => {
     const environ = readFileSync(`/proc/${command.pid}/environ`, "utf8");
     await rt.remove(inst.id);
     assert.doesNotMatch(environ, /(^|\0)CORRAL_RUNTIME_ID=/);
+  });
+
+  it("a stop without grace SIGKILLs agentd, and the command it ran in a group of its own goes too", async () => {
+    await rt.ready();
+    const agentId = `p4-${instance}`;
+    const inst = await rt.create(await agentdSpec(agentId, { command: ["sleep", "1000"] }));
+    await rt.start(inst.id);
+    (await dialAndStart(rt, inst.id, agentId)).conn.close();
+    const pid = (await rt.inspect(inst.id))?.pid ?? 0;
+    const { below, command } = commandOf(pid);
+    assert.ok(command, "the template's command runs under agentd");
+    assert.equal(readProcStat(command.pid)?.pgrp, command.pid, "in a process group of its own");
+    await rt.stop(inst.id, 0);
+    assert.equal(isAlive(pid), false, "agentd is gone");
+    for (const d of below) assert.equal(isAlive(d.pid, d.startTime), false, `pid ${d.pid} is gone`);
+    await rt.remove(inst.id);
   });
 
   it("an identity dir without the agent's key is refused at create", async () => {
