@@ -172,8 +172,12 @@ describe("agentd in the process runtime", () => {
     assert.ok(command, "the template's command runs under agentd");
 
     conn.close();
-    await rt.stop(inst.id, 2000);
+    await rt.stop(inst.id);
     assert.equal(isAlive(pid), false, "agentd is gone");
+    // It removes its agentd.json as the last step of a graceful stop: the command ended within
+    // agentd's grace, and agentd within the runtime's.
+    assert.equal(existsSync(join(rec.agentdState, "agentd.json")), false, "agentd stopped gracefully");
+    assert.equal((await rt.inspect(inst.id))?.exitCode, 0);
     for (const d of below) assert.equal(isAlive(d.pid, d.startTime), false, `pid ${d.pid} is gone`);
     assert.equal(await rt.endpoint(inst.id), null);
     await rt.remove(inst.id);
@@ -269,7 +273,8 @@ describe("agentd in the docker runtime", { skip: skipDocker }, () => {
       `the template's command runs: ${JSON.stringify(top.Processes)}`,
     );
     await rt.stop(inst.id);
-    assert.equal((await rt.inspect(inst.id))?.state, "exited");
+    const stopped = await rt.inspect(inst.id);
+    assert.deepEqual([stopped?.state, stopped?.exitCode], ["exited", 0], "agentd stopped gracefully");
     assert.equal(await rt.endpoint(inst.id), null);
     await rt.remove(inst.id);
     assert.equal(await rt.inspect(inst.id), null);

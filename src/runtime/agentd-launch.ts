@@ -3,6 +3,7 @@ import { dirname, join, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { RuntimeError } from "./errors.ts";
+import { DEFAULT_STOP_GRACE_MS } from "./labels.ts";
 import type { AgentdSpec, CreateSpec } from "./types.ts";
 
 /** The port agentd listens on inside a container (not published: dialled at the container's IP). */
@@ -70,12 +71,16 @@ export function agentdEnv(
   spec: CreateSpec & { agentd: AgentdSpec },
   where: { identityDir: string; listen: string; stateDir: string; command: string[] },
 ): Record<string, string> {
+  const stopGrace = spec.template.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
   return {
     CORRAL_AGENTD_DIR: where.identityDir,
     CORRAL_AGENTD_CP_CN: spec.agentd.cpCN,
     CORRAL_AGENTD_LISTEN: where.listen,
     CORRAL_AGENTD_STATE: where.stateDir,
     CORRAL_AGENT_COMMAND: JSON.stringify(where.command),
+    // agentd's own grace for the command fits inside the runtime's for agentd, so a stop ends
+    // the command gracefully before anything is SIGKILLed.
+    CORRAL_AGENTD_GRACE_MS: String(Math.max(100, Math.floor(stopGrace * 0.75))),
   };
 }
 
