@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { createEvent, type DataInputOf, type EventType } from "../src/events/catalogue.ts";
@@ -6,10 +7,10 @@ import type { AggregateRef, Envelope } from "../src/events/envelope.ts";
 import { uuidv7 } from "../src/events/id.ts";
 import { EventStore } from "../src/store/event-store.ts";
 import { KEY_FILE_ENV, loadOrCreateEventKey } from "../src/store/key-file.ts";
-import { corral } from "./helpers/cli.ts";
+import { bin, corral, root } from "./helpers/cli.ts";
 import { poolConfig } from "./helpers/events.ts";
 import { startTestNats, type TestNats } from "./helpers/nats.ts";
-import { tempDir } from "./helpers/teardown.ts";
+import { tempDir, trackProcess } from "./helpers/teardown.ts";
 
 /**
  * replay, diff, timeline and trace against a real nats-server, on a seeded stream whose answers
@@ -31,6 +32,45 @@ const jsonLines = (s: string) =>
     .split("\n")
     .filter(Boolean)
     .map((l) => json(l));
+
+/** util-linux `script` gives the CLI a pseudo-terminal, as a user's shell would. */
+const hasScript = spawnSync("script", ["--version"]).status === 0;
+const shellQuote = (a: string) => `'${a.replaceAll("'", "'\\''")}'`;
+
+/**
+ * Runs the CLI on a pseudo-terminal and types `keys`, each once the screen shows what `waits`
+ * says it should first; resolves with everything the terminal showed and the exit code.
+ */
+function onTerminal(args: string[], env: Record<string, string>, script: [RegExp, string][]) {
+  const command = [process.execPath, bin, ...args].map(shellQuote).join(" ");
+  const p = spawn("script", ["-qfec", command, "/dev/null"], {
+    cwd: root,
+    env: { ...process.env, ...env, TERM: "xterm" },
+    detached: true,
+  });
+  trackProcess(p, `corral ${args.join(" ")} on a terminal`, { group: true });
+  let screen = "";
+  let next = 0;
+  let since = 0; // where the screen stood when the last key was typed
+  return new Promise<{ code: number | null; screen: string }>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`stuck waiting for ${script[next]?.[0]}:\n${screen}`)),
+      60_000,
+    );
+    p.stdout.on("data", (d) => {
+      screen += d;
+      while (next < script.length && (script[next] as [RegExp, string])[0].test(screen.slice(since))) {
+        p.stdin.write((script[next] as [RegExp, string])[1]);
+        since = screen.length;
+        next++;
+      }
+    });
+    p.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, screen });
+    });
+  });
+}
 
 describe("replay debugging from the command line", () => {
   let t: TestNats;
@@ -220,6 +260,28 @@ describe("replay debugging from the command line", () => {
       assert.match(bad.stderr, /aggregate id "a\.b" is invalid/);
       assert.equal(noMachine.code, 2);
       assert.match(noMachine.stderr, /host has no machine to replay through/);
+    });
+
+    it("--interactive on a terminal: arrows step forward and back, q quits and restores the screen", {
+      skip: !hasScript && "no `script` to make a terminal with",
+    }, async () => {
+      const right = "\u001b[C";
+      const left = "\u001b[D";
+      const r = await onTerminal(["replay", "agent/build-c", "--interactive"], env, [
+        [/step 1\/7/, right],
+        [/step 2\/7/, right],
+        [/step 3\/7/, left],
+        [/step 2\/7/, "q"],
+      ]);
+      assert.equal(r.code, 0, r.screen);
+      assert.match(r.screen, /state creating \(active\)/);
+      assert.match(r.screen, /"ports": \[\s*5005,\s*5006\s*\]/, "the whole context after the step");
+      const restored = r.screen.lastIndexOf("\u001b[?1049l");
+      const left2 = r.screen.lastIndexOf("left at step 2/7");
+      assert.ok(restored >= 0 && left2 > restored, "back on the main screen, then where it stopped");
+      const ctrlC = await onTerminal(["replay", "agent/build-c", "-i"], env, [[/step 1\/7/, "\u0003"]]);
+      assert.equal(ctrlC.code, 0, ctrlC.screen);
+      assert.match(ctrlC.screen, /left at step 1\/7/);
     });
 
     it("--interactive without a terminal says so instead of reading", async () => {

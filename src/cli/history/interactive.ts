@@ -29,6 +29,11 @@ const KEYS: Record<string, "next" | "back" | "first" | "last" | "quit"> = {
   "\u0004": "quit",
 };
 
+/** The keys in one read: several may arrive at once (typed fast, or pasted). */
+export function keysIn(text: string): string[] {
+  return text.match(/\u001b\[[0-9;]*[A-Za-z~]|\u001bO[A-Za-z]|[^]/gu) ?? [];
+}
+
 /** One screen: where we are, the steps around it, what changed and the whole context after it. */
 export function screen(label: string, steps: readonly ReplayStep[], i: number): string {
   const s = steps[i] as ReplayStep;
@@ -85,12 +90,14 @@ export async function stepThrough(
       resolve(i);
     };
     const onKey = (buf: Buffer) => {
-      const key = KEYS[buf.toString("utf8")];
-      if (key === "quit") return quit();
-      if (key === "next") i = Math.min(steps.length - 1, i + 1);
-      else if (key === "back") i = Math.max(0, i - 1);
-      else if (key === "first") i = 0;
-      else if (key === "last") i = steps.length - 1;
+      for (const k of keysIn(buf.toString("utf8"))) {
+        const key = KEYS[k];
+        if (key === "quit") return quit();
+        if (key === "next") i = Math.min(steps.length - 1, i + 1);
+        else if (key === "back") i = Math.max(0, i - 1);
+        else if (key === "first") i = 0;
+        else if (key === "last") i = steps.length - 1;
+      }
       draw();
     };
     process.once("exit", restore);
