@@ -7,7 +7,8 @@ import { describe, it } from "node:test";
 import { Agentd, type AgentdOptions } from "../src/agentd/agentd.ts";
 import { AgentdChannel } from "../src/agentd/channel.ts";
 import { encodeFrame } from "../src/agentd/frames.ts";
-import type { FromAgent, ToAgent } from "../src/agentd/protocol.ts";
+import type { FromAgent, ResultMsg, ToAgent } from "../src/agentd/protocol.ts";
+import { ResultCache } from "../src/agentd/results.ts";
 import { onTeardown, tempDir } from "./helpers/teardown.ts";
 
 /** The control plane's side in these tests: what agentd sent so far, and a wait for what comes. */
@@ -38,7 +39,8 @@ class Peer {
       };
       const timer = setTimeout(() => {
         this.waiters.delete(check);
-        reject(new Error(`no ${what} within ${ms} ms; got ${JSON.stringify(this.got.map((g) => g.t))}`));
+        const last = this.got.slice(-20).map((g) => g.t);
+        reject(new Error(`no ${what} within ${ms} ms; got ${this.got.length}, the last: ${last.join(",")}`));
       }, ms);
       this.waiters.add(check);
       check();
@@ -264,6 +266,45 @@ describe("agentd engine over a plain socket (src/agentd/agentd.ts)", () => {
     assert.equal(readFileSync(join(home, "count"), "utf8"), "ran\n", "the command ran once");
   });
 
+  it("a command whose connection is gone streams on to the next connection that says hello", async () => {
+    const { dial, home } = await startAgentd();
+    const first = await dial();
+    const go = join(home, "go");
+    first.send({
+      t: "exec",
+      id: "orphan",
+      argv: ["sh", "-c", `echo one; while [ ! -e "${go}" ]; do sleep 0.02; done; echo two`],
+    });
+    await first.waitFor((m): m is FromAgent => m.t === "out" && m.id === "orphan", "first output");
+    first.channel.close();
+    await first.channel.closed;
+    const second = await dial(); // says hello, never names the command
+    writeFileSync(go, "");
+    const r = await second.result("orphan");
+    assert.equal(r.t === "done" && text(r.stdoutTail), "one\ntwo\n");
+    assert.equal(second.stdout("orphan"), "two\n");
+  });
+
+  it("a peer that does not read gets no more output than agentd will queue, and still its result", async () => {
+    const { dial, socketsOf, home } = await startAgentd();
+    const slow = await dial();
+    const socket = socketsOf()[0]!;
+    socket.pause(); // reads nothing until the command is over
+    const total = 40 * 1024 * 1024;
+    const script = `head -c ${total} /dev/zero; touch "${home}/over"`;
+    slow.send({ t: "exec", id: "flood", argv: ["sh", "-c", script] });
+    for (let i = 0; i < 600 && !existsSync(join(home, "over")); i++) await sleep(100);
+    assert.ok(existsSync(join(home, "over")), "the flood did not finish while its peer was not reading");
+    socket.resume();
+    const r = await slow.result("flood", 60_000);
+    assert.equal(r.t === "done" && r.stdoutTail.length, 64 * 1024);
+    const streamed = slow.got.reduce(
+      (n, m) => n + (m.t === "out" && m.id === "flood" ? m.data.length : 0),
+      0,
+    );
+    assert.ok(streamed < total / 2, `streamed ${streamed} of ${total} bytes to a peer that did not read`);
+  });
+
   it("cancel stops a running command (cancelled, with its tails); cancel of nothing says not_running", async () => {
     const { dial } = await startAgentd();
     const peer = await dial();
@@ -276,6 +317,20 @@ describe("agentd engine over a plain socket (src/agentd/agentd.ts)", () => {
     peer.send({ t: "cancel", id: "ghost" });
     const none = await peer.result("ghost");
     assert.deepEqual(none, { t: "error", id: "ghost", code: "not_running", message: "ghost is not running" });
+  });
+});
+
+describe("agentd result cache (src/agentd/results.ts)", () => {
+  it("keeps the last results by id and forgets the oldest first", () => {
+    const cache = new ResultCache(3);
+    const result = (id: string): ResultMsg => ({ t: "error", id, code: "cancelled", message: id });
+    for (const id of ["a", "b", "c", "d"]) cache.set(result(id));
+    assert.equal(cache.get("a"), undefined);
+    assert.deepEqual(
+      ["b", "c", "d"].map((id) => cache.get(id)?.id),
+      ["b", "c", "d"],
+    );
+    assert.equal(new ResultCache().get("x"), undefined);
   });
 });
 

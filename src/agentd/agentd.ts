@@ -117,7 +117,7 @@ export class Agentd {
     }
     switch (msg.t) {
       case "hello":
-        this.hello(conn, msg.v);
+        this.hello(conn, msg.v, msg.agentId);
         break;
       case "ping":
         conn.send({ t: "pong" });
@@ -145,7 +145,7 @@ export class Agentd {
     }
   }
 
-  private hello(conn: Connection, v: number): void {
+  private hello(conn: Connection, v: number, agentId: string): void {
     if (v !== PROTOCOL_VERSION) {
       conn.send({
         t: "error",
@@ -157,6 +157,9 @@ export class Agentd {
       return;
     }
     conn.helloDone = true;
+    // The control plane compares the hello-ack with what it expected; agentd only notes it.
+    if (agentId !== this.opts.agentId)
+      this.log.warn({ expected: agentId }, "agentd: hello names another agent");
     conn.send({
       t: "hello-ack",
       agentId: this.opts.agentId,
@@ -201,15 +204,22 @@ export class Agentd {
     const entry: Running = { conn, abort, done: Promise.resolve() };
     this.running.set(id, entry);
     conn.send({ t: "ack", id });
-    const onOutput = (stream: OutputStream, data: Uint8Array) =>
-      entry.conn?.send({ t: "out", id, stream, data });
+    let dropped = 0;
+    const onOutput = (stream: OutputStream, data: Uint8Array) => {
+      if (entry.conn?.congested) dropped += data.length;
+      else entry.conn?.send({ t: "out", id, stream, data });
+    };
     entry.done = work(abort.signal, onOutput)
       .catch((err: unknown) => errorResult(id, "op_failed", err instanceof Error ? err.message : String(err)))
       .then((result) => {
         this.results.set(result);
         this.running.delete(id);
         this.log.info(
-          { id, result: result.t === "done" ? result.exitCode : result.code },
+          {
+            id,
+            result: result.t === "done" ? result.exitCode : result.code,
+            ...(dropped ? { dropped } : {}),
+          },
           "agentd: command ended",
         );
         entry.conn?.send(result);

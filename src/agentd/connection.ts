@@ -10,6 +10,12 @@ import { type FromAgent, parseToAgent, type ToAgent } from "./protocol.ts";
  * not check is answered with an `error` and the connection goes on.
  */
 
+/**
+ * Output frames queued for a peer beyond which more output is dropped (results, heartbeats and
+ * pongs still go): a control plane that reads slowly must not grow agentd without bound.
+ */
+const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
+
 /** How long a connection we ended may linger before it is cut (a peer that never closes its side). */
 const END_GRACE_MS = 1000;
 
@@ -37,6 +43,11 @@ export class Connection {
 
   get open(): boolean {
     return !this.closed && this.stream.writable;
+  }
+
+  /** Whether the peer is so far behind that streamed output should wait for the result's tails. */
+  get congested(): boolean {
+    return this.stream.writableLength > MAX_QUEUED_BYTES;
   }
 
   send(msg: FromAgent): void {

@@ -9,7 +9,11 @@ import { formatIssues } from "../events/define.ts";
  *
  * A command id names one exec or op for good: agentd runs it at most once. Sent again while it
  * runs, the output goes on to the newest connection; sent again after, the cached result comes
- * back with `replayed: true` (agentd keeps the last RESULT_CACHE_SIZE results).
+ * back with `replayed: true` (agentd keeps the last RESULT_CACHE_SIZE results, in memory: a
+ * restarted agentd has none). A retry of a failed command is a new id.
+ *
+ * `out` frames stream output as it comes, best effort: to a peer more than a few MiB behind,
+ * agentd stops sending output (never results) until it catches up. The result's tails are whole.
  */
 
 export const PROTOCOL_VERSION = 1;
