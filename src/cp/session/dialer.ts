@@ -189,21 +189,31 @@ class Dialer implements Sessions {
     }
   }
 
-  /** One dial cycle; "broken" when an established session broke and the agent is dialled again. */
+  /**
+   * One dial cycle; "broken" when an established session broke and the agent is dialled again.
+   * An instance that moved (restarted at another address) mid-cycle starts a new cycle there.
+   */
   private async cycle(e: Entry): Promise<"broken" | "ended"> {
-    const target = await this.deps.resolve(e.agentId);
-    if (e.stopped) return "ended";
-    if (!target) {
-      this.log.info({ agentId: e.agentId }, "no running instance to dial");
-      await this.record(e, "SessionFailed", { generation: e.generation, reason: "not_running", attempts: 0 });
-      return "ended";
+    for (;;) {
+      const target = await this.deps.resolve(e.agentId);
+      if (e.stopped) return "ended";
+      if (!target) {
+        this.log.info({ agentId: e.agentId }, "no running instance to dial");
+        await this.record(e, "SessionFailed", {
+          generation: e.generation,
+          reason: "not_running",
+          attempts: 0,
+        });
+        return "ended";
+      }
+      e.address = target.address;
+      const seed = (this.deps.seed ?? (() => randomInt(0, 2 ** 32)))() >>> 0;
+      const connecting = { generation: e.generation, address: target.address, seed };
+      if (!(await this.record(e, "SessionConnecting", connecting)).accepted) return "ended";
+      const outcome = await this.connect(e, target.address, seed);
+      if (outcome === "moved") continue;
+      return outcome ? this.hold(e, outcome.connection, outcome.attempts) : "ended";
     }
-    e.address = target.address;
-    const seed = (this.deps.seed ?? (() => randomInt(0, 2 ** 32)))() >>> 0;
-    const connecting = { generation: e.generation, address: target.address, seed };
-    if (!(await this.record(e, "SessionConnecting", connecting)).accepted) return "ended";
-    const conn = await this.connect(e, target.address, seed);
-    return conn ? this.hold(e, conn.connection, conn.attempts) : "ended";
   }
 
   /** Attempts until one gets a hello-ack, waiting the cycle's backoff between them. */
@@ -241,6 +251,18 @@ class Dialer implements Sessions {
       }
       await this.sleep(e, waits[attempt - 1] ?? 0);
       if (e.stopped) return null;
+      // Asked again before each retry: a restarted instance may listen elsewhere now.
+      const now = await this.deps.resolve(e.agentId);
+      if (e.stopped) return null;
+      if (!now) {
+        await this.record(e, "SessionFailed", {
+          generation: e.generation,
+          reason: "not_running",
+          attempts: attempt,
+        });
+        return null;
+      }
+      if (normalAddress(now.address) !== normalAddress(address)) return "moved" as const;
     }
   }
 
