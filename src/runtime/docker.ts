@@ -64,6 +64,9 @@ export const DEFAULT_BIND = "127.0.0.1";
  * Agents as Docker containers. The live view behind `isRunning` is fed by the engine's event
  * stream (filtered to this instance's labels) and by a full re-list every `relistMs` and after
  * every reconnect: Docker only replays its last 1,000 events.
+ *
+ * With `agentd` the container's main process (under tini) is agentd, run from corral's package
+ * mounted read-only (docker-agentd.ts) and listening on AGENTD_PORT at the container's own IP.
  */
 export class DockerRuntime implements Runtime {
   readonly kind = "docker" as const;

@@ -82,7 +82,10 @@ interface Child {
  * believed while /proc shows the same process (same start time), so a reused pid is never taken
  * for our agent. Limits and mounts do not apply here; `oom` is never reported.
  *
- * remove() keeps `<stateDir>/logs/<agent>-<generation>.log` (post-mortems) and the per-agent
+ * With `agentd` the agent process is agentd (node, from corral's package), which starts the
+ * template's command as its child; its identity is copied to `<work>/<agent>/.corral/identity-<gen>`
+ * (files 0400) and it writes `<stateDir>/agentd/<id>/agentd.json` (`endpoint`). Both go with
+ * remove(), which keeps `<stateDir>/logs/<agent>-<generation>.log` (post-mortems) and the per-agent
  * work dir (shared by an agent's generations); both are the operator's to prune.
  */
 export class ProcessRuntime implements Runtime {
