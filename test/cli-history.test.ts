@@ -493,3 +493,18 @@ describe("replay debugging from the command line", () => {
     });
   });
 });
+
+describe("replay --interactive keys", () => {
+  it("splits one read into keys: escape sequences whole, other characters one by one", async () => {
+    const { keysIn } = await import("../src/cli/history/interactive.ts");
+    assert.deepEqual(keysIn("\u001b[Dq\u001b[1~x\u001bOA\u0003"), [
+      "\u001b[D",
+      "q",
+      "\u001b[1~",
+      "x",
+      "\u001bOA",
+      "\u0003",
+    ]);
+    assert.deepEqual(keysIn(""), []);
+  });
+});

@@ -31,7 +31,19 @@ const KEYS: Record<string, "next" | "back" | "first" | "last" | "quit"> = {
 
 /** The keys in one read: several may arrive at once (typed fast, or pasted). */
 export function keysIn(text: string): string[] {
-  return text.match(/\u001b\[[0-9;]*[A-Za-z~]|\u001bO[A-Za-z]|[^]/gu) ?? [];
+  const keys: string[] = [];
+  for (let i = 0; i < text.length; ) {
+    let end = i + 1;
+    // An escape sequence: ESC [ (digits and ;) then a letter or ~, or ESC O then a letter.
+    if (text[i] === "\u001b" && (text[i + 1] === "[" || text[i + 1] === "O")) {
+      end = i + 2;
+      while (end < text.length && /[0-9;]/.test(text[end] as string)) end++;
+      end = Math.min(text.length, end + 1);
+    }
+    keys.push(text.slice(i, end));
+    i = end;
+  }
+  return keys;
 }
 
 /** One screen: where we are, the steps around it, what changed and the whole context after it. */
