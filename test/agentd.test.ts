@@ -211,6 +211,10 @@ describe("agentd engine over a plain socket (src/agentd/agentd.ts)", () => {
     const r = await peer.result("nope");
     assert.equal(r.t === "error" && r.code, "spawn_failed");
     assert.match(r.t === "error" ? r.message : "", /ENOENT/);
+    peer.send({ t: "exec", id: "nowhere", argv: ["true"], cwd: "no/such/dir" });
+    const r2 = await peer.result("nowhere");
+    assert.equal(r2.t === "error" && r2.code, "spawn_failed");
+    assert.match(r2.t === "error" ? r2.message : "", /^cwd .*no\/such\/dir does not exist$/);
   });
 
   it("exec over its timeout: SIGTERM, then SIGKILL after the grace; timeout error with the tails", async () => {

@@ -16,6 +16,9 @@ import { type FromAgent, parseToAgent, type ToAgent } from "./protocol.ts";
  */
 const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
 
+/** A refusal names what was wrong in at most this many characters (a frame may hold thousands of faults). */
+const MAX_REASON = 2000;
+
 /** How long a connection we ended may linger before it is cut (a peer that never closes its side). */
 const END_GRACE_MS = 1000;
 
@@ -67,15 +70,27 @@ export class Connection {
     setTimeout(() => this.stream.destroy(), END_GRACE_MS).unref();
   }
 
+  /** A bug in handling one message answers that message; it does not take agentd down. */
+  private deliver(msg: ToAgent): void {
+    try {
+      this.onMessage(this, msg);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      this.log.error({ err: message, t: msg.t }, "agentd: internal error");
+      this.send({ t: "error", id: "id" in msg ? msg.id : "", code: "internal", message: "internal error" });
+    }
+  }
+
   private receive(chunk: Buffer): void {
     if (this.closed) return;
     const { frames, error } = this.decoder.push(chunk);
     for (const frame of frames) {
       const parsed = parseToAgent(frame);
-      if (parsed.ok) this.onMessage(this, parsed.msg);
+      if (parsed.ok) this.deliver(parsed.msg);
       else {
-        this.log.warn({ reason: parsed.error }, "agentd: message refused");
-        this.send({ t: "error", id: idOf(frame), code: "bad_message", message: parsed.error });
+        const reason = parsed.error.slice(0, MAX_REASON);
+        this.log.warn({ reason }, "agentd: message refused");
+        this.send({ t: "error", id: idOf(frame), code: "bad_message", message: reason });
       }
     }
     if (error) {

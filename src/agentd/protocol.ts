@@ -218,7 +218,8 @@ export type ErrorCode =
   | "op_failed"
   | "command_exited"
   | "no_command"
-  | "shutting_down";
+  | "shutting_down"
+  | "internal";
 
 export type Parsed<M> = { ok: true; msg: M } | { ok: false; error: string };
 

@@ -1,4 +1,5 @@
 import { type ChildProcess, type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { constants } from "node:os";
 import { TAIL_BYTES } from "./protocol.ts";
 import { Tail } from "./tail.ts";
@@ -88,7 +89,8 @@ export function runProcess(spec: RunSpec, onOutput?: (stream: OutputStream, data
       // Emitted without a pid when the process never started (no such file, bad cwd).
       if (proc.pid !== undefined) return;
       outcome = "spawn_failed";
-      finish(127, null, err.message);
+      // A missing cwd fails as ENOENT of the program: say which it was.
+      finish(127, null, existsSync(spec.cwd) ? err.message : `cwd ${spec.cwd} does not exist`);
     });
     for (const name of ["stdout", "stderr"] as const) {
       proc[name].on("data", (data: Buffer) => {
