@@ -4,6 +4,7 @@ import type { Sessions } from "../src/cp/session/dialer.ts";
 import { LiveRegistry } from "../src/cp/session/live-registry.ts";
 import { type IssuedCert, loadOrCreateCa } from "../src/identity/ca.ts";
 import { agentUri, canonicalAgentName } from "../src/identity/names.ts";
+import { foldWorldview } from "../src/projections/worldview.ts";
 import type { TestPeer } from "./helpers/session-peer.ts";
 import { type SessionWorld, sessionWorld, until } from "./helpers/session-world.ts";
 import { tempDir } from "./helpers/teardown.ts";
@@ -175,7 +176,16 @@ describe("register cross-checks: the forged-identity table", () => {
     const rebuilt = new LiveRegistry();
     await rebuilt.rebuild(w.store);
     const ids = [...Array(40).keys()].map((i) => `agent-${i}`);
-    for (const id of ids) assert.deepEqual(rebuilt.registrationOf(id), w.registry.registrationOf(id), id);
+    // …and what the daemon's worldview holds, loaded instead of read again.
+    const records = [];
+    for await (const batch of w.store.read()) records.push(...batch);
+    const worldview = foldWorldview(records);
+    const loaded = new LiveRegistry();
+    loaded.load(worldview.registry, worldview.lastSeq);
+    for (const id of ids) {
+      assert.deepEqual(rebuilt.registrationOf(id), w.registry.registrationOf(id), id);
+      assert.deepEqual(loaded.registrationOf(id), w.registry.registrationOf(id), id);
+    }
     assert.ok(ids.some((id) => w.registry.registrationOf(id)?.state === "registered"));
     assert.ok(ids.some((id) => w.registry.registrationOf(id)?.state === "untrusted"));
   });

@@ -3,6 +3,7 @@ import {
   agentOfThumbprint,
   type Registration,
   type RegistryState,
+  type RegistryView,
   registrationOf,
   registrySlice,
 } from "../../projections/registry.ts";
@@ -52,6 +53,16 @@ export class LiveRegistry {
       this.buffered = null;
       for (const { event, seq } of later) this.apply(event, seq);
     }
+  }
+
+  /**
+   * Starts from a registry view the daemon already has (its worldview's `registry`, folded up to
+   * stream sequence `seq`) instead of reading the stream again. Call it before the host takes
+   * input: an event stored earlier and after `seq` would be lost.
+   */
+  load(view: RegistryView, seq: number): void {
+    this.state = registrySlice.load(view);
+    this.seq = seq;
   }
 
   /** Applies one stored event (its stream sequence `seq`). */
