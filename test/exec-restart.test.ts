@@ -3,8 +3,10 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { NatsConnection } from "@nats-io/nats-core";
+import { CorralClient } from "../src/api/client.ts";
 import { OUT_END_HEADER, OUT_STREAM_HEADER, outSubject } from "../src/api/protocol.ts";
 import { execRequest } from "../src/api/requests.ts";
+import { startApi } from "../src/api/service.ts";
 import { ControlPlane } from "../src/cp/control-plane.ts";
 import { createExec, type Exec } from "../src/cp/exec/service.ts";
 import type { LeaseGrant } from "../src/cp/pool/broker.ts";
@@ -103,6 +105,49 @@ describe("exec across a daemon restart: no command runs twice", () => {
   const marksFile = (name: string) => join(agent.home, `${name}.log`);
   const append = (file: string, text: string) =>
     `require('fs').appendFileSync(${JSON.stringify(file)}, ${JSON.stringify(text)})`;
+
+  it("the client outlives the daemon it asked: the next daemon's end marker ends the call", async () => {
+    const first = daemon();
+    await first.connect();
+    const svc = await startApi(nc, cp, {
+      log: silentLogger,
+      instance: `i-${pool}`,
+      status: async () => ({}),
+      instances: async () => [],
+      exec: first.exec,
+    });
+    onTeardown("first daemon's API", () => svc.stop());
+    const client = new CorralClient(await t.connect("exec-restart-client"));
+    const chunks: string[] = [];
+    let told = false;
+    const call = client.exec(
+      { leaseId: lease.leaseId, leaseToken: lease.leaseToken },
+      {
+        pool,
+        argv: [
+          "node",
+          "-e",
+          "console.log('before'); setTimeout(() => { console.log('after'); process.exit(4) }, 1500)",
+        ],
+        onOutput: (_stream, data) => chunks.push(new TextDecoder().decode(data)),
+        onDaemonStopped: () => {
+          told = true;
+        },
+      },
+    );
+    await until("the first output", () => chunks.includes("before\n"));
+    await first.stop();
+    await svc.stop();
+    const second = daemon();
+    await second.exec.start();
+    await second.connect();
+    const r = await call;
+    assert.equal(r.exitCode, 4);
+    assert.equal(told, true, "told the daemon stopped");
+    assert.deepEqual(chunks, ["before\n", "after\n"]);
+    assert.deepEqual([r.stdout, r.stderr], ["", ""], "the output streamed; the end marker carries none");
+    await second.stop();
+  });
 
   it("a command sent and still running is re-attached: its output and result reach the next daemon", async () => {
     const commandId = crypto.randomUUID();

@@ -16,9 +16,11 @@ import {
   DEFAULT_ACQUIRE_TIMEOUT_MS,
   DEFAULT_EXEC_TIMEOUT_MS,
   EXEC_REACH_MS,
+  type ExecEnd,
   type ExecReply,
   isErrorReply,
   type LeaseRef,
+  OUT_END_HEADER,
   OUT_STREAM_HEADER,
   outSubject,
   type PoolsReply,
@@ -113,6 +115,8 @@ export type ExecOptions = Omit<z.input<typeof execRequest>, "leaseId" | "leaseTo
   pool?: string;
   /** The command's live output as it comes (subscribed before the request is sent). */
   onOutput?(stream: "stdout" | "stderr", data: Uint8Array): void;
+  /** With onOutput: the daemon stopped before answering; the call now waits for the next one. */
+  onDaemonStopped?(): void;
 };
 
 export interface ClientOptions {
@@ -173,31 +177,39 @@ export class CorralClient {
    * Runs `argv` in the leased agent and resolves with its exit code and output tails once it
    * ended. The request waits as long as the command may run plus the time to reach its agent.
    * With `onOutput`, the output subject of the command (its id: `commandId`, else a new UUID) is
-   * subscribed first, so no chunk is missed; every chunk arrives before the reply.
+   * subscribed first, so no chunk is missed; every chunk arrives before the reply. Then the call
+   * also outlives the daemon it asked: if that one stops first, the command goes on in its agent
+   * and the next daemon's end marker ends the call (stdout and stderr then empty: they streamed).
    */
   async exec(lease: LeaseRef, opts: ExecOptions): Promise<ExecReply> {
-    const { pool, onOutput, ...req } = opts;
+    const { pool, onOutput, onDaemonStopped, ...req } = opts;
     const p = poolToken(pool ?? (await this.poolOfLease(lease.leaseId)));
     const body: z.input<typeof execRequest> = {
       ...req,
       leaseId: lease.leaseId,
       leaseToken: lease.leaseToken,
     };
-    if (onOutput) body.commandId ??= randomUUID();
-    const sub =
-      onOutput && body.commandId
-        ? this.nc.subscribe(outSubject(body.commandId), {
-            callback: (err, m) => {
-              const stream = m.headers?.get(OUT_STREAM_HEADER);
-              if (!err && (stream === "stdout" || stream === "stderr")) onOutput(stream, m.data);
-            },
-          })
-        : undefined;
+    const timeoutMs = (req.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS) + EXEC_REACH_MS + this.timeoutMs;
+    if (!onOutput) return this.request(subjects.exec(p), body, timeoutMs, p);
+    const commandId = body.commandId ?? randomUUID();
+    body.commandId = commandId;
+    let ended: (end: ExecEnd) => void = () => {};
+    const end = new Promise<ExecEnd>((resolve) => {
+      ended = resolve;
+    });
+    const sub = this.nc.subscribe(outSubject(commandId), {
+      callback: (err, m) => {
+        if (err) return;
+        const stream = m.headers?.get(OUT_STREAM_HEADER);
+        if (stream === "stdout" || stream === "stderr") onOutput(stream, m.data);
+        else if (m.headers?.get(OUT_END_HEADER)) ended(parseEnd(m));
+      },
+    });
     try {
-      const timeoutMs = (req.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS) + EXEC_REACH_MS + this.timeoutMs;
-      return await this.request(subjects.exec(p), body, timeoutMs, p);
+      const reply = this.request<ExecReply>(subjects.exec(p), body, timeoutMs, p);
+      return await replyOrEnd(reply, end, { commandId, timeoutMs, onDaemonStopped });
     } finally {
-      sub?.unsubscribe();
+      sub.unsubscribe();
     }
   }
 
@@ -340,6 +352,70 @@ export class CorralClient {
       `no daemon serves pool ${pool} (pools: ${names.join(", ") || "none"})`,
     );
   }
+}
+
+/** After an exec's end marker, how long its reply may take before the marker answers instead. */
+const EXEC_END_GRACE_MS = 2_000;
+
+/**
+ * An exec's reply; or, once its daemon stopped (`shutting_down`, or no reply after the end
+ * marker), the end marker the daemon that finished the command published.
+ */
+async function replyOrEnd(
+  reply: Promise<ExecReply>,
+  end: Promise<ExecEnd>,
+  opts: { commandId: string; timeoutMs: number; onDaemonStopped?(): void },
+): Promise<ExecReply> {
+  const settled = reply.then(
+    (r) => ({ reply: r }),
+    (err: unknown) => ({ err }),
+  );
+  const within = <T>(p: Promise<T>, ms: number) =>
+    Promise.race([p, new Promise<undefined>((r) => setTimeout(() => r(undefined), ms).unref())]);
+  const first = await Promise.race([settled, end.then((e) => ({ end: e }))]);
+  if ("reply" in first) return first.reply;
+  if ("end" in first) {
+    const late = await within(settled, EXEC_END_GRACE_MS);
+    return late && "reply" in late ? late.reply : replyOfEnd(first.end, opts.commandId);
+  }
+  if (!(first.err instanceof ApiError && first.err.code === "shutting_down")) throw first.err;
+  opts.onDaemonStopped?.();
+  const e = await within(end, opts.timeoutMs);
+  if (!e) throw first.err;
+  return replyOfEnd(e, opts.commandId);
+}
+
+function replyOfEnd(end: ExecEnd, commandId: string): ExecReply {
+  if ("error" in end) throw new ApiError(end.error.code, end.error.message);
+  return { commandId, ...end, stdout: "", stderr: "" };
+}
+
+/** The end marker's outcome; one that is not what the daemon publishes is `bad_reply`. */
+function parseEnd(m: Msg): ExecEnd {
+  let v: unknown;
+  try {
+    v = m.json();
+  } catch {
+    v = undefined;
+  }
+  if (typeof v === "object" && v !== null) {
+    if (
+      "exitCode" in v &&
+      typeof v.exitCode === "number" &&
+      "durationMs" in v &&
+      typeof v.durationMs === "number"
+    ) {
+      const truncated = "truncated" in v && v.truncated === true;
+      const timedOut = "timedOut" in v && v.timedOut === true;
+      return { exitCode: v.exitCode, durationMs: v.durationMs, truncated, ...(timedOut ? { timedOut } : {}) };
+    }
+    const e = "error" in v ? v.error : undefined;
+    if (typeof e === "object" && e !== null && "code" in e && typeof e.code === "string") {
+      const message = "message" in e && typeof e.message === "string" ? e.message : e.code;
+      return { error: { code: e.code, message } };
+    }
+  }
+  return { error: { code: "bad_reply", message: "the command's end marker is not one corral publishes" } };
 }
 
 /** A pool name becomes one subject token: a dot or wildcard in it would address other subjects. */

@@ -91,6 +91,10 @@ export async function exec(
     stdin: opts.stdin ? await readStdin() : undefined,
     timeoutMs: opts.timeout === undefined ? undefined : await durationOf(opts.timeout),
     onOutput: opts.json ? undefined : (stream, data) => (stream === "stdout" ? io.out : io.err).write(data),
+    onDaemonStopped: () =>
+      io.err.write(
+        "corral: the daemon stopped before the command ended; waiting for the next one to finish it\n",
+      ),
   });
   if (opts.json) io.out.write(`${JSON.stringify(reply)}\n`);
   else if (reply.timedOut) {
