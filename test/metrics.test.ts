@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -8,7 +9,7 @@ import type { CorralEvent } from "../src/events/catalogue.ts";
 import { parseMetricsAddress } from "../src/metrics/address.ts";
 import { createRuntime } from "../src/runtime/index.ts";
 import { EventStore } from "../src/store/event-store.ts";
-import { corral } from "./helpers/cli.ts";
+import { corral, root } from "./helpers/cli.ts";
 import { type DaemonProcess, spawnDaemon, until, writeConfig } from "./helpers/daemon.ts";
 import { startTestNats, type TestNats } from "./helpers/nats.ts";
 import { onTeardown, tempDir } from "./helpers/teardown.ts";
@@ -205,6 +206,30 @@ describe("corral up --metrics: a scrape matches the stream", () => {
     for (const s of await scrape())
       for (const v of Object.values(s.labels))
         assert.ok(![...ids].some((id) => v.includes(id)), `${s.name}: ${v}`);
+  });
+
+  it("the Grafana dashboard (grafana/corral.json) asks only for metrics a scrape has", async () => {
+    const dash = JSON.parse(readFileSync(join(root, "grafana", "corral.json"), "utf8")) as {
+      __inputs: { name: string; type: string }[];
+      panels: { id: number; targets: { expr: string }[] }[];
+    };
+    assert.deepEqual(
+      dash.__inputs.map((i) => [i.name, i.type]),
+      [["DS_PROMETHEUS", "datasource"]],
+    );
+    assert.equal(new Set(dash.panels.map((p) => p.id)).size, dash.panels.length, "panel ids are unique");
+    const families = new Set(
+      (await (await fetch(url)).text()).split("\n").flatMap((l) => /^# TYPE (\S+)/.exec(l)?.[1] ?? []),
+    );
+    const asked = new Set(
+      dash.panels.flatMap((p) =>
+        p.targets.flatMap((t) =>
+          [...t.expr.matchAll(/\b(corral_[a-z_]+?)(?:_bucket|_count|_sum)?\b/g)].map((m) => m[1]),
+        ),
+      ),
+    );
+    assert.ok(asked.size >= 10, [...asked].join(" "));
+    for (const name of asked) assert.ok(families.has(name as string), `${name} is not in a scrape`);
   });
 
   it("answers /metrics only", async () => {
