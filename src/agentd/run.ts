@@ -41,79 +41,111 @@ export interface RunResult {
 /** After the process exits, how long its pipes may stay open (a background child holding them). */
 const CLOSE_WAIT_MS = 1000;
 
-export function runProcess(spec: RunSpec, onOutput?: (stream: OutputStream, data: Uint8Array) => void) {
-  return new Promise<RunResult>((resolve) => {
-    const started = performance.now();
-    const tails = { stdout: new Tail(TAIL_BYTES), stderr: new Tail(TAIL_BYTES) };
-    const timers: NodeJS.Timeout[] = [];
-    let outcome: RunOutcome = "exited";
-    let settled = false;
-    const finish = (exitCode: number, signal: string | null, message?: string) => {
-      if (settled) return;
-      settled = true;
-      for (const t of timers) clearTimeout(t);
-      spec.signal?.removeEventListener("abort", onAbort);
-      resolve({
-        outcome,
-        exitCode,
-        signal,
-        durationMs: Math.round(performance.now() - started),
-        stdoutTail: tails.stdout.bytes(),
-        stderrTail: tails.stderr.bytes(),
-        truncated: tails.stdout.truncated || tails.stderr.truncated,
-        ...(message === undefined ? {} : { message }),
-      });
-    };
-    let exited = false;
-    let child: ChildProcessWithoutNullStreams | undefined;
-    const stop = (why: RunOutcome) => {
-      if (outcome !== "exited" || exited || !child) return;
-      outcome = why;
-      signalGroup(child, "SIGTERM");
-      timers.push(setTimeout(() => child && signalGroup(child, "SIGKILL"), spec.killGraceMs));
-    };
-    const onAbort = () => stop("cancelled");
+export function runProcess(spec: RunSpec, onOutput?: OnOutput): Promise<RunResult> {
+  return new ProcessRun(spec, onOutput).result;
+}
+
+type OnOutput = (stream: OutputStream, data: Uint8Array) => void;
+
+class ProcessRun {
+  readonly result: Promise<RunResult>;
+  private resolve!: (r: RunResult) => void;
+  private readonly started = performance.now();
+  private readonly tails = { stdout: new Tail(TAIL_BYTES), stderr: new Tail(TAIL_BYTES) };
+  private readonly timers: NodeJS.Timeout[] = [];
+  private outcome: RunOutcome = "exited";
+  private exited = false;
+  private settled = false;
+  private child: ChildProcessWithoutNullStreams | undefined;
+  private readonly onAbort = () => this.stop("cancelled");
+
+  constructor(
+    private readonly spec: RunSpec,
+    private readonly onOutput?: OnOutput,
+  ) {
+    this.result = new Promise((r) => {
+      this.resolve = r;
+    });
     try {
-      child = spawnDetached(spec);
+      this.child = spawnDetached(spec);
     } catch (err) {
       // Arguments spawn itself refuses (a NUL byte in one).
-      outcome = "spawn_failed";
-      return finish(127, null, err instanceof Error ? err.message : String(err));
+      this.failToStart(err instanceof Error ? err.message : String(err));
+      return;
     }
-    const proc = child;
-    if (spec.signal?.aborted) onAbort();
-    spec.signal?.addEventListener("abort", onAbort, { once: true });
-    if (spec.timeoutMs !== undefined) timers.push(setTimeout(() => stop("timeout"), spec.timeoutMs));
+    this.watch(this.child);
+    if (spec.signal?.aborted) this.onAbort();
+    else spec.signal?.addEventListener("abort", this.onAbort, { once: true });
+    if (spec.timeoutMs !== undefined)
+      this.timers.push(setTimeout(() => this.stop("timeout"), spec.timeoutMs));
+  }
 
+  private watch(proc: ChildProcessWithoutNullStreams): void {
     proc.on("error", (err) => {
       // Emitted without a pid when the process never started (no such file, bad cwd).
       if (proc.pid !== undefined) return;
-      outcome = "spawn_failed";
       // A missing cwd fails as ENOENT of the program: say which it was.
-      finish(127, null, existsSync(spec.cwd) ? err.message : `cwd ${spec.cwd} does not exist`);
+      this.failToStart(existsSync(this.spec.cwd) ? err.message : `cwd ${this.spec.cwd} does not exist`);
     });
     for (const name of ["stdout", "stderr"] as const) {
       proc[name].on("data", (data: Buffer) => {
-        tails[name].push(data);
-        onOutput?.(name, data);
+        this.tails[name].push(data);
+        this.onOutput?.(name, data);
       });
     }
     proc.stdin.on("error", () => {}); // EPIPE: the command did not read all of its stdin
-    proc.stdin.end(spec.stdin);
-    proc.on("exit", (code, signal) => {
-      exited = true;
-      // A stopped run may leave the rest of its group behind the leader: they go at once.
-      if (outcome !== "exited") signalGroup(proc, "SIGKILL");
-      const exitCode = code ?? 128 + (signal ? constants.signals[signal] : 0);
-      const closed = new Promise<void>((r) => proc.once("close", () => r()));
-      const late = new Promise<void>((r) => timers.push(setTimeout(r, CLOSE_WAIT_MS)));
-      void Promise.race([closed, late]).then(() => {
-        proc.stdout.destroy();
-        proc.stderr.destroy();
-        finish(exitCode, signal);
-      });
+    proc.stdin.end(this.spec.stdin);
+    proc.on("exit", (code, signal) => this.onExit(proc, code, signal));
+  }
+
+  /** SIGTERM to the group now, SIGKILL after the grace. */
+  private stop(why: RunOutcome): void {
+    const child = this.child;
+    if (this.outcome !== "exited" || this.exited || !child) return;
+    this.outcome = why;
+    signalGroup(child, "SIGTERM");
+    this.timers.push(setTimeout(() => signalGroup(child, "SIGKILL"), this.spec.killGraceMs));
+  }
+
+  private onExit(
+    proc: ChildProcessWithoutNullStreams,
+    code: number | null,
+    signal: NodeJS.Signals | null,
+  ): void {
+    this.exited = true;
+    // A stopped run may leave the rest of its group behind the leader: they go at once.
+    if (this.outcome !== "exited") signalGroup(proc, "SIGKILL");
+    const exitCode = code ?? 128 + (signal ? constants.signals[signal] : 0);
+    const closed = new Promise<void>((r) => proc.once("close", () => r()));
+    const late = new Promise<void>((r) => this.timers.push(setTimeout(r, CLOSE_WAIT_MS)));
+    void Promise.race([closed, late]).then(() => {
+      proc.stdout.destroy();
+      proc.stderr.destroy();
+      this.finish(exitCode, signal);
     });
-  });
+  }
+
+  private failToStart(message: string): void {
+    this.outcome = "spawn_failed";
+    this.finish(127, null, message);
+  }
+
+  private finish(exitCode: number, signal: string | null, message?: string): void {
+    if (this.settled) return;
+    this.settled = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.spec.signal?.removeEventListener("abort", this.onAbort);
+    this.resolve({
+      outcome: this.outcome,
+      exitCode,
+      signal,
+      durationMs: Math.round(performance.now() - this.started),
+      stdoutTail: this.tails.stdout.bytes(),
+      stderrTail: this.tails.stderr.bytes(),
+      truncated: this.tails.stdout.truncated || this.tails.stderr.truncated,
+      ...(message === undefined ? {} : { message }),
+    });
+  }
 }
 
 function spawnDetached(spec: RunSpec): ChildProcessWithoutNullStreams {
