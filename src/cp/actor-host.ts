@@ -489,8 +489,15 @@ export class ActorHost {
       this.scheduler.disarm(key);
       return;
     }
+    // The deadline passes in the state the last event left the actor in: that event is its cause.
+    const cause = actor.last;
     this.scheduler.arm(key, timer.at, () => {
-      const input = { ...timer.input, at: Math.max(this.clock(), timer.at) } as Input;
+      const input = {
+        ...timer.input,
+        at: Math.max(this.clock(), timer.at),
+        causationId: cause?.id,
+        correlationId: cause?.correlationId ?? cause?.id,
+      } as Input;
       this.track(
         this.send(ref, input).catch((err: unknown) => {
           if (err instanceof RejectedInputError) return; // stale: the actor moved on meanwhile
@@ -529,7 +536,9 @@ export class ActorHost {
         event,
         seq,
         context: snapshot.context,
-        offer: (r, i) => this.offer(r, { causationId: event?.id, ...i }),
+        // Caused by this event; correlated with the request (or first event) its chain began with.
+        offer: (r, i) =>
+          this.offer(r, { causationId: event?.id, correlationId: event?.correlationId ?? event?.id, ...i }),
         log: this.log,
       };
       this.track(
