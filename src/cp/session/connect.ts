@@ -67,10 +67,11 @@ export async function connectOnce(
     if ("missing" in ack) {
       throw new DialAttemptError(ack.missing === "timeout" ? "handshake_timeout" : "peer_closed", ack.reason);
     }
+    // What a peer put in its certificate is untrusted: bounded to what SessionConnected stores.
     const peer: PeerSeen =
       seen.peerCN === null
         ? { peerCN: null, thumbprint: null, chain: seen.reason }
-        : { peerCN: seen.peerCN, thumbprint: seen.thumbprint, chain: seen.chain };
+        : { peerCN: seen.peerCN.slice(0, 256), thumbprint: seen.thumbprint, chain: seen.chain.slice(0, 200) };
     return { channel, hello: ack, peer, cert: seen.peerCN === null ? null : seen.cert, remote };
   } catch (err) {
     channel.close("attempt_failed", true);
