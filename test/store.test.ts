@@ -148,6 +148,24 @@ describe("event store against a real nats-server", () => {
     }
   });
 
+  it("an event too large for the server fails its own append, with the client's reason, and no other", async () => {
+    const ref: AggregateRef = { kind: "command", id: "huge-1" };
+    const huge = makeEvent(ref, "CommandCreated", {
+      agentId: "agent-1",
+      action: "echo",
+      payload: { text: "x".repeat(2 * 1024 * 1024) },
+    });
+    const other: AggregateRef = { kind: "command", id: "beside-huge-1" };
+    const [failed, fine] = await Promise.allSettled([
+      store.append(ref, [huge], 0),
+      store.append(other, [created(other)], 0),
+    ]);
+    assert.ok(failed.status === "rejected", "the huge append fails");
+    assert.match(String(failed.reason), /max_payload/);
+    assert.equal(fine.status, "fulfilled");
+    assert.equal((await store.append(ref, [created(ref)], 0)).seqs.length, 1);
+  });
+
   it("rejects bad input with an error that names it, storing nothing", async () => {
     const ref: AggregateRef = { kind: "command", id: "bad-1" };
     await assert.rejects(
