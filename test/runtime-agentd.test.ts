@@ -227,6 +227,18 @@ describe("agentd in the process runtime", () => {
     await rt.remove(inst.id);
   });
 
+  it("without agentd in the spec the template's command is the agent process, and there is no endpoint", async () => {
+    await rt.ready();
+    const { agentd: _, ...plain } = await agentdSpec(`p5-${instance}`, { command: ["sleep", "1000"] });
+    const inst = await rt.create(plain);
+    await rt.start(inst.id);
+    const pid = (await rt.inspect(inst.id))?.pid ?? 0;
+    assert.deepEqual(readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").slice(1, -1), ["1000"]);
+    assert.match(readFileSync(`/proc/${pid}/cmdline`, "utf8"), /^\S*\/sleep\0/);
+    assert.equal(await rt.endpoint(inst.id), null);
+    await rt.remove(inst.id);
+  });
+
   it("an identity dir without the agent's key is refused at create", async () => {
     const spec = await agentdSpec(`p2-${instance}`, { command: ["sleep", "1000"] });
     const empty = join(root, "empty-identity");
@@ -279,6 +291,18 @@ describe("agentd in the docker runtime", { skip: skipDocker }, () => {
     await rt.remove(inst.id);
     assert.equal(await rt.inspect(inst.id), null);
     assert.deepEqual(await rt.list({ agentId }), []);
+  });
+
+  it("without agentd in the spec the template's command is the container's, and there is no endpoint", async () => {
+    await testImage(docker);
+    await rt.ready();
+    const { agentd: _, ...plain } = await agentdSpec(`d3-${instance}`, { image: NODE_IMAGE, command: SLEEP });
+    const inst = await rt.create(plain);
+    await rt.start(inst.id);
+    const info = await docker.getContainer(inst.id).inspect();
+    assert.deepEqual(info.Config.Cmd, SLEEP);
+    assert.equal(await rt.endpoint(inst.id), null);
+    await rt.remove(inst.id);
   });
 
   it("an image without node: this host's node is mounted with its loader and libraries", async () => {

@@ -12,10 +12,11 @@ export const AGENTD_PORT = 7070;
 /** corral's package root: the nearest directory above this file holding package.json. */
 export const PACKAGE_ROOT = findRoot(dirname(fileURLToPath(import.meta.url)));
 
+/** From src/runtime or dist/src/runtime alike (dist/ holds no package.json). */
 function findRoot(from: string): string {
   for (let dir = from; ; dir = dirname(dir)) {
-    if (existsSync(join(dir, "package.json")) && existsSync(join(dir, "src"))) return dir;
-    if (dirname(dir) === dir) return join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+    if (existsSync(join(dir, "package.json"))) return dir;
+    if (dirname(dir) === dir) return join(from, "..", "..");
   }
 }
 
