@@ -31,7 +31,8 @@ const value = fc.letrec((tie) => ({
   leaf: fc.oneof(
     fc.string(),
     fc.integer(),
-    fc.double({ noNaN: true }),
+    // -0 is sent as the integer 0 (msgpack has no negative zero integer): not a framing matter.
+    fc.double({ noNaN: true }).filter((d) => !Object.is(d, -0)),
     fc.boolean(),
     fc.constant(null),
     fc.uint8Array({ maxLength: 64 }),
