@@ -10,7 +10,6 @@ import { startApi } from "../src/api/service.ts";
 import { ControlPlane } from "../src/cp/control-plane.ts";
 import { createExec, type Exec } from "../src/cp/exec/service.ts";
 import type { LeaseGrant } from "../src/cp/pool/broker.ts";
-import { asAgentView } from "../src/cp/views.ts";
 import { silentLogger } from "../src/log.ts";
 import { PortAllocator } from "../src/ports/allocator.ts";
 import { SimulatedRuntime } from "../src/runtime/simulated.ts";
@@ -65,7 +64,7 @@ describe("exec across a daemon restart: no command runs twice", () => {
       nc,
       store,
       sessions,
-      agentView: async (id) => asAgentView(await cp.host.get({ kind: "agent", id })),
+      agents: cp.host,
       log: silentLogger,
     });
     onTeardown("exec service", () => exec.close());
@@ -239,6 +238,26 @@ describe("exec across a daemon restart: no command runs twice", () => {
       "CommandCompleted",
     ]);
     assert.equal(second.sessions.results.filter((r) => r.id === commandId).length, 1);
+    await second.stop();
+  });
+
+  it("a command whose lease ended while no daemon ran is cancelled by the next one, never sent", async () => {
+    const commandId = crypto.randomUUID();
+    const marks = marksFile("orphan");
+    const first = daemon(); // no session: the command waits in its agent's queue
+    const answer = run(first, commandId, append(marks, "ran\n"));
+    await storedUntil(commandId, "CommandCreated");
+    await first.stop();
+    await assert.rejects(answer, { code: "shutting_down" });
+    await cp.pool(pool).release(lease.leaseId, lease.leaseToken);
+
+    const second = daemon();
+    assert.deepEqual(await second.exec.start(), { recovered: 1, resumed: 0 });
+    await second.connect();
+    assert.deepEqual(await types(commandId), ["CommandCreated", "CommandCancelled"]);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(second.sessions.results, [], "nothing sent");
+    assert.throws(() => readFileSync(marks), /ENOENT/);
     await second.stop();
   });
 });

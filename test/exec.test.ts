@@ -10,7 +10,6 @@ import { startApi } from "../src/api/service.ts";
 import { ControlPlane } from "../src/cp/control-plane.ts";
 import { createExec, type Exec } from "../src/cp/exec/service.ts";
 import type { LeaseGrant } from "../src/cp/pool/broker.ts";
-import { asAgentView } from "../src/cp/views.ts";
 import { silentLogger } from "../src/log.ts";
 import { PortAllocator } from "../src/ports/allocator.ts";
 import { SimulatedRuntime } from "../src/runtime/simulated.ts";
@@ -61,7 +60,7 @@ describe("exec: commands in leased agents", () => {
       nc,
       store,
       sessions,
-      agentView: async (id) => asAgentView(await cp.host.get({ kind: "agent", id })),
+      agents: cp.host,
       queueCapacity,
       log: silentLogger,
     });
@@ -344,6 +343,26 @@ describe("exec: commands in leased agents", () => {
     const badEnv = await corral(["exec", lease.leaseId, "--token", "x", "-e", "=1", "--", "true"], nats);
     assert.equal(badEnv.code, 2);
     assert.match(badEnv.stderr, /--env "=1": expected NAME=value/);
+  });
+
+  it("a command ends with its lease: released mid-command, it is cancelled and agentd stops it", async () => {
+    const marks = join(agent.home, "cancelled.log");
+    const append = (text: string) => `require('fs').appendFileSync(${JSON.stringify(marks)}, '${text}')`;
+    const commandId = crypto.randomUUID();
+    const call = client.exec(ref(), {
+      pool,
+      commandId,
+      argv: node(`${append("start")}; setTimeout(() => { ${append(" end")} }, 1500)`),
+    });
+    await until("the command started", () => readFileSync(marks, "utf8") === "start");
+    await client.release(ref(), pool);
+    await rejectsWith(call, "command_cancelled", new RegExp(`its lease ${lease.leaseId} ended`));
+    await new Promise((r) => setTimeout(r, 2_000));
+    assert.equal(readFileSync(marks, "utf8"), "start", "stopped before its end");
+    assert.deepEqual(
+      (await events(commandId)).map((e) => e.type),
+      ["CommandCreated", "CommandSent", "CommandAcked", "CommandCancelled"],
+    );
   });
 
   it("exec without sessions to agents answers unsupported", async () => {

@@ -4,7 +4,7 @@ import type { DoneMsg, ErrorMsg } from "../../agentd/protocol.ts";
 import type { Input, Offer } from "../actor-host.ts";
 import type { EffectHandlers } from "../effects.ts";
 import type { OutputPublisher } from "./output.ts";
-import { EXEC_ACTION, execMsg } from "./payload.ts";
+import { EXEC_ACTION, execMsg, leaseOfPayload } from "./payload.ts";
 import type { AgentQueues, QueuedCommand } from "./queue.ts";
 import type { ExecSession, ExecSessions } from "./session-port.ts";
 
@@ -72,6 +72,7 @@ export class ExecDispatcher {
       throw new Error(`exec dispatches only "${EXEC_ACTION}" commands, not "${p.action}"`);
     const c = this.deps.queues.take(p.agentId, id);
     c.msg ??= execMsg(id, p.payload);
+    c.leaseId ??= leaseOfPayload(p.payload);
     c.attempt = p.attempt;
     this.reports.set(id, report);
     if (c.sentOn && this.deps.sessions.get(c.agentId) === c.sentOn) {

@@ -21,6 +21,14 @@ export class CommandExistsError extends PoolError {
   }
 }
 
+/** The command's lease ended before the command did: it was never sent, or agentd stopped it. */
+export class CommandCancelledError extends PoolError {
+  override name = "CommandCancelledError";
+  constructor(commandId: string, why: string) {
+    super("command_cancelled", `command ${commandId} was cancelled: ${why}`);
+  }
+}
+
 /** The command did not run to an exit code: agentd could not start it, or it was lost. */
 export class CommandFailedError extends PoolError {
   override name = "CommandFailedError";

@@ -46,6 +46,11 @@ export function createdInput(agentId: string, req: ExecRequest): Input<"CommandC
 
 const utf8 = new TextEncoder();
 
+/** The lease a stored exec ran under. */
+export function leaseOfPayload(payload: Record<string, unknown>): string {
+  return execPayload.parse(payload).leaseId;
+}
+
 /** The exec frame for a stored payload; throws naming the field if the payload is not an exec's. */
 export function execMsg(commandId: string, payload: Record<string, unknown>): ExecMsg {
   const p = execPayload.parse(payload);

@@ -6,6 +6,10 @@ import type { ExecSession } from "./session-port.ts";
 export interface QueuedCommand {
   id: string;
   agentId: string;
+  /** The lease it runs under: it ends with that lease. */
+  leaseId?: string;
+  /** A cancel was asked for (its lease ended); once is enough. */
+  cancelling?: boolean;
   /** Set once its CommandCreated is stored (the dispatch effect); a reserved slot has none yet. */
   msg?: ExecMsg;
   /** The dispatch attempt the command aggregate is on: what acks and sends are recorded for. */
@@ -31,10 +35,12 @@ export class AgentQueues {
   }
 
   /** Holds a slot for a new command, or throws QueueFullError. */
-  reserve(agentId: string, id: string): QueuedCommand {
+  reserve(agentId: string, id: string, leaseId: string): QueuedCommand {
     if ((this.byAgent.get(agentId)?.size ?? 0) >= this.capacity)
       throw new QueueFullError(agentId, this.capacity);
-    return this.take(agentId, id);
+    const c = this.take(agentId, id);
+    c.leaseId = leaseId;
+    return c;
   }
 
   /** The command `id`, taken into its agent's queue if it is not there (a recovered one). */

@@ -4,7 +4,7 @@ import { EXEC_TIMEOUT_EXIT_CODE, type ExecEnd, type ExecReply } from "../../api/
 import type { ActorView } from "../actor-host.ts";
 import type { PoolError } from "../errors.ts";
 import type { AgentResult } from "./dispatcher.ts";
-import { CommandFailedError } from "./errors.ts";
+import { CommandCancelledError, CommandFailedError } from "./errors.ts";
 
 /** How an exec ended, for its caller: the reply, or the error to answer with. */
 export type ExecOutcome = { reply: ExecReply } | { error: PoolError };
@@ -42,6 +42,9 @@ export function outcomeOf(view: ActorView<CommandContext>, frame: AgentResult | 
         timedOut: true,
       },
     };
+  }
+  if (view.value === "cancelled") {
+    return { error: new CommandCancelledError(commandId, view.context.error ?? "cancelled") };
   }
   if (frame) return { error: new CommandFailedError(commandId, `${frame.code}: ${frame.message}`) };
   const stored = storedResult(view.context.result);

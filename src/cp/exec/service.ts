@@ -11,12 +11,12 @@ import type { SnapshotStore } from "../../store/snapshots.ts";
 import { ActorHost, type ActorView } from "../actor-host.ts";
 import { PoolError } from "../errors.ts";
 import type { Scheduler } from "../scheduler.ts";
-import type { AgentView } from "../views.ts";
+import { type AgentView, asAgentView } from "../views.ts";
 import { ExecDispatcher } from "./dispatcher.ts";
 import { CommandExistsError } from "./errors.ts";
 import { leasedAgent } from "./lease-check.ts";
 import { OutputPublisher } from "./output.ts";
-import { createdInput } from "./payload.ts";
+import { createdInput, leaseOfPayload } from "./payload.ts";
 import { AgentQueues } from "./queue.ts";
 import { type ExecOutcome, endOf, outcomeOf } from "./reply.ts";
 import type { ExecSessions } from "./session-port.ts";
@@ -27,8 +27,11 @@ export interface ExecDeps {
   store: EventStore;
   snapshots?: SnapshotStore;
   sessions: ExecSessions;
-  /** An agent's state as the control plane's host holds it: whose lease is live, with its token hash. */
-  agentView(agentId: string): Promise<AgentView>;
+  /**
+   * The control plane's host of the agents: whose lease is live (with its token hash), and when
+   * a lease ends (its commands are cancelled then).
+   */
+  agents: Pick<ActorHost, "get" | "onChange">;
   /** Commands of agents this daemon runs (recovered at start); default: all. */
   ownsAgent?(agentId: string): boolean;
   /** Commands waiting or running per agent (default 16). */
@@ -85,15 +88,46 @@ export function createExec(deps: ExecDeps): Exec {
     waiters.delete(command.ref.id);
   });
 
+  const agentView = async (agentId: string): Promise<AgentView> =>
+    asAgentView(await deps.agents.get({ kind: "agent", id: agentId }));
+  const cancel = (commandId: string, reason: string) =>
+    host
+      .offer({ kind: "command", id: commandId }, { type: "CommandCancelled", data: { reason } })
+      .catch((err: unknown) => {
+        log.error({ err, command: commandId }, "command not cancelled");
+      });
+
+  // A command ends with its lease: once the agent holds another lease (or none), its commands
+  // under the old one are cancelled: never sent if they wait, stopped by agentd if they run.
+  deps.agents.onChange((view) => {
+    if (view.ref.kind !== "agent") return;
+    const holds = asAgentView(view).context.lease?.id;
+    for (const c of queues.of(view.ref.id)) {
+      if (c.leaseId === undefined || c.leaseId === holds || c.cancelling) continue;
+      c.cancelling = true;
+      void cancel(c.id, `its lease ${c.leaseId} ended`);
+    }
+  });
+
+  /** After a restart: a live command whose lease ended while no daemon ran is cancelled, not resumed. */
+  async function cancelOrphans(commands: ActorView[]): Promise<void> {
+    for (const v of commands.map(asCommandView)) {
+      const leaseId = leaseOfPayload(v.context.payload);
+      if ((await agentView(v.context.agentId)).context.lease?.id !== leaseId) {
+        await cancel(v.ref.id, `its lease ${leaseId} ended`);
+      }
+    }
+  }
+
   const owned = (v: ActorView) => (deps.ownsAgent ?? (() => true))(asCommandView(v).context.agentId);
 
   return {
     host,
     async run(pool, req) {
-      const agentId = await leasedAgent(pool, req.leaseId, req.leaseToken, deps.agentView);
+      const agentId = await leasedAgent(pool, req.leaseId, req.leaseToken, agentView);
       const commandId = req.commandId ?? uuidv7();
       if (queues.has(commandId)) throw new CommandExistsError(commandId);
-      queues.reserve(agentId, commandId);
+      queues.reserve(agentId, commandId, req.leaseId);
       const ended = new Promise<ExecOutcome>((resolve) => waiters.set(commandId, resolve));
       const ref: AggregateRef = { kind: "command", id: commandId };
       try {
@@ -110,6 +144,7 @@ export function createExec(deps: ExecDeps): Exec {
     },
     async start() {
       const recovered = await host.recover("command", owned);
+      await cancelOrphans(recovered);
       return { recovered: recovered.length, resumed: host.resume("command", owned) };
     },
     async close() {
