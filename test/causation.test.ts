@@ -2,12 +2,18 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { commandAggregate } from "../machines/command.ts";
 import { ActorHost } from "../src/cp/actor-host.ts";
+import { ControlPlane } from "../src/cp/control-plane.ts";
 import type { EffectHandlers } from "../src/cp/effects.ts";
+import { ManualScheduler } from "../src/cp/manual-scheduler.ts";
 import type { CorralEvent } from "../src/events/catalogue.ts";
 import type { AggregateRef } from "../src/events/envelope.ts";
+import { PortAllocator } from "../src/ports/allocator.ts";
+import { SimulatedRuntime } from "../src/runtime/simulated.ts";
+import type { CreateSpec, RuntimeInstance } from "../src/runtime/types.ts";
 import { EventStore } from "../src/store/event-store.ts";
 import { KEY_FILE_ENV, loadOrCreateEventKey } from "../src/store/key-file.ts";
 import { corral } from "./helpers/cli.ts";
+import { poolConfig } from "./helpers/events.ts";
 import { startTestNats, type TestNats } from "./helpers/nats.ts";
 import { tempDir } from "./helpers/teardown.ts";
 
@@ -34,6 +40,7 @@ async function until(cond: () => Promise<boolean>, ms = 20_000): Promise<void> {
 describe("causation and correlation on what the daemon writes", () => {
   let t: TestNats;
   let store: EventStore;
+  let nc: Awaited<ReturnType<TestNats["connect"]>>;
   let env: Record<string, string>;
   const hosts: ActorHost[] = [];
   const newHost = (effects: EffectHandlers) => {
@@ -46,7 +53,8 @@ describe("causation and correlation on what the daemon writes", () => {
     t = await startTestNats();
     // Marked as the daemon marks them, so the CLI reads them as verified.
     const { key, file } = loadOrCreateEventKey(tempDir("causation-key-"));
-    store = await EventStore.open(await t.connect(), { integrity: { key } });
+    nc = await t.connect();
+    store = await EventStore.open(nc, { integrity: { key } });
     env = { NATS_URL: t.url, [KEY_FILE_ENV]: file };
   });
   after(async () => {
@@ -97,5 +105,43 @@ describe("causation and correlation on what the daemon writes", () => {
     assert.equal(timedOut?.type, "CommandTimedOut");
     assert.equal(timedOut?.causationId, root?.id);
     assert.equal(timedOut?.correlationId, root?.id);
+  });
+
+  it("a failed spawn is recorded on the pool as caused by the agent's failure, in the spawn's chain", async () => {
+    /** Creates nothing: every spawn fails. */
+    class Broken extends SimulatedRuntime {
+      override async create(_spec: CreateSpec): Promise<RuntimeInstance> {
+        throw Object.assign(new Error("no such image"), { code: "image_missing" });
+      }
+    }
+    const pool = "broken";
+    const { cp } = await ControlPlane.start({
+      nc,
+      instance: "i-broken",
+      pools: { [pool]: poolConfig({ min: 1, max: 1, warm: 1 }) },
+      runtimes: { process: new Broken("i-broken") },
+      ports: new PortAllocator(),
+      scheduler: new ManualScheduler(),
+    });
+    // The control plane here writes unmarked events: read them without checking marks.
+    const plain = await EventStore.open(nc, { integrity: "off" });
+    try {
+      const poolRef: AggregateRef = { kind: "pool", id: pool };
+      await until(async () => (await eventsOf(plain, poolRef)).some((e) => e.type === "PoolSpawnFailed"));
+      const poolEvents = await eventsOf(plain, poolRef);
+      const spawned = poolEvents.find((e) => e.type === "PoolAgentSpawned") as CorralEvent;
+      const failedSpawn = poolEvents.find((e) => e.type === "PoolSpawnFailed") as CorralEvent;
+      const agentId = (spawned.data as { agentId: string }).agentId;
+      const agentFailed = (await eventsOf(plain, { kind: "agent", id: agentId })).find(
+        (e) => e.type === "AgentFailed",
+      );
+      assert.ok(agentFailed, "the agent's failure was stored");
+      assert.equal(failedSpawn.causationId, agentFailed.id);
+      assert.equal(agentFailed.correlationId, spawned.id, "the agent's chain began with the spawn decision");
+      assert.equal(failedSpawn.correlationId, spawned.id);
+    } finally {
+      await cp.stop();
+      plain.close();
+    }
   });
 });

@@ -106,7 +106,12 @@ export class Maintainer {
    * A spawn failed: record it with the backoff it causes. The streak counts failures since an
    * agent last became ready, so a replay of the pool's and its agents' events gives the same.
    */
-  spawnFailed(agentId: string, error: { code: string; message: string }, at: number): Promise<void> {
+  spawnFailed(
+    agentId: string,
+    error: { code: string; message: string },
+    at: number,
+    cause?: { id: string; correlationId?: string },
+  ): Promise<void> {
     const record = async () => {
       const ctx = this.deps.poolState()?.context;
       if (!ctx) return;
@@ -124,6 +129,9 @@ export class Maintainer {
           retryAt: at + spawnBackoffMs(streak),
         },
         at,
+        // Caused by the agent's failure, in its chain (`corral trace` follows it there).
+        causationId: cause?.id,
+        correlationId: cause === undefined ? undefined : (cause.correlationId ?? cause.id),
       });
     };
     // After one that could not be recorded (its caller logs it), the next still runs.

@@ -167,7 +167,7 @@ export class PoolSupervisor {
     if (prevPhase === "starting" || error.phase !== "ready") {
       const at = event?.at ?? this.deps.scheduler.now();
       this.maintainer
-        .spawnFailed(view.ref.id, error, at)
+        .spawnFailed(view.ref.id, error, at, event)
         .catch((err: unknown) =>
           this.deps.log.error(
             { err, pool: this.name, agent: view.ref.id },
