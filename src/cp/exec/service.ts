@@ -63,99 +63,118 @@ function asCommandView(view: ActorView): CommandView {
  * host and the dispatcher between them and the agents' sessions.
  */
 export function createExec(deps: ExecDeps): Exec {
-  const log = deps.log ?? silentLogger;
-  const queues = new AgentQueues(deps.queueCapacity);
-  const output = new OutputPublisher(deps.nc, log);
-  const dispatcher = new ExecDispatcher({ sessions: deps.sessions, queues, output, log });
-  const host = new ActorHost({
-    store: deps.store,
-    snapshots: deps.snapshots,
-    aggregates: [commandAggregate],
-    effects: { command: dispatcher.effects() },
-    scheduler: deps.scheduler,
-    log,
-  });
-  const waiters = new Map<string, (o: ExecOutcome) => void>();
+  return new ExecService(deps);
+}
 
-  // A final command leaves its queue, publishes its end marker, then answers its caller.
-  host.onChange((view) => {
-    if (view.ref.kind !== "command" || view.status !== "done") return;
-    const command = asCommandView(view);
-    queues.remove(command.ref.id);
-    const outcome = outcomeOf(command, dispatcher.takeResult(command.ref.id));
-    output.end(command.ref.id, endOf(outcome));
-    waiters.get(command.ref.id)?.(outcome);
-    waiters.delete(command.ref.id);
-  });
+class ExecService implements Exec {
+  readonly host: ActorHost;
+  private readonly log: Logger;
+  private readonly queues: AgentQueues;
+  private readonly output: OutputPublisher;
+  private readonly dispatcher: ExecDispatcher;
+  /** Callers waiting for their command to end, by command id. */
+  private readonly waiters = new Map<string, (o: ExecOutcome) => void>();
 
-  const agentView = async (agentId: string): Promise<AgentView> =>
-    asAgentView(await deps.agents.get({ kind: "agent", id: agentId }));
-  const cancel = (commandId: string, reason: string) =>
-    host
-      .offer({ kind: "command", id: commandId }, { type: "CommandCancelled", data: { reason } })
-      .catch((err: unknown) => {
-        log.error({ err, command: commandId }, "command not cancelled");
-      });
+  constructor(private readonly deps: ExecDeps) {
+    this.log = deps.log ?? silentLogger;
+    this.queues = new AgentQueues(deps.queueCapacity);
+    this.output = new OutputPublisher(deps.nc, this.log);
+    this.dispatcher = new ExecDispatcher({
+      sessions: deps.sessions,
+      queues: this.queues,
+      output: this.output,
+      log: this.log,
+    });
+    this.host = new ActorHost({
+      store: deps.store,
+      snapshots: deps.snapshots,
+      aggregates: [commandAggregate],
+      effects: { command: this.dispatcher.effects() },
+      scheduler: deps.scheduler,
+      log: this.log,
+    });
+    this.host.onChange((view) => {
+      if (view.ref.kind === "command" && view.status === "done") this.ended(asCommandView(view));
+    });
+    deps.agents.onChange((view) => {
+      if (view.ref.kind === "agent") this.leaseMayHaveEnded(asAgentView(view));
+    });
+  }
 
-  // A command ends with its lease: once the agent holds another lease (or none), its commands
-  // under the old one are cancelled: never sent if they wait, stopped by agentd if they run.
-  deps.agents.onChange((view) => {
-    if (view.ref.kind !== "agent") return;
-    const holds = asAgentView(view).context.lease?.id;
-    for (const c of queues.of(view.ref.id)) {
+  async run(pool: string, req: ExecRequest): Promise<ExecReply> {
+    const agentId = await leasedAgent(pool, req.leaseId, req.leaseToken, (id) => this.agentView(id));
+    const commandId = req.commandId ?? uuidv7();
+    if (this.queues.has(commandId)) throw new CommandExistsError(commandId);
+    this.queues.reserve(agentId, commandId, req.leaseId);
+    const ended = new Promise<ExecOutcome>((resolve) => this.waiters.set(commandId, resolve));
+    const ref: AggregateRef = { kind: "command", id: commandId };
+    try {
+      const offer = await this.host.offer(ref, createdInput(agentId, req));
+      if (!offer.accepted) throw new CommandExistsError(commandId);
+    } catch (err) {
+      this.waiters.delete(commandId);
+      this.queues.remove(commandId);
+      throw err;
+    }
+    const outcome = await ended;
+    if ("error" in outcome) throw outcome.error;
+    return outcome.reply;
+  }
+
+  async start(): Promise<{ recovered: number; resumed: number }> {
+    const owned = (v: ActorView) => (this.deps.ownsAgent ?? (() => true))(asCommandView(v).context.agentId);
+    const recovered = await this.host.recover("command", owned);
+    // A live command whose lease ended while no daemon ran is cancelled, not resumed.
+    for (const v of recovered.map(asCommandView)) {
+      const leaseId = leaseOfPayload(v.context.payload);
+      const agent = await this.agentView(v.context.agentId);
+      if (agent.context.lease?.id !== leaseId) await this.cancel(v.ref.id, `its lease ${leaseId} ended`);
+    }
+    return { recovered: recovered.length, resumed: this.host.resume("command", owned) };
+  }
+
+  async close(): Promise<void> {
+    this.dispatcher.close();
+    const stopping = new PoolError(
+      "shutting_down",
+      "the daemon is stopping; the command goes on in its agent",
+    );
+    for (const answer of this.waiters.values()) answer({ error: stopping });
+    this.waiters.clear();
+    await this.host.close();
+  }
+
+  /** A final command leaves its queue, publishes its end marker, then answers its caller. */
+  private ended(command: CommandView): void {
+    const id = command.ref.id;
+    this.queues.remove(id);
+    const outcome = outcomeOf(command, this.dispatcher.takeResult(id));
+    this.output.end(id, endOf(outcome));
+    this.waiters.get(id)?.(outcome);
+    this.waiters.delete(id);
+  }
+
+  /**
+   * A command ends with its lease: once its agent holds another lease (or none), the commands
+   * under the old one are cancelled — never sent if they wait, stopped by agentd if they run.
+   */
+  private leaseMayHaveEnded(agent: AgentView): void {
+    const holds = agent.context.lease?.id;
+    for (const c of this.queues.of(agent.ref.id)) {
       if (c.leaseId === undefined || c.leaseId === holds || c.cancelling) continue;
       c.cancelling = true;
-      void cancel(c.id, `its lease ${c.leaseId} ended`);
-    }
-  });
-
-  /** After a restart: a live command whose lease ended while no daemon ran is cancelled, not resumed. */
-  async function cancelOrphans(commands: ActorView[]): Promise<void> {
-    for (const v of commands.map(asCommandView)) {
-      const leaseId = leaseOfPayload(v.context.payload);
-      if ((await agentView(v.context.agentId)).context.lease?.id !== leaseId) {
-        await cancel(v.ref.id, `its lease ${leaseId} ended`);
-      }
+      void this.cancel(c.id, `its lease ${c.leaseId} ended`);
     }
   }
 
-  const owned = (v: ActorView) => (deps.ownsAgent ?? (() => true))(asCommandView(v).context.agentId);
+  private async cancel(commandId: string, reason: string): Promise<void> {
+    const ref: AggregateRef = { kind: "command", id: commandId };
+    await this.host.offer(ref, { type: "CommandCancelled", data: { reason } }).catch((err: unknown) => {
+      this.log.error({ err, command: commandId }, "command not cancelled");
+    });
+  }
 
-  return {
-    host,
-    async run(pool, req) {
-      const agentId = await leasedAgent(pool, req.leaseId, req.leaseToken, agentView);
-      const commandId = req.commandId ?? uuidv7();
-      if (queues.has(commandId)) throw new CommandExistsError(commandId);
-      queues.reserve(agentId, commandId, req.leaseId);
-      const ended = new Promise<ExecOutcome>((resolve) => waiters.set(commandId, resolve));
-      const ref: AggregateRef = { kind: "command", id: commandId };
-      try {
-        const offer = await host.offer(ref, createdInput(agentId, req));
-        if (!offer.accepted) throw new CommandExistsError(commandId);
-      } catch (err) {
-        waiters.delete(commandId);
-        queues.remove(commandId);
-        throw err;
-      }
-      const outcome = await ended;
-      if ("error" in outcome) throw outcome.error;
-      return outcome.reply;
-    },
-    async start() {
-      const recovered = await host.recover("command", owned);
-      await cancelOrphans(recovered);
-      return { recovered: recovered.length, resumed: host.resume("command", owned) };
-    },
-    async close() {
-      dispatcher.close();
-      const stopping = new PoolError(
-        "shutting_down",
-        "the daemon is stopping; the command goes on in its agent",
-      );
-      for (const answer of waiters.values()) answer({ error: stopping });
-      waiters.clear();
-      await host.close();
-    },
-  };
+  private async agentView(agentId: string): Promise<AgentView> {
+    return asAgentView(await this.deps.agents.get({ kind: "agent", id: agentId }));
+  }
 }
