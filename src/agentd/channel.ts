@@ -1,3 +1,4 @@
+import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { describeFrameError, encodeFrame, FrameDecoder } from "./frames.ts";
 import { type FromAgent, parseFromAgent, type ToAgent } from "./protocol.ts";
@@ -17,6 +18,9 @@ export class AgentdChannel {
   constructor(private readonly stream: Duplex) {
     this.closed = new Promise((resolve) => stream.once("close", () => resolve({ reason: this.reason })));
     stream.on("error", () => {}); // the close that follows is what the channel reports
+    // Frames are small and answer each other (ack, then done): Nagle would hold the second one
+    // until the peer's delayed ACK, ~40 ms a command.
+    if (stream instanceof Socket) stream.setNoDelay(true);
     stream.on("data", (chunk: Buffer) => this.receive(chunk));
   }
 

@@ -1,3 +1,4 @@
+import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Logger } from "../log.ts";
 import { describeFrameError, encodeFrame, FrameDecoder } from "./frames.ts";
@@ -35,6 +36,9 @@ export class Connection {
     onClose: (conn: Connection) => void,
     private readonly log: Logger,
   ) {
+    // Frames are small and answer each other (ack, then done): Nagle would hold the second one
+    // until the peer's delayed ACK, ~40 ms a command.
+    if (stream instanceof Socket) stream.setNoDelay(true);
     stream.on("data", (chunk: Buffer) => this.receive(chunk));
     stream.on("error", (err) => log.debug({ err: err.message }, "agentd: connection error"));
     stream.once("close", () => {
