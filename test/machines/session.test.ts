@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { getShortestPaths } from "@xstate/graph";
+import type { SnapshotFrom } from "xstate";
 import { backoffSchedule, DIAL_BACKOFF, mulberry32 } from "../../machines/backoff.ts";
 import { sessionAggregate, sessionMachine } from "../../machines/session.ts";
+import type { Envelope } from "../../src/events/envelope.ts";
 import { eventsFor, fold, given } from "../helpers/decider.ts";
 
 const ref = { kind: "session", id: "a1" } as const;
@@ -134,3 +137,56 @@ describe("backoff schedule", () => {
 
 /** mulberry32(42)'s draws start 0.6011…, 0.4482…, 0.8524…: pinned so a changed generator or formula shows. */
 const WAITS_OF_42 = [300, 448, 1704, 2678, 1398, 5265, 2732, 6247, 8654, 4723, 2499, 8820, 7457, 3070, 1972];
+
+/** Inputs built from the current state: this generation's facts, the next one's dial, a stale one. */
+function samples(s: SnapshotFrom<typeof sessionMachine>): Envelope[] {
+  const g = Math.max(1, s.context.generation);
+  const mk = (type: string, data: unknown): Envelope => ({
+    id: type,
+    type,
+    v: 1,
+    aggregate: ref,
+    at: T,
+    data,
+  });
+  return [
+    // Bounded: every re-dial adds a cycle.
+    ...(s.context.cycles < 3
+      ? [mk("SessionConnecting", { generation: g, address: "127.0.0.1:7000", seed: 1 })]
+      : []),
+    ...(g < 3 ? [mk("SessionConnecting", { generation: g + 1, address: "127.0.0.1:7001", seed: 2 })] : []),
+    mk("SessionConnected", { generation: g, attempts: 1, ...peer }),
+    mk("SessionBroken", { generation: g, reason: "peer_closed" }),
+    mk("SessionFailed", { generation: g, reason: "gave_up", attempts: 3 }),
+    ...(g > 1 ? [mk("SessionConnected", { generation: g - 1, attempts: 1, ...peer })] : []),
+  ];
+}
+
+describe("session machine (model-based paths)", () => {
+  it("reaches every state; a new cycle forgets the last peer; a replay of each path gives its state", () => {
+    const paths = getShortestPaths(sessionMachine, {
+      // biome-ignore lint/suspicious/noExplicitAny: graph options are typed for machine events, ours are envelopes
+      events: samples as any,
+      limit: 2_000,
+      serializeState: (s) => JSON.stringify([s.value, s.context]),
+    });
+    const values = new Set<unknown>(paths.map((p) => p.state.value));
+    for (const v of ["idle", "connecting", "connected", "broken", "failed"])
+      assert.ok(values.has(v), `unreachable: ${v}`);
+    for (const p of paths) {
+      const { value, context: c } = p.state;
+      // A cycle forgets the last peer; a failure after connecting (fd-leak-ceiling) keeps it.
+      if (value === "idle" || value === "connecting") assert.equal(c.peerCN, null);
+      if (value === "connected" || value === "broken") assert.notEqual(c.peerCN, null);
+      assert.equal(c.reason !== null, value === "broken" || value === "failed");
+      // Replaying the path's events gives the same state.
+      assert.deepEqual(
+        fold(
+          sessionMachine,
+          p.steps.map((st) => st.event as unknown as Envelope),
+        ).context,
+        c,
+      );
+    }
+  });
+});
