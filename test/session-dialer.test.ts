@@ -153,13 +153,15 @@ describe("session dialer", () => {
     await sessions.close();
   });
 
-  it("gives up after the attempts its seed's schedule allows: SessionFailed gave_up", async () => {
+  it("gives up after the attempts its seed's schedule allows: one SessionFailed gave_up for ten dials", async () => {
     const id = await w.newAgent();
     w.targets.set(id, { address: "127.0.0.1:1", labels: { poolId: "p", agentId: id, generation: 1 } });
     const sessions = w.sessions({ seed: () => 1234 });
-    sessions.dial(id, 1);
+    for (let i = 0; i < 10; i++) sessions.dial(id, 1); // one cycle, so at most one failure
     await until("failed", async () => (await w.typesOf(session(id))).includes("SessionFailed"));
+    await w.host.idle();
     const events = await w.eventsOf(session(id));
+    assert.equal(events.length, 2);
     assert.deepEqual(events[0]?.data, { generation: 1, address: "127.0.0.1:1", seed: 1234 });
     const expectedAttempts = backoffSchedule(1234, { startMs: 5, capMs: 20, giveUpMs: 200 }).length + 1;
     assert.deepEqual(events[1]?.data, { generation: 1, reason: "gave_up", attempts: expectedAttempts });
