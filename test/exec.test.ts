@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -15,11 +16,11 @@ import { PortAllocator } from "../src/ports/allocator.ts";
 import { SimulatedRuntime } from "../src/runtime/simulated.ts";
 import { EventStore } from "../src/store/event-store.ts";
 import { type AgentdHarness, startAgentd, TestSessions } from "./helpers/agentd-session.ts";
-import { corral, root } from "./helpers/cli.ts";
+import { bin, corral, root } from "./helpers/cli.ts";
 import { until } from "./helpers/daemon.ts";
 import { poolConfig } from "./helpers/events.ts";
 import { startTestNats, type TestNats } from "./helpers/nats.ts";
-import { onTeardown } from "./helpers/teardown.ts";
+import { onTeardown, trackProcess } from "./helpers/teardown.ts";
 
 /*
  * Commands run in agents, through the exec endpoint: a real nats-server, a control plane whose
@@ -330,6 +331,30 @@ describe("exec: commands in leased agents", () => {
         truncated: false,
       },
     );
+  });
+
+  it("corral exec -i sends its stdin to the command", async () => {
+    const args = [
+      "exec",
+      lease.leaseId,
+      "--token",
+      lease.leaseToken,
+      "-i",
+      "--",
+      "node",
+      "-e",
+      "process.stdin.pipe(process.stdout)",
+    ];
+    const p = spawn(process.execPath, [bin, ...args], { env: { ...process.env, NATS_URL: t.url } });
+    trackProcess(p, "corral exec -i");
+    let stdout = "";
+    p.stdout.on("data", (d) => {
+      stdout += d;
+    });
+    const code = new Promise((resolve) => p.on("close", resolve));
+    p.stdin.end("piped through\n");
+    assert.equal(await code, 0);
+    assert.equal(stdout, "piped through\n");
   });
 
   it("corral exec: a wrong token fails (exit 1, the code named), no token at all is a usage error", async () => {
