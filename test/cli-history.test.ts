@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import type { NatsConnection } from "@nats-io/nats-core";
+import { clock } from "../src/cli/format.ts";
 import { createEvent, type DataInputOf, type EventType } from "../src/events/catalogue.ts";
 import type { AggregateRef, Envelope } from "../src/events/envelope.ts";
 import { uuidv7 } from "../src/events/id.ts";
@@ -228,6 +229,8 @@ describe("replay debugging from the command line", () => {
       );
       assert.doesNotMatch(lines[2] as string, /poolId/, "only what changed");
       assert.match(lines[4] as string, /AgentLeased +refused in starting/);
+      const times = `deadline: ${clock(T0 + 19_000)} → ${clock(T0 + 30_000)}, stopReason: null → scale-down`;
+      assert.ok(lines[5]?.includes(times), `a time in the context reads as one: ${lines[5]}`);
       assert.equal(lines.at(-1), `now stopping (active) after seq ${seq.drainC}`);
     });
 

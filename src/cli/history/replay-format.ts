@@ -4,11 +4,17 @@ import type { ReplayStep } from "./fold.ts";
 
 /** `generation: 0 → 1, ports: [] → [5001,5002]`. */
 export function formatChanges(cs: readonly Change[]): string {
-  return cs.map((c) => `${c.path}: ${show(c.from)} → ${show(c.to)}`).join(", ");
+  return cs.map((c) => `${c.path}: ${show(c.from, c.path)} → ${show(c.to, c.path)}`).join(", ");
 }
 
-function show(v: unknown): string {
-  return v === undefined ? "-" : compact(v);
+/** Context fields that hold a time (epoch ms): `createdAt`, `deadline`, `lease.expiresAt`, `spawnPausedUntil`. */
+const TIME_FIELD = /(At|deadline|Until)$/;
+
+function show(v: unknown, path: string): string {
+  if (v === undefined) return "-";
+  // A time reads better as one: shown as the clock time the event lines use (0 stays 0: unset).
+  if (typeof v === "number" && v > 0 && TIME_FIELD.test(path)) return clock(v);
+  return compact(v);
 }
 
 /** One step as a line: `seq time type → state  changes  ⇒ effects`. */
