@@ -60,11 +60,12 @@ function bareRepo(root: string): string {
 }
 
 /** An agentd whose agent command counts its starts in a file, served over loopback. */
-async function startAgentd(t: TestContext, root: string) {
+async function startAgentd(t: TestContext, root: string, exitCode?: number) {
   const home = join(root, "home");
-  mkdirSync(home);
+  mkdirSync(home, { recursive: true });
   const starts = join(root, "starts");
-  const counter = `require("fs").appendFileSync(${JSON.stringify(starts)}, "x"); setInterval(() => {}, 1000)`;
+  const then = exitCode === undefined ? "setInterval(() => {}, 1000)" : `process.exit(${exitCode})`;
+  const counter = `require("fs").appendFileSync(${JSON.stringify(starts)}, "x"); ${then}`;
   const agentd = new Agentd({
     agentId: AGENT,
     poolId: "p",
@@ -135,6 +136,36 @@ describe("init executor against a real agentd", () => {
     assert.deepEqual(second.sent, [], "nothing was sent to agentd");
     assert.equal(readFileSync(join(home, "post-init.log"), "utf8"), "run\n", "post-init ran once");
     assert.equal(commandStarts(), 1, "the agent's command started once");
+  });
+
+  it("after an agentd restart only agent-ready runs again (boot); a command that ended fails the plan", async (t) => {
+    const root = tempDir("init-exec-");
+    const plan = initPlan({ postInit: { argv: ["sh", "-c", "echo run >> post-init.log"] } });
+    const before = await startAgentd(t, root);
+    assert.deepEqual(await run(await before.served.session(AGENT, 1), plan).result, { outcome: "completed" });
+    await waitFor(() => before.commandStarts() === 1);
+    await before.served.close();
+
+    // A new agentd over the same state dir: its markers say what ran, its command is not running.
+    const after = await startAgentd(t, root);
+    const session = await after.served.session(AGENT, 1);
+    assert.deepEqual([session.hello.commandRunning, session.hello.commandStarts], [false, 0]);
+    assert.deepEqual(await run(session, plan).result, { outcome: "completed" });
+    assert.deepEqual(session.sent, ["agent-ready"]);
+    assert.equal(readFileSync(join(after.home, "post-init.log"), "utf8"), "run\n");
+    await waitFor(() => after.commandStarts() === 2);
+
+    // A command that started and ended in this agentd's life: the agent is dead, the plan fails.
+    const dying = await startAgentd(t, tempDir("init-exec-"), 3);
+    const s1 = await dying.served.session(AGENT, 1);
+    assert.deepEqual(await run(s1, initPlan(undefined)).result, { outcome: "completed" });
+    await waitFor(() => dying.commandStarts() === 1);
+    let s2 = await dying.served.session(AGENT, 1);
+    while (s2.hello.commandRunning) s2 = await dying.served.session(AGENT, 1);
+    const { rec, result } = run(s2, initPlan(undefined));
+    assert.deepEqual(await result, { outcome: "failed", step: "agent-ready", reason: "error" });
+    assert.equal(rec.events[2]?.data.detail, "the agent's command exited with code 3");
+    assert.deepEqual(s2.sent, []);
   });
 
   it("a session lost mid-step is a failed step, not a failed plan; the next session finishes it once", async (t) => {

@@ -73,10 +73,15 @@ export class PlainAgentd {
     };
   }
 
-  async close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    await this.agentd.close();
-    this.server.close();
-    await once(this.server, "close");
+  private closing: Promise<void> | undefined;
+
+  /** Stops agentd (its commands and the agent's command) and the listener; again, does nothing more. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      for (const s of this.sockets) s.destroy();
+      await this.agentd.close();
+      await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    })();
+    return this.closing;
   }
 }

@@ -33,7 +33,7 @@ type OutMsg = Extract<FromAgent, { t: "out" }>;
 export interface InitSession {
   readonly agentId: string;
   readonly generation: number;
-  readonly hello: Pick<HelloAck, "initDone" | "commandRunning" | "commandStarts">;
+  readonly hello: Pick<HelloAck, "initDone" | "commandRunning" | "commandStarts" | "commandExit">;
   run(msg: OpMsg, on?: { ack?(): void; output?(o: OutMsg): void }): Promise<DoneMsg | ErrorMsg>;
   cancel(id: string): void;
   readonly closed: Promise<string>;
@@ -88,7 +88,7 @@ export async function runInitPlan(deps: InitDeps): Promise<InitOutcome> {
     const { name } = step;
     if (!(await offer({ type: "InitStepStarted", data: { generation, name, index, of } })))
       return refused("InitStepStarted");
-    const result = isDone(step, session.hello) ? skippedStep() : await runStep(deps, step);
+    const result = knownResult(step, session.hello) ?? (await runStep(deps, step));
     if (result.ok) {
       const data = { generation, name, index, ...result.completed };
       if (!(await offer({ type: "InitStepCompleted", data }))) return refused("InitStepCompleted");
@@ -120,8 +120,25 @@ export function bypassedSteps(plan: InitPlan, hello: InitSession["hello"]): Init
   return plan.steps.map((s) => s.name).filter((n) => n !== "agent-ready" && !done.has(n));
 }
 
-function isDone(step: PlanStep, hello: InitSession["hello"]): boolean {
-  return hello.initDone.includes(step.name) || (step.name === "agent-ready" && hello.commandRunning);
+/**
+ * A step's result as agentd's hello-ack already tells it, or undefined when it must be sent. A
+ * step with a marker is done. agent-ready goes by the command itself: running, it is done; started
+ * in this agentd's life and ended, the agent is dead (agentd's cached answer would say "started");
+ * never started here (fresh, or agentd restarted), it is sent.
+ */
+function knownResult(step: PlanStep, hello: InitSession["hello"]): StepResult | undefined {
+  if (step.name !== "agent-ready") return hello.initDone.includes(step.name) ? skippedStep() : undefined;
+  if (hello.commandRunning) return skippedStep();
+  if (hello.commandStarts > 0)
+    return stepFailure("error", `the agent's command ${ended(hello.commandExit)}`, null, 0);
+  return undefined;
+}
+
+function ended(exit: InitSession["hello"]["commandExit"]): string {
+  if (exit?.signal) return `was killed by ${exit.signal}`;
+  return exit?.exitCode === undefined || exit.exitCode === null
+    ? "ended"
+    : `exited with code ${exit.exitCode}`;
 }
 
 /** Sends one step and waits for its answer, its timeout or the end of the session; never throws. */
