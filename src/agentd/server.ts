@@ -40,6 +40,8 @@ export function listenTls(agentd: Agentd, opts: ListenOptions, log: Logger): Pro
     server.once("error", reject);
     server.listen(opts.port, opts.host, () => {
       server.off("error", reject);
+      // After the start an error (an accept that failed: no file descriptors left) is logged, not fatal.
+      server.on("error", (err) => log.error({ err: err.message }, "agentd: listener error"));
       const address = server.address();
       const port = typeof address === "object" && address ? address.port : opts.port;
       resolve({ port, close: () => new Promise<void>((done) => server.close(() => done())) });
