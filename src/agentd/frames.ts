@@ -61,7 +61,7 @@ export class FrameDecoder {
     const frames: unknown[] = [];
     for (;;) {
       if (this.buffered < HEADER) break;
-      const length = new DataView(this.peek(HEADER).buffer).getUint32(0);
+      const length = this.length();
       const bad = this.checkLength(length);
       if (bad) return this.fail(frames, bad);
       if (this.buffered < HEADER + length) break;
@@ -89,6 +89,13 @@ export class FrameDecoder {
     return { frames, error };
   }
 
+  /** The big-endian length at the front of the buffer (4 bytes are there). */
+  private length(): number {
+    const c = this.chunks[0]!;
+    const h = c.length >= HEADER ? c : this.peek(HEADER);
+    return ((h[0]! << 24) | (h[1]! << 16) | (h[2]! << 8) | h[3]!) >>> 0;
+  }
+
   /** The first `n` buffered bytes (a fresh copy), without consuming them. */
   private peek(n: number): Uint8Array {
     const out = new Uint8Array(n);
@@ -102,9 +109,10 @@ export class FrameDecoder {
     return out;
   }
 
-  /** Consumes and returns the first `n` buffered bytes. */
+  /** Consumes and returns the first `n` buffered bytes (a view when one chunk holds them all). */
   private take(n: number): Uint8Array {
-    const out = this.peek(n);
+    const first = this.chunks[0]!;
+    const out = first.length >= n ? first.subarray(0, n) : this.peek(n);
     let left = n;
     while (left > 0) {
       const c = this.chunks[0]!;
