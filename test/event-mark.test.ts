@@ -277,6 +277,7 @@ describe("marks through the store, against a real nats-server", () => {
         unmarked: await publish(subject, body),
         badMac: await publish(subject, body, `${realMark.slice(0, -43)}${"A".repeat(43)}`),
         otherKey: await publish(subject, body, EventKey.generate().mark(subject, body, 0)),
+        malformed: await publish(subject, body, `${realMark} `.replace(".0.", ".00.")),
         moved: await publish(subject, body, key.mark(`${subject}x`, body, 0)),
         altered: await publish(
           subject,
@@ -292,7 +293,7 @@ describe("marks through the store, against a real nats-server", () => {
       const before = MarkChecker.of(key).checkedOffThread;
       const records = await readAll(reader, subject);
       reader.close();
-      assert.equal(records.length, INLINE_FIRST + 1006);
+      assert.equal(records.length, INLINE_FIRST + 1007);
       assert.ok(
         (records[INLINE_FIRST]?.seq ?? 0) < forged.unmarked,
         "the forgeries come after the inline part",
@@ -313,6 +314,8 @@ describe("marks through the store, against a real nats-server", () => {
       }
       const bySeq = new Map(records.map((r) => [r.seq, r]));
       assert.match(bySeq.get(forged.otherKey)?.error?.message ?? "", /another key/);
+      assert.match(bySeq.get(forged.malformed)?.error?.message ?? "", /not a corral mark/);
+      assert.match(bySeq.get(forged.unmarked)?.error?.message ?? "", /no Corral-Mark/);
       assert.match(bySeq.get(forged.altered)?.error?.message ?? "", /does not match/);
     } finally {
       pub.close();

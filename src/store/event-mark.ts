@@ -37,8 +37,8 @@ for (const [chars, bit] of [
 ] as const) {
   for (const c of chars) CLASS[c.charCodeAt(0)] = (CLASS[c.charCodeAt(0)] ?? 0) | bit;
 }
-/** The CLASS bits of the character at `i` (0 past the end or outside ASCII). */
-const classAt = (s: string, i: number): number => CLASS[s.charCodeAt(i)] ?? 0;
+/** The CLASS bits of a character code (0 for none, past the end, or outside ASCII). */
+const classOf = (c: number | undefined): number => (c === undefined ? 0 : (CLASS[c] ?? 0));
 /** A MAC in base64url: 32 bytes, unpadded. */
 export const MAC_CHARS = 43;
 
@@ -134,6 +134,17 @@ export class EventKey {
     }
     return prev;
   }
+
+  /** As `precheck`, for a mark given as the bytes `data[from, to)`. */
+  precheckBytes(data: Uint8Array, from: number, to: number): number | "malformed" | "other-key" {
+    const prev = parseMarkBytes(data, from, to);
+    if (prev < 0) return "malformed";
+    const id = this.id;
+    for (let i = 0; i < ID_CHARS; i++) {
+      if (data[from + PREFIX.length + i] !== id.charCodeAt(i)) return "other-key";
+    }
+    return prev;
+  }
 }
 
 /** Bytes `writeMarkInput` writes for this subject and body. */
@@ -194,22 +205,39 @@ export function markShape(mark: string | undefined): "valid" | "missing" | "malf
   return parseMark(mark) >= 0 ? "valid" : "malformed";
 }
 
+/** A string mark as bytes, for parseMarkBytes; reused (marks are short). */
+let markBytes = new Uint8Array(128);
+
 /** The `prev` of a canonical mark, or -1 when `mark` is not one (see PREFIX). */
 function parseMark(mark: string): number {
-  const n = mark.length;
-  if (n < PREFIX.length + ID_CHARS + 3 + MAC_CHARS || !mark.startsWith(PREFIX)) return -1;
-  let at = PREFIX.length;
-  for (const end = at + ID_CHARS; at < end; at++) if (!(classAt(mark, at) & 1)) return -1;
-  if (mark.charCodeAt(at++) !== 46 /* . */) return -1;
+  if (mark.length > markBytes.length) markBytes = new Uint8Array(mark.length);
+  for (let i = 0; i < mark.length; i++) {
+    const c = mark.charCodeAt(i);
+    if (c > 0x7f) return -1;
+    markBytes[i] = c;
+  }
+  return parseMarkBytes(markBytes, 0, mark.length);
+}
+
+/**
+ * The `prev` of the canonical mark in `data[from, to)` (ASCII), or -1 when it is not one. Bulk
+ * reads parse the mark where it lies in the message's raw header block (mark-header.ts): making a
+ * string of it cost as much as hashing it.
+ */
+export function parseMarkBytes(data: Uint8Array, from: number, to: number): number {
+  if (to - from < PREFIX.length + ID_CHARS + 3 + MAC_CHARS) return -1;
+  for (let i = 0; i < PREFIX.length; i++) if (data[from + i] !== PREFIX.charCodeAt(i)) return -1;
+  let at = from + PREFIX.length;
+  for (const end = at + ID_CHARS; at < end; at++) if (!(classOf(data[at]) & 1)) return -1;
+  if (data[at++] !== 46 /* . */) return -1;
   const digitsAt = at;
   let prev = 0;
-  for (let c = mark.charCodeAt(at); c >= 48 && c <= 57; c = mark.charCodeAt(++at))
-    prev = prev * 10 + (c - 48);
+  for (let c = data[at] ?? 0; at < to && c >= 48 && c <= 57; c = data[++at] ?? 0) prev = prev * 10 + (c - 48);
   const digits = at - digitsAt;
-  if (digits === 0 || digits > MAX_PREV_DIGITS || (digits > 1 && mark.charCodeAt(digitsAt) === 48)) return -1;
-  if (mark.charCodeAt(at++) !== 46 || n - at !== MAC_CHARS) return -1;
-  for (; at < n - 1; at++) if (!(classAt(mark, at) & 2)) return -1;
-  return classAt(mark, at) & 4 ? prev : -1;
+  if (digits === 0 || digits > MAX_PREV_DIGITS || (digits > 1 && data[digitsAt] === 48)) return -1;
+  if (data[at++] !== 46 || to - at !== MAC_CHARS) return -1;
+  for (; at < to - 1; at++) if (!(classOf(data[at]) & 2)) return -1;
+  return classOf(data[at]) & 4 ? prev : -1;
 }
 
 /** Why a record is treated as forged, in words (for logs, `events tail` and `events show`). */

@@ -17,8 +17,11 @@ export class MarkBatch {
     private spans: Uint32Array<ArrayBuffer>,
   ) {}
 
-  /** Stages a mark that passed `EventKey.precheck`; false when there is nothing to MAC (a mismatch). */
-  add(subject: string, prev: number, body: Uint8Array, mark: string): boolean {
+  /**
+   * Stages a mark that passed `EventKey.precheck`, its MAC the MAC_CHARS bytes of `mac` from
+   * `macAt`; false when there is nothing to MAC (a mismatch).
+   */
+  add(subject: string, prev: number, body: Uint8Array, mac: Uint8Array, macAt: number): boolean {
     const need = KEY_BLOCK + markInputLength(subject, body) + MAC_CHARS;
     if (this.used + need > this.bytes.length) {
       const grown = new Uint8Array(Math.max(this.used + need, this.bytes.length * 2));
@@ -33,9 +36,7 @@ export class MarkBatch {
     const start = this.used;
     const end = writeMarkInput(this.bytes, start + KEY_BLOCK, subject, prev, body);
     if (end < 0) return false;
-    // A prechecked mark ends in MAC_CHARS base64url (ASCII) characters.
-    const macAt = mark.length - MAC_CHARS;
-    for (let j = 0; j < MAC_CHARS; j++) this.bytes[end + j] = mark.charCodeAt(macAt + j);
+    for (let j = 0; j < MAC_CHARS; j++) this.bytes[end + j] = mac[macAt + j] as number;
     this.spans[2 * this.count] = start;
     this.spans[2 * this.count + 1] = end;
     this.count++;
@@ -65,7 +66,7 @@ export class MarkChecker {
   private readonly waiting = new Map<number, Waiting>();
   private next = 0;
   /** Buffers back from the worker, reused by the next batch. */
-  private spare: { bytes: ArrayBuffer; spans: Uint32Array<ArrayBuffer> } | undefined;
+  private readonly spare: { bytes: ArrayBuffer; spans: Uint32Array<ArrayBuffer> }[] = [];
   /** Set when the worker failed: batches are then checked on the main thread. */
   private broken = false;
   /** Marks the worker has checked (for tests and benches: proof the work left this thread). */
@@ -83,8 +84,7 @@ export class MarkChecker {
   }
 
   batch(): MarkBatch {
-    const spare = this.spare;
-    this.spare = undefined;
+    const spare = this.spare.pop();
     return spare
       ? new MarkBatch(new Uint8Array(spare.bytes), spare.spans)
       : new MarkBatch(new Uint8Array(START_BYTES), new Uint32Array(2 * START_ENTRIES));
@@ -117,7 +117,7 @@ export class MarkChecker {
         const w = this.waiting.get(m.id);
         this.waiting.delete(m.id);
         if (this.waiting.size === 0) worker.unref();
-        this.spare = { bytes: m.bytes, spans: m.spans };
+        if (this.spare.length < 4) this.spare.push({ bytes: m.bytes, spans: m.spans });
         this.checkedOffThread += m.valid.length;
         w?.resolve(m.valid);
       },

@@ -1,7 +1,6 @@
 import { AckPolicy, DeliverPolicy, type JetStreamManager } from "@nats-io/jetstream";
 import { type Msg, type NatsConnection, nanos, nuid, type Subscription } from "@nats-io/nats-core";
 import type { Verifier } from "./integrity.ts";
-import { markOf } from "./mark-header.ts";
 import { type OffThread, RecordBatches } from "./record-batches.ts";
 import type { StoredRecord } from "./records.ts";
 import { ALL_EVENTS } from "./subjects.ts";
@@ -127,7 +126,7 @@ export async function* readRange(
     }
     lastSeq = sseq;
     stats.messages++;
-    batches.add(sseq, msg.subject, time, msg.data, verify ? markOf(msg) : undefined);
+    batches.add(sseq, msg.subject, time, msg);
     if (sseq === toSeq) finish();
     else if (batches.size >= batch) {
       sealed.push(batches.seal());

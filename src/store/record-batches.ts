@@ -1,6 +1,8 @@
-import { describeMark, type EventKey } from "./event-mark.ts";
+import type { Msg } from "@nats-io/nats-core";
+import { describeMark, type EventKey, MAC_CHARS } from "./event-mark.ts";
 import type { Verifier } from "./integrity.ts";
 import type { MarkBatch, MarkChecker } from "./mark-batch.ts";
+import { markOf, markValueEnd, markValueStart, rawOf, scanHeaders } from "./mark-header.ts";
 import { forgedRecord, type StoredRecord, toRecord } from "./records.ts";
 
 /** Messages of a read checked on the main thread before its checks move to the worker. */
@@ -41,10 +43,12 @@ export class RecordBatches {
     return this.marks !== undefined;
   }
 
-  add(seq: number, subject: string, time: number, data: Uint8Array, mark: string | undefined): void {
+  /** The record of a delivered message, its mark checked inline or staged for the worker. */
+  add(seq: number, subject: string, time: number, msg: Msg): void {
+    const data = msg.data;
     const off = this.offThread;
     if (!off || this.seen++ < INLINE_FIRST) {
-      this.records.push(toRecord(seq, subject, time, data, this.verify, mark));
+      this.records.push(toRecord(seq, subject, time, data, this.verify, this.verify && markOf(msg)));
       return;
     }
     const record = toRecord(seq, subject, time, data);
@@ -53,15 +57,20 @@ export class RecordBatches {
       return;
     }
     const { event } = record;
-    const prev = off.key.precheck(mark);
+    // The mark where it lies in the raw message (no string made of it), else as the client parses it.
+    const raw = rawOf(msg);
+    const mark = raw ? undefined : markOf(msg);
+    const bytes = raw ? raw.data : Buffer.from(mark ?? "", "latin1");
+    const from = raw ? markValueStart(raw.data, raw.hdr) : 0;
+    const to = raw ? (from < 0 ? from : markValueEnd(raw.data, from, raw.hdr)) : bytes.length;
+    const prev = to <= from ? "missing" : off.key.precheckBytes(bytes, from, to);
     if (typeof prev !== "number") {
-      this.records.push(
-        forgedRecord(seq, subject, time, event, { check: prev, detail: describeMark(prev, mark) }),
-      );
+      const detail = describeMark(prev, raw && to > from ? scanHeaders(raw.data, raw.hdr) : mark);
+      this.records.push(forgedRecord(seq, subject, time, event, { check: prev, detail }));
       return;
     }
     this.marks ??= off.checker.batch();
-    if (!mark || !this.marks.add(subject, prev, data, mark)) {
+    if (!this.marks.add(subject, prev, data, bytes, to - MAC_CHARS)) {
       this.records.push(forgedRecord(seq, subject, time, event, MISMATCH));
       return;
     }
