@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -431,6 +431,16 @@ describe("agentd init ops", () => {
     assert.equal((await peer.result("g2")).t, "done");
     assert.equal(readFileSync(join(clone, "untracked"), "utf8"), "kept");
     assert.equal(statSync(join(clone, ".git")).ino, gitDir);
+    // A directory inside the clone is not a clone, though git run there reads the clone's origin.
+    mkdirSync(join(clone, "sub"));
+    writeFileSync(join(clone, "sub/notes"), "not a repo");
+    peer.send({ t: "op", id: "g4", op: "git", args: { repo, dir: "work/project/sub" } });
+    assert.deepEqual(await peer.result("g4"), {
+      t: "error",
+      id: "g4",
+      code: "op_failed",
+      message: "git: work/project/sub exists and is not a clone",
+    });
     peer.send({ t: "op", id: "g3", op: "git", args: { repo: `${repo}-other`, dir: "work/project" } });
     const other = await peer.result("g3");
     assert.deepEqual(other, {

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { appendFile } from "node:fs/promises";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import { pathUnderHome, writeFileAtomic } from "./files.ts";
 import type { OpArgs } from "./protocol.ts";
 import { type OutputStream, type RunResult, runProcess, succeeded } from "./run.ts";
@@ -63,8 +63,11 @@ export async function gitOp(args: OpArgs<"git">, ctx: OpContext): Promise<RunRes
   const started = performance.now();
   const dir = pathUnderHome(ctx.home, args.dir);
   if (existsSync(dir) && readdirSync(dir).length > 0) {
-    const origin = await git(ctx, ["-C", dir, "config", "--get", "remote.origin.url"]);
-    if (origin.exitCode !== 0) throw new Error(`git: ${args.dir} exists and is not a clone`);
+    // Its own .git: inside another work tree (a home kept in git) `git -C` would read that one's.
+    const origin = existsSync(join(dir, ".git"))
+      ? await git(ctx, ["-C", dir, "config", "--get", "remote.origin.url"])
+      : undefined;
+    if (origin?.exitCode !== 0) throw new Error(`git: ${args.dir} exists and is not a clone`);
     if (Buffer.from(origin.stdoutTail).toString("utf8").trim() !== args.repo) {
       throw new Error(`git: ${args.dir} is a clone of another repository`);
     }
