@@ -93,6 +93,15 @@ describe("causation and correlation on what the daemon writes", () => {
     assert.deepEqual((JSON.parse(r.stdout).roots as Node[]).map(shape), [
       ["CommandCreated", ["CommandSent"]],
     ]);
+    const byRequest = await corral(["trace", "request-7", "--json"], env);
+    assert.equal(byRequest.code, 0, byRequest.stderr);
+    const roots = JSON.parse(byRequest.stdout).roots as (Node & { event: { aggregate: { id: string } } })[];
+    assert.deepEqual(
+      roots.map(shape),
+      [["CommandCreated", ["CommandSent"]]],
+      "a caller's own correlation id",
+    );
+    assert.equal(roots[0]?.event.aggregate.id, "effect-2");
   });
 
   it("a deadline's input is caused by the event that left the actor in its state", async () => {

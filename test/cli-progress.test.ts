@@ -12,7 +12,7 @@ describe("progress on stderr", () => {
   it("silent for the first second, then events/s and an ETA on one redrawn line; done clears it", () => {
     let now = 0;
     const err = sink(true);
-    const p = progress({ fromSeq: 1, toSeq: 100_000, json: false, sink: err, now: () => now });
+    const p = progress({ toSeq: 100_000, json: false, sink: err, now: () => now });
     now = 900;
     p.add(45_000, 45_000);
     assert.deepEqual(err.writes, [], "nothing within the first second");
@@ -34,14 +34,14 @@ describe("progress on stderr", () => {
     ] as const) {
       let now = 0;
       const err = sink(tty);
-      const p = progress({ fromSeq: 1, toSeq: 10, json, sink: err, now: () => now });
+      const p = progress({ toSeq: 10, json, sink: err, now: () => now });
       now = 5_000;
       p.add(5, 5);
       p.done();
       assert.deepEqual(err.writes, [], `json=${json} tty=${tty}`);
     }
     const err = sink(true);
-    const p = progress({ fromSeq: 1, toSeq: 10, json: false, sink: err, now: () => 10 });
+    const p = progress({ toSeq: 10, json: false, sink: err, now: () => 10 });
     p.add(10, 10);
     p.done();
     assert.deepEqual(err.writes, []);

@@ -17,8 +17,7 @@ export interface Progress {
 }
 
 export interface ProgressOptions {
-  /** Sequences to read: from `fromSeq` up to `toSeq`, for the ETA. */
-  fromSeq: number;
+  /** The last sequence the read goes to, for the ETA. */
   toSeq: number;
   json: boolean;
   sink?: ProgressSink;

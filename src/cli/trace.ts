@@ -17,7 +17,7 @@ const SKEW_MS = 60_000;
 type Query =
   | { kind: "lease"; leaseId: string; since?: number }
   | { kind: "event"; id: string; since?: number }
-  | { kind: "aggregate"; ref: AggregateRef };
+  | { kind: "aggregate"; ref: AggregateRef; correlationId?: string };
 
 /** A lease id, an event or correlation id (a UUID), or an aggregate: `command/<id>`, or a bare command id. */
 export function parseTraceQuery(text: string): Query {
@@ -34,7 +34,8 @@ export function parseTraceQuery(text: string): Query {
       );
     }
   }
-  if (isValidId(t)) return { kind: "aggregate", ref: { kind: "command", id: t } };
+  // A bare id: a command's, or a correlation id a caller chose (any string, not only a UUID).
+  if (isValidId(t)) return { kind: "aggregate", ref: { kind: "command", id: t }, correlationId: t };
   throw new CliError(
     `${JSON.stringify(text)} is not an event id, correlation id, lease id (<agent>.<uuid>) or command id`,
     EXIT.usage,
@@ -53,7 +54,8 @@ function isSeed(q: Query, n: TraceNode): boolean {
     const data = e.data as { leaseId?: unknown };
     return data.leaseId === q.leaseId && e.aggregate.id === agentOfLease(q.leaseId);
   }
-  return e.aggregate.kind === q.ref.kind && e.aggregate.id === q.ref.id;
+  if (e.aggregate.kind === q.ref.kind && e.aggregate.id === q.ref.id) return true;
+  return q.correlationId !== undefined && e.correlationId === q.correlationId;
 }
 
 /** Where to start reading: the seed's time or its aggregate's first event; undefined: the start. */

@@ -23,7 +23,7 @@ export async function scan(
   onRecord: (r: StoredRecord) => void,
 ): Promise<number> {
   if (opts.toSeq < 1) return 0;
-  const shown = progress({ fromSeq: opts.fromSeq ?? 1, toSeq: opts.toSeq, json: opts.json });
+  const shown = progress({ toSeq: opts.toSeq, json: opts.json });
   let n = 0;
   try {
     const range = { filter: opts.filter, toSeq: opts.toSeq };
