@@ -112,6 +112,11 @@ const toAgent = {
   "register-required": z.strictObject({ t: z.literal("register-required") }),
   welcome: z.strictObject({ t: z.literal("welcome") }),
   refused: z.strictObject({ t: z.literal("refused"), message: text }),
+  /**
+   * Run `argv` (no shell). `cwd` relative to the agent's home (default: the home); `env` adds to
+   * agentd's environment; `stdin` is written and closed (none: empty); no `timeoutMs`, no limit.
+   * Answered by ack, out…, then done (or error: spawn_failed, timeout, cancelled).
+   */
   exec: z.strictObject({
     t: z.literal("exec"),
     id,
@@ -121,7 +126,9 @@ const toAgent = {
     stdin: bytes.optional(),
     timeoutMs: timeoutMs.optional(),
   }),
+  /** An init step (opArgs); answered like exec, and a success leaves the step's marker. */
   op: z.strictObject({ t: z.literal("op"), id, op: z.string(), args: z.unknown() }),
+  /** Stop a running command as a timeout would: its result is error `cancelled`. */
   cancel: z.strictObject({ t: z.literal("cancel"), id }),
   ping: z.strictObject({ t: z.literal("ping") }),
 } as const;
