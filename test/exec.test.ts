@@ -264,6 +264,33 @@ describe("exec: commands in leased agents", () => {
     );
   });
 
+  it("a session lost mid-command: the next one re-attaches to it, and the call ends once with its exit code", async () => {
+    const marks = join(agent.home, "reattach.log");
+    const append = (text: string) => `require('fs').appendFileSync(${JSON.stringify(marks)}, '${text}')`;
+    const commandId = crypto.randomUUID();
+    const chunks: string[] = [];
+    const call = client.exec(ref(), {
+      pool,
+      commandId,
+      argv: node(
+        `${append("start")}; setTimeout(() => { ${append(" end")}; console.log('late'); process.exit(6) }, 1000)`,
+      ),
+      onOutput: (_s, d) => chunks.push(new TextDecoder().decode(d)),
+    });
+    await until("acked", async () => (await events(commandId)).some((e) => e.type === "CommandAcked"));
+    await dropSession();
+    await connectSession();
+    const r = await call;
+    assert.equal(r.exitCode, 6);
+    assert.equal(r.stdout, "late\n");
+    assert.deepEqual(chunks, ["late\n"], "the output reaches the new session");
+    assert.equal(readFileSync(marks, "utf8"), "start end", "ran once");
+    assert.deepEqual(
+      (await events(commandId)).map((e) => e.type),
+      ["CommandCreated", "CommandSent", "CommandAcked", "CommandCompleted"],
+    );
+  });
+
   it("queue_full past the agent's queue; queued commands go out once its session is back", async () => {
     await dropSession();
     const marks = join(agent.home, "queued.log");

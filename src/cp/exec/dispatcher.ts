@@ -114,9 +114,10 @@ export class ExecDispatcher {
       (err: unknown) => {
         if (c.sentOn !== session) return;
         // The session ended first: the next one gets the command again (agentd re-attaches).
+        // Never back onto the session that failed it, should it still be the current one.
         this.deps.log.info({ err, command: c.id, agent: c.agentId }, "session lost while a command ran");
         c.sentOn = undefined;
-        this.pump(c.agentId);
+        if (this.deps.sessions.get(c.agentId) !== session) this.pump(c.agentId);
       },
     );
   }
