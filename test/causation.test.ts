@@ -153,4 +153,35 @@ describe("causation and correlation on what the daemon writes", () => {
       plain.close();
     }
   });
+
+  it("closing a pool: revoked leases are caused by the close, the pool's end by its last agent's", async () => {
+    const pool = "closing";
+    const { cp } = await ControlPlane.start({
+      nc,
+      instance: "i-closing",
+      pools: { [pool]: poolConfig({ min: 1, max: 1, warm: 1 }) },
+      runtimes: { process: new SimulatedRuntime("i-closing") },
+      ports: new PortAllocator(),
+      scheduler: new ManualScheduler(),
+    });
+    const plain = await EventStore.open(nc, { integrity: "off" });
+    try {
+      const sup = cp.pool(pool);
+      await until(async () => sup.status().agents.some((a) => a.phase === "idle"));
+      const lease = await sup.acquire({ timeoutMs: 5_000 });
+      await sup.close({ revokeLeases: true });
+      const poolEvents = await eventsOf(plain, { kind: "pool", id: pool });
+      const closeRequested = poolEvents.find((e) => e.type === "PoolCloseRequested") as CorralEvent;
+      const closed = poolEvents.find((e) => e.type === "PoolClosed") as CorralEvent;
+      const agentEvents = await eventsOf(plain, { kind: "agent", id: lease.agentId });
+      const revoked = agentEvents.find((e) => e.type === "AgentLeaseRevoked");
+      assert.equal(revoked?.causationId, closeRequested.id);
+      assert.equal(revoked?.correlationId, closeRequested.id);
+      assert.equal(agentEvents.at(-1)?.type, "AgentStopped");
+      assert.equal(closed.causationId, agentEvents.at(-1)?.id, "the pool closed when its last agent stopped");
+    } finally {
+      await cp.stop();
+      plain.close();
+    }
+  });
 });

@@ -6,6 +6,7 @@ import { agentOfLease, newLeaseId } from "../../events/lease-id.ts";
 import { DEFAULT_MAX_LEASE_TTL_MS, type PoolConfig } from "../../events/pool.ts";
 import { leaseOutcome } from "../../projections/leases.ts";
 import type { ActorHost } from "../actor-host.ts";
+import { causedBy } from "../caused-by.ts";
 import {
   AcquireCancelledError,
   AcquireTimeoutError,
@@ -181,13 +182,14 @@ export class LeaseBroker {
   }
 
   /** Ends every lease of the pool (it is closing); agents that moved on meanwhile are skipped. */
-  async revokeAll(reason: string): Promise<number> {
+  async revokeAll(reason: string, cause?: CorralEvent): Promise<number> {
     const held = this.deps.agents.all().filter((a) => a.lease !== null);
     const offers = await Promise.all(
       held.map((a) =>
         this.deps.host.offer(agentRef(a.id), {
           type: "AgentLeaseRevoked",
           data: { leaseId: (a.lease as Lease).id, reason },
+          ...causedBy(cause),
         }),
       ),
     );

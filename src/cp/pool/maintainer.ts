@@ -5,6 +5,7 @@ import { type Decision, nextFailureStreak, planPool, spawnBackoffMs } from "../.
 import type { AggregateRef } from "../../events/envelope.ts";
 import { uuidv7 } from "../../events/id.ts";
 import type { ActorHost, Input } from "../actor-host.ts";
+import { causedBy } from "../caused-by.ts";
 import type { Scheduler } from "../scheduler.ts";
 import type { PoolAgents } from "./agents.ts";
 
@@ -129,9 +130,7 @@ export class Maintainer {
           retryAt: at + spawnBackoffMs(streak),
         },
         at,
-        // Caused by the agent's failure, in its chain (`corral trace` follows it there).
-        causationId: cause?.id,
-        correlationId: cause === undefined ? undefined : (cause.correlationId ?? cause.id),
+        ...causedBy(cause), // the agent's failure: `corral trace` follows the chain there
       });
     };
     // After one that could not be recorded (its caller logs it), the next still runs.

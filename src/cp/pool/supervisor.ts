@@ -5,6 +5,7 @@ import type { CorralEvent } from "../../events/catalogue.ts";
 import type { PoolConfig } from "../../events/pool.ts";
 import type { Runtime } from "../../runtime/types.ts";
 import type { ActorHost } from "../actor-host.ts";
+import { causedBy } from "../caused-by.ts";
 import { PoolClosedError, PoolError } from "../errors.ts";
 import type { Scheduler } from "../scheduler.ts";
 import type { AgentView, PoolView } from "../views.ts";
@@ -94,7 +95,7 @@ export class PoolSupervisor {
       }
     }
     if (phase !== prev?.phase) this.maintainer.kick();
-    if (this.state === "closing" && this.agents.size === 0) this.finishClose();
+    if (this.state === "closing" && this.agents.size === 0) this.finishClose(event);
   }
 
   // --- the API's operations ---------------------------------------------------------------------
@@ -133,16 +134,18 @@ export class PoolSupervisor {
   async close(opts: { reason?: string; revokeLeases?: boolean } = {}): Promise<void> {
     if (this.state === "closed") return;
     const closed = new Promise<void>((r) => this.closedWaiters.push(r));
+    let cause: CorralEvent | undefined;
     if (this.state === "open") {
       // Offered, not sent: a close that crossed another one is refused (already closing) and waits too.
-      await this.deps.host.offer(
+      const offered = await this.deps.host.offer(
         { kind: "pool", id: this.name },
         { type: "PoolCloseRequested", data: { reason: opts.reason ?? "requested" } },
       );
+      if (offered.accepted) cause = offered.event;
     }
-    if (opts.revokeLeases) await this.broker.revokeAll("pool closed");
+    if (opts.revokeLeases) await this.broker.revokeAll("pool closed", cause);
     this.maintainer.kick();
-    if (this.agents.size === 0) this.finishClose();
+    if (this.agents.size === 0) this.finishClose(cause);
     await closed;
   }
 
@@ -183,10 +186,11 @@ export class PoolSupervisor {
     return config;
   }
 
-  private finishClose(): void {
+  /** Records the pool closed, caused by the last agent's end (or by the close itself, if it had none). */
+  private finishClose(cause?: CorralEvent): void {
     if (this.state !== "closing") return;
     this.deps.host
-      .offer({ kind: "pool", id: this.name }, { type: "PoolClosed", data: {} })
+      .offer({ kind: "pool", id: this.name }, { type: "PoolClosed", data: {}, ...causedBy(cause) })
       .catch((err: unknown) => this.deps.log.error({ err, pool: this.name }, "could not record pool closed"));
   }
 }
