@@ -7,11 +7,14 @@ import { defineAggregate, type EffectIntent } from "./aggregate.ts";
  * One agent of a pool. An agent keeps its id across recycles: each recycle stops its instance
  * (container or process) and starts a new generation, until maxRecycles retires it.
  *
- *   requested → creating → starting → ready (idle ⇄ leased → expired) → draining → stopping → stopped
- *        ↑__________ recycling ←_______________|                                          failed (any live state)
+ *   requested → creating → starting → connecting → initializing → ready (idle ⇄ leased → expired)
+ *        ↑__________ recycling ←____________________________________________|        → draining → stopping → stopped
+ *                                                                          failed (any live state)
  *
- * Each step before ready has a deadline; a step's effect reports the next fact. Between
- * starting and ready a later issue adds connect / register / init.
+ * Each step before ready has a deadline; a step's effect reports the next fact. `connecting`
+ * dials the agent's agentd and registers its certificate (AgentRegistered); `initializing` runs
+ * the init plan (Init* events). Only InitCompleted makes an agent leasable. An untrusted agent
+ * (AgentUntrusted) is recycled from any of these phases, a lease it held ending with it.
  *
  * The lease is a phase of the agent, not an aggregate of its own: the agent is the consistency
  * boundary for "in at most one lease", and optimistic concurrency on its subject guarantees it.
@@ -41,6 +44,12 @@ export interface AgentContext {
   /** When it last became idle (for idleTimeout); meaningful only while idle. */
   idleSince: number | null;
   deadline: number | null;
+  /** The certificate this generation registered with (AgentRegistered): its identity until recycled. */
+  identity: { thumbprint: string; peerCN: string } | null;
+  /** Why this generation is not trusted (AgentUntrusted); it is being recycled. */
+  untrusted: { reason: string; detail: string } | null;
+  /** The init plan's progress while initializing: the step under way (or last done) and the count. */
+  init: { step: string | null; index: number; of: number } | null;
   stopReason: string | null;
   error: { phase: string; code: string; message: string } | null;
 }
@@ -73,6 +82,22 @@ const instance = ({ context }: { context: AgentContext }): InstanceParams => ({
 const renewal = ({ event }: { event: AgentEvent }) => ({
   expiresAt: event.type === "AgentLeaseRenewed" ? event.data.expiresAt : 0,
 });
+
+const dial = {
+  type: "dialAgent" as const,
+  params: ({ context }: { context: AgentContext }) => ({ generation: context.generation }),
+};
+
+/** A security verdict, not a request: it recycles the agent even under a holder (the lease ends). */
+const distrust = {
+  guard: "thisGeneration" as const,
+  target: "#agent.recycling" as const,
+  actions: {
+    type: "distrust" as const,
+    params: ({ event }: { event: AgentEvent }) =>
+      event.type === "AgentUntrusted" ? event.data : { reason: "", detail: "" },
+  },
+};
 
 const backToIdle = {
   type: "backToIdle" as const,
@@ -114,6 +139,7 @@ export const agentMachine = setup({
     recycleInstance: (_, _p: InstanceParams) => {},
     stopInstance: (_, _p: InstanceParams) => {},
     cleanupInstance: (_, _p: InstanceParams) => {},
+    dialAgent: (_, _p: { generation: number }) => {},
     // Context updates:
     request: assign(
       (_, p: { poolId: string; runtime: "docker" | "process"; at: number; deadline: number }) => ({
@@ -127,6 +153,22 @@ export const agentMachine = setup({
     setPorts: assign((_, p: { ports: number[] }) => ({ ports: p.ports })),
     setInstance: assign((_, p: { instanceId: string }) => ({ instanceId: p.instanceId })),
     becomeReady: assign((_, p: { at: number }) => ({ readyAt: p.at, idleSince: p.at, deadline: null })),
+    register: assign((_, p: { thumbprint: string; peerCN: string }) => ({
+      identity: { thumbprint: p.thumbprint, peerCN: p.peerCN },
+    })),
+    distrust: assign((_, p: { reason: string; detail: string }) => ({
+      untrusted: { reason: p.reason, detail: p.detail },
+      stopReason: `untrusted: ${p.reason}`,
+      lease: null,
+      idleSince: null,
+    })),
+    startInit: assign((_, p: { stepCount: number; deadline: number }) => ({
+      init: { step: null, index: 0, of: p.stepCount },
+      deadline: p.deadline,
+    })),
+    initStep: assign(({ context }, p: { name: string; index: number }) => ({
+      init: { step: p.name, index: p.index, of: context.init?.of ?? p.index + 1 },
+    })),
     backToIdle: assign((_, p: { at: number }) => ({ lease: null, idleSince: p.at })),
     lease: assign(({ context }, p: EventOf<"AgentLeased">["data"] & { at: number }) => ({
       lease: {
@@ -156,6 +198,9 @@ export const agentMachine = setup({
       generationLeases: 0,
       ports: [],
       instanceId: null,
+      identity: null,
+      untrusted: null,
+      init: null,
       lease: null,
       readyAt: null,
       idleSince: null,
@@ -192,6 +237,13 @@ export const agentMachine = setup({
       event.data.deadline === context.lease.expiresAt,
     dueNow: ({ context, event }) =>
       event.type === "AgentTimedOut" && event.data.deadline === context.deadline,
+    /** Init steps are taken in order: a step started or completed must be the plan's next one. */
+    inPlan: ({ context, event }) =>
+      "generation" in event.data &&
+      event.data.generation === context.generation &&
+      context.init !== null &&
+      "index" in event.data &&
+      event.data.index < context.init.of,
   },
 }).createMachine({
   id: "agent",
@@ -210,6 +262,9 @@ export const agentMachine = setup({
     readyAt: null,
     idleSince: null,
     deadline: null,
+    identity: null,
+    untrusted: null,
+    init: null,
     stopReason: null,
     error: null,
   },
@@ -260,17 +315,71 @@ export const agentMachine = setup({
     starting: {
       entry: { type: "startInstance", params: instance },
       on: {
-        AgentStarted: {
-          guard: "thisGeneration",
-          target: "ready",
-          actions: { type: "becomeReady", params: ({ event }) => ({ at: event.at }) },
-        },
+        AgentStarted: { guard: "thisGeneration", target: "connecting" },
         AgentDrainRequested: {
           target: "stopping",
           actions: { type: "stopBecause", params: ({ event }) => event.data },
         },
         AgentTimedOut: { guard: "dueNow", ...fail("starting") },
         AgentFailed: fail("starting"),
+      },
+    },
+    connecting: {
+      // The dial is deduplicated: after a restart it is simply asked again (resume).
+      entry: dial,
+      on: {
+        AgentRegistered: {
+          guard: "thisGeneration",
+          target: "initializing",
+          actions: { type: "register", params: ({ event }) => event.data },
+        },
+        AgentUntrusted: distrust,
+        AgentDrainRequested: {
+          target: "stopping",
+          actions: { type: "stopBecause", params: ({ event }) => event.data },
+        },
+        AgentTimedOut: { guard: "dueNow", ...fail("connecting") },
+        AgentFailed: fail("connecting"),
+      },
+    },
+    initializing: {
+      on: {
+        InitStarted: {
+          guard: "thisGeneration",
+          actions: { type: "startInit", params: ({ event }) => event.data },
+        },
+        InitStepStarted: {
+          guard: "inPlan",
+          actions: { type: "initStep", params: ({ event }) => event.data },
+        },
+        InitStepCompleted: {
+          guard: "inPlan",
+          actions: { type: "initStep", params: ({ event }) => event.data },
+        },
+        InitCompleted: {
+          guard: "thisGeneration",
+          target: "ready",
+          actions: { type: "becomeReady", params: ({ event }) => ({ at: event.at }) },
+        },
+        InitFailed: {
+          guard: "thisGeneration",
+          target: "failed",
+          actions: {
+            type: "failWith",
+            params: ({ event }) => ({
+              phase: "initializing",
+              code: `init_${event.data.reason}`,
+              message: `init step ${event.data.step} failed: ${event.data.detail}`,
+            }),
+          },
+        },
+        AgentUntrusted: distrust,
+        AgentDrainRequested: {
+          target: "stopping",
+          actions: { type: "stopBecause", params: ({ event }) => event.data },
+        },
+        AgentTimedOut: { guard: "dueNow", ...fail("initializing") },
+        AgentFailed: fail("initializing"),
       },
     },
     ready: {
@@ -314,6 +423,7 @@ export const agentMachine = setup({
         },
       },
       on: {
+        AgentUntrusted: distrust,
         AgentFailed: fail("ready"),
       },
     },
@@ -325,6 +435,11 @@ export const agentMachine = setup({
         AgentLeaseRevoked: { guard: "thisLease", target: "stopping", actions: "unlease" },
         AgentLeaseExpired: { guard: "leaseDue", target: "stopping", actions: "unlease" },
         AgentTimedOut: { guard: "dueNow", target: "stopping", actions: "unlease" },
+        AgentUntrusted: {
+          guard: "thisGeneration",
+          target: "stopping",
+          actions: { type: "distrust", params: ({ event }) => event.data },
+        },
         AgentFailed: fail("draining"),
       },
     },
@@ -368,10 +483,13 @@ const RESUME: Record<string, EffectIntent["type"]> = {
   stopping: "stopInstance",
 };
 
+/** Phases whose agentd the control plane keeps a session with: re-dialled after a restart. */
+const SESSION_PHASES = new Set(["connecting", "initializing", "ready", "draining"]);
+
 export const agentAggregate = defineAggregate({
   kind: "agent",
   machine: agentMachine,
-  version: 2,
+  version: 3,
   effects: [
     "allocatePorts",
     "createInstance",
@@ -379,6 +497,7 @@ export const agentAggregate = defineAggregate({
     "recycleInstance",
     "stopInstance",
     "cleanupInstance",
+    "dialAgent",
   ],
   timer: (s) => {
     const { deadline, lease } = s.context;
@@ -390,7 +509,11 @@ export const agentAggregate = defineAggregate({
     return deadline === null ? null : { at: deadline, input: { type: "AgentTimedOut", data: { deadline } } };
   },
   resume: (s) => {
-    const step = typeof s.value === "string" ? RESUME[s.value] : undefined;
+    const name = typeof s.value === "string" ? s.value : Object.keys(s.value)[0];
+    if (name !== undefined && SESSION_PHASES.has(name)) {
+      return [{ type: "dialAgent", params: { generation: s.context.generation } }];
+    }
+    const step = name === undefined ? undefined : RESUME[name];
     return step ? [{ type: step, params: instance({ context: s.context }) }] : [];
   },
 });
@@ -417,6 +540,8 @@ export function agentPhase(value: unknown): AgentPhase {
     case "requested":
     case "creating":
     case "starting":
+    case "connecting":
+    case "initializing":
       return "starting";
     case "draining":
     case "recycling":

@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
 import { Agentd } from "../src/agentd/agentd.ts";
-import { runInitPlan } from "../src/cp/init/executor.ts";
+import { PLAN_MARGIN_MS, runInitPlan } from "../src/cp/init/executor.ts";
 import { type InitPlan, initPlan } from "../src/cp/init/plan.ts";
 import { TimerScheduler } from "../src/cp/scheduler.ts";
 import type { StoredInit } from "../src/events/template-init.ts";
@@ -100,6 +100,7 @@ describe("init executor against a real agentd", () => {
     const plan = initPlan(init);
 
     const first = await served.session(AGENT, 1);
+    const before = Date.now();
     const one = run(first, plan);
     assert.deepEqual(await one.result, { outcome: "completed" });
     assert.deepEqual(one.rec.types(), [
@@ -107,7 +108,11 @@ describe("init executor against a real agentd", () => {
       ...plan.steps.flatMap(() => ["InitStepStarted", "InitStepCompleted"]),
       "InitCompleted",
     ]);
-    assert.deepEqual(one.rec.events[0]?.data, { generation: 1, stepCount: 5 });
+    const { deadline, ...started } = (one.rec.events[0]?.data ?? {}) as { deadline?: number };
+    assert.deepEqual(started, { generation: 1, stepCount: 5 });
+    // The plan must end within its steps' timeouts plus the margin, counted from its start.
+    const budget = plan.steps.reduce((t, s) => t + s.timeoutMs, 0) + PLAN_MARGIN_MS;
+    assert.ok(deadline !== undefined && deadline >= before + budget && deadline <= Date.now() + budget);
     const completed = one.rec.events.filter((e) => e.type === "InitStepCompleted");
     assert.deepEqual(
       completed.map((e) => [e.data.name, e.data.index, e.data.exitCode, e.data.skipped]),

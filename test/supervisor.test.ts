@@ -3,7 +3,9 @@ import { after, before, describe, it } from "node:test";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { ControlPlane } from "../src/cp/control-plane.ts";
 import { ManualScheduler } from "../src/cp/manual-scheduler.ts";
+import { simulatedDialer } from "../src/cp/simulated-dialer.ts";
 import type { PoolConfig } from "../src/events/pool.ts";
+import { silentLogger } from "../src/log.ts";
 import { PortAllocator } from "../src/ports/allocator.ts";
 import { SimulatedRuntime } from "../src/runtime/simulated.ts";
 import { ConcurrencyError } from "../src/store/errors.ts";
@@ -57,6 +59,7 @@ describe("pool supervisor races (manual clock, simulated runtime, real NATS)", (
       ports: new PortAllocator(),
       scheduler,
       maxConflictRetries: opts.maxConflictRetries,
+      dialer: (host) => simulatedDialer(host, scheduler.now, silentLogger),
     });
     const idle = (k: number) =>
       until(

@@ -4,19 +4,18 @@ import { KeyedQueue } from "../keyed-queue.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { AgentCommand } from "./agent-command.ts";
 import { Connection } from "./connection.ts";
+import { InitSteps } from "./init-steps.ts";
 import { InitMarkers } from "./markers.ts";
-import { configOp, gitOp, type OpContext, sshOp } from "./ops.ts";
 import {
   DEFAULT_HEARTBEAT_MS,
   type ExecMsg,
   type FromAgent,
-  type OpMsg,
   PROTOCOL_VERSION,
   type ResultMsg,
   type ToAgent,
 } from "./protocol.ts";
 import { errorResult, ResultCache, resultOf } from "./results.ts";
-import { type OutputStream, runProcess, succeeded } from "./run.ts";
+import { type OnOutput, runProcess } from "./run.ts";
 
 /**
  * agentd's engine, apart from TLS: it serves any Duplex (main.ts hands it each TLS connection
@@ -43,9 +42,6 @@ export interface AgentdOptions {
   log?: Logger;
 }
 
-/** post-init may install things: it gets longer than an exec's usual budget (LESSONS.md, Init plan). */
-const POST_INIT_TIMEOUT_MS = 600_000;
-
 interface Running {
   /** The newest connection that asked for it: its output and result go there. */
   conn: Connection | undefined;
@@ -53,7 +49,7 @@ interface Running {
   done: Promise<void>;
 }
 
-type Work = (signal: AbortSignal, onOutput: OpContext["onOutput"]) => Promise<ResultMsg>;
+type Work = (signal: AbortSignal, onOutput: OnOutput) => Promise<ResultMsg>;
 
 export class Agentd {
   readonly markers: InitMarkers;
@@ -63,6 +59,7 @@ export class Agentd {
   private readonly results = new ResultCache();
   /** Ops of one kind run one at a time (two git ops on one dir must not both clone). */
   private readonly steps = new KeyedQueue();
+  private readonly init: InitSteps;
   private readonly log: Logger;
   private readonly env: NodeJS.ProcessEnv;
   private readonly killGraceMs: number;
@@ -79,6 +76,13 @@ export class Agentd {
       env: this.env,
       killGraceMs: this.killGraceMs,
       output: opts.commandOutput ?? "inherit",
+    });
+    this.init = new InitSteps({
+      home: opts.home,
+      env: this.env,
+      killGraceMs: this.killGraceMs,
+      markers: this.markers,
+      command: this.command,
     });
   }
 
@@ -136,7 +140,7 @@ export class Agentd {
         break;
       case "op":
         this.track(conn, msg.id, (signal, onOutput) =>
-          this.steps.run(msg.op, () => this.op(msg, this.opContext(signal, onOutput))),
+          this.steps.run(msg.op, () => this.init.run(msg, signal, onOutput)),
         );
         break;
       case "cancel":
@@ -205,7 +209,7 @@ export class Agentd {
     this.running.set(id, entry);
     conn.send({ t: "ack", id });
     let dropped = 0;
-    const onOutput = (stream: OutputStream, data: Uint8Array) => {
+    const onOutput: OnOutput = (stream, data) => {
       if (entry.conn?.congested) dropped += data.length;
       else entry.conn?.send({ t: "out", id, stream, data });
     };
@@ -226,7 +230,7 @@ export class Agentd {
       });
   }
 
-  private async exec(msg: ExecMsg, signal: AbortSignal, onOutput: OpContext["onOutput"]): Promise<ResultMsg> {
+  private async exec(msg: ExecMsg, signal: AbortSignal, onOutput: OnOutput): Promise<ResultMsg> {
     const r = await runProcess(
       {
         argv: msg.argv,
@@ -246,48 +250,5 @@ export class Agentd {
     const live = this.running.get(id);
     if (live) live.abort.abort();
     else conn.send(errorResult(id, "not_running", `${id} is not running`));
-  }
-
-  private opContext(signal: AbortSignal, onOutput: OpContext["onOutput"]): OpContext {
-    return { home: this.opts.home, env: this.env, killGraceMs: this.killGraceMs, signal, onOutput };
-  }
-
-  /** One init step; a marker records each success for `hello-ack.initDone`. */
-  private async op(msg: OpMsg, ctx: OpContext): Promise<ResultMsg> {
-    const result = await this.opResult(msg, ctx);
-    if (result.t === "done" && result.exitCode === 0) this.markers.mark(msg.op);
-    return result;
-  }
-
-  private async opResult(msg: OpMsg, ctx: OpContext): Promise<ResultMsg> {
-    switch (msg.op) {
-      case "config":
-        return resultOf(msg.id, configOp(msg.args, ctx), "config");
-      case "git":
-        return resultOf(msg.id, await gitOp(msg.args, ctx), "git");
-      case "ssh":
-        return resultOf(msg.id, await sshOp(msg.args, ctx), "ssh");
-      case "post-init":
-        return this.postInit(msg.id, msg.args, ctx);
-      case "agent-ready": {
-        const started = await this.command.start();
-        if (!started.ok) return errorResult(msg.id, started.code, started.message);
-        return resultOf(msg.id, succeeded(0));
-      }
-    }
-  }
-
-  /** Runs once: after one success its marker answers every later post-init. */
-  private async postInit(id: string, args: Extract<OpMsg, { op: "post-init" }>["args"], ctx: OpContext) {
-    if (this.markers.has("post-init")) return resultOf(id, succeeded(0));
-    const spec = {
-      argv: args.argv,
-      cwd: resolve(this.opts.home, args.cwd ?? "."),
-      env: { ...this.env, ...args.env },
-      timeoutMs: args.timeoutMs ?? POST_INIT_TIMEOUT_MS,
-      killGraceMs: this.killGraceMs,
-      signal: ctx.signal,
-    };
-    return resultOf(id, await runProcess(spec, ctx.onOutput), "post-init");
   }
 }

@@ -4,7 +4,7 @@ import { appendFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { pathUnderHome, writeFileAtomic } from "./files.ts";
 import type { OpArgs } from "./protocol.ts";
-import { type OutputStream, type RunResult, runProcess, succeeded } from "./run.ts";
+import { type OnOutput, type RunResult, runProcess, succeeded } from "./run.ts";
 
 /**
  * The init plan's file and git steps. Each is idempotent: run again, it finds its work done and
@@ -17,7 +17,7 @@ export interface OpContext {
   env: NodeJS.ProcessEnv;
   killGraceMs: number;
   signal: AbortSignal;
-  onOutput: (stream: OutputStream, data: Uint8Array) => void;
+  onOutput: OnOutput;
 }
 
 export function configOp(args: OpArgs<"config">, ctx: OpContext): RunResult {

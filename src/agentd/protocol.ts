@@ -225,6 +225,7 @@ export type ErrorCode =
   | "op_failed"
   | "command_exited"
   | "no_command"
+  | "not_listening"
   | "shutting_down"
   | "internal";
 

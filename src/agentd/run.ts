@@ -45,7 +45,7 @@ export function runProcess(spec: RunSpec, onOutput?: OnOutput): Promise<RunResul
   return new ProcessRun(spec, onOutput).result;
 }
 
-type OnOutput = (stream: OutputStream, data: Uint8Array) => void;
+export type OnOutput = (stream: OutputStream, data: Uint8Array) => void;
 
 class ProcessRun {
   readonly result: Promise<RunResult>;

@@ -1,4 +1,3 @@
-import { createConnection } from "node:net";
 import type { InstanceParams } from "../../machines/agent.ts";
 import type { PoolConfig } from "../events/pool.ts";
 import type { PortAllocator } from "../ports/allocator.ts";
@@ -16,6 +15,19 @@ export interface AgentEffectDeps {
   configOf(poolId: string): PoolConfig | null;
   ports: PortAllocator;
   clock: () => number;
+  /**
+   * Issues this generation's certificate and writes it where the runtime delivers it read-only
+   * (`src/identity/`); returns that directory and the control plane's CN agentd pins.
+   */
+  issueIdentity(p: {
+    poolId: string;
+    agentId: string;
+    generation: number;
+  }): Promise<{ identityDir: string; cpCN: string } | undefined>;
+  /** Forgets the identity files of every generation of an agent that ended. */
+  dropIdentity(agentId: string): void;
+  /** Dials the agent's agentd (deduplicated: `src/cp/session/`), which registers it and runs its init plan. */
+  dial(agentId: string, generation: number): void;
 }
 
 /** Reports a fact to the agent itself. */
@@ -30,29 +42,6 @@ async function fail(ctx: EffectContext, phase: string, err: unknown): Promise<vo
     type: "AgentFailed",
     data: { phase, code: String(code), message: (err as Error).message ?? String(err) },
   });
-}
-
-/**
- * Resolves when the agent's server accepts TCP connections on the port. Each attempt has its own
- * short timeout: docker-proxy may accept a connection before the agent listens and then hold it.
- */
-async function portAnswers(host: string, port: number, until: number, now: () => number): Promise<boolean> {
-  while (now() < until) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = createConnection({ port, host });
-      const done = (answer: boolean) => {
-        clearTimeout(timer);
-        s.destroy();
-        resolve(answer);
-      };
-      const timer = setTimeout(() => done(false), 400);
-      s.once("connect", () => done(true));
-      s.once("error", () => done(false));
-    });
-    if (ok) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return false;
 }
 
 /**
@@ -74,6 +63,12 @@ export function agentEffects(deps: AgentEffectDeps): EffectHandlers {
       await runtime.remove(id);
     }
     deps.ports.release(ctx.aggregate.id);
+  };
+
+  /** Removes every instance and, once the agent has ended, its identity files. */
+  const removeAllAndForget = async (ctx: EffectContext, p: InstanceParams) => {
+    await removeAll(ctx, p);
+    deps.dropIdentity(ctx.aggregate.id);
   };
 
   return {
@@ -102,6 +97,12 @@ export function agentEffects(deps: AgentEffectDeps): EffectHandlers {
         const instance =
           existing ??
           (await runtime.create({
+            // A certificate of its own per generation, issued only for an instance made now.
+            agentd: await deps.issueIdentity({
+              poolId: p.poolId,
+              agentId: ctx.aggregate.id,
+              generation: p.generation,
+            }),
             instance: deps.instance,
             poolId: p.poolId,
             agentId: ctx.aggregate.id,
@@ -127,24 +128,13 @@ export function agentEffects(deps: AgentEffectDeps): EffectHandlers {
 
     startInstance: async (p: InstanceParams, ctx) => {
       const runtime = runtimeOf(ctx);
-      const deadline = agentContextOf(ctx).deadline ?? deps.clock() + 30_000;
       try {
         const id = p.instanceId as string;
         const current = await runtime.inspect(id);
         if (!current) throw Object.assign(new Error(`instance ${id} is gone`), { code: "not_found" });
         if (current.state !== "running") await runtime.start(id);
-        // Ready means the agent's server answers on its first port (when it has ports), asked
-        // at the instance's own address: a published port may be a proxy that always accepts.
-        const first = p.ports[0];
-        const address = first === undefined ? undefined : (await runtime.inspect(id))?.address;
-        if (
-          first !== undefined &&
-          !(await portAnswers(address ?? "127.0.0.1", first, deadline, deps.clock))
-        ) {
-          throw Object.assign(new Error(`nothing answered on port ${first} before the start deadline`), {
-            code: "not_ready",
-          });
-        }
+        // Running is all this step knows: agentd answering, its registration and the init plan
+        // come next (connecting, initializing), and only their end makes the agent leasable.
         await report(ctx, { type: "AgentStarted", data: { generation: p.generation } });
       } catch (err) {
         await fail(ctx, "starting", err);
@@ -166,7 +156,7 @@ export function agentEffects(deps: AgentEffectDeps): EffectHandlers {
 
     stopInstance: async (p: InstanceParams, ctx) => {
       try {
-        await removeAll(ctx, p);
+        await removeAllAndForget(ctx, p);
         await report(ctx, { type: "AgentStopped", data: {} });
       } catch (err) {
         await fail(ctx, "stopping", err);
@@ -175,7 +165,11 @@ export function agentEffects(deps: AgentEffectDeps): EffectHandlers {
 
     cleanupInstance: async (p: InstanceParams, ctx) => {
       // Final state: nothing to report. If this fails, the reconciler reaps by label at next start.
-      await removeAll(ctx, p);
+      await removeAllAndForget(ctx, p);
+    },
+
+    dialAgent: async (p: { generation: number }, ctx) => {
+      deps.dial(ctx.aggregate.id, p.generation);
     },
   };
 }

@@ -3,6 +3,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import { agentAggregate } from "../../machines/agent.ts";
 import { poolAggregate } from "../../machines/pool.ts";
+import { sessionAggregate } from "../../machines/session.ts";
 import type { CorralEvent } from "../events/catalogue.ts";
 import type { PoolConfig } from "../events/pool.ts";
 import { silentLogger } from "../log.ts";
@@ -12,11 +13,16 @@ import { EventStore } from "../store/event-store.ts";
 import { SnapshotStore } from "../store/snapshots.ts";
 import { ActorHost, type ActorView } from "./actor-host.ts";
 import { agentEffects } from "./agent-effects.ts";
+import type { AgentIdentities } from "./agent-identities.ts";
+import { type AgentSessions, agentSessions } from "./agent-sessions.ts";
 import { PoolError, UnknownPoolError } from "./errors.ts";
+import type { InitKeys } from "./init/template.ts";
 import { PoolSupervisor } from "./pool/supervisor.ts";
 import { poolEffects } from "./pool-effects.ts";
-import { reconcileRuntime, watchRuntime } from "./reconciler.ts";
+import { type RuntimeDeps, reconcileRuntime, recordReapDegraded, watchRuntime } from "./reconciler.ts";
 import { type Scheduler, TimerScheduler } from "./scheduler.ts";
+import type { SessionOptions } from "./session/dialer.ts";
+import type { Dialer } from "./simulated-dialer.ts";
 import { asAgentView, asPoolView } from "./views.ts";
 
 export interface ControlPlaneOptions {
@@ -34,6 +40,17 @@ export interface ControlPlaneOptions {
   maxConflictRetries?: number;
   /** Called before the stream is rebuilt, so an observer (metrics) sees every event from the first. */
   beforeBoot?: (cp: ControlPlane) => void;
+  /**
+   * How running agents are reached. With `identities`: sessions to each agent's agentd over mTLS,
+   * which register it and run its init plan (`src/cp/agent-sessions.ts`). With the simulated
+   * runtime only: a `dialer` made once the host exists (`simulatedDialer`).
+   */
+  identities?: AgentIdentities;
+  /** SSH keys of the config's init plans, by digest (`src/cp/init/template.ts`). */
+  initKeys?: InitKeys;
+  /** Session timings (tests shorten them). */
+  sessionOptions?: Partial<SessionOptions>;
+  dialer?: (host: ActorHost) => Dialer;
 }
 
 export interface StartReport {
@@ -59,6 +76,9 @@ export class ControlPlane {
   private readonly log: Logger;
   private readonly scheduler: Scheduler;
   private readonly newSupervisor: (name: string) => PoolSupervisor;
+  readonly dialer: Dialer;
+  /** The sessions to agents' agentds (absent with a simulated dialer): what exec runs commands over. */
+  readonly sessions: AgentSessions | undefined;
 
   private constructor(
     private readonly opts: ControlPlaneOptions,
@@ -80,7 +100,7 @@ export class ControlPlane {
     this.host = new ActorHost({
       store,
       snapshots,
-      aggregates: [poolAggregate, agentAggregate],
+      aggregates: [poolAggregate, agentAggregate, sessionAggregate],
       log: this.log,
       scheduler: this.scheduler,
       snapshotEvery: opts.snapshotEvery,
@@ -95,6 +115,9 @@ export class ControlPlane {
           configOf: (pool) => opts.pools[pool] ?? null,
           ports: this.ports,
           clock: this.scheduler.now,
+          issueIdentity: async (p) => opts.identities?.issue(p),
+          dropIdentity: (agentId) => opts.identities?.drop(agentId),
+          dial: (agentId, generation) => this.dialer.dial(agentId, generation),
         }),
       },
     });
@@ -111,6 +134,25 @@ export class ControlPlane {
         scheduler: this.scheduler,
         log: this.log,
       });
+    if (opts.dialer) {
+      this.sessions = undefined;
+      this.dialer = opts.dialer(this.host);
+    } else {
+      if (!opts.identities)
+        throw new TypeError("a control plane needs identities, or a dialer with the simulated runtime");
+      this.sessions = agentSessions({
+        host: this.host,
+        store,
+        identities: opts.identities,
+        runtimeFor: (kind) => opts.runtimes[kind],
+        configOf: (pool) => opts.pools[pool] ?? null,
+        initKeys: opts.initKeys ?? new Map(),
+        scheduler: this.scheduler,
+        log: this.log,
+        options: opts.sessionOptions,
+      });
+      this.dialer = this.sessions;
+    }
     for (const name of Object.keys(opts.pools)) this.supervisors.set(name, this.newSupervisor(name));
     this.host.onChange((view, event) => this.route(view, event));
   }
@@ -166,17 +208,29 @@ export class ControlPlane {
       const { ports, poolId } = a.context;
       if (ports.length > 0 && ours(poolId)) this.ports.restore(a.ref.id, ports);
     }
-    // 4. Runtimes: adopt what belongs to a live agent, remove the rest, fail agents whose instance is gone.
+    // 4. What dials check against (the registry), before anything is dialled.
+    await this.dialer.start?.();
+    // 5. Runtimes: adopt what belongs to a live agent, remove the rest, fail agents whose
+    //    instance is gone; from then on, a (re)started instance is dialled and a removed one forgotten.
+    const deps: RuntimeDeps = {
+      onDial: (agentId, generation) => this.dialer.dial(agentId, generation),
+      onDestroyed: (agentId) => {
+        void this.dialer.drop?.(agentId);
+      },
+      ports: this.ports,
+      degraded: (kind, reason) =>
+        recordReapDegraded(this.store, instance, kind, reason, this.scheduler.now()),
+    };
     const totals = { adopted: 0, removed: 0, gone: 0 };
     for (const runtime of Object.values(this.opts.runtimes)) {
       if (!runtime) continue;
-      const r = await reconcileRuntime(runtime, host, log, ours);
+      const r = await reconcileRuntime(runtime, host, log, ours, deps);
       totals.adopted += r.adopted;
       totals.removed += r.removed;
       totals.gone += r.gone;
-      this.watchers.push(watchRuntime(runtime, host, log));
+      this.watchers.push(watchRuntime(runtime, host, log, deps));
     }
-    // 5. Finish the steps that were under way, then supervise (restores the warm target).
+    // 6. Finish the steps that were under way, then supervise (restores the warm target).
     const resumed = host.resume("agent", poolOf);
     for (const s of this.supervisors.values()) s.start();
     for (const p of retiring) {
@@ -216,6 +270,11 @@ export class ControlPlane {
     return s;
   }
 
+  /** Whether the agent is a live agent of one of this instance's pools (its commands are ours). */
+  ownsAgent(agentId: string): boolean {
+    return this.host.liveActors("agent").some((v) => v.ref.id === agentId);
+  }
+
   poolNames(): string[] {
     return [...this.supervisors.keys()];
   }
@@ -233,6 +292,7 @@ export class ControlPlane {
     if (opts.stopAgents) await this.closeAll();
     for (const s of this.supervisors.values()) s.stop();
     for (const w of this.watchers) w.close();
+    await this.dialer.close();
     await this.host.close();
     this.store.close();
   }

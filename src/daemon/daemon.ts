@@ -4,7 +4,10 @@ import type { Service } from "@nats-io/services";
 import type { Logger } from "pino";
 import { startApi } from "../api/service.ts";
 import type { FileConfig } from "../config/schema.ts";
+import { AgentIdentities } from "../cp/agent-identities.ts";
 import { ControlPlane, type StartReport } from "../cp/control-plane.ts";
+import { createExec, type Exec } from "../cp/exec/service.ts";
+import { initKeysOf } from "../cp/init/template.ts";
 import type { MetricsAddress } from "../metrics/address.ts";
 import { type MetricsServer, openMetrics } from "../metrics/server.ts";
 import { type NatsAuth, redactUrl } from "../nats/auth.ts";
@@ -44,6 +47,7 @@ export class Daemon {
   private constructor(
     readonly nc: NatsConnection,
     readonly cp: ControlPlane,
+    private readonly exec: Exec,
     readonly report: StartReport,
     private readonly api: Service | undefined,
     private readonly worldview: DaemonWorldview,
@@ -62,6 +66,7 @@ export class Daemon {
     const nc = await connectWithRetry(opts.natsUrl, opts.natsAuth, opts.connectWaitMs ?? 0, log);
     const runtimes: Partial<Record<RuntimeKind, Runtime>> = {};
     let metrics: MetricsServer | undefined;
+    let exec: Exec | undefined;
     try {
       // First: an address in use fails before anything starts.
       if (opts.metrics) metrics = await openMetrics(opts.metrics, log);
@@ -82,6 +87,8 @@ export class Daemon {
       });
       // Docker is watched whenever it answers, so containers of a pool that moved to process are reaped too.
       if (docker) runtimes.docker = await createRuntime("docker", { instance: config.instance, log, docker });
+      // The corral CA and this instance's certificate: agents are dialled over mTLS with it.
+      const identities = await AgentIdentities.open(stateDir, config.instance);
       const { cp, report } = await ControlPlane.start({
         nc,
         instance: config.instance,
@@ -89,7 +96,20 @@ export class Daemon {
         runtimes,
         log,
         beforeBoot: (cp) => metrics?.follow(cp),
+        identities,
+        initKeys: initKeysOf(config),
       });
+      const sessions = cp.sessions;
+      if (!sessions) throw new Error("the daemon's control plane has no sessions to its agents");
+      exec = createExec({
+        nc,
+        store: cp.store,
+        sessions,
+        agents: cp.host,
+        ownsAgent: (agentId) => cp.ownsAgent(agentId),
+        log,
+      });
+      await exec.start();
       const worldview = await DaemonWorldview.open(nc, cp.store, log);
       let daemon: Daemon | undefined;
       const api =
@@ -100,18 +120,20 @@ export class Daemon {
               instance: config.instance,
               status: async (pool) => poolStatus(cp, await worldview.now(), pool),
               instances: async () => runningInstances(await worldview.now()),
+              exec,
               onDown: async () => {
                 await cp.closeAll("corral down");
                 setImmediate(() => daemon?.onDown());
               },
             });
       metrics?.serve(() => worldview.seq);
-      daemon = new Daemon(nc, cp, report, api, worldview, Object.values(runtimes) as Runtime[], log, metrics);
+      const all = Object.values(runtimes) as Runtime[];
+      daemon = new Daemon(nc, cp, exec, report, api, worldview, all, log, metrics);
       log.info({ instance: config.instance, ...report }, "corral is up");
       return daemon;
     } catch (err) {
       await metrics?.close();
-      await Promise.allSettled(Object.values(runtimes).map((r) => r?.close()));
+      await Promise.allSettled([exec?.close(), ...Object.values(runtimes).map((r) => r?.close())]);
       await nc.close();
       throw err;
     }
@@ -125,6 +147,7 @@ export class Daemon {
   async stop(opts: { stopAgents?: boolean } = {}): Promise<void> {
     await this.metrics?.close();
     await this.api?.stop().catch(() => {});
+    await this.exec.close();
     await this.cp.stop(opts);
     await this.worldview.close();
     await Promise.allSettled(this.runtimes.map((r) => r.close()));

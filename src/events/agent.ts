@@ -187,8 +187,8 @@ export const InitStarted = defineEvent({
   type: "InitStarted",
   v: 1,
   kind: "agent",
-  doc: "The init plan began (again after a reconnect: every step is idempotent).",
-  schema: z.object({ generation, stepCount: z.number().int().min(1) }),
+  doc: "The init plan began (again after a reconnect: every step is idempotent); it must end by `deadline`.",
+  schema: z.object({ generation, stepCount: z.number().int().min(1), deadline: z.number().int() }),
 });
 
 export const InitStepStarted = defineEvent({

@@ -8,6 +8,7 @@ import { eventsFor, fold, given } from "../helpers/decider.ts";
 
 const ref = { kind: "agent", id: "a1" } as const;
 const T = 1_000_000;
+const THUMB = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const L1 = "a1.0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
 const L2 = "a1.0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c";
 const grant = (leaseId: string, at: number) => ({
@@ -25,6 +26,9 @@ function ready() {
     ev("AgentPortsAllocated", { generation: 1, ports: [8000, 8001] }, T + 1),
     ev("AgentCreated", { generation: 1, instanceId: "i-1" }, T + 2),
     ev("AgentStarted", { generation: 1 }, T + 3),
+    ev("AgentRegistered", { generation: 1, thumbprint: THUMB, peerCN: "a1.p.agent.corral" }, T + 3),
+    ev("InitStarted", { generation: 1, stepCount: 1, deadline: T + 60 }, T + 3),
+    ev("InitCompleted", { generation: 1, durationMs: 0 }, T + 3),
   ];
   return { ev, h };
 }
@@ -44,9 +48,104 @@ describe("agent machine", () => {
     given(agentMachine, [req, ports])
       .when(created)
       .thenState("starting", { instanceId: "c1" }, ["startInstance"]);
+    const started = ev("AgentStarted", { generation: 1 }, T + 3);
     given(agentMachine, [req, ports, created])
-      .when(ev("AgentStarted", { generation: 1 }, T + 3))
+      .when(started)
+      .thenState("connecting", { deadline: T + 100 }, ["dialAgent"]);
+  });
+
+  it("connecting → initializing → ready.idle: registered, then the init plan, and only InitCompleted makes it leasable", () => {
+    const { ev, h } = ready();
+    const [req, ports, created, started, registered, initStarted, completed] = h.map((e) => e);
+    if (!req || !ports || !created || !started || !registered || !initStarted || !completed)
+      throw new Error("history");
+    given(agentMachine, [req, ports, created, started])
+      .when(registered)
+      .thenState("initializing", { identity: { thumbprint: THUMB, peerCN: "a1.p.agent.corral" } }, []);
+    given(agentMachine, [req, ports, created, started])
+      .when(ev("AgentLeased", grant(L1, T + 4), T + 4))
+      .thenRejected();
+    const steps = [req, ports, created, started, registered];
+    given(agentMachine, steps)
+      .when(ev("InitStarted", { generation: 1, stepCount: 5, deadline: T + 900 }, T + 4))
+      .thenState("initializing", { init: { step: null, index: 0, of: 5 }, deadline: T + 900 });
+    const plan = [...steps, ev("InitStarted", { generation: 1, stepCount: 5, deadline: T + 900 }, T + 4)];
+    given(agentMachine, plan)
+      .when(ev("InitStepStarted", { generation: 1, name: "git", index: 1, of: 5 }, T + 5))
+      .thenState("initializing", { init: { step: "git", index: 1, of: 5 } });
+    given(agentMachine, plan)
+      .when(ev("InitStepStarted", { generation: 1, name: "git", index: 5, of: 5 }, T + 5))
+      .thenRejected();
+    given(agentMachine, [
+      ...plan,
+      ev("InitStepStarted", { generation: 1, name: "git", index: 1, of: 5 }, T + 5),
+    ])
+      .when(ev("AgentLeased", grant(L1, T + 6), T + 6))
+      .thenRejected();
+    given(agentMachine, [...steps, initStarted])
+      .when(completed)
       .thenState({ ready: "idle" }, { readyAt: T + 3, deadline: null }, []);
+  });
+
+  it("an init plan that fails fails the agent (the pool replaces it), naming the step", () => {
+    const { ev, h } = ready();
+    given(agentMachine, h.slice(0, 6))
+      .when(
+        ev(
+          "InitFailed",
+          { generation: 1, step: "git", reason: "exit_code", detail: "fatal: repository not found" },
+          T + 9,
+        ),
+      )
+      .thenState(
+        "failed",
+        {
+          error: {
+            phase: "initializing",
+            code: "init_exit_code",
+            message: "init step git failed: fatal: repository not found",
+          },
+        },
+        ["cleanupInstance"],
+      );
+  });
+
+  it("an untrusted agent is recycled from connecting, initializing and ready — a lease it held ends with it", () => {
+    const { ev, h } = ready();
+    const untrusted = ev("AgentUntrusted", { generation: 1, reason: "cn_mismatch", detail: "CN x" }, T + 9);
+    for (const upTo of [4, 6]) {
+      given(agentMachine, h.slice(0, upTo))
+        .when(untrusted)
+        .thenState(
+          "recycling",
+          { untrusted: { reason: "cn_mismatch", detail: "CN x" }, stopReason: "untrusted: cn_mismatch" },
+          ["recycleInstance"],
+        );
+    }
+    const leased = ev("AgentLeased", grant(L1, T + 8), T + 8);
+    given(agentMachine, [...h, leased])
+      .when(untrusted)
+      .thenState("recycling", { lease: null }, ["recycleInstance"]);
+    given(agentMachine, h.slice(0, 4))
+      .when(ev("AgentUntrusted", { generation: 2, reason: "cn_mismatch", detail: "" }, T + 9))
+      .thenRejected();
+  });
+
+  it("after a restart, every phase with a session re-dials; the others resume their own step", () => {
+    const { h } = ready();
+    for (const [upTo, effect] of [
+      [3, "startInstance"],
+      [4, "dialAgent"],
+      [6, "dialAgent"],
+      [7, "dialAgent"],
+    ] as const) {
+      const s = fold(agentMachine, h.slice(0, upTo));
+      assert.deepEqual(
+        (agentAggregate.resume?.(s) ?? []).map((e) => e.type),
+        [effect],
+        `after ${upTo} events`,
+      );
+    }
   });
 
   it("facts about another generation are stale and rejected", () => {
@@ -241,7 +340,10 @@ describe("agent machine", () => {
         params: { poolId: "p", generation: 1, ports: [8000, 8001], instanceId: null },
       },
     ]);
-    assert.deepEqual(agentAggregate.resume?.(fold(agentMachine, h)), []);
+    // A ready agent's effect is its session: re-dialled (the dial is deduplicated).
+    assert.deepEqual(agentAggregate.resume?.(fold(agentMachine, h)), [
+      { type: "dialAgent", params: { generation: 1 } },
+    ]);
     assert.equal(agentAggregate.timer?.(fold(agentMachine, h.slice(0, 1)))?.at, T + 100);
     assert.equal(agentAggregate.timer?.(fold(agentMachine, h)), null);
   });
@@ -250,7 +352,8 @@ describe("agent machine", () => {
     assert.equal(agentPhase({ ready: "idle" }), "idle");
     assert.equal(agentPhase({ ready: "leased" }), "leased");
     assert.equal(agentPhase({ ready: "expired" }), "expired");
-    for (const s of ["new", "requested", "creating", "starting"]) assert.equal(agentPhase(s), "starting");
+    for (const s of ["new", "requested", "creating", "starting", "connecting", "initializing"])
+      assert.equal(agentPhase(s), "starting");
     for (const s of ["draining", "recycling", "stopping", "stopped", "failed"])
       assert.equal(agentPhase(s), s);
   });
@@ -274,6 +377,12 @@ function samples(s: SnapshotFrom<typeof agentMachine>): Envelope[] {
     mk("AgentPortsAllocated", { generation: c.generation, ports: [9000] }),
     mk("AgentCreated", { generation: c.generation, instanceId: `i${c.generation}` }),
     mk("AgentStarted", { generation: c.generation }),
+    mk("AgentRegistered", { generation: c.generation, thumbprint: THUMB, peerCN: "cn" }),
+    mk("InitStarted", { generation: c.generation, stepCount: 2, deadline: T + 500 }),
+    mk("InitStepStarted", { generation: c.generation, name: "git", index: 1, of: 2 }),
+    mk("InitCompleted", { generation: c.generation, durationMs: 1 }),
+    mk("InitFailed", { generation: c.generation, step: "git", reason: "timeout", detail: "" }),
+    mk("AgentUntrusted", { generation: c.generation, reason: "cn_mismatch", detail: "" }),
     mk("AgentLeased", grant(L1, at)),
     mk("AgentLeaseRenewed", { leaseId: L1, expiresAt: at + 5_000 }),
     mk("AgentReleased", { leaseId: L1 }),
@@ -307,6 +416,8 @@ describe("agent machine (model-based paths)", () => {
       "requested",
       "creating",
       "starting",
+      "connecting",
+      "initializing",
       { ready: "idle" },
       { ready: "leased" },
       { ready: "expired" },

@@ -63,6 +63,9 @@ export function stepCommandId(generation: number, step: InitStep): string {
   return `init-${generation}-${step}`;
 }
 
+/** What the plan's deadline allows beyond its steps' timeouts (offers, a slow store). */
+export const PLAN_MARGIN_MS = 10_000;
+
 export async function runInitPlan(deps: InitDeps): Promise<InitOutcome> {
   const { session, plan, clock } = deps;
   const log = (deps.log ?? silentLogger).child({ agent: session.agentId, generation: session.generation });
@@ -82,7 +85,9 @@ export async function runInitPlan(deps: InitDeps): Promise<InitOutcome> {
 
   const began = clock.now();
   const of = plan.steps.length;
-  if (!(await offer({ type: "InitStarted", data: { generation, stepCount: of } })))
+  // The agent fails if the plan has not ended by then: every step's own timeout, plus a margin.
+  const deadline = began + plan.steps.reduce((t, s) => t + s.timeoutMs, 0) + PLAN_MARGIN_MS;
+  if (!(await offer({ type: "InitStarted", data: { generation, stepCount: of, deadline } })))
     return refused("InitStarted");
   for (const [index, step] of plan.steps.entries()) {
     const { name } = step;
