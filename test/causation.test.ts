@@ -5,8 +5,10 @@ import { ActorHost } from "../src/cp/actor-host.ts";
 import { ControlPlane } from "../src/cp/control-plane.ts";
 import type { EffectHandlers } from "../src/cp/effects.ts";
 import { ManualScheduler } from "../src/cp/manual-scheduler.ts";
+import { simulatedDialer } from "../src/cp/simulated-dialer.ts";
 import type { CorralEvent } from "../src/events/catalogue.ts";
 import type { AggregateRef } from "../src/events/envelope.ts";
+import { silentLogger } from "../src/log.ts";
 import { PortAllocator } from "../src/ports/allocator.ts";
 import { SimulatedRuntime } from "../src/runtime/simulated.ts";
 import type { CreateSpec, RuntimeInstance } from "../src/runtime/types.ts";
@@ -124,13 +126,15 @@ describe("causation and correlation on what the daemon writes", () => {
       }
     }
     const pool = "broken";
+    const scheduler = new ManualScheduler();
     const { cp } = await ControlPlane.start({
       nc,
       instance: "i-broken",
       pools: { [pool]: poolConfig({ min: 1, max: 1, warm: 1 }) },
       runtimes: { process: new Broken("i-broken") },
       ports: new PortAllocator(),
-      scheduler: new ManualScheduler(),
+      scheduler,
+      dialer: (host) => simulatedDialer(host, scheduler.now, silentLogger),
     });
     // The control plane here writes unmarked events: read them without checking marks.
     const plain = await EventStore.open(nc, { integrity: "off" });
@@ -156,13 +160,15 @@ describe("causation and correlation on what the daemon writes", () => {
 
   it("closing a pool: revoked leases are caused by the close, the pool's end by its last agent's", async () => {
     const pool = "closing";
+    const scheduler = new ManualScheduler();
     const { cp } = await ControlPlane.start({
       nc,
       instance: "i-closing",
       pools: { [pool]: poolConfig({ min: 1, max: 1, warm: 1 }) },
       runtimes: { process: new SimulatedRuntime("i-closing") },
       ports: new PortAllocator(),
-      scheduler: new ManualScheduler(),
+      scheduler,
+      dialer: (host) => simulatedDialer(host, scheduler.now, silentLogger),
     });
     const plain = await EventStore.open(nc, { integrity: "off" });
     try {

@@ -19,6 +19,7 @@ import type { EventStore } from "../store/event-store.ts";
 import type { StoredRecord } from "../store/records.ts";
 import type { SnapshotStore } from "../store/snapshots.ts";
 import { kindSubject, refOfSubject } from "../store/subjects.ts";
+import { causedBy } from "./caused-by.ts";
 import type { EffectContext, EffectHandlers } from "./effects.ts";
 import { InvalidInputError, RejectedInputError } from "./errors.ts";
 import { type Scheduler, TimerScheduler } from "./scheduler.ts";
@@ -495,8 +496,7 @@ export class ActorHost {
       const input = {
         ...timer.input,
         at: Math.max(this.clock(), timer.at),
-        causationId: cause?.id,
-        correlationId: cause?.correlationId ?? cause?.id,
+        ...causedBy(cause),
       } as Input;
       this.track(
         this.send(ref, input).catch((err: unknown) => {
@@ -537,8 +537,7 @@ export class ActorHost {
         seq,
         context: snapshot.context,
         // Caused by this event; correlated with the request (or first event) its chain began with.
-        offer: (r, i) =>
-          this.offer(r, { causationId: event?.id, correlationId: event?.correlationId ?? event?.id, ...i }),
+        offer: (r, i) => this.offer(r, { ...causedBy(event), ...i }),
         log: this.log,
       };
       this.track(
