@@ -191,8 +191,10 @@ describe("agentd over mTLS (src/agentd/main.ts)", () => {
     channel.send({ t: "op", id: "ready", op: "agent-ready", args: {} });
     await waitFor(got, (m) => m.t === "done" && m.id === "ready", "agent-ready done");
     const pidFile = join(agentd.home, "agent.pid");
-    while (!existsSync(pidFile) || readFileSync(pidFile, "utf8") === "")
-      await new Promise((r) => setTimeout(r, 20));
+    const started = () => existsSync(pidFile) && readFileSync(pidFile, "utf8").endsWith("\n");
+    for (let i = 0; i < 500 && !started(); i++) {
+      await sleep(20);
+    }
     const pid = Number(readFileSync(pidFile, "utf8"));
     const exited = new Promise<number | null>((r) => agentd.child.once("exit", (code) => r(code)));
     agentd.child.kill("SIGTERM");

@@ -362,7 +362,7 @@ describe("agentd init ops", () => {
       ["agent-ready"],
     ]);
     assert.ok(existsSync(join(stateDir, "init", "agent-ready")));
-    while (!existsSync(pidFile) || readFileSync(pidFile, "utf8") === "") await sleep(20);
+    for (let i = 0; i < 500 && !hasLine(pidFile); i++) await sleep(20);
     assert.equal(readFileSync(join(home, "starts"), "utf8"), "start\n");
     const pid = Number(readFileSync(pidFile, "utf8"));
     await agentd.close();
@@ -514,6 +514,11 @@ function makeBareRepo(): string {
   git("-C", work, "commit", "--quiet", "-am", "v2");
   git("clone", "--quiet", "--bare", work, bare);
   return bare;
+}
+
+/** Whether `file` holds a whole line yet (a shell writes it a moment after it starts). */
+function hasLine(file: string): boolean {
+  return existsSync(file) && readFileSync(file, "utf8").endsWith("\n");
 }
 
 function sleep(ms: number): Promise<void> {
