@@ -42,7 +42,7 @@ describe("exec on the command machine", () => {
       timeoutMs: 5_000,
     });
     assert.equal(JSON.stringify(data.payload).includes(req.leaseToken), false, "no lease token");
-    assert.deepEqual(data.timeouts, { pending: 30_000, sent: 10_000, acked: 20_000 });
+    assert.deepEqual(data.timeouts, { pending: 10_000, sent: 10_000, acked: 20_000 });
     assert.deepEqual(execMsg(ref.id, data.payload ?? {}), {
       t: "exec",
       id: ref.id,

@@ -4,12 +4,15 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { CorralClient } from "../src/api/client.ts";
-import { OUT_END_HEADER, OUT_STREAM_HEADER, outSubject } from "../src/api/protocol.ts";
+import { EXEC_REACH_MS, OUT_END_HEADER, OUT_STREAM_HEADER, outSubject } from "../src/api/protocol.ts";
 import { execRequest } from "../src/api/requests.ts";
 import { startApi } from "../src/api/service.ts";
 import { ControlPlane } from "../src/cp/control-plane.ts";
+import { CommandFailedError } from "../src/cp/exec/errors.ts";
 import { createExec, type Exec } from "../src/cp/exec/service.ts";
+import { ManualScheduler } from "../src/cp/manual-scheduler.ts";
 import type { LeaseGrant } from "../src/cp/pool/broker.ts";
+import { simulatedDialer } from "../src/cp/simulated-dialer.ts";
 import { silentLogger } from "../src/log.ts";
 import { PortAllocator } from "../src/ports/allocator.ts";
 import { SimulatedRuntime } from "../src/runtime/simulated.ts";
@@ -47,6 +50,7 @@ describe("exec across a daemon restart: no command runs twice", () => {
       pools: { [pool]: poolConfig({ min: 1, max: 1, warm: 1 }) },
       runtimes: { process: new SimulatedRuntime(`i-${pool}`) },
       ports: new PortAllocator(),
+      dialer: (host) => simulatedDialer(host, Date.now, silentLogger),
     }));
     lease = await cp.pool(pool).acquire({ timeoutMs: 10_000 });
     agent = await startAgentd(pool, lease.agentId);
@@ -58,13 +62,14 @@ describe("exec across a daemon restart: no command runs twice", () => {
   });
 
   /** One daemon's exec service; `stop` cuts its session and closes it, as a killed daemon would. */
-  function daemon() {
+  function daemon(scheduler?: ManualScheduler) {
     const sessions = new TestSessions();
     const exec: Exec = createExec({
       nc,
       store,
       sessions,
       agents: cp.host,
+      scheduler,
       log: silentLogger,
     });
     onTeardown("exec service", () => exec.close());
@@ -239,6 +244,30 @@ describe("exec across a daemon restart: no command runs twice", () => {
     ]);
     assert.equal(second.sessions.results.filter((r) => r.id === commandId).length, 1);
     await second.stop();
+  });
+
+  it("a command whose agent has no session fails once it waited its reach time, never sent", async () => {
+    const scheduler = new ManualScheduler(Date.now());
+    const lonely = daemon(scheduler); // no session ever
+    const commandId = crypto.randomUUID();
+    const answer = run(lonely, commandId, "process.exit(0)").catch((err: unknown) => err);
+    await storedUntil(commandId, "CommandCreated");
+    const timedOut = async () => (await types(commandId)).filter((t) => t === "CommandTimedOut").length;
+    for (let n = 1; n <= 3; n++) {
+      scheduler.advance(EXEC_REACH_MS / 3);
+      await until(`time-out ${n}`, async () => (await timedOut()) === n);
+    }
+    const err = await answer;
+    assert.ok(err instanceof CommandFailedError, String(err));
+    assert.match(err.message, /not sent before the deadline/);
+    assert.deepEqual(await types(commandId), [
+      "CommandCreated",
+      "CommandTimedOut",
+      "CommandTimedOut",
+      "CommandTimedOut",
+    ]);
+    assert.deepEqual(lonely.sessions.results, []);
+    await lonely.stop();
   });
 
   it("a command whose lease ended while no daemon ran is cancelled by the next one, never sent", async () => {

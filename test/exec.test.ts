@@ -11,6 +11,7 @@ import { startApi } from "../src/api/service.ts";
 import { ControlPlane } from "../src/cp/control-plane.ts";
 import { createExec, type Exec } from "../src/cp/exec/service.ts";
 import type { LeaseGrant } from "../src/cp/pool/broker.ts";
+import { simulatedDialer } from "../src/cp/simulated-dialer.ts";
 import { silentLogger } from "../src/log.ts";
 import { PortAllocator } from "../src/ports/allocator.ts";
 import { SimulatedRuntime } from "../src/runtime/simulated.ts";
@@ -110,6 +111,7 @@ describe("exec: commands in leased agents", () => {
       pools: { [pool]: poolConfig({ min: 1, max: 1, warm: 1 }) },
       runtimes: { process: new SimulatedRuntime(instance) },
       ports: new PortAllocator(),
+      dialer: (host) => simulatedDialer(host, Date.now, silentLogger),
     }));
     lease = await cp.pool(pool).acquire({ timeoutMs: 10_000 });
     agent = await startAgentd(pool, lease.agentId);
@@ -146,7 +148,7 @@ describe("exec: commands in leased agents", () => {
       action: "exec",
       payload: { leaseId: lease.leaseId, argv, timeoutMs: 600_000 },
       maxRetries: 2,
-      timeouts: { pending: 30_000, sent: 10_000, acked: 615_000 },
+      timeouts: { pending: 10_000, sent: 10_000, acked: 615_000 },
     });
     assert.deepEqual(stored[3]?.data, {
       result: { exitCode: 3, durationMs: r.durationMs, truncated: false },
@@ -425,6 +427,7 @@ describe("exec: commands in leased agents", () => {
       pools: { [other]: poolConfig({ min: 0, max: 1, warm: 0 }) },
       runtimes: { process: new SimulatedRuntime(`i-${other}`) },
       ports: new PortAllocator(),
+      dialer: (host) => simulatedDialer(host, Date.now, silentLogger),
     });
     onTeardown("second control plane", () => cp2.stop());
     await serve(undefined, cp2, `i-${other}`);

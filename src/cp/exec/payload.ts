@@ -39,7 +39,12 @@ export function createdInput(agentId: string, req: ExecRequest): Input<"CommandC
       action: EXEC_ACTION,
       payload,
       maxRetries: MAX_RETRIES,
-      timeouts: { pending: EXEC_REACH_MS, sent: ACK_MS, acked: req.timeoutMs + REPORT_GRACE_MS },
+      // Each attempt waits its share of EXEC_REACH_MS for a session, so all of them wait that long.
+      timeouts: {
+        pending: EXEC_REACH_MS / (MAX_RETRIES + 1),
+        sent: ACK_MS,
+        acked: req.timeoutMs + REPORT_GRACE_MS,
+      },
     },
   };
 }
