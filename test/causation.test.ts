@@ -77,8 +77,10 @@ describe("causation and correlation on what the daemon writes", () => {
     const host = newHost(reporting);
     const plain: AggregateRef = { kind: "command", id: "effect-1" };
     const requested: AggregateRef = { kind: "command", id: "effect-2" };
-    await host.send(plain, { type: "CommandCreated", data: created });
-    await host.send(requested, { type: "CommandCreated", data: created, correlationId: "request-7" });
+    // Deadlines far off: on a loaded machine a sent command must not time out (and retry) mid-test.
+    const data = { ...created, timeouts: { pending: 3_600_000, sent: 3_600_000, acked: 3_600_000 } };
+    await host.send(plain, { type: "CommandCreated", data });
+    await host.send(requested, { type: "CommandCreated", data, correlationId: "request-7" });
     await host.idle();
     const [root, sent] = await eventsOf(store, plain);
     assert.equal(sent?.type, "CommandSent");
