@@ -28,6 +28,8 @@ export interface AgentEffectDeps {
   dropIdentity(agentId: string): void;
   /** Dials the agent's agentd (deduplicated: `src/cp/session/`), which registers it and runs its init plan. */
   dial(agentId: string, generation: number): void;
+  /** Ends the agent's session on purpose before its instance goes: records nothing, dials nothing. */
+  hangUp(agentId: string): Promise<void>;
 }
 
 /** Reports a fact to the agent itself. */
@@ -53,6 +55,8 @@ export function agentEffects(deps: AgentEffectDeps): EffectHandlers {
 
   /** Removes every instance of this agent (all generations): stop with grace, then remove. */
   const removeAll = async (ctx: EffectContext, p: InstanceParams) => {
+    // The instance is going on purpose: its session ending is no news (no SessionBroken, no re-dial).
+    await deps.hangUp(ctx.aggregate.id);
     const runtime = runtimeOf(ctx);
     const grace = deps.configOf(p.poolId)?.template.stopGraceMs;
     const found = await runtime.list({ agentId: ctx.aggregate.id });

@@ -118,6 +118,7 @@ export class ControlPlane {
           issueIdentity: async (p) => opts.identities?.issue(p),
           dropIdentity: (agentId) => opts.identities?.drop(agentId),
           dial: (agentId, generation) => this.dialer.dial(agentId, generation),
+          hangUp: async (agentId) => this.dialer.drop?.(agentId),
         }),
       },
     });
