@@ -105,3 +105,17 @@ function readIdentityFile(dir: string, name: string): string {
     );
   }
 }
+
+/**
+ * What the agent's command and execs see of agentd's environment: everything but agentd's own
+ * settings and the runtime's marker of agentd's process (CORRAL_RUNTIME_ID: a child carrying it
+ * would look like a stray instance to the process runtime).
+ */
+export function agentEnvOf(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(env)) {
+    if (k === "CORRAL_RUNTIME_ID" || k.startsWith("CORRAL_AGENTD_") || k === "CORRAL_AGENT_COMMAND") continue;
+    out[k] = v;
+  }
+  return out;
+}

@@ -6,7 +6,7 @@ import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { createLogger } from "../log.ts";
 import { Agentd } from "./agentd.ts";
-import { configFromEnv } from "./config.ts";
+import { agentEnvOf, configFromEnv } from "./config.ts";
 import { writeFileAtomic } from "./files.ts";
 import { listenTls } from "./server.ts";
 
@@ -20,6 +20,7 @@ async function main(): Promise<void> {
     poolId: config.poolId,
     stateDir: config.stateDir,
     home: config.home,
+    env: agentEnvOf(process.env),
     ...(config.agentCommand ? { agentCommand: config.agentCommand } : {}),
     ...(config.heartbeatMs ? { heartbeatMs: config.heartbeatMs } : {}),
     ...(config.killGraceMs ? { killGraceMs: config.killGraceMs } : {}),
