@@ -45,6 +45,7 @@ describe("session dialer", () => {
     const registered = (await w.eventsOf(agent(id))).find((e) => e.type === "AgentRegistered");
     assert.equal(registered?.data.thumbprint, connected.thumbprint);
     assert.equal(w.registry.registrationOf(id)?.state, "registered");
+    assert.equal((await w.host.get(agent(id))).value, "initializing");
     assert.deepEqual(
       peer.received[0]?.map((m) => m.t),
       ["hello", "register-required", "welcome"],

@@ -39,6 +39,7 @@ describe("register cross-checks: the forged-identity table", () => {
     await until("the refusal reached the peer", () => peer.received[0]?.at(-1)?.t === "refused");
     assert.deepEqual(peer.received[0]?.at(-1), { t: "refused", message: "registration rejected" });
     assert.equal(w.registry.registrationOf(id)?.state, "untrusted");
+    assert.equal((await w.host.get(agent(id))).value, "recycling", "an untrusted agent is recycled");
     assert.equal(sessions.get(id), undefined);
     assert.deepEqual(await w.typesOf(session(id)), ["SessionConnecting", "SessionConnected"]);
     assert.ok(peer.sockets[0] && !peer.sockets[0].destroyed, "the untrusted session stays open");

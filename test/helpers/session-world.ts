@@ -1,5 +1,4 @@
-import { assign, setup } from "xstate";
-import { defineAggregate } from "../../machines/aggregate.ts";
+import { agentAggregate } from "../../machines/agent.ts";
 import { sessionAggregate } from "../../machines/session.ts";
 import { ActorHost } from "../../src/cp/actor-host.ts";
 import { TimerScheduler } from "../../src/cp/scheduler.ts";
@@ -7,7 +6,6 @@ import { agentRecordsOf } from "../../src/cp/session/agent-record.ts";
 import { createSessions, type Sessions, type SessionsDeps } from "../../src/cp/session/dialer.ts";
 import { LiveRegistry } from "../../src/cp/session/live-registry.ts";
 import type { ResolvedAgent } from "../../src/cp/session/register.ts";
-import type { EventOfKind } from "../../src/events/catalogue.ts";
 import type { AggregateRef } from "../../src/events/envelope.ts";
 import { type CorralCa, type IssuedCert, loadOrCreateCa } from "../../src/identity/ca.ts";
 import { controlPlaneName } from "../../src/identity/names.ts";
@@ -17,56 +15,8 @@ import { startTestNats } from "./nats.ts";
 import { type PeerOptions, startPeer, type TestPeer } from "./session-peer.ts";
 import { onTeardown, tempDir } from "./teardown.ts";
 
-/**
- * The agent side of an agent, as far as sessions need it: it exists in a pool with a generation
- * and takes its registration verdicts. machines/agent.ts grows these phases (issue 9); this
- * stand-in keeps the session tests about sessions.
- */
-const agentMachine = setup({
-  types: {
-    context: {} as {
-      poolId: string;
-      generation: number;
-      registered: string | null;
-      untrusted: string | null;
-    },
-    events: {} as EventOfKind<"agent">,
-  },
-  guards: {
-    thisGeneration: ({ context, event }) =>
-      "generation" in event.data && event.data.generation === context.generation,
-  },
-}).createMachine({
-  id: "agent",
-  initial: "new",
-  context: { poolId: "", generation: 0, registered: null, untrusted: null },
-  states: {
-    new: {
-      on: {
-        AgentRequested: {
-          target: "live",
-          actions: assign(({ event }) => ({ poolId: event.data.poolId, generation: 1 })),
-        },
-      },
-    },
-    live: {
-      on: {
-        AgentRegistered: {
-          guard: "thisGeneration",
-          actions: assign(({ event }) => ({ registered: event.data.thumbprint, untrusted: null })),
-        },
-        AgentUntrusted: {
-          guard: "thisGeneration",
-          actions: assign(({ event }) => ({ untrusted: event.data.reason })),
-        },
-        AgentStopped: { target: "stopped" },
-      },
-    },
-    stopped: { type: "final" },
-  },
-});
-
-const agentAggregate = defineAggregate({ kind: "agent", machine: agentMachine, version: 1, effects: [] });
+/** The agent's effects do nothing here: each test records the agent's facts itself. */
+const quietAgent = Object.fromEntries(agentAggregate.effects.map((name) => [name, () => {}]));
 
 export interface SessionWorld {
   host: ActorHost;
@@ -77,7 +27,7 @@ export interface SessionWorld {
   controlPlaneCN: string;
   /** Where the runtime says each agent is (what `resolve` answers). */
   targets: Map<string, ResolvedAgent>;
-  /** A new agent in pool `p`, generation 1. */
+  /** A new agent in pool `p`, generation 1, started: its agent machine is `connecting`. */
   newAgent(poolId?: string): Promise<string>;
   /** An agentd for `agentId` with a certificate the CA issued for it (or `cert`). */
   peerFor(agentId: string, over?: Partial<PeerOptions> & { cert?: IssuedCert }): Promise<TestPeer>;
@@ -95,7 +45,7 @@ export async function sessionWorld(): Promise<SessionWorld> {
   const host = new ActorHost({
     store,
     aggregates: [sessionAggregate, agentAggregate],
-    effects: { session: {}, agent: {} },
+    effects: { session: {}, agent: quietAgent },
     scheduler,
   });
   const registry = new LiveRegistry();
@@ -127,10 +77,12 @@ export async function sessionWorld(): Promise<SessionWorld> {
     targets,
     async newAgent(poolId = "p") {
       const id = `agent-${++agents}`;
-      await host.send(
-        { kind: "agent", id },
-        { type: "AgentRequested", data: { poolId, runtime: "process", deadline: 0 } },
-      );
+      const ref = { kind: "agent", id } as const;
+      const deadline = Date.now() + 3_600_000;
+      await host.send(ref, { type: "AgentRequested", data: { poolId, runtime: "process", deadline } });
+      await host.send(ref, { type: "AgentPortsAllocated", data: { generation: 1, ports: [] } });
+      await host.send(ref, { type: "AgentCreated", data: { generation: 1, instanceId: `i-${id}` } });
+      await host.send(ref, { type: "AgentStarted", data: { generation: 1 } });
       return id;
     },
     async peerFor(agentId, over = {}) {
