@@ -111,7 +111,8 @@ export async function* readRange(
       }
       return;
     }
-    const { sseq, dseq, time } = ackInfo(msg.reply);
+    parseAck(msg.reply);
+    const { sseq, dseq, time } = ack;
     if (dropHook?.(dseq, sseq)) return;
     if (dseq !== nextDseq) {
       stats.gaps++;
@@ -230,21 +231,34 @@ async function lastMatching(jsm: JetStreamManager, stream: string, filter: strin
   return m?.seq ?? 0;
 }
 
+/** The last ack subject's delivery metadata (see parseAck); module state: no object per message. */
+const ack = { sseq: 0, dseq: 0, time: 0 };
+
 /**
- * Delivery metadata from a JetStream ack subject, scanned backwards without splitting it (this
- * runs once per message): `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>`;
- * the v2 form adds domain and account hash up front and a random token at the end, which is
- * skipped because it is not a number.
+ * Delivery metadata from a JetStream ack subject into `ack`, scanned backwards without splitting
+ * it (this runs once per message, allocating nothing):
+ * `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>`; the v2 form adds domain
+ * and account hash up front and a random token at the end, which is skipped because it is not a
+ * number.
  */
-function ackInfo(reply: string): { sseq: number; dseq: number; time: number; pending: number } {
-  const n: number[] = [];
+function parseAck(reply: string): void {
+  // A subject too short to hold them leaves NaN: no delivery sequence matches it (a gap, re-read).
+  ack.sseq = Number.NaN;
+  ack.dseq = Number.NaN;
+  ack.time = Number.NaN;
+  let found = 0; // numeric fields seen, from the end: pending, ts (ns), dseq, sseq
   let value = 0;
   let scale = 1;
   let numeric = true;
-  for (let i = reply.length - 1; i >= 0 && n.length < 4; i--) {
+  for (let i = reply.length - 1; i >= 0 && found < 4; i--) {
     const c = reply.charCodeAt(i);
     if (c === 46 /* . */) {
-      if (numeric && scale > 1) n.push(value);
+      if (numeric && scale > 1) {
+        if (found === 1) ack.time = value / 1e6;
+        else if (found === 2) ack.dseq = value;
+        else if (found === 3) ack.sseq = value;
+        found++;
+      }
       value = 0;
       scale = 1;
       numeric = true;
@@ -255,11 +269,4 @@ function ackInfo(reply: string): { sseq: number; dseq: number; time: number; pen
       numeric = false;
     }
   }
-  // n: pending, ts (ns), dseq, sseq
-  return {
-    pending: n[0] as number,
-    time: (n[1] as number) / 1e6,
-    dseq: n[2] as number,
-    sseq: n[3] as number,
-  };
 }
