@@ -44,6 +44,8 @@ export async function connectOnce(
 ): Promise<Connection> {
   const { host, port } = splitAddress(address);
   const socket = connect({ host, port, ...controlPlaneClientOptions(deps.tls) });
+  // Frames are small and answered one by one: Nagle would hold each up to ~40 ms.
+  socket.setNoDelay(true);
   onSocket(socket);
   const channel = new Channel(socket, deps.scheduler, deps.log);
   // Before the handshake is done, an error frame is agentd refusing the hello (version, order).
