@@ -356,6 +356,11 @@ export const agentMachine = setup({
           guard: "inPlan",
           actions: { type: "initStep", params: ({ event }) => event.data },
         },
+        // A failed step is recorded before InitFailed (or, session_lost, before the next session's re-run).
+        InitStepFailed: {
+          guard: "inPlan",
+          actions: { type: "initStep", params: ({ event }) => event.data },
+        },
         InitCompleted: {
           guard: "thisGeneration",
           target: "ready",
