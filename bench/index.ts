@@ -7,6 +7,7 @@ const BENCHES: Record<string, () => Promise<unknown>> = {
   rebuild: async () => (await import("./rebuild.ts")).benchRebuild(),
   acquire: async () => (await import("./acquire.ts")).benchAcquire(),
   cli: async () => (await import("./cli.ts")).benchCli(),
+  "agent-side": async () => (await import("./agent-side.ts")).benchAgentSide(),
 };
 
 const asked = process.argv.slice(2);
