@@ -1,10 +1,10 @@
 import type { Command } from "commander";
 import type { CorralClient } from "../api/client.ts";
-import type { ExecReply, LeaseRef } from "../api/protocol.ts";
+import type { ExecReply } from "../api/protocol.ts";
 import { natsUrl } from "../nats/connect.ts";
 import { CliError, EXIT } from "./exit.ts";
 import { parser } from "./lazy-parsers.ts";
-import { findLeaseToken } from "./lease-tokens.ts";
+import { leaseRef } from "./lease-tokens.ts";
 
 /**
  * `corral exec <lease> -- argv…`: runs a command in the leased agent, streams its output to our
@@ -101,19 +101,6 @@ export async function exec(
     io.err.write(`corral: the command ran out of time after ${reply.durationMs} ms and was stopped\n`);
   }
   return reply.exitCode;
-}
-
-/** The lease and its token: `--token`, else the one `corral acquire` kept (as release and renew). */
-function leaseRef(leaseId: string, token: string | undefined): { lease: LeaseRef; pool?: string } {
-  if (token) return { lease: { leaseId, leaseToken: token } };
-  const kept = findLeaseToken(leaseId);
-  if (!kept) {
-    throw new CliError(
-      `no token for lease ${leaseId}: pass --token <token> (\`corral acquire\` printed it)`,
-      EXIT.usage,
-    );
-  }
-  return { lease: kept, pool: kept.pool };
 }
 
 function envOf(pairs: string[]): Record<string, string> {

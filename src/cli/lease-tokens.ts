@@ -1,8 +1,9 @@
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import type { AcquireReply } from "../api/protocol.ts";
+import type { AcquireReply, LeaseRef } from "../api/protocol.ts";
 import { isLeaseId } from "../events/lease-id.ts";
+import { CliError, EXIT } from "./exit.ts";
 
 /**
  * Where `corral acquire` keeps each lease's token for this user, so `corral release` and
@@ -51,4 +52,17 @@ export function findLeaseToken(leaseId: string): KeptLease | undefined {
 
 export function forgetLeaseToken(leaseId: string): void {
   rmSync(fileOf(leaseId), { force: true });
+}
+
+/** A command's lease and its token: `--token`, else the one `corral acquire` kept for this user. */
+export function leaseRef(leaseId: string, token: string | undefined): { lease: LeaseRef; pool?: string } {
+  if (token) return { lease: { leaseId, leaseToken: token } };
+  const kept = findLeaseToken(leaseId);
+  if (!kept) {
+    throw new CliError(
+      `no token for lease ${leaseId}: pass --token <token> (\`corral acquire\` printed it)`,
+      EXIT.usage,
+    );
+  }
+  return { lease: kept, pool: kept.pool };
 }

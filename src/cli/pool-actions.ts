@@ -1,25 +1,10 @@
 import { ApiError, type CorralClient } from "../api/client.ts";
-import type { LeaseRef } from "../api/protocol.ts";
-import { CliError, EXIT } from "./exit.ts";
-import { findLeaseToken, forgetLeaseToken } from "./lease-tokens.ts";
+import { forgetLeaseToken, leaseRef } from "./lease-tokens.ts";
 import type { Out } from "./output.ts";
 import { relative } from "./pool-format.ts";
 import { jsonOut, paletteFor } from "./pool-session.ts";
 
 /** The one-request pool commands: release, renew, pool close. `--json` prints the reply as is. */
-
-/** The lease and its token: `--token`, else the one `corral acquire` kept for this user. */
-function leaseRef(leaseId: string, token: string | undefined): { lease: LeaseRef; pool?: string } {
-  if (token) return { lease: { leaseId, leaseToken: token } };
-  const kept = findLeaseToken(leaseId);
-  if (!kept) {
-    throw new CliError(
-      `no token for lease ${leaseId}: pass --token <token> (\`corral acquire\` printed it)`,
-      EXIT.usage,
-    );
-  }
-  return { lease: kept, pool: kept.pool };
-}
 
 export async function release(
   client: CorralClient,

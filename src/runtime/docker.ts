@@ -254,6 +254,12 @@ export class DockerRuntime implements Runtime {
   }
 
   async inspect(id: string): Promise<RuntimeInstance | null> {
+    const info = await this.inspectOwned(id);
+    return info ? fromInspect(info) : null;
+  }
+
+  /** The engine's inspect of a container of this instance; null when there is none. */
+  private async inspectOwned(id: string): Promise<Docker.ContainerInspectInfo | null> {
     let info: Docker.ContainerInspectInfo;
     try {
       info = await this.docker.getContainer(id).inspect();
@@ -261,20 +267,13 @@ export class DockerRuntime implements Runtime {
       if (statusOf(err) === 404) return null;
       throw this.wrap(err, "engine_error", `inspect ${id}`);
     }
-    if (!ownedBy(info.Config.Labels, this.instance)) return null;
-    return fromInspect(info);
+    return ownedBy(info.Config.Labels, this.instance) ? info : null;
   }
 
   /** The container's IP and the agentd port its label names; null unless it runs with agentd. */
   async endpoint(id: string): Promise<AgentdEndpoint | null> {
-    let info: Docker.ContainerInspectInfo;
-    try {
-      info = await this.docker.getContainer(id).inspect();
-    } catch (err) {
-      if (statusOf(err) === 404) return null;
-      throw this.wrap(err, "engine_error", `inspect ${id}`);
-    }
-    if (!ownedBy(info.Config.Labels, this.instance)) return null;
+    const info = await this.inspectOwned(id);
+    if (!info) return null;
     const port = Number(info.Config.Labels[LABEL_AGENTD_PORT]);
     const address = fromInspect(info).address;
     if (!Number.isInteger(port) || port < 1 || port > 65535 || !address) return null;
