@@ -151,6 +151,11 @@ async function spawnFigure(d: BenchDaemon, bareDockerMs?: number): Promise<void>
       ),
     );
   const each = since("InitCompleted").sort((a, b) => a - b);
+  // Dials before agentd answered (the dialer backs off with jitter from 500 ms: src/cp/session/).
+  const attempts = events
+    .filter((e) => e.type === "SessionConnected" && spawned.has(e.aggregate.id))
+    .map((e) => (e.data as { attempts: number }).attempts)
+    .sort((a, b) => a - b);
   const first = Math.min(...spawned.values());
   const last = Math.max(...[...firstAt.values()].map((seen) => seen.get("InitCompleted") ?? 0));
   const all = last - first;
@@ -164,7 +169,8 @@ async function spawnFigure(d: BenchDaemon, bareDockerMs?: number): Promise<void>
   );
   console.log(
     `  ${d.kind}, p50 from spawn: AgentStarted ${p50(since("AgentStarted"))}, AgentRegistered ` +
-      `${p50(since("AgentRegistered"))}, InitStarted ${p50(since("InitStarted"))}, InitCompleted ${p50(each)}`,
+      `${p50(since("AgentRegistered"))}, InitStarted ${p50(since("InitStarted"))}, InitCompleted ${p50(each)}; ` +
+      `dial attempts to connect p50 ${pct(attempts, 50)}, max ${attempts.at(-1)}`,
   );
 }
 
