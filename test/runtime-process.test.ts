@@ -110,12 +110,12 @@ describe("process runtime", () => {
       assert.deepEqual(await rt.list(), []);
     });
 
-    it("runs in its own process group, in its work dir, with merged env, logging to its file", async () => {
+    it("runs in its own process group, in its work dir (its HOME too), with merged env, logging to its file", async () => {
       const inst = await rt.create(
         spec("env-check", [
           "sh",
           "-c",
-          'echo "$FROM_TEMPLATE $OVERRIDDEN $CORRAL_AGENT_ID $(pwd)"; sleep 1000',
+          'echo "$FROM_TEMPLATE $OVERRIDDEN $CORRAL_AGENT_ID $(pwd) $HOME"; sleep 1000',
         ]),
       );
       await rt.start(inst.id);
@@ -127,7 +127,7 @@ describe("process runtime", () => {
       await waitUntil(() => readFileSync(rec.logPath, "utf8").includes("env-check"), WAIT_MS, "the log line");
       assert.equal(
         readFileSync(rec.logPath, "utf8").trim(),
-        `t spec env-check ${join(stateDirOf(instance), "work", "env-check")}`,
+        `t spec env-check ${join(stateDirOf(instance), "work", "env-check")} ${join(stateDirOf(instance), "work", "env-check")}`,
       );
       await rt.remove(inst.id);
       assert.equal(isAlive(running.pid, stat?.startTime), false);

@@ -127,7 +127,16 @@ export class ProcessRuntime implements Runtime {
     checkSpec(spec, this.instance, spec.agentd ? invalidAgentd(spec.agentd) : undefined);
     await this.ready();
     const t = spec.template;
-    const env = { ...inheritedEnv(), ...identityEnv(spec), ...t.env, ...spec.env };
+    const agentWork = join(this.state.workDir, safeName(spec.agentId));
+    // Each agent's home is its own work dir (unless its template names one): its init plan's
+    // files, ssh keys and clones never land in the home of whoever runs the daemon.
+    const env: Record<string, string> = {
+      ...inheritedEnv(),
+      HOME: agentWork,
+      ...identityEnv(spec),
+      ...t.env,
+      ...spec.env,
+    };
     const [exe = "", ...args] = t.command;
     const command = [resolveExecutable(exe, env.PATH ?? ""), ...args];
     const name = containerName(spec);
@@ -144,8 +153,8 @@ export class ProcessRuntime implements Runtime {
       });
     }
     const id = `p-${randomBytes(6).toString("hex")}`;
-    const agentWork = join(this.state.workDir, safeName(spec.agentId));
     const cwd = t.workdir ?? agentWork;
+    mkdirSync(agentWork, { recursive: true });
     mkdirSync(cwd, { recursive: true });
     const base = {
       v: 1 as const,
