@@ -4,6 +4,7 @@ import fc from "fast-check";
 import { type AnyMachineSnapshot, type AnyStateMachine, initialTransition, transition } from "xstate";
 import { agentMachine } from "../machines/agent.ts";
 import { poolMachine } from "../machines/pool.ts";
+import { sessionMachine } from "../machines/session.ts";
 import { step } from "../machines/step.ts";
 import { decode, encode } from "../src/codec/msgpack.ts";
 import type { CorralEvent, DataInputOf, EventType } from "../src/events/catalogue.ts";
@@ -50,7 +51,43 @@ function foldInChunks(recs: readonly StoredRecord[], cuts: readonly number[]): W
 const MACHINES: Partial<Record<AggregateKind, AnyStateMachine>> = {
   pool: poolMachine,
   agent: agentMachine,
+  session: sessionMachine,
 };
+
+const THUMB = "ab".repeat(32);
+/** Identity and init facts of generation `g` (src/events/agent.ts), as the session layer records them. */
+const identityAndInit = (g: number, extra: number): [EventType, unknown][] => [
+  ["AgentRegistered", { generation: g, thumbprint: THUMB, peerCN: "cn" }],
+  ["AgentUntrusted", { generation: g, reason: "cn_mismatch", detail: "d" }],
+  ["InitStarted", { generation: g, stepCount: 2, deadline: T0 + 5_000 + (extra % 3) * 100 }],
+  ["InitStepStarted", { generation: g, name: "git", index: 0, of: 2 }],
+  ["InitStepCompleted", { generation: g, name: "git", index: 0, exitCode: 0, durationMs: extra % 9 }],
+  [
+    "InitStepFailed",
+    {
+      generation: g,
+      name: "git",
+      index: 0,
+      reason: extra % 2 ? "session_lost" : "exit_code",
+      detail: "x",
+      exitCode: extra % 2 ? null : 1,
+      durationMs: 1,
+    },
+  ],
+  ["InitCompleted", { generation: g, durationMs: extra % 50 }],
+  ["InitFailed", { generation: g, step: "git", reason: "exit_code", detail: "exit code 1" }],
+];
+
+/** A session's facts for generation `g` (src/events/session.ts). */
+const sessionFacts = (g: number, extra: number): [EventType, unknown][] => [
+  ["SessionConnecting", { generation: g, address: "127.0.0.1:7070", seed: extra }],
+  [
+    "SessionConnected",
+    { generation: g, attempts: 1 + (extra % 3), peerCN: "cn", thumbprint: THUMB, chain: "ok" },
+  ],
+  ["SessionBroken", { generation: g, reason: "peer_closed" }],
+  ["SessionFailed", { generation: g, reason: "gave_up", attempts: extra % 5 }],
+];
 
 /** The agent machine's state value in the worldview's words: `{ready: "idle"}` → "idle". */
 function agentStateName(value: unknown): string {
@@ -84,6 +121,7 @@ const LEASE_END: Partial<Record<EventType, LeaseEndState>> = {
   AgentLeaseExpired: "expired",
   AgentLeaseRevoked: "revoked",
   AgentFailed: "revoked",
+  AgentUntrusted: "revoked",
   AgentTimedOut: "revoked",
 };
 
@@ -221,6 +259,15 @@ class World {
     }
   }
 
+  /** The agent's instance runs, registers and completes its init plan: ready for leases. */
+  ready(id: string, generation: number): void {
+    const ref: AggregateRef = { kind: "agent", id };
+    this.must(ref, "AgentStarted", { generation });
+    this.must(ref, "AgentRegistered", { generation, thumbprint: THUMB, peerCN: id });
+    this.must(ref, "InitStarted", { generation, stepCount: 1, deadline: this.clock + 60_000 });
+    this.must(ref, "InitCompleted", { generation, durationMs: 1 });
+  }
+
   /** A lease on an agent, as the broker stores it: the acquire's one event, on the agent. */
   lease(agentId: string, leaseId: string, holder = "me", ttlMs = 1_000): boolean {
     const poolId = this.snap("agent", agentId)?.context.poolId ?? "web";
@@ -245,6 +292,11 @@ const AGENT_PROGRESS = new Set<EventType>([
   "AgentPortsAllocated",
   "AgentCreated",
   "AgentStarted",
+  "AgentRegistered",
+  "InitStarted",
+  "InitStepStarted",
+  "InitStepCompleted",
+  "InitCompleted",
   "AgentLeased",
   "AgentRecycled",
   "AgentStopped",
@@ -329,6 +381,7 @@ function runOps(ops: readonly Op[]): World {
         ["AgentStopped", {}],
         ["AgentFailed", { phase: "ready", code: "exited", message: `code ${extra % 256}` }],
         ["AgentTimedOut", { deadline: c.deadline ?? 0 }],
+        ...identityAndInit(g, extra),
       ];
       const accepts = (t: EventType, d: unknown) =>
         t === "AgentLeased"
@@ -350,6 +403,17 @@ function runOps(ops: readonly Op[]): World {
       }
       w.send(agentRef(id), type, data as never);
       if (type === "AgentPortsAllocated") port += 2;
+    } else if (kind === 3) {
+      // The dialer's facts about an agent's session, for its current generation or the one before.
+      const ids = w.ids("agent").filter((id) => isLiveAgent(w, id));
+      const id = ids[pick % Math.max(1, ids.length)];
+      if (id === undefined) continue;
+      const g = (w.snap("agent", id)?.context.generation ?? 1) - (extra % 4 === 0 ? 1 : 0);
+      const inputs = sessionFacts(Math.max(1, g), extra);
+      const ref: AggregateRef = { kind: "session", id };
+      const [type, data] = pickAccepted(inputs, (t, d) => w.accepts(ref, t, d), choice, new Set());
+      if (!type) continue;
+      w.send(ref, type, data as never);
     } else {
       // The holder's side, the broker's and the scheduler's: renew, release, expiry and revoke of
       // a held lease; its agent retired under it (the pool closing), and that drain's deadline.
@@ -371,6 +435,19 @@ function runOps(ops: readonly Op[]): World {
     }
   }
   return w;
+}
+
+function isLiveAgent(w: World, id: string): boolean {
+  const a = w.snap("agent", id);
+  return a !== undefined && a.status !== "done";
+}
+
+/** The session as the agents slice shows it, from the session machine's snapshot. */
+function sessionShown(s: AnyMachineSnapshot | undefined) {
+  if (!s || s.value === "idle") return null;
+  const { generation, reason } = s.context;
+  const ended = s.value === "broken" || s.value === "failed";
+  return { state: s.value, generation, ...(ended && reason !== null ? { reason } : {}) };
 }
 
 /** What the worldview should have counted as not fitting: nothing, on a stream the machines wrote. */
@@ -396,6 +473,7 @@ function assertMatchesMachines(v: Worldview, w: World, unfit: Unfit = NONE, leas
     const s = w.snap("agent", a.id) as AnyMachineSnapshot;
     const c = s.context;
     assert.equal(a.state, agentStateName(s.value), `state of ${a.id}`);
+    assert.deepEqual(a.session, sessionShown(w.snap("session", a.id)), `session of ${a.id}`);
     assert.deepEqual(
       {
         poolId: a.poolId,
@@ -472,7 +550,15 @@ function assertMatchesMachines(v: Worldview, w: World, unfit: Unfit = NONE, leas
       idle: inState("idle"),
       total: mine.length - inState("stopped", "failed"),
       // An agent whose lease expired is renewed next (recycled or replaced): on its way to ready.
-      starting: inState("requested", "creating", "starting", "expired", "recycling"),
+      starting: inState(
+        "requested",
+        "creating",
+        "starting",
+        "connecting",
+        "initializing",
+        "expired",
+        "recycling",
+      ),
       totalLeases: w.granted.get(name) ?? 0,
       totalRecycles: mine.reduce((sum, a) => sum + a.context.recycles, 0),
       spawned: decisions.filter((e) => e.type === "PoolAgentSpawned").length,
@@ -565,7 +651,7 @@ function assertMatchesMachines(v: Worldview, w: World, unfit: Unfit = NONE, leas
   assert.deepEqual(new Map(Object.entries(v.ports.byPool)), byPool);
 }
 
-const arbOps = fc.array(fc.tuple(fc.nat(2), fc.nat(50), fc.nat(300), fc.nat(1_000)), {
+const arbOps = fc.array(fc.tuple(fc.nat(3), fc.nat(50), fc.nat(300), fc.nat(1_000)), {
   minLength: 1,
   maxLength: 400,
   size: "large",
@@ -620,7 +706,7 @@ describe("worldview: pools, agents, leases, ports", () => {
       t(20 + i);
       w.must(agentRef(id), "AgentPortsAllocated", { generation: 1, ports: [8000 + 2 * i, 8001 + 2 * i] });
       w.must(agentRef(id), "AgentCreated", { generation: 1, instanceId: `${id}-1` });
-      w.must(agentRef(id), "AgentStarted", { generation: 1 });
+      w.ready(id, 1);
     }
     const at = (dt: number) => T0 + dt;
     const L1 = lid("a1", 1);
@@ -663,7 +749,7 @@ describe("worldview: pools, agents, leases, ports", () => {
     t(61);
     w.must(agentRef("a1"), "AgentPortsAllocated", { generation: 2, ports: [8000, 8001] });
     w.must(agentRef("a1"), "AgentCreated", { generation: 2, instanceId: "a1-2" });
-    w.must(agentRef("a1"), "AgentStarted", { generation: 2 });
+    w.ready("a1", 2);
     t(70);
     w.effects(w.must(web, "PoolAgentRetired", { agentId: "a1", reason: "idle-timeout" }));
 
@@ -723,7 +809,9 @@ describe("worldview: pools, agents, leases, ports", () => {
     assert.deepEqual(v.agents.failures, [
       { agentId: "a3", poolId: "web", phase: "ready", code: "exited", message: "code 137", at: at(60) },
     ]);
-    assert.deepEqual(v.agents.pools, [{ poolId: "web", recycles: 1, stopped: 1, failed: 1 }]);
+    assert.deepEqual(v.agents.pools, [
+      { poolId: "web", recycles: 1, registered: 4, untrusted: 0, stopped: 1, failed: 1 },
+    ]);
     assert.deepEqual(v.leases.live, [
       {
         id: L2,
@@ -751,7 +839,7 @@ describe("worldview: pools, agents, leases, ports", () => {
     );
     assert.match(
       text,
-      /^live agents 1: requested 0, creating 0, starting 0, idle 0, leased 1,.* \| ended: stopped 1, failed 1$/m,
+      /^live agents 1: requested 0, creating 0, starting 0, connecting 0, initializing 0, idle 0, leased 1,.* \| ended: stopped 1, failed 1$/m,
     );
     const l2 = L2.replaceAll(".", "\\.");
     assert.match(text, new RegExp(`^\\s+a2\\s+web\\s+leased\\s+1\\s+8002,8003\\s+${l2}\\s+1\\s+0\\s+`, "m"));
@@ -822,6 +910,12 @@ describe("worldview: pools, agents, leases, ports", () => {
       [ag, "AgentPortsAllocated", { generation: 1, ports: [1, 2] }, true],
       [ag, "AgentCreated", { generation: 1, instanceId: "x" }, true],
       [ag, "AgentStarted", { generation: 1 }, true],
+      [ag, "InitStarted", { generation: 1, stepCount: 1, deadline: d + 50 }, false], // not registered yet
+      [ag, "AgentRegistered", { generation: 2, thumbprint: "ab".repeat(32), peerCN: "a" }, false], // another generation
+      [ag, "AgentRegistered", { generation: 1, thumbprint: "ab".repeat(32), peerCN: "a" }, true],
+      [ag, "InitCompleted", { generation: 2, durationMs: 1 }, false], // another generation
+      [ag, "InitStarted", { generation: 1, stepCount: 1, deadline: d + 50 }, true],
+      [ag, "InitCompleted", { generation: 1, durationMs: 1 }, true], // → ready
       [ag, "AgentTimedOut", { deadline: d }, false], // ready: no deadline armed
       [ag, "AgentStopped", {}, false], // not stopping
       [ag, "AgentRecycled", { generation: 2, deadline: d }, false], // not recycling
@@ -844,6 +938,8 @@ describe("worldview: pools, agents, leases, ports", () => {
       [ag, "AgentPortsAllocated", { generation: 2, ports: [3, 4] }, true],
       [ag, "AgentCreated", { generation: 2, instanceId: "y" }, true],
       [ag, "AgentStarted", { generation: 2 }, true],
+      [ag, "AgentRegistered", { generation: 2, thumbprint: "cd".repeat(32), peerCN: "a" }, true],
+      [ag, "InitCompleted", { generation: 2, durationMs: 1 }, true],
       [ag, "AgentLeased", leased(L2, d + 300), true],
       [ag, "AgentDrainRequested", { reason: "scale-down", deadline: d + 250 }, true], // → draining
       [ag, "AgentDrainRequested", { reason: "again", deadline: d + 260 }, false],
@@ -887,7 +983,7 @@ describe("worldview: pools, agents, leases, ports", () => {
     const v = foldWorldview(
       records(inputs.map((x, i) => createEvent(x.ref, x.type, x.data, { id: `${i}`, at: x.at }))),
     );
-    assert.deepEqual([v.agents.ignored, v.agents.untracked], [24, 4]);
+    assert.deepEqual([v.agents.ignored, v.agents.untracked], [27, 4]);
     assert.deepEqual([v.leases.ignored, v.leases.untracked], [6, 8]);
     assert.deepEqual([v.leases.granted, v.leases.ended], [2, { released: 1, expired: 1, revoked: 0 }]);
     assert.deepEqual(v.leases.live, []);
@@ -959,7 +1055,7 @@ describe("worldview: leases as a phase of the agent", () => {
       w.effects(w.must(web, "PoolAgentSpawned", { agentId: id, reason: "demand" }));
       w.must(agentRef(id), "AgentPortsAllocated", { generation: 1, ports: [7000 + 2 * i, 7001 + 2 * i] });
       w.must(agentRef(id), "AgentCreated", { generation: 1, instanceId: `${id}-1` });
-      w.must(agentRef(id), "AgentStarted", { generation: 1 });
+      w.ready(id, 1);
     }
     return w;
   }
@@ -1163,7 +1259,7 @@ describe("worldview: leases as a phase of the agent", () => {
     w.must(agentRef("a"), "AgentRecycled", { generation: 2, deadline: T0 + 20_000 });
     w.must(agentRef("a"), "AgentPortsAllocated", { generation: 2, ports: [7100, 7101] });
     w.must(agentRef("a"), "AgentCreated", { generation: 2, instanceId: "a-2" });
-    w.must(agentRef("a"), "AgentStarted", { generation: 2 });
+    w.ready("a", 2);
     assert.ok(w.lease("a", lid("a", 2)), "a recycled agent is leased again");
     w.must(agentRef("b"), "AgentStopped", {});
     v = view(w);
@@ -1200,7 +1296,7 @@ describe("worldview: leases as a phase of the agent", () => {
     w.must(a, "AgentRecycled", { generation: 2, deadline: w.clock + 100 });
     w.must(a, "AgentPortsAllocated", { generation: 2, ports: [7100] });
     w.must(a, "AgentCreated", { generation: 2, instanceId: "a-2" });
-    w.must(a, "AgentStarted", { generation: 2 });
+    w.ready(a.id, 2);
     assert.ok(w.lease("a", L(4)));
     w.must(a, "AgentFailed", { phase: "ready", code: "exited", message: "code 137" });
 
@@ -1291,9 +1387,22 @@ describe("worldview against the machines on input they partly reject", () => {
           AgentStopped: {},
           AgentFailed: { phase: "p", code: "c", message: "m" },
           AgentTimedOut: { deadline: d },
+          ...Object.fromEntries(identityAndInit(g, d)),
         };
         assert.ok(type in data, `no data for ${type}`);
         return { ref: agentRef(id), type, data: data[type] };
+      }),
+    fc
+      .record({
+        id: fc.constantFrom("a", "__proto__", "nobody"),
+        type: fc.constantFrom(...typesOfKind("session")),
+        g: fc.integer({ min: 1, max: 3 }),
+        n: fc.nat(9),
+      })
+      .map(({ id, type, g, n }) => {
+        const data = Object.fromEntries(sessionFacts(g, n)) as Record<string, unknown>;
+        assert.ok(type in data, `no data for ${type}`);
+        return { ref: { kind: "session" as const, id }, type, data: data[type] };
       }),
     fc
       .record({
@@ -1402,6 +1511,8 @@ function differential(
     // A second creation of an aggregate that already ended is the one thing the worldview
     // cannot tell (ended aggregates are only counted): leave those out.
     if (before?.status === "done" && type === "AgentRequested") continue;
+    // So is a session of an agent that is not live: the worldview shows a session only on its agent.
+    if (ref.kind === "session" && !isLiveAgent(w, ref.id)) continue;
     // The lease slice follows leases, not the agent's phase or pool: a grant that names this
     // agent, while it holds no lease, is one it takes, whether or not the agent is idle and in
     // that pool (on a stored stream it always is). Left out, so every lease check stays exact;
@@ -1414,11 +1525,14 @@ function differential(
       !w.accepts(ref, type, data)
     )
       continue;
+    // Nor does it know an agent's generation: a verdict the machine refuses (another generation)
+    // on an agent that holds a lease would end it there. Left out the same way.
+    if (!keep && type === "AgentUntrusted" && before?.context.lease && !w.accepts(ref, type, data)) continue;
     const e = createEvent(ref, type, data, { id: `${i}`, at });
     stream.push(e);
     worldviewProjection.apply(state, record(e, stream.length));
     if (w.send(ref, type, data as never)) continue; // accepted: the worldview must apply it
-    if (ref.kind === "agent") {
+    if (ref.kind === "agent" || ref.kind === "session") {
       unfit.agents++;
       if (LEASE_TYPES.has(type)) unfit.leases++;
     }

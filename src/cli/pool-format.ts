@@ -172,7 +172,7 @@ export function formatStatus(s: PoolStatus, c: Palette = plain, now = Date.now()
   return `${lines.join("\n")}\n`;
 }
 
-/** id, phase, generation, ports, leases served; columns as wide as their widest cell. */
+/** id, phase, generation, ports, leases served, then a note; columns as wide as their widest cell. */
 function agentTable(agents: AgentStatus[], c: Palette): string[] {
   const cell = (v: unknown) => (v === undefined || v === null ? "-" : String(v));
   const rows = agents.map((a) => [
@@ -181,8 +181,9 @@ function agentTable(agents: AgentStatus[], c: Palette): string[] {
     cell(a.generation),
     Array.isArray(a.ports) && a.ports.length > 0 ? a.ports.join(",") : "-",
     cell(a.leasesServed),
+    agentNote(a),
   ]);
-  const header = ["AGENT", "PHASE", "GEN", "PORTS", "LEASES"];
+  const header = ["AGENT", "PHASE", "GEN", "PORTS", "LEASES", ""];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
   // Numbers right-aligned; padding happens before colouring so escape codes do not skew columns.
   const pad = (text: string, i: number) =>
@@ -192,8 +193,35 @@ function agentTable(agents: AgentStatus[], c: Palette): string[] {
       .map((t, i) => colour(pad(t, i), i))
       .join("  ")
       .trimEnd();
-  return [
-    line(header, (t) => c.dim(t)),
-    ...rows.map((r) => line(r, (t, i) => (i === 1 ? phaseColour(r[1] as string, c)(t) : t))),
-  ];
+  const colourOf = (r: string[], t: string, i: number) => {
+    if (i === 1) return phaseColour(r[1] as string, c)(t);
+    if (i === 5) return r[5]?.startsWith("UNTRUSTED") ? c.red(t) : c.dim(t);
+    return t;
+  };
+  return [line(header, (t) => c.dim(t)), ...rows.map((r) => line(r, (t, i) => colourOf(r, t, i)))];
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null;
+
+/**
+ * What an agent is waiting for or why it is not trusted, from the status's `registration`,
+ * `init` and `session` (absent from an older daemon): "UNTRUSTED: cn_mismatch", "init 2/5 git"
+ * (the step under way or last done, counted from 1; "init 0/5" before the first), "session
+ * broken"; "" when there is nothing to say.
+ */
+export function agentNote(a: AgentStatus): string {
+  const reg = a.registration;
+  if (isObject(reg) && reg.state === "untrusted") return `UNTRUSTED: ${shown(reg.reason)}`;
+  const init = a.init;
+  if (isObject(init) && init.state === "running" && num(init.of)) {
+    const step = typeof init.step === "string" ? init.step : undefined;
+    const at = step !== undefined && num(init.index) ? init.index + 1 : 0;
+    return `init ${at}/${init.of}${step === undefined ? "" : ` ${step}`}`;
+  }
+  if (a.session === "broken" || a.session === "failed") return `session ${a.session}`;
+  return "";
+}
+
+function shown(v: unknown): string {
+  return v === undefined || v === null ? "?" : String(v);
 }

@@ -8,6 +8,8 @@ import type { Worldview } from "../projections/worldview.ts";
 export function poolStatus(cp: ControlPlane, worldview: Worldview, pool: string) {
   const live = cp.pool(pool).status();
   const fromStream = worldview.pools?.[pool];
+  // Session, registration and init progress are what the stream says (the agents slice).
+  const told = new Map((worldview.agents?.live ?? []).map((a) => [a.id, a]));
   return {
     pool,
     state: live.state,
@@ -24,6 +26,9 @@ export function poolStatus(cp: ControlPlane, worldview: Worldview, pool: string)
       leasesServed: a.leasesServed,
       recycles: a.recycles,
       leaseId: a.lease?.id ?? null,
+      session: told.get(a.id)?.session?.state ?? null,
+      registration: told.get(a.id)?.registration ?? null,
+      init: told.get(a.id)?.init ?? null,
     })),
     worldviewSeq: worldview.lastSeq,
   };

@@ -1,5 +1,8 @@
-import { type EventOfKind, typesOfKind } from "../events/catalogue.ts";
+import type { InitStep } from "../agentd/protocol.ts";
+import { type EventOf, type EventOfKind, typesOfKind } from "../events/catalogue.ts";
 import { namesAgent } from "../events/lease-id.ts";
+import { type AgentSessionView, foldSession } from "./agent-session.ts";
+import type { RegistrationState } from "./registry.ts";
 import { defineSlice, type RecordMeta } from "./slice.ts";
 
 /**
@@ -13,13 +16,17 @@ import { defineSlice, type RecordMeta } from "./slice.ts";
  * machine accepted, so `ignored` stays 0 on a real stream; an event that does not fit is
  * counted there and changes nothing.
  *
- * Pool metrics (pools.ts) and host ports (ports.ts) are derived from this slice's state.
+ * It folds each agent's registration and init plan's progress as the machine keeps them, and its
+ * session's events too (kind `session`, agent-session.ts). Pool metrics (pools.ts) and host ports
+ * (ports.ts) are derived from this slice's state.
  */
 
 export const AGENT_LIVE_STATES = [
   "requested",
   "creating",
   "starting",
+  "connecting",
+  "initializing",
   "idle",
   "leased",
   "expired",
@@ -34,6 +41,26 @@ export type AgentState = AgentLiveState | AgentEndState;
 
 /** Failures kept for diagnosis (the most recent ones). */
 export const MAX_FAILURES = 20;
+
+export const INIT_STATES = ["pending", "running", "completed"] as const;
+
+/**
+ * The init plan of the current generation (src/cp/init/): pending until InitStarted, running with
+ * the step under way or last done (index from 0, of the plan's step count), completed. A failed
+ * plan fails the agent. After a reconnect the plan starts again from InitStarted.
+ */
+export interface InitProgress {
+  state: (typeof INIT_STATES)[number];
+  step?: InitStep;
+  index?: number;
+  of?: number;
+}
+
+/** The verdict on the current generation's certificate (the machine's `identity` / `untrusted`). */
+export interface AgentRegistration {
+  state: RegistrationState;
+  reason?: string;
+}
 
 export interface LiveAgent {
   id: string;
@@ -62,6 +89,10 @@ export interface LiveAgent {
   updatedAt: number;
   createdSeq: number;
   lastSeq: number;
+  /** Its session to agentd; null before the first dial. */
+  session: AgentSessionView | null;
+  registration: AgentRegistration;
+  init: InitProgress;
 }
 
 export interface AgentFailure {
@@ -79,6 +110,9 @@ export interface AgentPoolTotals {
   poolId: string;
   /** AgentRecycled: generations ended by a recycle. */
   recycles: number;
+  /** AgentRegistered / AgentUntrusted: verdicts over all time (a re-register after a reconnect counts again). */
+  registered: number;
+  untrusted: number;
   stopped: number;
   failed: number;
 }
@@ -89,6 +123,8 @@ export interface AgentsView {
   byState: Record<AgentState, number>;
   /** Live agents, oldest first (by the sequence of their AgentRequested). */
   live: LiveAgent[];
+  /** Live agents by the verdict on their current generation. */
+  byRegistration: Record<RegistrationState, number>;
   /** Lifetime counts per pool, by pool id. */
   pools: AgentPoolTotals[];
   /** The last MAX_FAILURES failures, oldest first. */
@@ -110,11 +146,14 @@ export interface AgentsState {
 }
 
 type AgentEvent = EventOfKind<"agent">;
+type SliceEvent = EventOfKind<"agent" | "session">;
 
 const zeroCounts = (): Record<AgentState, number> => ({
   requested: 0,
   creating: 0,
   starting: 0,
+  connecting: 0,
+  initializing: 0,
   idle: 0,
   leased: 0,
   expired: 0,
@@ -130,6 +169,8 @@ const DRAIN: Partial<Record<AgentLiveState, AgentLiveState>> = {
   requested: "stopping",
   creating: "stopping",
   starting: "stopping",
+  connecting: "stopping",
+  initializing: "stopping",
   idle: "stopping",
   expired: "stopping",
   recycling: "stopping",
@@ -141,14 +182,26 @@ const TIMEOUT_FAILS: ReadonlySet<AgentLiveState> = new Set([
   "requested",
   "creating",
   "starting",
+  "connecting",
+  "initializing",
   "recycling",
   "stopping",
 ]);
 
+/** Where an AgentUntrusted of the current generation takes the agent (absent: not handled); a lease ends. */
+const UNTRUSTED: Partial<Record<AgentLiveState, AgentLiveState>> = {
+  connecting: "recycling",
+  initializing: "recycling",
+  idle: "recycling",
+  leased: "recycling",
+  expired: "recycling",
+  draining: "stopping",
+};
+
 function poolTotals(s: AgentsState, poolId: string): AgentPoolTotals {
   let t = s.pools.get(poolId);
   if (!t) {
-    t = { poolId, recycles: 0, stopped: 0, failed: 0 };
+    t = { poolId, recycles: 0, registered: 0, untrusted: 0, stopped: 0, failed: 0 };
     s.pools.set(poolId, t);
   }
   return t;
@@ -161,7 +214,7 @@ function move(s: AgentsState, a: LiveAgent, to: AgentLiveState, e: AgentEvent, m
   touch(a, e, meta);
 }
 
-function touch(a: LiveAgent, e: AgentEvent, meta: RecordMeta): void {
+function touch(a: LiveAgent, e: SliceEvent, meta: RecordMeta): void {
   a.updatedAt = e.at;
   a.lastSeq = meta.seq;
 }
@@ -205,10 +258,9 @@ function step(s: AgentsState, a: LiveAgent, e: AgentEvent, meta: RecordMeta): bo
       move(s, a, "starting", e, meta);
       return true;
     case "AgentStarted":
+      // The instance runs; it is ready only once registered and initialised.
       if (a.state !== "starting" || e.data.generation !== a.generation) return false;
-      a.readyAt = e.at;
-      a.deadline = null;
-      move(s, a, "idle", e, meta);
+      move(s, a, "connecting", e, meta);
       return true;
     case "AgentLeased":
       if (a.state !== "idle" || e.data.poolId !== a.poolId || !namesAgent(e.data.leaseId, a.id)) return false;
@@ -247,6 +299,8 @@ function step(s: AgentsState, a: LiveAgent, e: AgentEvent, meta: RecordMeta): bo
       a.instanceId = null;
       unlease(a);
       a.readyAt = null;
+      a.init = { state: "pending" };
+      a.registration = { state: "unregistered" };
       a.deadline = e.data.deadline;
       poolTotals(s, a.poolId).recycles++;
       move(s, a, "requested", e, meta);
@@ -288,13 +342,83 @@ function step(s: AgentsState, a: LiveAgent, e: AgentEvent, meta: RecordMeta): bo
     case "InitStepFailed":
     case "InitCompleted":
     case "InitFailed":
-      // Not folded yet: the agent's lifecycle reaches them only once sessions are wired (issue 9).
+      return e.data.generation === a.generation && stepIdentityOrInit(s, a, e, meta);
+  }
+}
+
+type IdentityOrInitEvent = EventOfKind<"agent"> & { data: { generation: number } };
+
+/** Registration and the init plan, for an event of the current generation. */
+function stepIdentityOrInit(s: AgentsState, a: LiveAgent, e: IdentityOrInitEvent, meta: RecordMeta): boolean {
+  switch (e.type) {
+    case "AgentRegistered":
+      if (a.state !== "connecting") return false;
+      poolTotals(s, a.poolId).registered++;
+      a.registration = { state: "registered" };
+      move(s, a, "initializing", e, meta);
+      return true;
+    case "AgentUntrusted": {
+      const to = UNTRUSTED[a.state];
+      if (!to) return false;
+      poolTotals(s, a.poolId).untrusted++;
+      a.registration = { state: "untrusted", reason: e.data.reason };
+      unlease(a);
+      move(s, a, to, e, meta);
+      return true;
+    }
+    case "InitStarted":
+      if (a.state !== "initializing") return false;
+      a.init = { state: "running", index: 0, of: e.data.stepCount };
+      a.deadline = e.data.deadline;
+      touch(a, e, meta);
+      return true;
+    case "InitStepStarted":
+    case "InitStepCompleted":
+    case "InitStepFailed":
+      // Within the plan InitStarted announced (machines/agent.ts, `inPlan`); a failed step is
+      // followed by InitFailed, or (session lost) by the next session's InitStarted.
+      if (a.state !== "initializing" || a.init.of === undefined || e.data.index >= a.init.of) return false;
+      a.init = { state: "running", step: e.data.name, index: e.data.index, of: a.init.of };
+      touch(a, e, meta);
+      return true;
+    case "InitCompleted":
+      if (a.state !== "initializing") return false;
+      a.init = { state: "completed" };
+      a.readyAt = e.at;
+      a.deadline = null;
+      move(s, a, "idle", e, meta);
+      return true;
+    case "InitFailed": {
+      if (a.state !== "initializing") return false;
+      const message = `init step ${e.data.step} failed: ${e.data.detail}`;
+      fail(s, a, { phase: "initializing", code: `init_${e.data.reason}`, message }, e.at);
+      return true;
+    }
+    default:
       return false;
   }
 }
 
+/** A session event, for the live agent the session belongs to. */
+function stepSession(a: LiveAgent, e: EventOfKind<"session">, meta: RecordMeta): boolean {
+  const next = foldSession(a.session, e);
+  if (!next) return false;
+  a.session = next;
+  touch(a, e, meta);
+  return true;
+}
+
+// A value import from registry.ts would be a cycle (it imports compare and num from here).
+const zeroRegistrations = (): Record<RegistrationState, number> => ({
+  registered: 0,
+  untrusted: 0,
+  unregistered: 0,
+});
+
+const HANDLES = [...typesOfKind("agent"), ...typesOfKind("session")];
+
 export const agentSlice = defineSlice({
-  handles: typesOfKind("agent"),
+  handles: HANDLES,
 
   init: (): AgentsState => ({
     live: new Map(),
@@ -305,50 +429,41 @@ export const agentSlice = defineSlice({
     untracked: 0,
   }),
 
-  reduce(s: AgentsState, e: AgentEvent, meta: RecordMeta): void {
+  reduce(s: AgentsState, e: SliceEvent, meta: RecordMeta): void {
     const id = e.aggregate.id;
     const a = s.live.get(id);
     if (a) {
-      if (!step(s, a, e, meta)) s.ignored++;
+      const fits = isSessionEvent(e) ? stepSession(a, e, meta) : step(s, a, e, meta);
+      if (!fits) s.ignored++;
       return;
     }
     if (e.type !== "AgentRequested") {
       s.untracked++;
       return;
     }
-    s.live.set(id, {
-      id,
-      poolId: e.data.poolId,
-      runtime: e.data.runtime,
-      state: "requested",
-      generation: 1,
-      instanceId: null,
-      ports: [],
-      leaseId: null,
-      leaseExpiresAt: null,
-      leasesServed: 0,
-      recycles: 0,
-      createdAt: e.at,
-      readyAt: null,
-      deadline: e.data.deadline,
-      updatedAt: e.at,
-      createdSeq: meta.seq,
-      lastSeq: meta.seq,
-    });
+    s.live.set(id, requested(e, meta));
     s.count.requested++;
     poolTotals(s, e.data.poolId);
   },
 
-  save: (s: AgentsState): AgentsView => ({
-    byState: { ...s.count },
-    live: [...s.live.values()]
-      .sort((a, b) => a.createdSeq - b.createdSeq)
-      .map((a) => ({ ...a, ports: [...a.ports] })),
-    pools: [...s.pools.values()].sort((a, b) => compare(a.poolId, b.poolId)).map((t) => ({ ...t })),
-    failures: s.failures.map((f) => ({ ...f })),
-    ignored: s.ignored,
-    untracked: s.untracked,
-  }),
+  save: (s: AgentsState): AgentsView => {
+    const byRegistration: Record<RegistrationState, number> = {
+      registered: 0,
+      untrusted: 0,
+      unregistered: 0,
+    };
+    const live = [...s.live.values()].sort((a, b) => a.createdSeq - b.createdSeq).map(copyAgent);
+    for (const a of live) byRegistration[a.registration.state]++;
+    return {
+      byState: { ...s.count },
+      live,
+      byRegistration,
+      pools: [...s.pools.values()].sort((a, b) => compare(a.poolId, b.poolId)).map((t) => ({ ...t })),
+      failures: s.failures.map((f) => ({ ...f })),
+      ignored: s.ignored,
+      untracked: s.untracked,
+    };
+  },
 
   load(v: AgentsView): AgentsState {
     if (!Array.isArray(v?.live) || !Array.isArray(v.pools) || !Array.isArray(v.failures)) {
@@ -369,6 +484,8 @@ export const agentSlice = defineSlice({
       const copy = {
         poolId: t.poolId,
         recycles: num(t.recycles),
+        registered: num(t.registered),
+        untrusted: num(t.untrusted),
         stopped: num(t.stopped),
         failed: num(t.failed),
       };
@@ -381,17 +498,61 @@ export const agentSlice = defineSlice({
         typeof a?.id !== "string" ||
         typeof a.poolId !== "string" ||
         !(AGENT_LIVE_STATES as readonly string[]).includes(a.state) ||
-        !Array.isArray(a.ports)
+        !Array.isArray(a.ports) ||
+        !(INIT_STATES as readonly string[]).includes(a.init?.state) ||
+        !Object.hasOwn(zeroRegistrations(), a.registration?.state)
       ) {
         throw new TypeError("not a live agent");
       }
-      s.live.set(a.id, { ...a, ports: [...a.ports] });
+      s.live.set(a.id, copyAgent(a));
       s.count[a.state]++;
       poolTotals(s, a.poolId);
     }
     return s;
   },
 });
+
+const SESSION_TYPES: ReadonlySet<string> = new Set(typesOfKind("session"));
+
+function isSessionEvent(e: SliceEvent): e is EventOfKind<"session"> {
+  return SESSION_TYPES.has(e.type);
+}
+
+function requested(e: EventOf<"AgentRequested">, meta: RecordMeta): LiveAgent {
+  return {
+    id: e.aggregate.id,
+    poolId: e.data.poolId,
+    runtime: e.data.runtime,
+    state: "requested",
+    generation: 1,
+    instanceId: null,
+    ports: [],
+    leaseId: null,
+    leaseExpiresAt: null,
+    leasesServed: 0,
+    recycles: 0,
+    createdAt: e.at,
+    readyAt: null,
+    deadline: e.data.deadline,
+    updatedAt: e.at,
+    createdSeq: meta.seq,
+    lastSeq: meta.seq,
+    session: null,
+    registration: { state: "unregistered" },
+    init: { state: "pending" },
+  };
+}
+
+/** A copy sharing nothing with `a`. */
+function copyAgent(a: LiveAgent): LiveAgent {
+  return {
+    ...a,
+    ports: [...a.ports],
+    session: a.session && { ...a.session },
+    registration: { ...a.registration },
+    init: { ...a.init },
+  };
+}
 
 export function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;

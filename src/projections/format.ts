@@ -1,4 +1,4 @@
-import { AGENT_END_STATES, AGENT_LIVE_STATES } from "./agents.ts";
+import { AGENT_END_STATES, AGENT_LIVE_STATES, type LiveAgent } from "./agents.ts";
 import { FINAL_STATES, LIVE_STATES } from "./commands.ts";
 import { LEASE_END_STATES } from "./leases.ts";
 import type { Worldview } from "./worldview.ts";
@@ -19,8 +19,8 @@ function counts(entries: [string, number][]): string {
 
 function table(rows: string[][]): string[] {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length))) ?? [];
-  return rows.map(
-    (r) => `  ${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join("  ")}`,
+  return rows.map((r) =>
+    `  ${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join("  ")}`.trimEnd(),
   );
 }
 
@@ -126,6 +126,10 @@ function formatAgents(w: Worldview, maxRows: number, maxItems: number): string[]
     `live agents ${n(a.live.length)}: ${AGENT_LIVE_STATES.map((s) => `${s} ${n(a.byState[s])}`).join(", ")}` +
       ` | ended: ${AGENT_END_STATES.map((s) => `${s} ${n(a.byState[s])}`).join(", ")}`,
   ];
+  const r = a.byRegistration;
+  lines.push(
+    `          registered ${n(r.registered)}, untrusted ${n(r.untrusted)}, unregistered ${n(r.unregistered)}`,
+  );
   if (a.ignored > 0 || a.untracked > 0) {
     lines.push(
       `          ignored ${n(a.ignored)} (did not fit the agent's state), untracked ${n(a.untracked)}`,
@@ -143,10 +147,15 @@ function formatAgents(w: Worldview, maxRows: number, maxItems: number): string[]
         x.leaseId ?? "-",
         String(x.leasesServed),
         String(x.recycles),
+        x.session?.state ?? "-",
         iso(x.updatedAt),
+        liveAgentNote(x),
       ]);
     lines.push(
-      ...table([["ID", "POOL", "STATE", "GEN", "PORTS", "LEASE", "LEASES", "RECYCLES", "SINCE"], ...rows]),
+      ...table([
+        ["ID", "POOL", "STATE", "GEN", "PORTS", "LEASE", "LEASES", "RECYCLES", "SESSION", "SINCE", "NOTE"],
+        ...rows,
+      ]),
       ...more(a.live.length, maxRows),
     );
   }
@@ -158,6 +167,14 @@ function formatAgents(w: Worldview, maxRows: number, maxItems: number): string[]
     }
   }
   return lines;
+}
+
+/** "UNTRUSTED: <reason>", "init 2/5 git" or "". */
+function liveAgentNote(x: LiveAgent): string {
+  if (x.registration.state === "untrusted") return `UNTRUSTED: ${x.registration.reason ?? "?"}`;
+  const i = x.init;
+  if (i.state !== "running" || i.of === undefined) return "";
+  return `init ${i.step === undefined ? 0 : (i.index ?? 0) + 1}/${i.of}${i.step ? ` ${i.step}` : ""}`;
 }
 
 function formatLeases(w: Worldview, maxItems: number): string[] {

@@ -67,6 +67,7 @@ const LEASE_EVENTS = [
   "AgentFailed",
   "AgentDrainRequested",
   "AgentTimedOut",
+  "AgentUntrusted",
 ] as const;
 type LeaseEvent = EventOf<(typeof LEASE_EVENTS)[number]>;
 
@@ -98,10 +99,16 @@ export const leaseSlice = defineSlice({
   reduce(s: LeasesState, e: LeaseEvent, meta: RecordMeta): void {
     const agentId = e.aggregate.id;
     // Not lease events, but they end a lease as the agent machine does: never counted as ignored.
-    if (e.type === "AgentFailed" || e.type === "AgentDrainRequested" || e.type === "AgentTimedOut") {
+    if (
+      e.type === "AgentFailed" ||
+      e.type === "AgentUntrusted" ||
+      e.type === "AgentDrainRequested" ||
+      e.type === "AgentTimedOut"
+    ) {
       const held = liveLeaseOf(s, agentId);
       if (!held) return;
-      if (e.type === "AgentFailed") end(s, held, "revoked");
+      // An untrusted agent is recycled at once (machines/agent.ts): corral took it from the holder.
+      if (e.type === "AgentFailed" || e.type === "AgentUntrusted") end(s, held, "revoked");
       // leased → draining: the drain deadline is armed once (a second drain request is rejected).
       else if (e.type === "AgentDrainRequested") held.drainDeadline ??= e.data.deadline;
       // draining → stopping when the drain deadline passes first: the holder loses the agent.

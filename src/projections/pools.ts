@@ -170,6 +170,8 @@ function countAgents(agents: AgentsState): Map<string, AgentCounts> {
       case "requested":
       case "creating":
       case "starting":
+      case "connecting":
+      case "initializing":
       case "expired": // its lease ran out: it is renewed next (recycled or replaced)
       case "recycling":
         c.starting++;
