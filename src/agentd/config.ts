@@ -108,13 +108,13 @@ function readIdentityFile(dir: string, name: string): string {
 
 /**
  * What the agent's command and execs see of agentd's environment: everything but agentd's own
- * settings and the runtime's marker of agentd's process (CORRAL_RUNTIME_ID: a child carrying it
- * would look like a stray instance to the process runtime).
+ * settings. CORRAL_RUNTIME_ID stays: the process runtime finds what agentd started by it (a child
+ * that outlives its agentd is killed at the next start, src/runtime/process.ts adoptStrays).
  */
 export function agentEnvOf(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const out: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(env)) {
-    if (k === "CORRAL_RUNTIME_ID" || k.startsWith("CORRAL_AGENTD_") || k === "CORRAL_AGENT_COMMAND") continue;
+    if (k.startsWith("CORRAL_AGENTD_") || k === "CORRAL_AGENT_COMMAND") continue;
     out[k] = v;
   }
   return out;

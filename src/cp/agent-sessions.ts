@@ -1,3 +1,4 @@
+import { createConnection } from "node:net";
 import type { Logger } from "pino";
 import type { PoolConfig } from "../events/pool.ts";
 import type { Runtime, RuntimeKind } from "../runtime/types.ts";
@@ -91,15 +92,35 @@ export function agentSessions(deps: AgentSessionsDeps): AgentSessions {
   return Object.assign(sessions, { start: () => registry.rebuild(deps.store) });
 }
 
-/** How long a running instance's agentd may take to say where it listens (process: agentd.json). */
-const ENDPOINT_WAIT_MS = 10_000;
+/** How long a running instance's agentd may take to listen (node starting in a busy container). */
+const ENDPOINT_WAIT_MS = 15_000;
 
-/** The instance's agentd endpoint, waiting briefly for one that is running but not yet listening. */
+/**
+ * The instance's agentd endpoint once something accepts connections there, waiting briefly for an
+ * agentd that is still starting: a refused connection would otherwise spend the dial's backoff
+ * (seconds per attempt) on a start-up of a second or two. Past the wait the dial tries anyway.
+ */
 async function endpointOf(runtime: Runtime, instanceId: string) {
   const until = Date.now() + ENDPOINT_WAIT_MS;
   for (;;) {
     const endpoint = await runtime.endpoint(instanceId);
-    if (endpoint || Date.now() >= until) return endpoint;
+    if (endpoint && (await accepts(endpoint.host, endpoint.port))) return endpoint;
+    if (Date.now() >= until) return endpoint;
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** A TCP connect, closed at once (agentd logs a peer that sends nothing at debug only). */
+function accepts(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host, port });
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), 500);
+    socket.once("connect", () => done(true));
+    socket.once("error", () => done(false));
+  });
 }
