@@ -219,8 +219,10 @@ export function leaseOutcome(
 ): "granted" | LeaseEndState | undefined {
   let state: "granted" | LeaseEndState | undefined;
   for (const e of agentEvents) {
-    // The agent failed, or its drain deadline passed, while the lease was held: the lease ended.
-    if ((e.type === "AgentFailed" || e.type === "AgentTimedOut") && state === "granted") state = "revoked";
+    // The agent failed, was found untrusted, or its drain deadline passed while the lease was
+    // held: the lease ended (corral took the agent back).
+    const takenBack = e.type === "AgentFailed" || e.type === "AgentUntrusted" || e.type === "AgentTimedOut";
+    if (takenBack && state === "granted") state = "revoked";
     if (!("leaseId" in e.data) || e.data.leaseId !== leaseId) continue;
     if (e.type === "AgentLeased") state = "granted";
     else if (e.type === "AgentReleased") state = "released";
