@@ -451,6 +451,32 @@ describe("agentd init ops", () => {
     });
   });
 
+  it("git worktree adds a worktree of a local repo at a ref once; another repo's is refused", async () => {
+    const { dial, home } = await startAgentd();
+    const repo = makeBareRepo();
+    const peer = await dial();
+    const args = { repo, dir: "wt/project", ref: "v1", mode: "worktree" as const };
+    peer.send({ t: "op", id: "w1", op: "git", args });
+    const r = await peer.result("w1");
+    assert.equal(r.t === "done" && r.exitCode, 0, JSON.stringify(r.t === "error" ? r.message : ""));
+    const tree = join(home, "wt/project");
+    assert.equal(readFileSync(join(tree, "README"), "utf8"), "v1\n", "checked out the ref");
+    // A worktree's .git is a file naming the repository's worktrees entry, not a clone's directory.
+    assert.ok(statSync(join(tree, ".git")).isFile());
+    writeFileSync(join(tree, "untracked"), "kept"); // gone if it were added again
+    peer.send({ t: "op", id: "w2", op: "git", args });
+    assert.equal((await peer.result("w2")).t, "done");
+    assert.equal(readFileSync(join(tree, "untracked"), "utf8"), "kept");
+    const other = makeBareRepo();
+    peer.send({ t: "op", id: "w3", op: "git", args: { ...args, repo: other } });
+    assert.deepEqual(await peer.result("w3"), {
+      t: "error",
+      id: "w3",
+      code: "op_failed",
+      message: `git: wt/project is not a worktree of ${other}`,
+    });
+  });
+
   it("config writes files under the home with their mode and refuses a path out of it", async () => {
     const { dial, home } = await startAgentd();
     const outside = tempDir("outside-");

@@ -175,9 +175,10 @@ describe("init plan", () => {
     assert.ok(!ssh.fault.includes(sha256));
   });
 
-  it("a worktree is a fault until agentd's git op can make one", () => {
+  it("a worktree is agentd's git op in worktree mode", () => {
     const git = initPlan({ git: { repo: "/srv/r.git", mode: "worktree" } }).steps[0];
-    assert.ok(git && "fault" in git);
+    assert.ok(git && "op" in git);
+    assert.deepEqual(git.op, { op: "git", args: { repo: "/srv/r.git", dir: "r", mode: "worktree" } });
   });
 
   it("names the clone's directory as git would", () => {

@@ -60,6 +60,7 @@ async function appendMissingLines(path: string, lines: string[]): Promise<void> 
  * The clone is made beside `dir` and moved into place, so a clone cut short never looks done.
  */
 export async function gitOp(args: OpArgs<"git">, ctx: OpContext): Promise<RunResult> {
+  if (args.mode === "worktree") return worktreeOp(args, ctx);
   const started = performance.now();
   const dir = pathUnderHome(ctx.home, args.dir);
   if (existsSync(dir) && readdirSync(dir).length > 0) {
@@ -94,6 +95,39 @@ export async function gitOp(args: OpArgs<"git">, ctx: OpContext): Promise<RunRes
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+/**
+ * `dir` as a worktree of the local repository `repo` (objects shared, nothing copied): added at
+ * `ref` (detached), or nothing when `dir` already is a worktree of that repository.
+ */
+async function worktreeOp(args: OpArgs<"git">, ctx: OpContext): Promise<RunResult> {
+  const started = performance.now();
+  const dir = pathUnderHome(ctx.home, args.dir);
+  const commonDir = async (at: string) => {
+    const r = await git(ctx, ["-C", at, "rev-parse", "--path-format=absolute", "--git-common-dir"]);
+    return r.exitCode === 0 ? Buffer.from(r.stdoutTail).toString("utf8").trim() : undefined;
+  };
+  if (existsSync(dir) && readdirSync(dir).length > 0) {
+    if (!existsSync(join(dir, ".git"))) throw new Error(`git: ${args.dir} exists and is not a worktree`);
+    const [mine, theirs] = await Promise.all([commonDir(dir), commonDir(args.repo)]);
+    if (mine === undefined || mine !== theirs) {
+      throw new Error(`git: ${args.dir} is not a worktree of ${args.repo}`);
+    }
+    return succeeded(performance.now() - started);
+  }
+  const add = await git(ctx, [
+    "-C",
+    args.repo,
+    "worktree",
+    "add",
+    "--quiet",
+    "--detach",
+    "--",
+    dir,
+    args.ref ?? "HEAD",
+  ]);
+  return { ...add, durationMs: Math.round(performance.now() - started) };
 }
 
 function git(ctx: OpContext, args: string[]): Promise<RunResult> {

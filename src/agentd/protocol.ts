@@ -66,8 +66,12 @@ export const opArgs = {
       )
       .max(1000),
   }),
-  /** Clone `repo` into `dir` (under the home) and check out `ref`; nothing if `dir` is already its clone. */
+  /**
+   * Clone `repo` into `dir` (under the home) and check out `ref`, or (`worktree`) add `dir` as a
+   * worktree of the local repository `repo`; nothing if `dir` already is that clone or worktree.
+   */
   git: z.strictObject({
+    mode: z.enum(["clone", "worktree"]).optional(),
     repo: z
       .string()
       .min(1)

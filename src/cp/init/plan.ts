@@ -50,10 +50,15 @@ export function initPlan(init: StoredInit | undefined, keys: InitKeys = new Map(
   return { steps };
 }
 
-function gitStep(git: NonNullable<StoredInit["git"]>): { op: StepOp } | { fault: string } {
-  if (git.mode === "worktree") return { fault: "git: mode worktree is not supported by agentd's git op" };
+function gitStep(git: NonNullable<StoredInit["git"]>): { op: StepOp } {
   const dir = git.dir ?? repoDirName(git.repo);
-  return { op: { op: "git", args: { repo: git.repo, dir, ...(git.ref !== undefined && { ref: git.ref }) } } };
+  const args = {
+    repo: git.repo,
+    dir,
+    ...(git.ref !== undefined && { ref: git.ref }),
+    ...(git.mode === "worktree" && { mode: "worktree" as const }),
+  };
+  return { op: { op: "git", args } };
 }
 
 /** What `git clone <repo>` would name the directory, when that is a plain name; else "repo". */
