@@ -34,12 +34,7 @@ export function listenTls(agentd: Agentd, opts: ListenOptions, log: Logger): Pro
     agentd.handle(socket);
   });
   server.on("tlsClientError", (err, socket) => {
-    // A peer that closes before saying anything is the control plane seeing whether agentd
-    // listens yet (src/cp/agent-sessions.ts), not a refused handshake.
-    const silent = (err as NodeJS.ErrnoException).code === "ECONNRESET";
-    const line = { remote: socket.remoteAddress, reason: err.message };
-    if (silent) log.debug(line, "agentd: a peer closed before its TLS hello");
-    else log.warn(line, "agentd: TLS handshake refused");
+    log.warn({ remote: socket.remoteAddress, reason: err.message }, "agentd: TLS handshake refused");
   });
   return new Promise((resolve, reject) => {
     server.once("error", reject);

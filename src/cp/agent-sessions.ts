@@ -110,7 +110,7 @@ async function endpointOf(runtime: Runtime, instanceId: string) {
   }
 }
 
-/** A TCP connect, closed at once (agentd logs a peer that sends nothing at debug only). */
+/** A TCP connect, closed at once (agentd logs it as a refused handshake: one line per start). */
 function accepts(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = createConnection({ host, port });
