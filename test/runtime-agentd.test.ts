@@ -20,7 +20,7 @@ import { ProcessRuntime } from "../src/runtime/process.ts";
 import { tarChunks } from "../src/runtime/tar.ts";
 import type { AgentTemplate, CreateSpec, Runtime } from "../src/runtime/types.ts";
 import { dockerSkip, removeByInstance, testImage } from "./helpers/docker.ts";
-import { WAIT_MS } from "./helpers/runtime-conformance.ts";
+import { WAIT_MS, waitUntil } from "./helpers/runtime-conformance.ts";
 import { onTeardown, tempDir } from "./helpers/teardown.ts";
 
 const skipDocker = await dockerSkip();
@@ -185,7 +185,7 @@ describe("agentd in the process runtime", () => {
     assert.equal(existsSync(rec.agentdState), false);
   });
 
-  it("a restarted daemon adopts agentd, leaves its command alone, and finds its endpoint; the command carries no CORRAL_RUNTIME_ID", async () => {
+  it("a restarted daemon adopts agentd, leaves its command alone, and finds its endpoint; the command carries agentd's CORRAL_RUNTIME_ID", async () => {
     await rt.ready();
     const agentId = `p3-${instance}`;
     const inst = await rt.create(await agentdSpec(agentId, { command: ["sleep", "1000"] }));
@@ -204,11 +204,27 @@ describe("agentd in the process runtime", () => {
     } finally {
       await next.close();
     }
-    // The runtime finds its agent processes by CORRAL_RUNTIME_ID (adoptStrays): agentd must not
-    // hand it on, or the command looks like an agent process of its own.
+    // The command carries its record's id (agentd hands it on): never adopted in agentd's place
+    // (above), and found when agentd is gone before it (below).
     const environ = readFileSync(`/proc/${command.pid}/environ`, "utf8");
     await rt.remove(inst.id);
-    assert.doesNotMatch(environ, /(^|\0)CORRAL_RUNTIME_ID=/);
+    assert.match(environ, new RegExp(`(^|\\0)CORRAL_RUNTIME_ID=${inst.id}(\\0|$)`));
+  });
+
+  it("a command that outlived its agentd (killed from outside) is killed when its instance is removed", async () => {
+    await rt.ready();
+    const agentId = `p6-${instance}`;
+    const inst = await rt.create(await agentdSpec(agentId, { command: ["sleep", "1000"] }));
+    await rt.start(inst.id);
+    (await dialAndStart(rt, inst.id, agentId)).conn.close();
+    const pid = (await rt.inspect(inst.id))?.pid ?? 0;
+    const { command } = commandOf(pid);
+    assert.ok(command, "the template's command runs under agentd");
+    process.kill(-pid, "SIGKILL"); // agentd's group only: the command's is its own
+    await waitUntil(() => !isAlive(pid), WAIT_MS, "agentd gone");
+    assert.equal(isAlive(command.pid, command.startTime), true, "the command outlived agentd");
+    await rt.remove(inst.id);
+    assert.equal(isAlive(command.pid, command.startTime), false, "removed with its instance");
   });
 
   it("a stop without grace SIGKILLs agentd, and the command it ran in a group of its own goes too", async () => {

@@ -432,6 +432,17 @@ export class ProcessRuntime implements Runtime {
   }
 
   /** Under the id's lock: SIGTERM the group, wait the grace, SIGKILL the group. */
+  /**
+   * What agentd started runs in groups of its own and carries the record's id: when agentd died
+   * first (killed from outside, crashed), those are no longer below it, but still found here.
+   */
+  private killLeftBehind(rec: ProcessRecord): void {
+    if (!rec.agentdState) return;
+    for (const p of leadersWithEnv(RUNTIME_ID_ENV)) {
+      if (p.value === rec.id && p.env.get("CORRAL_INSTANCE") === this.instance) killQuietly(p.pid);
+    }
+  }
+
   private async stopLocked(id: string, graceMs?: number): Promise<void> {
     const rec = this.own(id);
     if (!rec || rec.pid === undefined || rec.state === "created") return;
@@ -455,12 +466,14 @@ export class ProcessRuntime implements Runtime {
         }
       }
     } else if (rec.state !== "running") {
-      return; // exited earlier and already recorded: nothing to do
+      this.killLeftBehind(rec); // exited earlier and already recorded: only what it left
+      return;
     }
     // Members that outlived their leader (a shell's background jobs) — only while the group id
     // provably still names our group (see groupIsOurs): never a stranger that reused the pid.
     if (groupIsOurs(pid, rec.procStart)) signalGroup(pid, "SIGKILL");
     killSurvivors(below.values());
+    this.killLeftBehind(rec);
     const code = child ? await Promise.race([child.exited, delay(1000).then(() => undefined)]) : undefined;
     this.recordExit(id, pid, code);
     if (wasAlive) this.view.observe({ type: "stop", id, ...metaOf(rec), at: Date.now() });
