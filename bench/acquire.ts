@@ -1,12 +1,9 @@
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { subjects } from "../src/api/protocol.ts";
-import { ControlPlane } from "../src/cp/control-plane.ts";
-import { poolConfigSchema } from "../src/events/pool.ts";
 import {
   createRuntime,
   dockerClient,
@@ -18,7 +15,6 @@ import {
 import { spawnDaemon, until, writeConfig } from "../test/helpers/daemon.ts";
 import { fmt, perSecond, startBenchNats } from "./lib.ts";
 
-const run = promisify(execFile);
 const utf8 = new TextDecoder();
 const ONE_CLIENT_CYCLES = 2_000;
 const CONCURRENT = 100;
@@ -161,7 +157,10 @@ export async function benchAcquire(): Promise<void> {
   }
 }
 
-/** Cold docker create+start (compared with a warm acquire), and 20 agents to ready vs 20 bare docker runs. */
+/**
+ * Cold docker create+start, compared with a warm acquire. (20 agents spawned to ready against 20
+ * bare `docker run`s: `npm run bench -- agent-side`, which goes through register and init.)
+ */
 async function coldDocker(warmAcquireP50: number): Promise<void> {
   const why = await dockerUnavailableReason();
   if (why) {
@@ -172,7 +171,6 @@ async function coldDocker(warmAcquireP50: number): Promise<void> {
   await ensureNodeImage(docker);
   const instance = `bench-docker-${process.pid}`;
   const runtime = await createRuntime("docker", { instance, docker });
-  const nats = await startBenchNats("spawn");
   try {
     const cold: number[] = [];
     for (let i = 0; i < 5; i++) {
@@ -196,59 +194,9 @@ async function coldDocker(warmAcquireP50: number): Promise<void> {
       `docker cold create+start p50 ${ms(coldP50)} vs warm acquire p50 ${ms(warmAcquireP50)}: ` +
         `a warm agent is ${(coldP50 / warmAcquireP50).toFixed(0)}x faster to get`,
     );
-
-    // 20 bare `docker run -d` at once, until all are running.
-    const names = Array.from({ length: 20 }, (_, i) => `corral-bench-bare-${process.pid}-${i}`);
-    const t0 = performance.now();
-    await Promise.all(
-      names.map((n) =>
-        run("docker", [
-          "run",
-          "-d",
-          "--init",
-          "--name",
-          n,
-          "--label",
-          `corral.bench=${process.pid}`,
-          NODE_IMAGE,
-          ...SLEEP,
-        ]),
-      ),
-    );
-    const bareMs = performance.now() - t0;
-    await run("docker", ["rm", "-f", ...names]);
-
-    // 20 agents of a fresh pool to ready through the control plane.
-    const config = poolConfigSchema.parse({
-      runtime: "docker",
-      min: 20,
-      max: 20,
-      warm: 20,
-      idleTimeoutMs: 0,
-      recycle: {},
-      maintenanceIntervalMs: 1_000,
-      leaseTtlMs: 60_000,
-      startTimeoutMs: 60_000,
-      template: { image: NODE_IMAGE, command: SLEEP },
-    });
-    const t1 = performance.now();
-    const { cp } = await ControlPlane.start({
-      nc: nats.nc,
-      instance,
-      pools: { spawn: config },
-      runtimes: { docker: runtime },
-    });
-    await until("20 ready agents", () => (cp.pool("spawn").status().counts.idle ?? 0) === 20, 120_000);
-    const poolMs = performance.now() - t1;
-    console.log(
-      `docker spawn 20 agents to ready: ${ms(poolMs)} vs 20 bare docker runs ${ms(bareMs)} ` +
-        `(corral/bare ${(poolMs / bareMs).toFixed(2)}x)`,
-    );
-    await cp.stop({ stopAgents: true });
   } finally {
     for (const i of await runtime.list()) await runtime.remove(i.id);
     await runtime.close();
-    await nats.stop();
   }
 }
 
