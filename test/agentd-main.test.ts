@@ -4,12 +4,12 @@ import { existsSync, readFileSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { connect } from "node:tls";
-import { AgentdChannel } from "../src/agentd/channel.ts";
 import type { FromAgent } from "../src/agentd/protocol.ts";
 import { type IssuedCert, loadOrCreateCa } from "../src/identity/ca.ts";
 import { writeIdentityFiles } from "../src/identity/files.ts";
 import { controlPlaneName } from "../src/identity/names.ts";
 import { controlPlaneClientOptions } from "../src/identity/tls.ts";
+import { AgentdChannel } from "./helpers/agentd-channel.ts";
 import { tempDir, trackProcess } from "./helpers/teardown.ts";
 
 /**

@@ -5,10 +5,10 @@ import { connect, createServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { Agentd, type AgentdOptions } from "../src/agentd/agentd.ts";
-import { AgentdChannel } from "../src/agentd/channel.ts";
 import { encodeFrame } from "../src/agentd/frames.ts";
 import type { FromAgent, ResultMsg, ToAgent } from "../src/agentd/protocol.ts";
 import { ResultCache } from "../src/agentd/results.ts";
+import { AgentdChannel } from "./helpers/agentd-channel.ts";
 import { onTeardown, tempDir } from "./helpers/teardown.ts";
 
 /** The control plane's side in these tests: what agentd sent so far, and a wait for what comes. */

@@ -1,9 +1,9 @@
 import { once } from "node:events";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import type { Agentd } from "../../src/agentd/agentd.ts";
-import { AgentdChannel } from "../../src/agentd/channel.ts";
 import { type DoneMsg, type ErrorMsg, type FromAgent, PROTOCOL_VERSION } from "../../src/agentd/protocol.ts";
 import type { InitSession } from "../../src/cp/init/executor.ts";
+import { AgentdChannel } from "./agentd-channel.ts";
 
 /**
  * A real agentd engine (src/agentd/agentd.ts) served over plain loopback TCP, and the control

@@ -1,11 +1,11 @@
 import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { describeFrameError, encodeFrame, FrameDecoder } from "./frames.ts";
-import { type FromAgent, parseFromAgent, type ToAgent } from "./protocol.ts";
+import { describeFrameError, encodeFrame, FrameDecoder } from "../../src/agentd/frames.ts";
+import { type FromAgent, parseFromAgent, type ToAgent } from "../../src/agentd/protocol.ts";
 
 /**
- * The control plane's end of an agentd connection, over any Duplex (a TLS socket from the
- * dialer): typed messages out, checked messages in. agentd is untrusted input like any peer:
+ * A test's end of an agentd connection, over any Duplex (plain or TLS), standing where the
+ * control plane's session (src/cp/session/channel.ts) would: typed messages out, checked messages in. agentd is untrusted input like any peer:
  * a frame that breaks the framing or does not check ends the channel with a reason.
  */
 export class AgentdChannel {
