@@ -121,10 +121,16 @@ export function agentEffects(deps: AgentEffectDeps): EffectHandlers {
               ...portEnv(p.ports, config.ports?.hostUrl),
             },
           }));
-        await report(ctx, {
+        const created = await ctx.offer(ctx.aggregate, {
           type: "AgentCreated",
           data: { generation: p.generation, instanceId: instance.id },
         });
+        // The agent moved on while its instance was being made (drained by a close, failed): its
+        // stop listed instances before this one existed, so nobody else would remove it.
+        if (!created.accepted && !existing) {
+          await runtime.stop(instance.id, config.template.stopGraceMs);
+          await runtime.remove(instance.id);
+        }
       } catch (err) {
         await fail(ctx, "creating", err);
       }
