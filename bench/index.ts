@@ -8,6 +8,7 @@ const BENCHES: Record<string, () => Promise<unknown>> = {
   acquire: async () => (await import("./acquire.ts")).benchAcquire(),
   cli: async () => (await import("./cli.ts")).benchCli(),
   "agent-side": async () => (await import("./agent-side.ts")).benchAgentSide(),
+  "scale-agents": async () => (await import("./scale-agents.ts")).benchScaleAgents(),
 };
 
 const asked = process.argv.slice(2);

@@ -1,27 +1,58 @@
+import { RuntimeError, type RuntimeErrorCode } from "./errors.ts";
+import { faultDrawer, type SimulatedFaults, type SimulatedOp } from "./simulated-faults.ts";
 import type { CreateSpec, Runtime, RuntimeEvent, RuntimeInstance } from "./types.ts";
 
-type Op = "create" | "start" | "stop" | "remove";
+export type { Latency, SimulatedFaults, SimulatedOp } from "./simulated-faults.ts";
+
+export interface SimulatedRuntimeOptions extends SimulatedFaults {
+  /** Keep every spec created in `created` (default true; a benchmark of 10,000 agents does not). */
+  recordSpecs?: boolean;
+}
+
+const FAILURE_CODE: Record<SimulatedOp, RuntimeErrorCode> = {
+  create: "create_failed",
+  start: "start_failed",
+  stop: "stop_failed",
+  remove: "remove_failed",
+  inspect: "engine_error",
+};
 
 /**
- * A runtime that starts nothing: instances are records in memory. For tests, benchmarks and
- * simulation only, never for agents: it stands in for the process runtime (kind "process") so
- * the control plane's own logic can be driven deterministically. `park(op)` holds the next call
- * of `op` until the returned release is called — a spawn "in flight" at a chosen moment.
+ * The runtime for tests, benchmarks and simulation: it starts nothing, instances are records in
+ * memory. Never for agents: `createRuntime` (index.ts) cannot make one and corral.yaml cannot name
+ * it; it stands in for the process runtime (kind "process") so the control plane's own logic can
+ * be driven deterministically or at a scale no machine could run. Each operation can take a
+ * latency and fail at a rate, drawn from a seeded PRNG (simulated-faults.ts). `park(op)` holds the
+ * next call of `op` until the returned release is called — a spawn "in flight" at a chosen moment.
  */
 export class SimulatedRuntime implements Runtime {
   readonly kind = "process" as const;
   private readonly instances = new Map<string, RuntimeInstance>();
-  private readonly parked = new Map<Op, Promise<void>>();
+  private readonly parked = new Map<SimulatedOp, Promise<void>>();
   private readonly listeners = new Set<(e: RuntimeEvent) => void>();
+  private readonly draw: ReturnType<typeof faultDrawer>;
+  private readonly recordSpecs: boolean;
   private seq = 0;
-  /** Calls made, by operation, and every spec created (what a test asserts on). */
-  readonly calls: Record<Op, number> = { create: 0, start: 0, stop: 0, remove: 0 };
+  /** Calls made and calls failed on purpose, by operation, and every spec created (what a test asserts on). */
+  readonly calls: Record<SimulatedOp, number> = { create: 0, start: 0, stop: 0, remove: 0, inspect: 0 };
+  readonly failed: Record<SimulatedOp, number> = { create: 0, start: 0, stop: 0, remove: 0, inspect: 0 };
   readonly created: CreateSpec[] = [];
 
-  constructor(readonly instance: string) {}
+  constructor(
+    readonly instance: string,
+    opts: SimulatedRuntimeOptions = {},
+  ) {
+    this.draw = faultDrawer(opts);
+    this.recordSpecs = opts.recordSpecs ?? true;
+  }
+
+  /** Instances held (what a benchmark checks against its agent count). */
+  get size(): number {
+    return this.instances.size;
+  }
 
   /** Holds the next call of `op` (and the ones after it) until the returned function is called. */
-  park(op: Op): () => void {
+  park(op: SimulatedOp): () => void {
     let release = () => {};
     this.parked.set(op, new Promise<void>((r) => (release = r)));
     return () => {
@@ -30,14 +61,21 @@ export class SimulatedRuntime implements Runtime {
     };
   }
 
-  private async gate(op: Op): Promise<void> {
+  /** Counts the call, holds it while parked, waits its latency, and fails it when its draw says so. */
+  private async gate(op: SimulatedOp, id?: string): Promise<void> {
     this.calls[op]++;
     await this.parked.get(op);
+    const { delayMs, fails } = this.draw(op);
+    if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
+    if (fails) {
+      this.failed[op]++;
+      throw new RuntimeError(FAILURE_CODE[op], `simulated ${op} failure${id ? ` (${id})` : ""}`, { id });
+    }
   }
 
   async create(spec: CreateSpec): Promise<RuntimeInstance> {
-    await this.gate("create");
-    this.created.push(spec);
+    await this.gate("create", spec.agentId);
+    if (this.recordSpecs) this.created.push(spec);
     const inst: RuntimeInstance = {
       id: `sim-${++this.seq}`,
       instance: spec.instance,
@@ -51,7 +89,7 @@ export class SimulatedRuntime implements Runtime {
   }
 
   async start(id: string): Promise<void> {
-    await this.gate("start");
+    await this.gate("start", id);
     const inst = this.instances.get(id);
     if (!inst) throw Object.assign(new Error(`no instance ${id}`), { code: "not_found" });
     inst.state = "running";
@@ -59,17 +97,18 @@ export class SimulatedRuntime implements Runtime {
   }
 
   async stop(id: string): Promise<void> {
-    await this.gate("stop");
+    await this.gate("stop", id);
     const inst = this.instances.get(id);
     if (inst) inst.state = "exited";
   }
 
   async remove(id: string): Promise<void> {
-    await this.gate("remove");
+    await this.gate("remove", id);
     this.instances.delete(id);
   }
 
   async inspect(id: string): Promise<RuntimeInstance | null> {
+    await this.gate("inspect", id);
     const inst = this.instances.get(id);
     return inst ? { ...inst } : null;
   }

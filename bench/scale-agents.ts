@@ -1,0 +1,254 @@
+import type { JetStreamManager } from "@nats-io/jetstream";
+import { jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { ControlPlane } from "../src/cp/control-plane.ts";
+import { simulatedDialer } from "../src/cp/simulated-dialer.ts";
+import type { PoolConfig } from "../src/events/pool.ts";
+import { silentLogger } from "../src/log.ts";
+import { SimulatedRuntime } from "../src/runtime/simulated.ts";
+import { EventKey } from "../src/store/event-mark.ts";
+import { bindIntegrity } from "../src/store/integrity.ts";
+import { DEFAULT_STREAM } from "../src/store/stream.ts";
+import { type BenchNats, collectGarbage, fmt, perSecond, startBenchNats } from "./lib.ts";
+
+/**
+ * `npm run bench -- scale-agents` (not in CI): one control plane on the simulated runtime
+ * (src/runtime/simulated.ts: nothing starts, so only corral itself is measured), a real
+ * nats-server and event marks on. The bench process is the daemon: its heap and CPU are the
+ * control plane's. Flags (environment): SCALE_AGENTS (10000), SCALE_IDLE_S (60),
+ * SCALE_RESTART_AGENTS (1000), SCALE_CYCLES (1000000), SCALE_CLIENTS (32).
+ */
+const flag = (name: string, dflt: number) => {
+  const v = process.env[name];
+  if (v === undefined || v === "") return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0)
+    throw new Error(`${name}=${JSON.stringify(v)}: expected a positive integer`);
+  return n;
+};
+
+const AGENTS = flag("SCALE_AGENTS", 10_000);
+const IDLE_S = flag("SCALE_IDLE_S", 60);
+const RESTART_AGENTS = flag("SCALE_RESTART_AGENTS", 1_000);
+const CYCLES = flag("SCALE_CYCLES", 1_000_000);
+const CLIENTS = flag("SCALE_CLIENTS", 32);
+const LATENCY_SAMPLES = 2_000;
+const FIRST_CYCLES = 10_000;
+
+const short = (missed: boolean) => (missed ? ", SHORT" : "");
+const ms = (n: number) => `${n.toFixed(2)} ms`;
+const kb = (bytes: number) => `${(bytes / 1024).toFixed(1)} KB`;
+
+function pct(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+}
+
+function heapAfterGc(): number {
+  collectGarbage();
+  collectGarbage();
+  return process.memoryUsage().heapUsed;
+}
+
+function config(agents: number): PoolConfig {
+  return {
+    runtime: "process",
+    min: agents,
+    max: agents,
+    warm: agents,
+    idleTimeoutMs: 0,
+    recycle: {},
+    maintenanceIntervalMs: 5_000,
+    leaseTtlMs: 60_000,
+    startTimeoutMs: 600_000,
+    template: { command: ["simulated"], env: {}, mounts: [], limits: {}, stopGraceMs: 1_000 },
+  };
+}
+
+interface Sim {
+  cp: ControlPlane;
+  pool: string;
+  runtime: SimulatedRuntime;
+}
+
+async function startSim(nc: NatsConnection, pool: string, agents: number, runtime: SimulatedRuntime) {
+  const { cp, report } = await ControlPlane.start({
+    nc,
+    instance: runtime.instance,
+    pools: { [pool]: config(agents) },
+    runtimes: { process: runtime },
+    dialer: (host) => simulatedDialer(host, Date.now, silentLogger),
+  });
+  return { sim: { cp, pool, runtime } satisfies Sim, report };
+}
+
+function idleCount(s: Sim): number {
+  return s.cp.pool(s.pool).status().counts.idle ?? 0;
+}
+
+/** Resolves when `n` agents are idle, polling every 20 ms; throws past `forMs`. */
+async function allIdle(s: Sim, n: number, forMs: number): Promise<void> {
+  const end = performance.now() + forMs;
+  while (idleCount(s) < n) {
+    if (performance.now() > end)
+      throw new Error(`only ${idleCount(s)} of ${n} agents idle after ${forMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function cycle(s: Sim): Promise<number> {
+  const sup = s.cp.pool(s.pool);
+  const t0 = performance.now();
+  const lease = await sup.acquire({ timeoutMs: 30_000 });
+  const took = performance.now() - t0;
+  await sup.release(lease.leaseId, lease.leaseToken);
+  return took;
+}
+
+/** Sequential acquire + release; the acquires' p50 and p99. */
+async function acquireLatency(s: Sim): Promise<{ p50: number; p99: number }> {
+  for (let i = 0; i < 200; i++) await cycle(s); // warm up
+  const took: number[] = [];
+  for (let i = 0; i < LATENCY_SAMPLES; i++) took.push(await cycle(s));
+  took.sort((a, b) => a - b);
+  return { p50: pct(took, 50), p99: pct(took, 99) };
+}
+
+async function withNats<T>(name: string, fn: (nats: BenchNats) => Promise<T>): Promise<T> {
+  const nats = await startBenchNats(name);
+  bindIntegrity(nats.nc, { key: EventKey.generate() });
+  try {
+    return await fn(nats);
+  } finally {
+    await nats.stop();
+  }
+}
+
+async function smallPool(): Promise<{ p50: number; p99: number }> {
+  return withNats("scale-10", async ({ nc }) => {
+    const { sim } = await startSim(nc, "small", 10, new SimulatedRuntime("scale-10", { recordSpecs: false }));
+    try {
+      await allIdle(sim, 10, 30_000);
+      return await acquireLatency(sim);
+    } finally {
+      await sim.cp.stop();
+    }
+  });
+}
+
+/** 10,000 warm agents: spawn to all ready, heap per agent, idle CPU, acquire latency. */
+async function bigPool(small: { p50: number; p99: number }): Promise<void> {
+  await withNats("scale-big", async ({ nc }) => {
+    const runtime = new SimulatedRuntime("scale-big", { recordSpecs: false });
+    const before = heapAfterGc();
+    const t0 = performance.now();
+    const { sim } = await startSim(nc, "big", AGENTS, runtime);
+    try {
+      await allIdle(sim, AGENTS, 30 * 60_000);
+      const spawnMs = performance.now() - t0;
+      await sim.cp.host.idle();
+      const perAgent = (heapAfterGc() - before) / AGENTS;
+      console.log(
+        `${fmt(AGENTS)} agents spawned to all ready in ${(spawnMs / 1000).toFixed(1)} s ` +
+          `(${fmt(perSecond(AGENTS, spawnMs))} agents/s); heap ${kb(perAgent)}/agent ` +
+          `(target <= 20 KB${short(perAgent > 20 * 1024)})`,
+      );
+      const cpu0 = process.cpuUsage();
+      const w0 = performance.now();
+      await new Promise((r) => setTimeout(r, IDLE_S * 1000));
+      const cpu = process.cpuUsage(cpu0);
+      const share = ((cpu.user + cpu.system) / 1000 / (performance.now() - w0)) * 100;
+      console.log(
+        `idle CPU with ${fmt(AGENTS)} warm agents over ${IDLE_S} s: ${share.toFixed(2)} % of one core ` +
+          `(target < 5 %${short(share >= 5)})`,
+      );
+      const big = await acquireLatency(sim);
+      console.log(
+        `acquire p50 ${ms(big.p50)} p99 ${ms(big.p99)} with ${fmt(AGENTS)} agents vs p50 ${ms(small.p50)} ` +
+          `p99 ${ms(small.p99)} with 10 (target: p99 within 2x of 10's${short(big.p99 > 2 * small.p99)})`,
+      );
+    } finally {
+      await sim.cp.stop();
+    }
+  });
+}
+
+/** Stop the control plane with RESTART_AGENTS warm agents, start it again: time to serving. */
+async function restart(nc: NatsConnection): Promise<Sim> {
+  const runtime = new SimulatedRuntime("scale-restart", { recordSpecs: false });
+  const first = (await startSim(nc, "restart", RESTART_AGENTS, runtime)).sim;
+  await allIdle(first, RESTART_AGENTS, 10 * 60_000);
+  await first.cp.host.idle();
+  await first.cp.stop();
+  // The instances keep "running" in `runtime`, as agents outlive a daemon that stops.
+  const t0 = performance.now();
+  const { sim, report } = await startSim(nc, "restart", RESTART_AGENTS, runtime);
+  const booted = performance.now() - t0;
+  const lease = await sim.cp.pool(sim.pool).acquire({ timeoutMs: 30_000 });
+  const firstAcquire = performance.now() - t0;
+  await sim.cp.pool(sim.pool).release(lease.leaseId, lease.leaseToken);
+  await allIdle(sim, RESTART_AGENTS, 60_000);
+  await sim.cp.host.idle();
+  const all = performance.now() - t0;
+  console.log(
+    `restart with ${fmt(RESTART_AGENTS)} agents: start ${ms(booted)}, first acquire at ${ms(firstAcquire)} ` +
+      `(target <= 2000 ms${short(firstAcquire > 2000)}), all ${fmt(report.recovered.agents)} agents resumed ` +
+      `and idle at ${ms(all)} (adopted ${report.adopted}, resumed ${report.resumed})`,
+  );
+  return sim;
+}
+
+async function streamBytes(jsm: JetStreamManager): Promise<number> {
+  return (await jsm.streams.info(DEFAULT_STREAM.name)).state.bytes;
+}
+
+/** CYCLES acquire + release from CLIENTS concurrent callers; heap and stream growth. */
+async function cycles(sim: Sim, jsm: JetStreamManager): Promise<void> {
+  let started = 0;
+  const run = async (upTo: number) => {
+    const t0 = performance.now();
+    const from = started;
+    await Promise.all(
+      Array.from({ length: CLIENTS }, async () => {
+        while (started < upTo) {
+          started++;
+          await cycle(sim);
+        }
+      }),
+    );
+    return perSecond(started - from, performance.now() - t0);
+  };
+  const first = Math.min(FIRST_CYCLES, CYCLES);
+  await run(first);
+  await sim.cp.host.idle();
+  const heapFirst = heapAfterGc();
+  const bytesFirst = await streamBytes(jsm);
+  const rate = await run(CYCLES);
+  await sim.cp.host.idle();
+  const heapEnd = heapAfterGc();
+  const growth = ((heapEnd - heapFirst) / heapFirst) * 100;
+  const perCycle = (await streamBytes(jsm)) - bytesFirst;
+  const later = CYCLES - first;
+  console.log(
+    `${fmt(CYCLES)} acquire+release cycles (${CLIENTS} clients, ${fmt(rate)} cycles/s): heap ` +
+      `${(heapEnd / 1048576).toFixed(1)} MB vs ${(heapFirst / 1048576).toFixed(1)} MB after the first ` +
+      `${fmt(first)} (${growth >= 0 ? "+" : ""}${growth.toFixed(1)} %, target within 10 %${short(Math.abs(growth) > 10)}); ` +
+      `stream growth ${later > 0 ? fmt(perCycle / later) : "n/a"} bytes/cycle`,
+  );
+}
+
+export async function benchScaleAgents(): Promise<void> {
+  console.log(
+    `agents ${fmt(AGENTS)}, idle ${IDLE_S} s, restart ${fmt(RESTART_AGENTS)}, cycles ${fmt(CYCLES)} ` +
+      `(SCALE_AGENTS, SCALE_IDLE_S, SCALE_RESTART_AGENTS, SCALE_CYCLES)`,
+  );
+  const small = await smallPool();
+  await bigPool(small);
+  await withNats("scale-restart", async ({ nc }) => {
+    const sim = await restart(nc);
+    try {
+      await cycles(sim, await jetstreamManager(nc));
+    } finally {
+      await sim.cp.stop();
+    }
+  });
+}
