@@ -54,17 +54,20 @@ export class ApiError extends Error {
 
 /*
  * Reply shapes of the endpoints other than acquire, as src/api/service.ts builds them. They belong
- * in protocol.ts beside AcquireReply; until they move there, they live here.
+ * in protocol.ts beside AcquireReply; until they move there, they live here. A correlationId names
+ * the events the request caused (`corral trace <correlationId>`); a daemon before it sends none.
  */
 export interface ReleaseReply {
   leaseId: string;
   agentId: string;
   pool: string;
+  correlationId?: string;
 }
 export interface RenewReply {
   leaseId: string;
   /** ISO 8601. */
   expiresAt: string;
+  correlationId?: string;
 }
 export interface CancelReply {
   requestId: string;
@@ -74,6 +77,7 @@ export interface CancelReply {
 export interface CloseReply {
   pool: string;
   state: string;
+  correlationId?: string;
 }
 export interface DownReply {
   stopped: boolean;
@@ -302,8 +306,14 @@ export class CorralClient {
   }
 
   /** No new leases; resolves once the pool's agents have stopped. */
-  async close(pool: string, opts: { revokeLeases?: boolean; timeoutMs?: number } = {}): Promise<CloseReply> {
-    const body: z.input<typeof closeRequest> = { revokeLeases: opts.revokeLeases ?? false };
+  async close(
+    pool: string,
+    opts: { revokeLeases?: boolean; timeoutMs?: number; correlationId?: string } = {},
+  ): Promise<CloseReply> {
+    const body: z.input<typeof closeRequest> = {
+      revokeLeases: opts.revokeLeases ?? false,
+      correlationId: opts.correlationId,
+    };
     return this.request(
       subjects.close(poolToken(pool)),
       body,

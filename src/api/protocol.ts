@@ -40,6 +40,8 @@ export interface AcquireReply {
   ttlMs: number;
   /** How to reach the agent from this host. */
   reach: { runtime: "docker" | "process"; instanceId: string; host: string };
+  /** The correlation of the events this acquire caused: `corral trace <correlationId>` (a daemon before it sends none). */
+  correlationId?: string;
 }
 
 /** How long an exec may run unless it says otherwise (ms); agentd stops it then. */
@@ -73,6 +75,8 @@ export interface ExecReply {
   truncated: boolean;
   /** agentd stopped it at `timeoutMs` (exitCode is then EXEC_TIMEOUT_EXIT_CODE). */
   timedOut?: boolean;
+  /** The correlation of the command's events (absent when answered by the end marker alone). */
+  correlationId?: string;
 }
 
 /** The end marker's JSON body on outSubject: how the command ended. */

@@ -1,8 +1,15 @@
 import { z } from "zod";
+import { isValidId } from "../events/envelope.ts";
 import { LEASE_ID } from "../events/lease-id.ts";
 import { DEFAULT_ACQUIRE_TIMEOUT_MS, DEFAULT_EXEC_TIMEOUT_MS, MAX_EXEC_TIMEOUT_MS } from "./protocol.ts";
 
 /** The request bodies of the pool API (protocol.ts), as the daemon checks them. */
+
+/**
+ * Names the chain of events a request starts (their correlationId: `corral trace <id>` finds them);
+ * default: a new one, returned in the reply. An id as events use: a subject token.
+ */
+const correlationId = z.string().refine(isValidId, "1-128 characters of A-Z a-z 0-9 _ -").optional();
 
 export const acquireRequest = z
   .object({
@@ -14,18 +21,19 @@ export const acquireRequest = z
     ttlMs: z.number().int().min(100).max(86_400_000).optional(),
     /** Lets the caller cancel this acquire while it waits (`.cancel` with the same id). */
     requestId: z.string().min(1).max(128).optional(),
+    correlationId,
   })
   .strict();
 
 const leaseId = z.string().regex(LEASE_ID, "a lease id as acquire returned it (<agent id>.<uuid>)");
 /** Any string: a wrong one is refused as lease_token_invalid by the broker, not as a bad request. */
 const leaseToken = z.string().min(1, "the lease token acquire returned").max(256);
-export const leaseRequest = z.object({ leaseId, leaseToken }).strict();
+export const leaseRequest = z.object({ leaseId, leaseToken, correlationId }).strict();
 export const renewRequest = z
-  .object({ leaseId, leaseToken, ttlMs: z.number().int().min(100).max(86_400_000).optional() })
+  .object({ leaseId, leaseToken, ttlMs: z.number().int().min(100).max(86_400_000).optional(), correlationId })
   .strict();
 export const cancelRequest = z.object({ requestId: z.string().min(1).max(128) }).strict();
-export const closeRequest = z.object({ revokeLeases: z.boolean().default(false) }).strict();
+export const closeRequest = z.object({ revokeLeases: z.boolean().default(false), correlationId }).strict();
 /** Names the instance again: a stray or garbled message on the down subject stops nothing. */
 export const downRequest = z.object({ instance: z.string().min(1).max(64) }).strict();
 
@@ -61,6 +69,7 @@ export const execRequest = z
     timeoutMs: z.number().int().min(1).max(MAX_EXEC_TIMEOUT_MS).default(DEFAULT_EXEC_TIMEOUT_MS),
     /** Names the command (and its output subject); default: a new one. Used once only. */
     commandId: z.string().regex(COMMAND_ID, "a lowercase UUID, new for each command").optional(),
+    correlationId,
   })
   .strict();
 export type ExecRequest = z.output<typeof execRequest>;

@@ -4,6 +4,7 @@ import type { Logger } from "pino";
 import type { z } from "zod";
 import type { ControlPlane } from "../cp/control-plane.ts";
 import { InvalidInputError, PoolError } from "../cp/errors.ts";
+import { uuidv7 } from "../events/id.ts";
 import { portEnv, portUrls } from "../ports/env.ts";
 import { type AcquireReply, type ExecReply, subjects } from "./protocol.ts";
 import {
@@ -28,6 +29,14 @@ class BadRequest extends PoolError {
   constructor(message: string) {
     super("bad_request", message);
   }
+}
+
+/**
+ * The correlation a request's events carry: the caller's own, or a new one. The reply returns it,
+ * so `corral trace <it>` shows what the request caused (src/cli/trace.ts).
+ */
+function correlationOf(req: { correlationId?: string }): string {
+  return req.correlationId ?? uuidv7();
 }
 
 function parse<S extends z.ZodType>(schema: S, msg: ServiceMsg): z.output<S> {
@@ -135,12 +144,14 @@ export async function startApi(nc: NatsConnection, cp: ControlPlane, opts: ApiOp
       // Only an acquire with a requestId can be cancelled: the others need no signal.
       const abort = req.requestId ? new AbortController() : undefined;
       if (req.requestId && abort) waiting.set(req.requestId, abort);
+      const correlationId = correlationOf(req);
       try {
         const g = await cp.pool(pool).acquire({
           timeoutMs: req.timeoutMs,
           holder: req.holder,
           ttlMs: req.ttlMs,
           signal: abort?.signal,
+          correlationId,
         });
         const hostUrl = cp.pool(pool).config?.ports?.hostUrl;
         const reply: AcquireReply = {
@@ -155,6 +166,7 @@ export async function startApi(nc: NatsConnection, cp: ControlPlane, opts: ApiOp
           expiresAt: new Date(g.expiresAt).toISOString(),
           ttlMs: g.ttlMs,
           reach: { runtime: g.runtime, instanceId: g.instanceId, host: "127.0.0.1" },
+          correlationId,
         };
         return reply;
       } finally {
@@ -168,24 +180,31 @@ export async function startApi(nc: NatsConnection, cp: ControlPlane, opts: ApiOp
       return { requestId, cancelled: abort !== undefined };
     });
     endpoint(`release-${pool}`, subjects.release(pool), async (msg) => {
-      const { leaseId, leaseToken } = parse(leaseRequest, msg);
-      return { ...(await cp.pool(pool).release(leaseId, leaseToken)), pool };
+      const req = parse(leaseRequest, msg);
+      const correlationId = correlationOf(req);
+      return {
+        ...(await cp.pool(pool).release(req.leaseId, req.leaseToken, correlationId)),
+        pool,
+        correlationId,
+      };
     });
     endpoint(`renew-${pool}`, subjects.renew(pool), async (msg) => {
       const req = parse(renewRequest, msg);
-      const r = await cp.pool(pool).renew(req.leaseId, req.leaseToken, req.ttlMs);
-      return { leaseId: r.leaseId, expiresAt: new Date(r.expiresAt).toISOString() };
+      const correlationId = correlationOf(req);
+      const r = await cp.pool(pool).renew(req.leaseId, req.leaseToken, req.ttlMs, correlationId);
+      return { leaseId: r.leaseId, expiresAt: new Date(r.expiresAt).toISOString(), correlationId };
     });
     endpoint(`exec-${pool}`, subjects.exec(pool), async (msg) => {
       const req = parse(execRequest, msg);
       if (!opts.exec) throw new PoolError("unsupported", "this daemon does not run commands in agents");
-      return opts.exec.run(pool, req);
+      return opts.exec.run(pool, { ...req, correlationId: correlationOf(req) });
     });
     endpoint(`status-${pool}`, subjects.status(pool), async () => opts.status(pool));
     endpoint(`close-${pool}`, subjects.close(pool), async (msg) => {
-      const { revokeLeases } = parse(closeRequest, msg);
-      await cp.pool(pool).close({ reason: "api", revokeLeases });
-      return { pool, state: "closed" };
+      const req = parse(closeRequest, msg);
+      const correlationId = correlationOf(req);
+      await cp.pool(pool).close({ reason: "api", revokeLeases: req.revokeLeases, correlationId });
+      return { pool, state: "closed", correlationId };
     });
   }
   endpoint(

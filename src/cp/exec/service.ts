@@ -109,7 +109,11 @@ class ExecService implements Exec {
     const ended = new Promise<ExecOutcome>((resolve) => this.waiters.set(commandId, resolve));
     const ref: AggregateRef = { kind: "command", id: commandId };
     try {
-      const offer = await this.host.offer(ref, createdInput(agentId, req));
+      // The request's correlation (src/api/service.ts): `corral trace` follows the command's events.
+      const offer = await this.host.offer(ref, {
+        ...createdInput(agentId, req),
+        correlationId: req.correlationId,
+      });
       if (!offer.accepted) throw new CommandExistsError(commandId);
     } catch (err) {
       this.waiters.delete(commandId);
@@ -118,7 +122,7 @@ class ExecService implements Exec {
     }
     const outcome = await ended;
     if ("error" in outcome) throw outcome.error;
-    return outcome.reply;
+    return req.correlationId ? { ...outcome.reply, correlationId: req.correlationId } : outcome.reply;
   }
 
   async start(): Promise<{ recovered: number; resumed: number }> {

@@ -24,6 +24,8 @@ export interface AcquireOptions {
   holder?: string;
   ttlMs?: number;
   signal?: AbortSignal;
+  /** The request's correlation (src/api/service.ts): the grant event carries it. */
+  correlationId?: string;
 }
 
 export interface LeaseGrant {
@@ -130,6 +132,7 @@ export class LeaseBroker {
       type: "AgentLeased",
       data: { leaseId, poolId: this.deps.pool, holder: opts.holder ?? "", ttlMs, expiresAt, tokenHash: hash },
       at,
+      correlationId: opts.correlationId,
     });
     if (!offered.accepted) return undefined;
     return {
@@ -146,11 +149,17 @@ export class LeaseBroker {
     };
   }
 
-  async release(leaseId: string, leaseToken: string): Promise<{ leaseId: string; agentId: string }> {
+  /** `correlationId`: the request's (src/api/service.ts), on the release event. */
+  async release(
+    leaseId: string,
+    leaseToken: string,
+    correlationId?: string,
+  ): Promise<{ leaseId: string; agentId: string }> {
     const { agentId } = await this.held(leaseId, leaseToken);
     const offered = await this.deps.host.offer(agentRef(agentId), {
       type: "AgentReleased",
       data: { leaseId },
+      correlationId,
     });
     if (!offered.accepted) throw await this.notHeld(leaseId, agentId);
     return { leaseId, agentId };
@@ -161,6 +170,7 @@ export class LeaseBroker {
     leaseId: string,
     leaseToken: string,
     ttlMs?: number,
+    correlationId?: string,
   ): Promise<{ leaseId: string; expiresAt: number }> {
     const { agentId, lease } = await this.held(leaseId, leaseToken);
     if (ttlMs !== undefined) checkTtl(this.deps.openConfig(), ttlMs);
@@ -176,6 +186,7 @@ export class LeaseBroker {
     const offered = await this.deps.host.offer(agentRef(agentId), {
       type: "AgentLeaseRenewed",
       data: { leaseId, expiresAt },
+      correlationId,
     });
     if (!offered.accepted) throw await this.notHeld(leaseId, agentId);
     return { leaseId, expiresAt };

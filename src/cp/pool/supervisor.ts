@@ -104,16 +104,21 @@ export class PoolSupervisor {
     return this.broker.acquire(opts);
   }
 
-  release(leaseId: string, leaseToken: string): Promise<{ leaseId: string; agentId: string }> {
-    return this.broker.release(leaseId, leaseToken);
+  release(
+    leaseId: string,
+    leaseToken: string,
+    correlationId?: string,
+  ): Promise<{ leaseId: string; agentId: string }> {
+    return this.broker.release(leaseId, leaseToken, correlationId);
   }
 
   renew(
     leaseId: string,
     leaseToken: string,
     ttlMs?: number,
+    correlationId?: string,
   ): Promise<{ leaseId: string; expiresAt: number }> {
-    return this.broker.renew(leaseId, leaseToken, ttlMs);
+    return this.broker.renew(leaseId, leaseToken, ttlMs, correlationId);
   }
 
   // --- lifecycle --------------------------------------------------------------------------------
@@ -131,7 +136,8 @@ export class PoolSupervisor {
   }
 
   /** No new leases; agents are drained and stopped. Resolves when the pool is closed. */
-  async close(opts: { reason?: string; revokeLeases?: boolean } = {}): Promise<void> {
+  /** `correlationId`: the request's (src/api/service.ts), on PoolCloseRequested. */
+  async close(opts: { reason?: string; revokeLeases?: boolean; correlationId?: string } = {}): Promise<void> {
     if (this.state === "closed") return;
     const closed = new Promise<void>((r) => this.closedWaiters.push(r));
     let cause: CorralEvent | undefined;
@@ -139,7 +145,11 @@ export class PoolSupervisor {
       // Offered, not sent: a close that crossed another one is refused (already closing) and waits too.
       const offered = await this.deps.host.offer(
         { kind: "pool", id: this.name },
-        { type: "PoolCloseRequested", data: { reason: opts.reason ?? "requested" } },
+        {
+          type: "PoolCloseRequested",
+          data: { reason: opts.reason ?? "requested" },
+          correlationId: opts.correlationId,
+        },
       );
       if (offered.accepted) cause = offered.event;
     }
