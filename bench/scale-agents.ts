@@ -172,29 +172,29 @@ async function bigPool(small: { p50: number; p99: number }): Promise<void> {
   });
 }
 
-/** Stop the control plane with RESTART_AGENTS warm agents, start it again: time to serving. */
-async function restart(nc: NatsConnection): Promise<Sim> {
-  const runtime = new SimulatedRuntime("scale-restart", { recordSpecs: false });
-  const first = (await startSim(nc, "restart", RESTART_AGENTS, runtime)).sim;
-  await allIdle(first, RESTART_AGENTS, 10 * 60_000);
-  await first.cp.host.idle();
-  await first.cp.stop();
-  // The instances keep "running" in `runtime`, as agents outlive a daemon that stops.
-  const t0 = performance.now();
-  const { sim, report } = await startSim(nc, "restart", RESTART_AGENTS, runtime);
-  const booted = performance.now() - t0;
-  const lease = await sim.cp.pool(sim.pool).acquire({ timeoutMs: 30_000 });
-  const firstAcquire = performance.now() - t0;
-  await sim.cp.pool(sim.pool).release(lease.leaseId, lease.leaseToken);
-  await allIdle(sim, RESTART_AGENTS, 60_000);
+/** Stops `sim` and starts its control plane again on the same runtime; prints the time to serving. */
+async function restart(nc: NatsConnection, sim: Sim, when: string): Promise<Sim> {
   await sim.cp.host.idle();
+  await sim.cp.stop();
+  // The instances keep "running" in the runtime, as agents outlive a daemon that stops.
+  const events = (await (await jetstreamManager(nc)).streams.info(DEFAULT_STREAM.name)).state.messages;
+  const t0 = performance.now();
+  const next = await startSim(nc, sim.pool, RESTART_AGENTS, sim.runtime);
+  const booted = performance.now() - t0;
+  const sup = next.sim.cp.pool(sim.pool);
+  const lease = await sup.acquire({ timeoutMs: 30_000 });
+  const firstAcquire = performance.now() - t0;
+  await sup.release(lease.leaseId, lease.leaseToken);
+  await allIdle(next.sim, RESTART_AGENTS, 60_000);
+  await next.sim.cp.host.idle();
   const all = performance.now() - t0;
+  const { recovered, adopted, resumed } = next.report;
   console.log(
-    `restart with ${fmt(RESTART_AGENTS)} agents: start ${ms(booted)}, first acquire at ${ms(firstAcquire)} ` +
-      `(target <= 2000 ms${short(firstAcquire > 2000)}), all ${fmt(report.recovered.agents)} agents resumed ` +
-      `and idle at ${ms(all)} (adopted ${report.adopted}, resumed ${report.resumed})`,
+    `restart with ${fmt(RESTART_AGENTS)} agents ${when} (${fmt(events)} events in the stream): start ${ms(booted)}, ` +
+      `first acquire at ${ms(firstAcquire)} (target <= 2000 ms${short(firstAcquire > 2000)}), all ` +
+      `${fmt(recovered.agents)} agents resumed and idle at ${ms(all)} (adopted ${adopted}, resumed ${resumed})`,
   );
-  return sim;
+  return next.sim;
 }
 
 async function streamBytes(jsm: JetStreamManager): Promise<number> {
@@ -244,9 +244,13 @@ export async function benchScaleAgents(): Promise<void> {
   const small = await smallPool();
   await bigPool(small);
   await withNats("scale-restart", async ({ nc }) => {
-    const sim = await restart(nc);
+    const runtime = new SimulatedRuntime("scale-restart", { recordSpecs: false });
+    let sim = (await startSim(nc, "restart", RESTART_AGENTS, runtime)).sim;
     try {
+      await allIdle(sim, RESTART_AGENTS, 10 * 60_000);
+      sim = await restart(nc, sim, "warm");
       await cycles(sim, await jetstreamManager(nc));
+      sim = await restart(nc, sim, `after ${fmt(CYCLES)} cycles`);
     } finally {
       await sim.cp.stop();
     }
