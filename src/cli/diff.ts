@@ -1,21 +1,33 @@
-import { worldviewProjection } from "../projections/worldview.ts";
+import { savedWorldviewRunner } from "../projections/index.ts";
+import type { ProjectionRunner } from "../projections/runner.ts";
+import { type Worldview, type WorldviewState, worldviewProjection } from "../projections/worldview.ts";
 import type { EventStore } from "../store/event-store.ts";
 import { CliError, EXIT } from "./exit.ts";
+import { lastAgentEvents } from "./history/agent-ends.ts";
 import { type Moment, resolveMoment } from "./history/moment.ts";
 import { formatChanges } from "./history/replay-format.ts";
 import { diffWorldviews, type WorldDiff } from "./history/world-diff.ts";
-import { foldInto, worldviewAt } from "./history/worldview-fold.ts";
+import { foldInto } from "./history/worldview-fold.ts";
 import type { Out } from "./output.ts";
 
 export interface DiffOptions {
   a: Moment;
   b: Moment;
   json: boolean;
+  /** Events a snapshot must spare to be loaded for `b` (default JUMP_WORTH). */
+  jumpWorth?: number;
 }
 
 /**
- * `corral diff <a> <b>`: the worldview folded to each moment (one pass: to `a`, then on to `b`),
- * compared: agents, leases, host ports, pools.
+ * Events a saved worldview must spare to be loaded for `b` rather than folding on from `a`: loading
+ * a large one costs about as much as folding this many.
+ */
+const JUMP_WORTH = 20_000;
+
+/**
+ * `corral diff <a> <b>`: the worldview at each moment, compared: agents, leases, host ports, pools.
+ * Each starts from the nearest checkpoint or snapshot (runner.ts `startAt`); `b` folds on from
+ * `a` unless a snapshot between them spares at least JUMP_WORTH events.
  */
 export async function diff(store: EventStore, opts: DiffOptions, out: Out): Promise<WorldDiff> {
   const last = await store.lastSeq();
@@ -27,17 +39,47 @@ export async function diff(store: EventStore, opts: DiffOptions, out: Out): Prom
       EXIT.usage,
     );
   }
-  const start = await worldviewAt(store, seqA);
+  const runner = await savedWorldviewRunner(store);
+  const start = await runner.startAt(seqA);
   const w = start.state;
   await foldInto(store, w, { from: start.seq, to: seqA, json: opts.json });
   const before = worldviewProjection.save(w);
-  const endedBy = new Map<string, string>();
-  await foldInto(store, w, { from: seqA, to: seqB, json: opts.json }, (r) => {
-    if (r.event?.aggregate.kind === "agent") endedBy.set(r.event.aggregate.id, r.event.type);
-  });
-  const d = { ...diffWorldviews(before, worldviewProjection.save(w), endedBy), from: seqA, to: seqB };
+  const { after, endedBy } =
+    (await jumpTo(store, runner, before, { from: seqA, to: seqB, json: opts.json }, opts.jumpWorth)) ??
+    (await foldOn(store, w, { from: seqA, to: seqB, json: opts.json }));
+  const d = { ...diffWorldviews(before, after, endedBy), from: seqA, to: seqB };
   out.write(opts.json ? `${JSON.stringify(d)}\n` : formatDiff(d));
   return d;
+}
+
+type Range = { from: number; to: number; json: boolean };
+type After = { after: Worldview; endedBy: Map<string, string> };
+
+/** Folds (from, to] on into `w`, noting each agent's last event on the way. */
+async function foldOn(store: EventStore, w: WorldviewState, range: Range): Promise<After> {
+  const endedBy = new Map<string, string>();
+  await foldInto(store, w, range, (r) => {
+    if (r.event?.aggregate.kind === "agent") endedBy.set(r.event.aggregate.id, r.event.type);
+  });
+  return { after: worldviewProjection.save(w), endedBy };
+}
+
+/** From a snapshot well inside (from, to], if there is one: the agents that ended are looked up. */
+async function jumpTo(
+  store: EventStore,
+  runner: ProjectionRunner<WorldviewState, Worldview>,
+  before: Worldview,
+  range: Range,
+  worth = JUMP_WORTH,
+): Promise<After | undefined> {
+  if (range.to - range.from < worth) return undefined;
+  const saved = await runner.savedBetween(range.from + worth - 1, range.to);
+  if (!saved) return undefined;
+  await foldInto(store, saved.state, { ...range, from: saved.seq });
+  const after = worldviewProjection.save(saved.state);
+  const live = new Set(after.agents.live.map((x) => x.id));
+  const ended = before.agents.live.filter((x) => !live.has(x.id)).map((x) => x.id);
+  return { after, endedBy: await lastAgentEvents(store, ended, range) };
 }
 
 export function formatDiff(d: WorldDiff): string {

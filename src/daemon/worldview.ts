@@ -2,6 +2,8 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import { CheckpointStore } from "../projections/checkpoints.ts";
 import { ProjectionRunner } from "../projections/runner.ts";
+import type { SnapshotPolicy } from "../projections/snapshot-schedule.ts";
+import { SnapshotStore } from "../projections/snapshots.ts";
 import { type Worldview, type WorldviewState, worldviewProjection } from "../projections/worldview.ts";
 import type { EventStore } from "../store/event-store.ts";
 
@@ -10,6 +12,7 @@ import type { EventStore } from "../store/event-store.ts";
  * every few seconds — not pushed every event: only status reads it, and a live follower took
  * ~8 % off the acquire throughput (bench/acquire.ts). Catch-ups are shared: callers that come
  * while one runs wait for the next, so each answer includes everything stored before it asked.
+ * It keeps snapshots at intervals for time travel (`corral worldview --at`, `corral diff`).
  */
 export class DaemonWorldview {
   private running: Promise<void> | undefined;
@@ -32,9 +35,16 @@ export class DaemonWorldview {
     store: EventStore,
     log: Logger,
     everyMs = 2_000,
+    snapshotPolicy?: Partial<SnapshotPolicy>,
   ): Promise<DaemonWorldview> {
-    const checkpoints = await CheckpointStore.open(nc);
-    const runner = new ProjectionRunner(store, worldviewProjection, { checkpoints, logger: log });
+    const checkpoints = await CheckpointStore.open(nc, { logger: log });
+    const snapshots = await SnapshotStore.open(nc, { logger: log });
+    const runner = new ProjectionRunner(store, worldviewProjection, {
+      checkpoints,
+      snapshots,
+      snapshotPolicy,
+      logger: log,
+    });
     const w = new DaemonWorldview(runner, log, everyMs);
     await w.fresh();
     return w;
@@ -51,10 +61,11 @@ export class DaemonWorldview {
     return this.runner.seq;
   }
 
-  /** Stops the timer and writes a last checkpoint. */
+  /** Stops the timer, lets a snapshot being written finish and writes a last checkpoint. */
   async close(): Promise<void> {
     clearInterval(this.timer);
     await this.running?.catch(() => {});
+    await this.runner.settled();
     await this.runner
       .checkpoint()
       .catch((err: unknown) => this.log.warn({ err }, "worldview checkpoint failed"));

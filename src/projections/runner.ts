@@ -2,6 +2,8 @@ import type { EventStore } from "../store/event-store.ts";
 import type { StoredRecord } from "../store/records.ts";
 import type { CheckpointStore, PutResult } from "./checkpoints.ts";
 import { type OnSkip, type Projection, type ProjectionLogger, silent } from "./projection.ts";
+import { type SnapshotPolicy, SnapshotSchedule } from "./snapshot-schedule.ts";
+import type { SnapshotStore } from "./snapshots.ts";
 
 export interface RunnerOptions {
   /** Where checkpoints live; without one the runner always folds from the start. */
@@ -10,6 +12,14 @@ export interface RunnerOptions {
   readOnly?: boolean;
   /** Checkpoint after about this many records (at batch boundaries); 0: only when caught up. */
   checkpointEvery?: number;
+  /**
+   * Snapshots at intervals, for time travel: `at` and `resume` start from the nearest one when it
+   * is newer than the checkpoint; unless read-only, the runner takes them as `snapshotPolicy` says.
+   */
+  snapshots?: SnapshotStore;
+  snapshotPolicy?: Partial<SnapshotPolicy>;
+  /** The clock the snapshot policy's intervals are measured by. */
+  now?: () => number;
   /** Messages per pull request of the catch-up reader. */
   batch?: number;
   logger?: ProjectionLogger;
@@ -45,6 +55,7 @@ export class ProjectionRunner<S, V> {
   private uncheckpointed = 0;
   private readonly log: ProjectionLogger;
   private readonly every: number;
+  private readonly schedule: SnapshotSchedule | undefined;
 
   constructor(
     readonly store: EventStore,
@@ -54,6 +65,8 @@ export class ProjectionRunner<S, V> {
     this.s = projection.init();
     this.log = opts.logger ?? silent;
     this.every = opts.checkpointEvery ?? 10_000;
+    this.schedule =
+      opts.snapshots && !opts.readOnly ? new SnapshotSchedule(opts.snapshotPolicy, opts.now) : undefined;
   }
 
   /** Stream sequence the state includes (0: nothing folded yet). */
@@ -74,7 +87,8 @@ export class ProjectionRunner<S, V> {
   async resume(): Promise<number> {
     if (this.resumed) return this.pos;
     this.resumed = true;
-    const loaded = await this.loadCheckpoint(Number.POSITIVE_INFINITY);
+    await this.noteKeptSnapshots();
+    const loaded = await this.loadSaved(Number.POSITIVE_INFINITY);
     if (loaded) {
       this.s = loaded.state;
       this.pos = loaded.seq;
@@ -96,6 +110,7 @@ export class ProjectionRunner<S, V> {
       this.pos = this.applyBatch(this.s, batch, this.pos);
       records += batch.length;
       this.uncheckpointed += batch.length;
+      this.offerSnapshot();
       if (this.every > 0 && this.uncheckpointed >= this.every) await this.checkpoint();
     }
     const due = opts.checkpoint !== "due" || (this.every > 0 && this.uncheckpointed >= this.every);
@@ -117,19 +132,35 @@ export class ProjectionRunner<S, V> {
    * zero, or from a checkpoint at or before `seq` (never one past it).
    */
   async at(seq: number, opts: { useCheckpoint?: boolean } = {}): Promise<{ seq: number; state: V }> {
-    let state = this.projection.init();
-    let pos = 0;
-    const loaded = opts.useCheckpoint === false ? undefined : await this.loadCheckpoint(seq);
-    if (loaded) {
-      state = loaded.state;
-      pos = loaded.seq;
-    }
+    let { state, seq: pos } = opts.useCheckpoint === false ? this.initial() : await this.startAt(seq);
     if (seq > pos) {
       for await (const batch of this.store.read({ fromSeq: pos + 1, toSeq: seq, batch: this.opts.batch })) {
         pos = this.applyBatch(state, batch, pos);
       }
     }
     return { seq: pos, state: this.projection.save(state) };
+  }
+
+  /**
+   * A working state to fold on from towards `seq`: the newest checkpoint or snapshot at or
+   * before it, else the initial state (seq 0). Apart from the runner's own state.
+   */
+  async startAt(seq: number): Promise<{ seq: number; state: S }> {
+    return (await this.loadSaved(seq)) ?? this.initial();
+  }
+
+  /** The newest checkpoint or snapshot at or before `seq` and after `after`, if one loads. */
+  savedBetween(after: number, seq: number): Promise<{ seq: number; state: S } | undefined> {
+    return this.loadSaved(seq, after);
+  }
+
+  private initial(): { seq: number; state: S } {
+    return { seq: 0, state: this.projection.init() };
+  }
+
+  /** Resolves once the snapshot being written, if any, is stored (or failed). */
+  async settled(): Promise<void> {
+    await this.schedule?.settled();
   }
 
   /**
@@ -143,10 +174,12 @@ export class ProjectionRunner<S, V> {
         if (r.seq <= this.pos) continue;
         this.pos = this.applyBatch(this.s, [r], this.pos);
         onRecord(r, this);
+        this.offerSnapshot();
         if (this.every > 0 && ++this.uncheckpointed >= this.every) await this.checkpoint();
       }
     } finally {
       await this.checkpoint();
+      await this.settled();
     }
   }
 
@@ -190,24 +223,46 @@ export class ProjectionRunner<S, V> {
       "skipped stream record",
     );
 
-  private async loadCheckpoint(maxSeq: number): Promise<{ seq: number; state: S } | undefined> {
-    const cps = this.opts.checkpoints;
-    if (!cps) return undefined;
+  /** A snapshot when the policy says one is due; its write runs while folding goes on. */
+  private offerSnapshot(): void {
+    const store = this.opts.snapshots;
+    if (!store || !this.schedule?.due(this.pos)) return;
     const { name, version } = this.projection;
-    const cp = await cps.get<V>(name);
-    if (!cp || cp.seq > maxSeq) return undefined;
-    if (cp.version !== version) {
+    const seq = this.pos;
+    this.schedule.take(seq, () => store.prepare(name, { seq, version, state: this.projection.save(this.s) }));
+  }
+
+  private async noteKeptSnapshots(): Promise<void> {
+    if (!this.schedule || !this.opts.snapshots) return;
+    const { entries } = await this.opts.snapshots.list(this.projection.name);
+    for (const e of entries) if (e.version === this.projection.version) this.schedule.kept(e.seq);
+  }
+
+  /** The newest of the checkpoint and the snapshots at or before `maxSeq` that loads. */
+  private async loadSaved(maxSeq: number, after = -1): Promise<{ seq: number; state: S } | undefined> {
+    const { name, version } = this.projection;
+    const cp = await this.opts.checkpoints?.get<V>(name);
+    let usable = cp && cp.seq <= maxSeq && cp.seq > after ? cp : undefined;
+    if (usable && usable.version !== version) {
       this.log.warn(
-        { projection: name, found: cp.version, version },
+        { projection: name, found: usable.version, version },
         "ignoring checkpoint of another version",
       );
-      return undefined;
+      usable = undefined;
     }
-    try {
-      return { seq: cp.seq, state: this.projection.load(cp.state) };
-    } catch (err) {
-      this.log.warn({ projection: name, err: (err as Error).message }, "ignoring malformed checkpoint");
-      return undefined;
+    // A snapshot only when it is newer: reading one costs more than the checkpoint just read.
+    const snap = await this.opts.snapshots?.nearest<V>(name, version, maxSeq, usable?.seq ?? after);
+    for (const saved of [snap, usable]) {
+      if (!saved) continue;
+      try {
+        return { seq: saved.seq, state: this.projection.load(saved.state) };
+      } catch (err) {
+        this.log.warn(
+          { projection: name, seq: saved.seq, err: (err as Error).message },
+          "ignoring malformed saved state",
+        );
+      }
     }
+    return undefined;
   }
 }

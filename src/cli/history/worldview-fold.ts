@@ -1,34 +1,19 @@
-import { CheckpointStore } from "../../projections/checkpoints.ts";
-import {
-  WORLDVIEW_VERSION,
-  type Worldview,
-  type WorldviewState,
-  worldviewProjection,
-} from "../../projections/worldview.ts";
+import { savedWorldviewRunner } from "../../projections/index.ts";
+import { type WorldviewState, worldviewProjection } from "../../projections/worldview.ts";
 import type { EventStore } from "../../store/event-store.ts";
 import type { StoredRecord } from "../../store/records.ts";
 import { scan } from "./scan.ts";
 
 /**
- * The worldview folded up to `seq`: from the saved checkpoint when it is at or before `seq` (as
- * `corral worldview --at` does, src/projections/runner.ts `at`), else from the start.
+ * A worldview to fold on from towards `seq`: the daemon's checkpoint or snapshot nearest at or
+ * before `seq` (as `corral worldview --at` starts, src/projections/runner.ts `startAt`), else the
+ * initial one (seq 0). Fold the rest with `foldInto`.
  */
 export async function worldviewAt(
   store: EventStore,
   seq: number,
 ): Promise<{ state: WorldviewState; seq: number }> {
-  const cps = await CheckpointStore.open(store.nc, { create: false, integrity: store.integrity }).catch(
-    () => undefined,
-  );
-  const cp = await cps?.get<Worldview>(worldviewProjection.name);
-  if (cp && cp.version === WORLDVIEW_VERSION && cp.seq <= seq) {
-    try {
-      return { state: worldviewProjection.load(cp.state), seq: cp.seq };
-    } catch {
-      // A malformed checkpoint: fold from the start instead.
-    }
-  }
-  return { state: worldviewProjection.init(), seq: 0 };
+  return (await savedWorldviewRunner(store)).startAt(seq);
 }
 
 /** Folds (from, to] into `state`, calling `onRecord` after each record. */

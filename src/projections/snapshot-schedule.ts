@@ -1,0 +1,66 @@
+/** When a projection runner takes its next snapshot (src/projections/snapshots.ts). */
+export interface SnapshotPolicy {
+  /** Records folded since the last snapshot before the next one is due. */
+  everyEvents: number;
+  /** Never two snapshots closer together than this (ms). */
+  minIntervalMs: number;
+  /**
+   * Most of the runner's time snapshots may take: after one whose encoding held the fold up for
+   * c ms, the next starts no sooner than c / share ms later (a large worldview: less often).
+   */
+  share: number;
+}
+
+export const DEFAULT_SNAPSHOT_POLICY: SnapshotPolicy = {
+  everyEvents: 50_000,
+  minIntervalMs: 1_000,
+  share: 0.1,
+};
+
+/**
+ * The bookkeeping behind the policy: the last snapshot's sequence and time, and at most one
+ * write in flight (a snapshot that comes due while one is written waits for the next batch).
+ */
+export class SnapshotSchedule {
+  private lastSeq = 0;
+  private notBefore = Number.NEGATIVE_INFINITY;
+  private writing: Promise<unknown> | undefined;
+  readonly policy: SnapshotPolicy;
+
+  constructor(
+    policy: Partial<SnapshotPolicy> = {},
+    private readonly now: () => number = Date.now,
+  ) {
+    this.policy = { ...DEFAULT_SNAPSHOT_POLICY, ...policy };
+  }
+
+  /** The newest snapshot already kept (at start: so a restart does not take one at once). */
+  kept(seq: number): void {
+    this.lastSeq = Math.max(this.lastSeq, seq);
+  }
+
+  due(seq: number): boolean {
+    return (
+      this.writing === undefined &&
+      seq - this.lastSeq >= this.policy.everyEvents &&
+      this.now() >= this.notBefore
+    );
+  }
+
+  /** Takes one: `prepare` runs now (its time is the cost), the write it returns runs on its own. */
+  take(seq: number, prepare: () => () => Promise<unknown>): void {
+    const t0 = this.now();
+    const write = prepare();
+    const cost = this.now() - t0;
+    this.lastSeq = seq;
+    this.notBefore = t0 + Math.max(this.policy.minIntervalMs, cost / this.policy.share);
+    this.writing = write().finally(() => {
+      this.writing = undefined;
+    });
+  }
+
+  /** Resolves once no write is in flight. */
+  async settled(): Promise<void> {
+    await this.writing?.catch(() => {});
+  }
+}

@@ -1,0 +1,225 @@
+import { createHash } from "node:crypto";
+import { Encoder } from "@msgpack/msgpack";
+import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
+import { type KV, Kvm } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { decode, encode } from "../codec/msgpack.ts";
+import type { EventKey } from "../store/event-mark.ts";
+import { type Integrity, integrityOf } from "../store/integrity.ts";
+import { CHECKPOINT_BUCKET, type Checkpoint, type PutResult } from "./checkpoints.ts";
+import { type ProjectionLogger, silent } from "./projection.ts";
+
+/** One kept snapshot, as its projection's index lists it. */
+export interface SnapshotEntry {
+  /** Where its chunks are: keys `<name>.snapshot.<slot>.<i>`, reused once the entry is dropped. */
+  slot: number;
+  seq: number;
+  version: number;
+  chunks: number;
+  bytes: number;
+  /** SHA-256 of the encoded snapshot (base64url): the marked index vouches for the chunks. */
+  digest: string;
+}
+
+/** Snapshots kept per projection by default: the newest ones (by sequence). */
+export const KEEP_SNAPSHOTS = 64;
+const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
+const HEADROOM = 1024;
+
+export interface SnapshotStoreOptions {
+  /** Default: the checkpoints' bucket, which every reader may already read. */
+  bucket?: string;
+  /** false: only read an existing bucket. */
+  create?: boolean;
+  /** How many to keep per projection (the oldest is overwritten). */
+  keep?: number;
+  /** Largest chunk; default: the server's max_payload less headroom. */
+  chunkBytes?: number;
+  logger?: ProjectionLogger;
+  integrity?: Integrity;
+}
+
+const indexKey = (name: string) => `${name}.snapshots`;
+const chunkKey = (name: string, slot: number, i: number) => `${name}.snapshot.${slot}.${i}`;
+const digestOf = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("base64url");
+
+/**
+ * A projection's state at many past sequences, for time travel (`corral worldview --at`, `corral
+ * diff`): each snapshot split into chunks that fit a NATS message, under ring slots in the KV
+ * bucket (bounded keys, and history 1 keeps only the latest value of each), listed by an index
+ * entry sorted by sequence so the nearest one at or before a sequence is one read away. The index
+ * is marked like a checkpoint (ARCHITECTURE.md, "Event marks") and names each snapshot's digest,
+ * so a chunk that does not match — forged, or overwritten while read — is refused; a reader
+ * without the key believes none. Only the readers' KV gets are needed (src/nats/corral-nats.conf).
+ */
+export class SnapshotStore {
+  private constructor(
+    private readonly kv: KV,
+    readonly keep: number,
+    readonly chunkBytes: number,
+    private readonly log: ProjectionLogger,
+    private readonly integrity: Integrity,
+  ) {}
+
+  static async open(nc: NatsConnection, opts: SnapshotStoreOptions = {}): Promise<SnapshotStore> {
+    const bucket = opts.bucket ?? CHECKPOINT_BUCKET;
+    const kvm = new Kvm(nc);
+    const kv = opts.create === false ? await kvm.open(bucket) : await kvm.create(bucket, { history: 1 });
+    const chunkBytes = opts.chunkBytes ?? (nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD) - HEADROOM;
+    const integrity = opts.integrity ?? integrityOf(nc) ?? "off";
+    return new SnapshotStore(kv, opts.keep ?? KEEP_SNAPSHOTS, chunkBytes, opts.logger ?? silent, integrity);
+  }
+
+  private get key(): EventKey | undefined {
+    return typeof this.integrity === "object" ? this.integrity.key : undefined;
+  }
+
+  /** The index, sorted by sequence, with its KV revision (0: none yet); [] when unreadable. */
+  async list(name: string): Promise<{ entries: SnapshotEntry[]; revision: number }> {
+    try {
+      const e = await this.kv.get(indexKey(name));
+      if (e?.operation !== "PUT" || e.value.length === 0) return { entries: [], revision: e?.revision ?? 0 };
+      return { entries: this.unwrapIndex(name, decode(e.value)), revision: e.revision };
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) {
+        return { entries: [], revision: 0 };
+      }
+      this.log.warn({ projection: name, err: (err as Error).message }, "ignoring unreadable snapshot index");
+      return { entries: [], revision: 0 };
+    }
+  }
+
+  /**
+   * The newest readable snapshot of `version` at or before `maxSeq` (and after `after`); one that
+   * does not match its digest (or does not decode) is skipped for the next older one.
+   */
+  async nearest<V>(
+    name: string,
+    version: number,
+    maxSeq: number,
+    after = -1,
+  ): Promise<Checkpoint<V> | undefined> {
+    const { entries } = await this.list(name);
+    const fit = entries.filter((e) => e.version === version && e.seq <= maxSeq && e.seq > after).reverse();
+    for (const entry of fit) {
+      const cp = await this.read<V>(name, entry);
+      if (cp) return cp;
+    }
+    return undefined;
+  }
+
+  private async read<V>(name: string, entry: SnapshotEntry): Promise<Checkpoint<V> | undefined> {
+    try {
+      const parts = await Promise.all(
+        Array.from({ length: entry.chunks }, (_, i) => this.kv.get(chunkKey(name, entry.slot, i))),
+      );
+      const bytes = new Uint8Array(entry.bytes);
+      let at = 0;
+      for (const p of parts) {
+        if (p?.operation !== "PUT" || at + p.value.length > entry.bytes) throw new Error("chunks do not fit");
+        bytes.set(p.value, at);
+        at += p.value.length;
+      }
+      if (at !== entry.bytes || digestOf(bytes) !== entry.digest) throw new Error("digest mismatch");
+      const cp = decode(bytes) as Checkpoint<V>;
+      if (cp?.seq !== entry.seq || cp.version !== entry.version) throw new Error("not the snapshot listed");
+      return cp;
+    } catch (err) {
+      this.log.warn(
+        { projection: name, seq: entry.seq, slot: entry.slot, err: (err as Error).message },
+        "ignoring unreadable snapshot",
+      );
+      return undefined;
+    }
+  }
+
+  /**
+   * Encodes a snapshot (synchronously: the state may change right after) and returns its write:
+   * the chunks into the slot of the oldest entry (another version's first) once `keep` are kept,
+   * then the index, only if nobody changed it meanwhile (another writer's snapshot wins).
+   */
+  prepare<V>(name: string, cp: Checkpoint<V>): () => Promise<PutResult | "unchanged"> {
+    const bytes = new Encoder({ ignoreUndefined: true }).encode(cp);
+    const digest = digestOf(bytes);
+    return async () => {
+      const { entries, revision } = await this.list(name);
+      if (entries.some((e) => e.seq === cp.seq && e.version === cp.version)) return "unchanged";
+      const { slot, kept } = this.slotFor(entries, cp.version);
+      const chunks = Math.max(1, Math.ceil(bytes.length / this.chunkBytes));
+      const entry = { slot, seq: cp.seq, version: cp.version, chunks, bytes: bytes.length, digest };
+      try {
+        await Promise.all(
+          Array.from({ length: chunks }, (_, i) =>
+            this.kv.put(
+              chunkKey(name, slot, i),
+              bytes.subarray(i * this.chunkBytes, (i + 1) * this.chunkBytes),
+            ),
+          ),
+        );
+        const next = [...kept, entry].sort((a, b) => a.seq - b.seq);
+        const index = this.wrapIndex(name, next);
+        if (revision === 0) await this.kv.create(indexKey(name), index);
+        else await this.kv.update(indexKey(name), index, revision);
+        return "written";
+      } catch (err) {
+        this.log.warn(
+          { projection: name, seq: cp.seq, err: (err as Error).message },
+          "snapshot write failed",
+        );
+        return "failed";
+      }
+    };
+  }
+
+  /** A free slot, or the oldest entry's (another version's first) with that entry dropped. */
+  private slotFor(entries: SnapshotEntry[], version: number): { slot: number; kept: SnapshotEntry[] } {
+    if (entries.length < this.keep) {
+      const used = new Set(entries.map((e) => e.slot));
+      let slot = 0;
+      while (used.has(slot)) slot++;
+      return { slot, kept: entries };
+    }
+    const victim = entries.find((e) => e.version !== version) ?? (entries[0] as SnapshotEntry);
+    // Beyond `keep` (it was lowered): the extra entries go too, their slots left as they are.
+    const kept = entries.filter((e) => e !== victim).slice(-(this.keep - 1));
+    return { slot: victim.slot, kept: this.keep > 1 ? kept : [] };
+  }
+
+  private wrapIndex(name: string, entries: SnapshotEntry[]): Uint8Array {
+    const body = encode(entries);
+    const key = this.key;
+    return key ? encode({ b: body, m: key.mark(`corral.snapshots.${name}`, body, 0) }) : body;
+  }
+
+  private unwrapIndex(name: string, value: unknown): SnapshotEntry[] {
+    const v = value as { b?: unknown; m?: unknown } | null;
+    const wrapped = v?.b instanceof Uint8Array;
+    let entries: unknown;
+    if (this.integrity === "off") entries = wrapped ? decode(v?.b as Uint8Array) : value;
+    else {
+      const key = this.key;
+      const mark = typeof v?.m === "string" ? v.m : undefined;
+      if (!key || !wrapped || key.check(`corral.snapshots.${name}`, v?.b as Uint8Array, mark) !== "valid") {
+        this.log.warn(
+          { projection: name, reason: key ? "forged" : "unverified" },
+          "ignoring snapshot index without a valid mark",
+        );
+        return [];
+      }
+      entries = decode(v?.b as Uint8Array);
+    }
+    if (!Array.isArray(entries) || !entries.every(isEntry)) throw new TypeError("not a snapshot index");
+    return entries.sort((a, b) => a.seq - b.seq);
+  }
+}
+
+function isEntry(e: unknown): e is SnapshotEntry {
+  const x = e as Partial<SnapshotEntry> | null;
+  return (
+    [x?.slot, x?.seq, x?.version, x?.chunks, x?.bytes].every(
+      (n) => Number.isSafeInteger(n) && (n as number) >= 0,
+    ) &&
+    (x?.chunks as number) > 0 &&
+    typeof x?.digest === "string"
+  );
+}
