@@ -1,4 +1,14 @@
 import { createHash, hash, randomBytes } from "node:crypto";
+import {
+  ID_CHARS,
+  KEY_BLOCK,
+  MAC_CHARS,
+  MARK_HEADER,
+  MIDDLE,
+  PREFIX,
+  parseMarkBytes,
+  writeMiddle,
+} from "./mark-bytes.mjs";
 
 /**
  * The mark a corral writer puts on every event it appends (ARCHITECTURE.md, "Event marks"):
@@ -10,37 +20,13 @@ import { createHash, hash, randomBytes } from "node:crypto";
  * without the key can only tell a marked event from an unmarked one. v1 marks (HMAC-SHA256) read
  * as malformed, hence forged.
  */
-export const MARK_HEADER = "Corral-Mark";
+export { MARK_HEADER } from "./mark-bytes.mjs";
 
 const VERSION = "v2";
 const KEY_BYTES = 32;
-/** SHA-256's block: the key fills the first one of every MAC input. */
-export const KEY_BLOCK = 64;
 const BLOCK = KEY_BLOCK;
-/** Bytes before the subject, between subject and body: u16 subject length; u64 prev, u32 body length. */
+/** Bytes before the subject: u16 subject length (then MIDDLE bytes between subject and body). */
 const HEAD = 2;
-const MIDDLE = 12;
-/**
- * `v2.<8 hex>.<prev>.<32 bytes in unpadded base64url>`, canonical only: one spelling per mark
- * (Node's decoder would also take `+/`, padding, or other low bits in the last character). Checked
- * by `parseMark` in one pass: a regular expression here cost as much as a third of the MAC.
- */
-const PREFIX = "v2.";
-const ID_CHARS = 8;
-const MAX_PREV_DIGITS = 16;
-/** Character code → 1 for a lowercase hex digit, 2 for base64url, 4 for a last MAC character (low bits 0). */
-const CLASS = new Uint8Array(128);
-for (const [chars, bit] of [
-  ["0123456789abcdef", 1],
-  ["ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", 2],
-  ["AEIMQUYcgkosw048", 4],
-] as const) {
-  for (const c of chars) CLASS[c.charCodeAt(0)] = (CLASS[c.charCodeAt(0)] ?? 0) | bit;
-}
-/** The CLASS bits of a character code (0 for none, past the end, or outside ASCII). */
-const classOf = (c: number | undefined): number => (c === undefined ? 0 : (CLASS[c] ?? 0));
-/** A MAC in base64url: 32 bytes, unpadded. */
-export const MAC_CHARS = 43;
 
 /** What a reader learns from a message's mark. */
 export type MarkCheck = "valid" | "missing" | "malformed" | "other-key" | "mismatch";
@@ -128,20 +114,8 @@ export class EventKey {
     if (!mark) return "missing";
     const prev = parseMark(mark);
     if (prev < 0) return "malformed";
-    const id = this.id;
     for (let i = 0; i < ID_CHARS; i++) {
-      if (mark.charCodeAt(PREFIX.length + i) !== id.charCodeAt(i)) return "other-key";
-    }
-    return prev;
-  }
-
-  /** As `precheck`, for a mark given as the bytes `data[from, to)`. */
-  precheckBytes(data: Uint8Array, from: number, to: number): number | "malformed" | "other-key" {
-    const prev = parseMarkBytes(data, from, to);
-    if (prev < 0) return "malformed";
-    const id = this.id;
-    for (let i = 0; i < ID_CHARS; i++) {
-      if (data[from + PREFIX.length + i] !== id.charCodeAt(i)) return "other-key";
+      if (mark.charCodeAt(PREFIX.length + i) !== this.id.charCodeAt(i)) return "other-key";
     }
     return prev;
   }
@@ -175,23 +149,9 @@ export function writeMarkInput(
     s[at++] = c;
   }
   if (wide > 0x7f) return -1;
-  const hi = Math.floor(prev / 0x1_0000_0000);
-  const lo = prev >>> 0;
-  s[at++] = hi >>> 24;
-  s[at++] = (hi >>> 16) & 0xff;
-  s[at++] = (hi >>> 8) & 0xff;
-  s[at++] = hi & 0xff;
-  s[at++] = lo >>> 24;
-  s[at++] = (lo >>> 16) & 0xff;
-  s[at++] = (lo >>> 8) & 0xff;
-  s[at++] = lo & 0xff;
-  const len = body.length;
-  s[at++] = len >>> 24;
-  s[at++] = (len >>> 16) & 0xff;
-  s[at++] = (len >>> 8) & 0xff;
-  s[at++] = len & 0xff;
+  at = writeMiddle(s, at, prev, body.length);
   s.set(body, at);
-  return at + len;
+  return at + body.length;
 }
 
 /** The sequence a (well-shaped) mark says its event was appended after; -1 when it is not one. */
@@ -217,27 +177,6 @@ function parseMark(mark: string): number {
     markBytes[i] = c;
   }
   return parseMarkBytes(markBytes, 0, mark.length);
-}
-
-/**
- * The `prev` of the canonical mark in `data[from, to)` (ASCII), or -1 when it is not one. Bulk
- * reads parse the mark where it lies in the message's raw header block (mark-header.ts): making a
- * string of it cost as much as hashing it.
- */
-export function parseMarkBytes(data: Uint8Array, from: number, to: number): number {
-  if (to - from < PREFIX.length + ID_CHARS + 3 + MAC_CHARS) return -1;
-  for (let i = 0; i < PREFIX.length; i++) if (data[from + i] !== PREFIX.charCodeAt(i)) return -1;
-  let at = from + PREFIX.length;
-  for (const end = at + ID_CHARS; at < end; at++) if (!(classOf(data[at]) & 1)) return -1;
-  if (data[at++] !== 46 /* . */) return -1;
-  const digitsAt = at;
-  let prev = 0;
-  for (let c = data[at] ?? 0; at < to && c >= 48 && c <= 57; c = data[++at] ?? 0) prev = prev * 10 + (c - 48);
-  const digits = at - digitsAt;
-  if (digits === 0 || digits > MAX_PREV_DIGITS || (digits > 1 && data[digitsAt] === 48)) return -1;
-  if (data[at++] !== 46 || to - at !== MAC_CHARS) return -1;
-  for (; at < to - 1; at++) if (!(classOf(data[at]) & 2)) return -1;
-  return classOf(data[at]) & 4 ? prev : -1;
 }
 
 /** Why a record is treated as forged, in words (for logs, `events tail` and `events show`). */

@@ -1,12 +1,15 @@
-import { hash } from "node:crypto";
 import { Worker } from "node:worker_threads";
-import { type EventKey, KEY_BLOCK, MAC_CHARS, markInputLength, writeMarkInput } from "./event-mark.ts";
+import type { EventKey } from "./event-mark.ts";
+import { checkStaged, STAGED } from "./mark-bytes.mjs";
+import { scanHeaders } from "./mark-header.ts";
 
 /**
  * Marks checked off the main thread (ARCHITECTURE.md, "Event marks"). A bulk read stages each
- * message's MAC input in a batch as it arrives; the worker (src/store/mark-worker.mjs) hashes a
- * whole batch while the main thread decodes the next one. Each entry of a batch is
- * `[key block slot][input]` then the claimed MAC's characters, its span `[start, end of input)`.
+ * message as it arrives: its subject and its raw bytes (header block, then body) copied as they
+ * are, so the main thread does no more than one copy per message. The worker
+ * (src/store/mark-worker.mjs) finds and parses each mark, lays out the MAC input and hashes a whole
+ * batch while the main thread decodes the next one. Entry i is `subject ‖ header block ‖ body`,
+ * `spans[4i…4i+3]` its start, header start, body start and end (mark-bytes.mjs `checkStaged`).
  */
 export class MarkBatch {
   count = 0;
@@ -18,45 +21,80 @@ export class MarkBatch {
   ) {}
 
   /**
-   * Stages a mark that passed `EventKey.precheck`, its MAC the MAC_CHARS bytes of `mac` from
-   * `macAt`; false when there is nothing to MAC (a mismatch).
+   * Stages a message on `subject`: `raw` is its header block (`hdr` bytes) then its body. False
+   * when there is nothing to MAC: a subject corral never writes (not ASCII, or too long).
    */
-  add(subject: string, prev: number, body: Uint8Array, mac: Uint8Array, macAt: number): boolean {
-    const need = KEY_BLOCK + markInputLength(subject, body) + MAC_CHARS;
+  add(subject: string, raw: Uint8Array, hdr: number): boolean {
+    if (subject.length > 0xffff) return false;
+    const need = subject.length + raw.length;
     if (this.used + need > this.bytes.length) {
       const grown = new Uint8Array(Math.max(this.used + need, this.bytes.length * 2));
       grown.set(this.bytes.subarray(0, this.used));
       this.bytes = grown;
     }
-    if (2 * this.count + 2 > this.spans.length) {
+    if (4 * this.count + 4 > this.spans.length) {
       const grown = new Uint32Array(this.spans.length * 2);
       grown.set(this.spans);
       this.spans = grown;
     }
-    const start = this.used;
-    const end = writeMarkInput(this.bytes, start + KEY_BLOCK, subject, prev, body);
-    if (end < 0) return false;
-    for (let j = 0; j < MAC_CHARS; j++) this.bytes[end + j] = mac[macAt + j] as number;
-    this.spans[2 * this.count] = start;
-    this.spans[2 * this.count + 1] = end;
+    const bytes = this.bytes;
+    let at = this.used;
+    let wide = 0;
+    for (let i = 0; i < subject.length; i++) {
+      const c = subject.charCodeAt(i);
+      wide |= c;
+      bytes[at++] = c;
+    }
+    if (wide > 0x7f) return false;
+    const k = 4 * this.count;
+    this.spans[k] = this.used;
+    this.spans[k + 1] = at;
+    this.spans[k + 2] = at + hdr;
+    bytes.set(raw, at);
+    this.used = at + raw.length;
+    this.spans[k + 3] = this.used;
     this.count++;
-    this.used = end + MAC_CHARS;
     return true;
   }
 
   /** The batch's buffers, handed to the worker (and back); the batch is not used after. */
-  take(): { bytes: ArrayBuffer; spans: Uint32Array<ArrayBuffer>; count: number } {
+  take(): Staged {
     return { bytes: this.bytes.buffer, spans: this.spans, count: this.count };
   }
 }
+
+interface Staged {
+  bytes: ArrayBuffer;
+  spans: Uint32Array<ArrayBuffer>;
+  count: number;
+}
+
+/** A checked batch: per entry, its verdict, and the prev its mark names when valid. */
+export interface Checked {
+  verdicts: Uint8Array;
+  prevs: Float64Array;
+  /** The mark as written, of each entry whose verdict is not valid (to say why it is forged). */
+  marks: Map<number, string | undefined>;
+}
+
+/** Each STAGED verdict's name, by its code. */
+export const VERDICTS = Object.keys(STAGED) as (keyof typeof STAGED)[];
 
 /** Bytes a fresh batch starts with: room for about a 2,000-message pull of ~300-byte events. */
 const START_BYTES = 1 << 20;
 const START_ENTRIES = 2_048;
 
 interface Waiting {
-  resolve: (valid: Uint8Array) => void;
+  resolve: (checked: Checked) => void;
   reject: (err: Error) => void;
+}
+
+interface Reply {
+  id: number;
+  bytes: ArrayBuffer;
+  spans: Uint32Array<ArrayBuffer>;
+  verdicts: Uint8Array;
+  prevs: Float64Array;
 }
 
 /** One worker per key, started on first use; it does not keep the process alive when idle. */
@@ -69,6 +107,8 @@ export class MarkChecker {
   private readonly spare: { bytes: ArrayBuffer; spans: Uint32Array<ArrayBuffer> }[] = [];
   /** Set when the worker failed: batches are then checked on the main thread. */
   private broken = false;
+  /** The MAC input's scratch when checking here, its first block the key. */
+  private scratch: Uint8Array | undefined;
   /** Marks the worker has checked (for tests and benches: proof the work left this thread). */
   checkedOffThread = 0;
 
@@ -87,16 +127,16 @@ export class MarkChecker {
     const spare = this.spare.pop();
     return spare
       ? new MarkBatch(new Uint8Array(spare.bytes), spare.spans)
-      : new MarkBatch(new Uint8Array(START_BYTES), new Uint32Array(2 * START_ENTRIES));
+      : new MarkBatch(new Uint8Array(START_BYTES), new Uint32Array(4 * START_ENTRIES));
   }
 
-  /** One flag per staged entry, in order: 1 when its MAC is the one claimed. */
-  check(batch: MarkBatch): Promise<Uint8Array> {
+  /** Each staged entry's verdict, in order. */
+  check(batch: MarkBatch): Promise<Checked> {
     const taken = batch.take();
     if (this.broken) return Promise.resolve(this.checkHere(taken));
     const worker = this.started();
     const id = this.next++;
-    return new Promise<Uint8Array>((resolve, reject) => {
+    return new Promise<Checked>((resolve, reject) => {
       if (this.waiting.size === 0) worker.ref();
       this.waiting.set(id, { resolve, reject });
       worker.postMessage({ id, ...taken }, [taken.bytes, taken.spans.buffer]);
@@ -106,22 +146,20 @@ export class MarkChecker {
   private started(): Worker {
     if (this.worker) return this.worker;
     const worker = new Worker(new URL("./mark-worker.mjs", import.meta.url), {
-      workerData: { keyBlock: this.key.keyBlock() },
+      workerData: { keyBlock: this.key.keyBlock(), keyId: this.key.id },
       execArgv: [], // plain JavaScript: no TypeScript loader to start
       stdout: false,
     });
     worker.unref();
-    worker.on(
-      "message",
-      (m: { id: number; bytes: ArrayBuffer; spans: Uint32Array<ArrayBuffer>; valid: Uint8Array }) => {
-        const w = this.waiting.get(m.id);
-        this.waiting.delete(m.id);
-        if (this.waiting.size === 0) worker.unref();
-        if (this.spare.length < 4) this.spare.push({ bytes: m.bytes, spans: m.spans });
-        this.checkedOffThread += m.valid.length;
-        w?.resolve(m.valid);
-      },
-    );
+    worker.on("message", (m: Reply) => {
+      const w = this.waiting.get(m.id);
+      this.waiting.delete(m.id);
+      if (this.waiting.size === 0) worker.unref();
+      this.checkedOffThread += m.verdicts.length;
+      const checked = withMarks(m.verdicts, m.prevs, new Uint8Array(m.bytes), m.spans);
+      if (this.spare.length < 4) this.spare.push({ bytes: m.bytes, spans: m.spans });
+      w?.resolve(checked);
+    });
     const fail = (err: Error) => {
       // Nothing is lost: the batches in flight fail their reads, later ones are checked here.
       this.broken = true;
@@ -136,19 +174,22 @@ export class MarkChecker {
   }
 
   /** The worker's loop, on this thread. */
-  private checkHere({ bytes, spans, count }: ReturnType<MarkBatch["take"]>): Uint8Array {
+  private checkHere({ bytes, spans, count }: Staged): Checked {
+    this.scratch ??= this.key.keyBlock();
     const view = new Uint8Array(bytes);
-    const keyBlock = this.key.keyBlock();
-    const valid = new Uint8Array(count);
-    for (let i = 0; i < count; i++) {
-      const start = spans[2 * i] as number;
-      const end = spans[2 * i + 1] as number;
-      view.set(keyBlock, start);
-      const mac = hash("sha256", view.subarray(start, end), "base64url");
-      let diff = mac.length ^ MAC_CHARS;
-      for (let j = 0; j < MAC_CHARS; j++) diff |= (view[end + j] as number) ^ mac.charCodeAt(j);
-      valid[i] = diff === 0 ? 1 : 0;
-    }
-    return valid;
+    const verdicts = new Uint8Array(count);
+    const prevs = new Float64Array(count);
+    this.scratch = checkStaged(view, spans, count, this.key.id, this.scratch, verdicts, prevs);
+    return withMarks(verdicts, prevs, view, spans);
   }
+}
+
+/** The verdicts, with the mark of each entry that is not valid read back from the staged bytes. */
+function withMarks(verdicts: Uint8Array, prevs: Float64Array, view: Uint8Array, spans: Uint32Array): Checked {
+  const marks = new Map<number, string | undefined>();
+  for (let i = 0; i < verdicts.length; i++) {
+    if (verdicts[i] === STAGED.valid) continue;
+    marks.set(i, scanHeaders(view, spans[4 * i + 1] as number, spans[4 * i + 2] as number));
+  }
+  return { verdicts, prevs, marks };
 }

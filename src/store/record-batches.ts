@@ -1,8 +1,8 @@
 import type { Msg } from "@nats-io/nats-core";
-import { describeMark, type EventKey, MAC_CHARS } from "./event-mark.ts";
+import { describeMark, type EventKey } from "./event-mark.ts";
 import type { Verifier } from "./integrity.ts";
-import type { MarkBatch, MarkChecker } from "./mark-batch.ts";
-import { markOf, markValueEnd, markValueStart, rawOf, scanHeaders } from "./mark-header.ts";
+import { type MarkBatch, type MarkChecker, VERDICTS } from "./mark-batch.ts";
+import { markOf, rawOf } from "./mark-header.ts";
 import { forgedRecord, type StoredRecord, toRecord } from "./records.ts";
 
 /** Messages of a read checked on the main thread before its checks move to the worker. */
@@ -47,7 +47,9 @@ export class RecordBatches {
   add(seq: number, subject: string, time: number, msg: Msg): void {
     const data = msg.data;
     const off = this.offThread;
-    if (!off || this.seen++ < INLINE_FIRST) {
+    const raw = rawOf(msg);
+    // Without the raw bytes (the client's internals changed) or headers, checked here instead.
+    if (!off || this.seen++ < INLINE_FIRST || !raw || raw.hdr < 0) {
       this.records.push(toRecord(seq, subject, time, data, this.verify, this.verify && markOf(msg)));
       return;
     }
@@ -56,26 +58,14 @@ export class RecordBatches {
       this.records.push(record); // undecodable stays undecodable, marked or not
       return;
     }
-    const { event } = record;
-    // The mark where it lies in the raw message (no string made of it), else as the client parses it.
-    const raw = rawOf(msg);
-    const mark = raw ? undefined : markOf(msg);
-    const bytes = raw ? raw.data : Buffer.from(mark ?? "", "latin1");
-    const from = raw ? markValueStart(raw.data, raw.hdr) : 0;
-    const to = raw ? (from < 0 ? from : markValueEnd(raw.data, from, raw.hdr)) : bytes.length;
-    const prev = to <= from ? "missing" : off.key.precheckBytes(bytes, from, to);
-    if (typeof prev !== "number") {
-      const detail = describeMark(prev, raw && to > from ? scanHeaders(raw.data, raw.hdr) : mark);
-      this.records.push(forgedRecord(seq, subject, time, event, { check: prev, detail }));
-      return;
-    }
+    // The mark is found, parsed and checked by the worker, in the message's raw bytes as they came.
     this.marks ??= off.checker.batch();
-    if (!this.marks.add(subject, prev, data, bytes, to - MAC_CHARS)) {
-      this.records.push(forgedRecord(seq, subject, time, event, MISMATCH));
+    if (!this.marks.add(subject, raw.data, raw.hdr)) {
+      this.records.push(forgedRecord(seq, subject, time, record.event, MISMATCH));
       return;
     }
     this.staged.push(this.records.length);
-    this.records.push({ seq, subject, time, event, prev });
+    this.records.push(record);
   }
 
   /** The records so far, once their marks are checked; the next add starts a new batch. */
@@ -87,12 +77,18 @@ export class RecordBatches {
     this.staged = [];
     this.marks = undefined;
     if (!marks || !this.offThread) return Promise.resolve(records);
-    return this.offThread.checker.check(marks).then((valid) => {
+    return this.offThread.checker.check(marks).then(({ verdicts, prevs, marks: written }) => {
       for (let k = 0; k < staged.length; k++) {
-        if (valid[k] === 1) continue;
         const i = staged[k] as number;
         const r = records[i];
-        if (r?.event) records[i] = forgedRecord(r.seq, r.subject, r.time, r.event, MISMATCH);
+        if (!r?.event) continue;
+        const check = VERDICTS[verdicts[k] as number] ?? "mismatch";
+        if (check === "valid") {
+          r.prev = prevs[k];
+          continue;
+        }
+        const detail = describeMark(check, written.get(k));
+        records[i] = forgedRecord(r.seq, r.subject, r.time, r.event, { check, detail });
       }
       return records;
     });

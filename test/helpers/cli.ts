@@ -1,10 +1,17 @@
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { stopProcess, trackProcess } from "./teardown.ts";
+import { stopProcess, tempDir, trackProcess } from "./teardown.ts";
 
 export const root = fileURLToPath(new URL("../..", import.meta.url));
 export const bin = join(root, "bin", "corral.js");
+
+/**
+ * Where the CLI runs: an empty directory of the test file's own, not the checkout, whose `.corral/`
+ * (left by a developer's `npm start`) the CLI would read its event key and credentials from.
+ */
+let workDir: string | undefined;
+const cliCwd = () => (workDir ??= tempDir("cli-cwd-"));
 
 export interface Run {
   code: number | null;
@@ -27,7 +34,7 @@ export function corral(
   const childEnv: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: undefined, FORCE_COLOR: undefined, ...env };
   for (const k of Object.keys(childEnv)) if (childEnv[k] === undefined) delete childEnv[k];
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [bin, ...args], { cwd: root, env: childEnv });
+    const p = spawn(process.execPath, [bin, ...args], { cwd: cliCwd(), env: childEnv });
     trackProcess(p, `corral ${args.join(" ")}`);
     let stdout = "";
     let stderr = "";
