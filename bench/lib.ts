@@ -48,6 +48,20 @@ export function ratio(value: number, baseline: number, target: number): string {
   return `ratio ${r.toFixed(2)}x (target >= ${target}x${r < target ? ", SHORT" : ""})`;
 }
 
+/**
+ * The cost of event marks from paired runs (each marked run next to an unmarked one, their order
+ * alternating): the median of the per-pair costs, with their range. On this noisy machine the
+ * best of each side can come from different moments; a pair shares its moment.
+ */
+export function markCost(costs: readonly number[]): string {
+  const sorted = [...costs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  const median =
+    sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+  const range = `${(sorted[0] as number).toFixed(1)}…${(sorted[sorted.length - 1] as number).toFixed(1)}%`;
+  return `cost ${median.toFixed(1)}% (median of ${costs.length} pairs, range ${range}; target <= 5%${median > 5 ? ", OVER" : ""})`;
+}
+
 let gcFn: (() => void) | undefined;
 /** A full GC, for a clean heap baseline, whether or not node ran with --expose-gc. */
 export function collectGarbage(): void {
