@@ -17,8 +17,8 @@ import { silentLogger } from "../log.ts";
 import { ConcurrencyError } from "../store/errors.ts";
 import type { EventStore } from "../store/event-store.ts";
 import type { StoredRecord } from "../store/records.ts";
-import type { SnapshotStore } from "../store/snapshots.ts";
-import { kindSubject, refOfSubject } from "../store/subjects.ts";
+import type { RecoveryPoint, SnapshotStore } from "../store/snapshots.ts";
+import { eventSubject, kindSubject, refOfSubject } from "../store/subjects.ts";
 import { causedBy } from "./caused-by.ts";
 import type { EffectContext, EffectHandlers } from "./effects.ts";
 import { InvalidInputError, RejectedInputError } from "./errors.ts";
@@ -92,6 +92,9 @@ interface Actor {
   since: number;
 }
 
+/** Actors folded in a recovery, by key. */
+type Folded = Map<string, { ref: AggregateRef; actor: Actor }>;
+
 const BACKOFF_START_MS = 100;
 const BACKOFF_FACTOR = 1.5;
 
@@ -119,6 +122,8 @@ export class ActorHost {
   private readonly initials = new Map<AggregateKind, AnyMachineSnapshot>();
   private closed = false;
   private forgedSeen = 0;
+  /** The sequence each live actor's snapshot in KV is as of, when known: a recovery point skips those current. */
+  private readonly storedSeqs = new Map<string, number>();
 
   constructor(opts: ActorHostOptions) {
     this.store = opts.store;
@@ -239,39 +244,19 @@ export class ActorHost {
   /**
    * Rebuilds every actor of a kind from the stream (after a restart), re-arms their timers, and
    * re-runs the effect of any step an actor was in the middle of (`resume`; effects are
-   * idempotent). Actors in a final state are not kept. Returns the live actors loaded.
+   * idempotent). Actors in a final state are not kept. Returns the live actors loaded. With
+   * `point` (and a recovery point of that name written by `writeRecoveryPoint`), it starts from the
+   * point's snapshots and folds only the events after it; without one, the kind's whole history.
    */
-  async recover(kind: AggregateKind, which: (view: ActorView) => boolean = () => true): Promise<ActorView[]> {
+  async recover(
+    kind: AggregateKind,
+    which: (view: ActorView) => boolean = () => true,
+    opts: { point?: string } = {},
+  ): Promise<ActorView[]> {
     const def = this.defs.get(kind);
     if (!def) throw new InvalidInputError(`no aggregate kind ${kind} in this host`);
-    const folded = new Map<string, { ref: AggregateRef; actor: Actor }>();
-    // The sequence of each subject's last message (of any kind): what a marked event must follow.
-    const lastOn = new Map<string, number>();
-    for await (const batch of this.store.read({ filter: kindSubject(kind) })) {
-      for (const r of batch) {
-        const before = lastOn.get(r.subject) ?? 0;
-        lastOn.set(r.subject, r.seq);
-        if (!r.error && r.prev !== undefined && r.prev !== before) {
-          this.countReplayed(r, before);
-          this.noteForged(r, folded);
-          continue;
-        }
-        if (r.error) {
-          // Recovery must not stop on a poison message; loading that one actor later fails loudly.
-          this.log.warn(
-            { seq: r.seq, subject: r.subject, reason: r.error.reason },
-            "skipping unreadable event in recovery",
-          );
-          if (r.error instanceof ForgedEventError) this.noteForged(r, folded);
-          continue;
-        }
-        const key = refKey(r.event.aggregate);
-        const entry = folded.get(key) ?? { ref: r.event.aggregate, actor: this.fresh(def) };
-        const [next] = step(def.machine, entry.actor.snapshot, r.event);
-        entry.actor = { snapshot: next, seq: r.seq, since: entry.actor.since + 1, last: r.event };
-        folded.set(key, entry);
-      }
-    }
+    const point = opts.point ? await this.readPoint(kind, opts.point) : undefined;
+    const folded = point ? await this.foldFromPoint(def, point) : await this.foldSince(def, new Map(), 0);
     const views: ActorView[] = [];
     for (const { ref, actor } of folded.values()) {
       // Only live actors this host is responsible for (their timers would otherwise fire here).
@@ -286,6 +271,33 @@ export class ActorHost {
       if (kept) views.push(viewOf(ref, actor));
     }
     return views;
+  }
+
+  /**
+   * Writes the recovery point `name` for `kind`: a snapshot of every live actor of the kind whose
+   * stored one is not current, then the stream sequence they are current as of. Call it once the
+   * host is closed (no input can land meanwhile): the next `recover` with this point folds only
+   * what is stored after it. A point stays valid as events are added (they are the tail it folds);
+   * only its tail grows, up to the next point.
+   */
+  async writeRecoveryPoint(kind: AggregateKind, name: string): Promise<void> {
+    const def = this.defs.get(kind);
+    if (!def || !this.snapshots) return;
+    const snapshots = this.snapshots;
+    const live = [...this.actors].filter(([key]) => key.startsWith(`${kind}/`));
+    const ids: string[] = [];
+    await inBatches(live, async ([key, a]) => {
+      // Queued behind any input still under way for the actor, so its state is the stored one.
+      const actor = await this.queue.run(key, () => this.actors.get(key) ?? a);
+      const ref = parseKey(key);
+      ids.push(ref.id);
+      if (this.storedSeqs.get(key) === actor.seq) return;
+      const { value, context } = actor.snapshot;
+      await snapshots.put(ref, { seq: actor.seq, version: def.version, value, context });
+      this.storedSeqs.set(key, actor.seq);
+    });
+    const seq = await this.store.lastSeq();
+    await snapshots.putPoint(`${kind}.${name}`, { seq, ids });
   }
 
   /**
@@ -401,6 +413,94 @@ export class ActorHost {
     return { snapshot: initial, seq: 0, since: 0 };
   }
 
+  private async readPoint(kind: AggregateKind, name: string): Promise<RecoveryPoint | undefined> {
+    try {
+      return await this.snapshots?.getPoint(`${kind}.${name}`);
+    } catch (err) {
+      this.log.warn({ err, kind, point: name }, "recovery point unreadable; replaying the full history");
+      return undefined;
+    }
+  }
+
+  /**
+   * Folds the kind's events after `fromSeq` onto `folded` (actors already as of their own `seq`).
+   * A subject met for the first time whose first event a new actor refuses (or that is marked as
+   * following an earlier one) began before `fromSeq`: it is loaded on its own afterwards.
+   */
+  private async foldSince(def: AggregateDef, folded: Folded, fromSeq: number): Promise<Folded> {
+    // The sequence of each subject's last message (of any kind): what a marked event must follow.
+    const lastOn = new Map<string, number>();
+    for (const { ref, actor } of folded.values()) lastOn.set(eventSubject(ref), actor.seq);
+    const older = new Map<string, AggregateRef>();
+    for await (const batch of this.store.read({ filter: kindSubject(def.kind), fromSeq: fromSeq + 1 })) {
+      for (const r of batch) {
+        if (older.has(r.subject)) continue;
+        const before = lastOn.get(r.subject);
+        if (before !== undefined && r.seq <= before) continue; // in the snapshot already
+        const ref = fromSeq > 0 && before === undefined ? this.olderActor(def, r) : undefined;
+        if (ref) {
+          older.set(r.subject, ref);
+          continue;
+        }
+        lastOn.set(r.subject, r.seq);
+        this.foldRecord(def, folded, r, before ?? 0);
+      }
+    }
+    for (const ref of older.values()) folded.set(refKey(ref), { ref, actor: await this.load(ref, def) });
+    return folded;
+  }
+
+  /** The actor of `r`, when `r` cannot be its first event (it began before the tail being read). */
+  private olderActor(def: AggregateDef, r: StoredRecord): AggregateRef | undefined {
+    if (r.error) return undefined;
+    const [next] = step(def.machine, this.fresh(def).snapshot, r.event);
+    const first = (r.prev === undefined || r.prev === 0) && next !== this.fresh(def).snapshot;
+    return first ? undefined : r.event.aggregate;
+  }
+
+  /** One record of a recovery fold: folded, or skipped (and counted) when unreadable or forged. */
+  private foldRecord(def: AggregateDef, folded: Folded, r: StoredRecord, before: number): void {
+    if (!r.error && r.prev !== undefined && r.prev !== before) {
+      this.countReplayed(r, before);
+      this.noteForged(r, folded);
+      return;
+    }
+    if (r.error) {
+      // Recovery must not stop on a poison message; loading that one actor later fails loudly.
+      this.log.warn(
+        { seq: r.seq, subject: r.subject, reason: r.error.reason },
+        "skipping unreadable event in recovery",
+      );
+      if (r.error instanceof ForgedEventError) this.noteForged(r, folded);
+      return;
+    }
+    const key = refKey(r.event.aggregate);
+    const entry = folded.get(key) ?? { ref: r.event.aggregate, actor: this.fresh(def) };
+    const [next] = step(def.machine, entry.actor.snapshot, r.event);
+    entry.actor = { snapshot: next, seq: r.seq, since: entry.actor.since + 1, last: r.event };
+    folded.set(key, entry);
+  }
+
+  /** The point's actors from their snapshots (one that is missing or stale: loaded in full), then the tail. */
+  private async foldFromPoint(def: AggregateDef, point: RecoveryPoint): Promise<Folded> {
+    const folded: Folded = new Map();
+    await inBatches(point.ids, async (id) => {
+      const ref = { kind: def.kind, id };
+      const snap = await this.snapshots?.get(ref).catch(() => undefined);
+      const actor =
+        snap && snap.version === def.version
+          ? {
+              snapshot: def.machine.resolveState({ value: snap.value, context: snap.context } as never),
+              seq: snap.seq,
+              since: 0,
+            }
+          : await this.load(ref, def);
+      if (snap && snap.seq === actor.seq) this.storedSeqs.set(refKey(ref), snap.seq);
+      folded.set(refKey(ref), { ref, actor });
+    });
+    return this.foldSince(def, folded, point.seq);
+  }
+
   /** Latest snapshot (if its version matches) plus the events after it, folded without effects. */
   private async load(ref: AggregateRef, def: AggregateDef): Promise<Actor> {
     let actor = this.fresh(def);
@@ -441,7 +541,7 @@ export class ActorHost {
    * A forged record met in recovery: counted, and (for an actor already seen) its sequence taken as
    * the subject's last one, as load() does. A forged first event creates no actor.
    */
-  private noteForged(r: StoredRecord, folded: Map<string, { ref: AggregateRef; actor: Actor }>): void {
+  private noteForged(r: StoredRecord, folded: Folded): void {
     if (r.error) this.forgedSeen++; // a replay was counted by countReplayed
     const ref = refOfSubject(r.subject);
     const entry = ref && folded.get(refKey(ref));
@@ -468,8 +568,10 @@ export class ActorHost {
   private remember(ref: AggregateRef, def: AggregateDef, actor: Actor): void {
     const key = refKey(ref);
     const done = actor.snapshot.status !== "active";
-    if (done) this.actors.delete(key);
-    else this.actors.set(key, actor);
+    if (done) {
+      this.actors.delete(key);
+      this.storedSeqs.delete(key);
+    } else this.actors.set(key, actor);
     // A finished actor is rarely loaded again (only to refuse an input): no snapshot for it.
     if (this.snapshots && !done && actor.since >= this.snapshotEvery) {
       actor.since = 0;
@@ -480,9 +582,12 @@ export class ActorHost {
         context: actor.snapshot.context,
       };
       this.track(
-        this.snapshots
-          .put(ref, snapshot)
-          .catch((err: unknown) => this.log.warn({ err, aggregate: key }, "snapshot write failed")),
+        this.snapshots.put(ref, snapshot).then(
+          () => {
+            if (this.actors.has(key)) this.storedSeqs.set(key, snapshot.seq);
+          },
+          (err: unknown) => this.log.warn({ err, aggregate: key }, "snapshot write failed"),
+        ),
       );
     }
     const timer = done || !this.timers ? null : (def.timer?.(actor.snapshot) ?? null);
@@ -562,6 +667,11 @@ export class ActorHost {
 function parseKey(key: string): AggregateRef {
   const slash = key.indexOf("/");
   return { kind: key.slice(0, slash) as AggregateKind, id: key.slice(slash + 1) };
+}
+
+/** Runs `fn` over `items`, at most 256 at a time (each a request or two to NATS). */
+async function inBatches<T>(items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> {
+  for (let i = 0; i < items.length; i += 256) await Promise.all(items.slice(i, i + 256).map(fn));
 }
 
 function delay(ms: number): Promise<void> {

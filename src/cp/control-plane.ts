@@ -201,7 +201,8 @@ export class ControlPlane {
     // Then the agents of our pools (another instance's are not ours to drive); a lease is a
     // phase of its agent, so there is nothing else to rebuild and nothing to repair.
     const poolOf = (v: ActorView) => ours(asAgentView(v).context.poolId);
-    const agents = (await host.recover("agent", poolOf)).map(asAgentView);
+    // From the recovery point the last stop wrote (ARCHITECTURE.md, "Start-up"), else the whole history.
+    const agents = (await host.recover("agent", poolOf, { point: instance })).map(asAgentView);
     for (const p of host.liveActors("pool")) this.route(p);
     for (const a of host.liveActors("agent")) this.route(a);
     // 3. Ports held by live agents, as the stream says, before anything allocates.
@@ -295,6 +296,12 @@ export class ControlPlane {
     for (const w of this.watchers) w.close();
     await this.dialer.close();
     await this.host.close();
+    // The next start folds only what is stored after this point, not every agent's history.
+    await this.host
+      .writeRecoveryPoint("agent", this.opts.instance)
+      .catch((err: unknown) =>
+        this.log.warn({ err }, "could not write the recovery point; the next start replays"),
+      );
     this.store.close();
   }
 }

@@ -15,6 +15,12 @@ export interface Snapshot {
   context: unknown;
 }
 
+/** Where a restart starts folding a kind: snapshots of `ids` as of stream sequence `seq`. */
+export interface RecoveryPoint {
+  seq: number;
+  ids: string[];
+}
+
 export const SNAPSHOT_BUCKET = "corral_snapshots";
 
 /** A snapshot stands in for events, so a writer marks it like one (ARCHITECTURE.md, "Event marks"). */
@@ -47,10 +53,38 @@ export class SnapshotStore {
   }
 
   async get(ref: AggregateRef): Promise<Snapshot | undefined> {
-    const name = `${ref.kind}.${ref.id}`;
+    const s = await this.read(`${ref.kind}.${ref.id}`, `the snapshot of ${ref.kind}/${ref.id}`);
+    const snap = s as Partial<Snapshot> | undefined;
+    if (typeof snap?.seq !== "number" || typeof snap.version !== "number") return undefined;
+    return snap as Snapshot;
+  }
+
+  async put(ref: AggregateRef, snapshot: Snapshot): Promise<void> {
+    await this.write(`${ref.kind}.${ref.id}`, snapshot);
+  }
+
+  /**
+   * The recovery point `name` (`recovery.<kind>.<instance>`): the stream sequence as of which every
+   * actor it lists had its snapshot written (the actor host's `writeRecoveryPoint`).
+   */
+  async getPoint(name: string): Promise<RecoveryPoint | undefined> {
+    const p = (await this.read(`recovery.${name}`, `recovery point ${name}`)) as
+      | Partial<RecoveryPoint>
+      | undefined;
+    if (typeof p?.seq !== "number" || !Array.isArray(p.ids) || !p.ids.every((id) => typeof id === "string"))
+      return undefined;
+    return { seq: p.seq, ids: p.ids };
+  }
+
+  async putPoint(name: string, point: RecoveryPoint): Promise<void> {
+    await this.write(`recovery.${name}`, point);
+  }
+
+  /** The value under `name`, its mark checked when this store has a key (else refused, naming `what`). */
+  private async read(name: string, what: string): Promise<unknown> {
     const e = await this.kv.get(name);
     if (e?.operation !== "PUT" || e.value.length === 0) return undefined;
-    let s = decode(e.value) as (Snapshot & { b?: unknown; m?: unknown }) | null;
+    const s = decode(e.value) as { b?: unknown; m?: unknown } | null;
     if (this.key) {
       const body = s?.b;
       const mark = typeof s?.m === "string" ? s.m : undefined;
@@ -58,23 +92,20 @@ export class SnapshotStore {
         !(body instanceof Uint8Array) ||
         this.key.check(`corral.snapshot.${name}`, body, mark) !== "valid"
       ) {
-        throw new UnmarkedSnapshotError(`the snapshot of ${ref.kind}/${ref.id} has no valid mark`);
+        throw new UnmarkedSnapshotError(`${what} has no valid mark`);
       }
-      s = decode(body) as Snapshot;
-    } else if (s?.b instanceof Uint8Array) {
-      s = decode(s.b) as Snapshot; // marked by a writer; this store has no key to check it
+      return decode(body);
     }
-    if (typeof s?.seq !== "number" || typeof s.version !== "number") return undefined;
-    return s;
+    // Marked by a writer; this store has no key to check it.
+    return s?.b instanceof Uint8Array ? decode(s.b) : s;
   }
 
-  async put(ref: AggregateRef, snapshot: Snapshot): Promise<void> {
-    const name = `${ref.kind}.${ref.id}`;
+  private async write(name: string, value: unknown): Promise<void> {
     if (!this.key) {
-      await this.kv.put(name, encode(snapshot));
+      await this.kv.put(name, encode(value));
       return;
     }
-    const b = encode(snapshot);
+    const b = encode(value);
     await this.kv.put(name, encode({ b, m: this.key.mark(`corral.snapshot.${name}`, b, 0) }));
   }
 

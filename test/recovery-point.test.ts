@@ -1,0 +1,108 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { agentAggregate } from "../machines/agent.ts";
+import { ActorHost, type ActorView } from "../src/cp/actor-host.ts";
+import { ControlPlane } from "../src/cp/control-plane.ts";
+import { simulatedDialer } from "../src/cp/simulated-dialer.ts";
+import { asAgentView } from "../src/cp/views.ts";
+import type { PoolConfig } from "../src/events/pool.ts";
+import { silentLogger } from "../src/log.ts";
+import { SimulatedRuntime } from "../src/runtime/simulated.ts";
+import { EventKey } from "../src/store/event-mark.ts";
+import { EventStore } from "../src/store/event-store.ts";
+import { bindIntegrity } from "../src/store/integrity.ts";
+import { SnapshotStore } from "../src/store/snapshots.ts";
+import { until } from "./helpers/daemon.ts";
+import { poolConfig } from "./helpers/events.ts";
+import { startTestNats, type TestNats } from "./helpers/nats.ts";
+
+const sized = (n: number): PoolConfig =>
+  poolConfig({ min: n, max: n, warm: n, idleTimeoutMs: 0, maintenanceIntervalMs: 5_000 });
+
+/** What a recovery gives, in a form two recoveries can be compared by. */
+const shape = (views: ActorView[]) =>
+  views
+    .map((v) => ({ id: v.ref.id, seq: v.seq, value: v.value, context: v.context }))
+    .sort((a, b) => a.id.localeCompare(b.id));
+
+/**
+ * A restart starts from the recovery point the last stop wrote (snapshots as of a stream
+ * sequence) and folds only the events after it (ARCHITECTURE.md, "Start-up"). Whatever happened
+ * after the point — leases, agents retired and spawned, another instance's agents — it must give
+ * what a replay of the whole history gives.
+ */
+describe("recovery point: snapshots plus the tail give what a full replay gives", () => {
+  let t: TestNats;
+  let nc: NatsConnection;
+  before(async () => {
+    t = await startTestNats();
+    nc = await t.connect();
+    bindIntegrity(nc, { key: EventKey.generate() });
+  });
+  after(() => t.cleanup());
+
+  const start = (instance: string, pool: string, config: PoolConfig, runtime: SimulatedRuntime) =>
+    ControlPlane.start({
+      nc,
+      instance,
+      pools: { [pool]: config },
+      runtimes: { process: runtime },
+      dialer: (host) => simulatedDialer(host, Date.now, silentLogger),
+    });
+  const agentsOf = (cp: ControlPlane, pool: string) => cp.pool(pool).status().agents;
+
+  it("after leases, retired and new agents, and another instance's events past the point", async (t) => {
+    const ours = new SimulatedRuntime("rp-ours");
+    const theirs = new SimulatedRuntime("rp-theirs");
+    const other = (await start("rp-theirs", "rp-other", sized(2), theirs)).cp;
+    let cp = (await start("rp-ours", "rp-pool", sized(6), ours)).cp;
+    t.after(async () => {
+      await Promise.all([cp.stop({ stopAgents: true }), other.stop({ stopAgents: true })]);
+    });
+    await until(
+      "6 + 2 idle",
+      () => agentsOf(cp, "rp-pool").length === 6 && agentsOf(other, "rp-other").length === 2,
+    );
+    await until("all idle", () => agentsOf(cp, "rp-pool").every((a) => a.phase === "idle"), 10_000);
+    const held = await cp.pool("rp-pool").acquire({ timeoutMs: 5_000 });
+    await cp.host.idle();
+    await cp.stop(); // writes the point
+
+    // Past the point: a smaller pool (idle agents retired, stopped), a release, a new lease, and
+    // the other instance's agents (whose first events are before the point) leased.
+    cp = (await start("rp-ours", "rp-pool", sized(4), ours)).cp;
+    await until("4 agents", () => agentsOf(cp, "rp-pool").length === 4, 10_000);
+    await cp.pool("rp-pool").release(held.leaseId, held.leaseToken);
+    await cp.pool("rp-pool").acquire({ timeoutMs: 5_000 });
+    await other.pool("rp-other").acquire({ timeoutMs: 5_000 });
+    await Promise.all([cp.host.idle(), other.host.idle()]);
+
+    const store = await EventStore.open(nc);
+    const snapshots = await SnapshotStore.open(nc);
+    t.after(() => store.close());
+    // Recovers only (never resumed): no effect of these hosts runs.
+    const none = Object.fromEntries(agentAggregate.effects.map((name) => [name, () => {}]));
+    const recoverer = () =>
+      new ActorHost({
+        store,
+        snapshots,
+        aggregates: [agentAggregate],
+        effects: { agent: none },
+        timers: false,
+      });
+    const ourPool = (v: ActorView) => asAgentView(v).context.poolId === "rp-pool";
+    const fromPoint = recoverer();
+    const viaPoint = await fromPoint.recover("agent", ourPool, { point: "rp-ours" });
+    const viaReplay = await recoverer().recover("agent", ourPool);
+    assert.equal(viaReplay.length, 4);
+    assert.deepEqual(shape(viaPoint), shape(viaReplay));
+    assert.equal(
+      fromPoint.forged,
+      0,
+      "another instance's agents met in the tail are loaded, not taken for replays",
+    );
+    const point = await snapshots.getPoint("agent.rp-ours");
+    assert.equal(point?.ids.length, 6, "the point lists the six agents live at the stop");
+  });
+});
