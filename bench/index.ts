@@ -9,6 +9,7 @@ const BENCHES: Record<string, () => Promise<unknown>> = {
   cli: async () => (await import("./cli.ts")).benchCli(),
   "agent-side": async () => (await import("./agent-side.ts")).benchAgentSide(),
   "scale-agents": async () => (await import("./scale-agents.ts")).benchScaleAgents(),
+  "scale-events": async () => (await import("./scale-events.ts")).benchScaleEvents(),
 };
 
 const asked = process.argv.slice(2);

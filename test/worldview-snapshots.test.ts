@@ -205,9 +205,9 @@ describe("worldview snapshots at intervals against a real nats-server", () => {
     assert.equal((await runner.startAt(seq)).seq, newest.seq, "restored, believed again");
   });
 
-  it("keeps only the newest `keep`, in chunks of any size, and never loads another version's", async () => {
+  it("keeps `keep`, thinned evenly over the stream, in chunks of any size, and never loads another version's", async () => {
     const bucket = "snap_keep";
-    const small = await SnapshotStore.open(nc, { bucket, keep: 3, chunkBytes: 300, integrity: { key } });
+    const small = await SnapshotStore.open(nc, { bucket, keep: 4, chunkBytes: 300, integrity: { key } });
     const runner = new ProjectionRunner(store, worldviewProjection, {
       snapshots: small,
       snapshotPolicy: { everyEvents: 300, minIntervalMs: 0, share: 1 },
@@ -221,11 +221,15 @@ describe("worldview snapshots at intervals against a real nats-server", () => {
       taken.push(to);
     }
     const { entries } = await small.list("worldview");
-    assert.deepEqual(
-      entries.map((e) => e.seq),
-      taken.slice(-3),
-      "the newest three",
-    );
+    const seqs = entries.map((e) => e.seq);
+    assert.ok(taken.length >= 7, `snapshots taken: ${taken}`);
+    assert.equal(seqs.length, 4, `no more than kept: ${seqs}`);
+    assert.deepEqual([seqs[0], seqs.at(-1)], [taken[0], taken.at(-1)], "the oldest and the newest stay");
+    const span = (taken.at(-1) ?? 0) - (taken[0] ?? 0);
+    for (let i = 1; i < seqs.length; i++) {
+      const gap = (seqs[i] ?? 0) - (seqs[i - 1] ?? 0);
+      assert.ok(gap <= (2 * span) / 3, `evenly thinned: gap ${gap} in ${seqs}`);
+    }
     assert.ok(
       entries.every((e) => e.chunks > 1),
       "each split over several chunks",
@@ -239,7 +243,7 @@ describe("worldview snapshots at intervals against a real nats-server", () => {
     const old = { seq: lastSeq, version: WORLDVIEW_VERSION - 1, state: runner.view() };
     assert.equal(await small.prepare("worldview", old)(), "written");
     const after = await small.list("worldview");
-    assert.equal(after.entries.length, 3, "the oldest went");
+    assert.equal(after.entries.length, 4, "one thinned out to make room");
     assert.equal(after.entries.at(-1)?.version, WORLDVIEW_VERSION - 1);
     assert.equal((await small.nearest("worldview", WORLDVIEW_VERSION, lastSeq))?.seq, newest);
     const reader = new ProjectionRunner(store, worldviewProjection, { snapshots: small, readOnly: true });

@@ -12,7 +12,7 @@ export interface SnapshotPolicy {
 }
 
 export const DEFAULT_SNAPSHOT_POLICY: SnapshotPolicy = {
-  everyEvents: 50_000,
+  everyEvents: 20_000,
   minIntervalMs: 1_000,
   share: 0.1,
 };

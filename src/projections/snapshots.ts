@@ -21,7 +21,7 @@ export interface SnapshotEntry {
   digest: string;
 }
 
-/** Snapshots kept per projection by default: the newest ones (by sequence). */
+/** Snapshots kept per projection by default, thinned evenly over the stream (`victim`). */
 export const KEEP_SNAPSHOTS = 64;
 const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 const HEADROOM = 1024;
@@ -46,7 +46,8 @@ const digestOf = (bytes: Uint8Array) => createHash("sha256").update(bytes).diges
 /**
  * A projection's state at many past sequences, for time travel (`corral worldview --at`, `corral
  * diff`): each snapshot split into chunks that fit a NATS message, under ring slots in the KV
- * bucket (bounded keys, and history 1 keeps only the latest value of each), listed by an index
+ * bucket (bounded keys, and history 1 keeps only the latest value of each), at most `keep` of them
+ * spread over the whole stream (`victim`), listed by an index
  * entry sorted by sequence so the nearest one at or before a sequence is one read away. The index
  * is marked like a checkpoint (ARCHITECTURE.md, "Event marks") and names each snapshot's digest,
  * so a chunk that does not match — forged, or overwritten while read — is refused; a reader
@@ -135,8 +136,8 @@ export class SnapshotStore {
 
   /**
    * Encodes a snapshot (synchronously: the state may change right after) and returns its write:
-   * the chunks into the slot of the oldest entry (another version's first) once `keep` are kept,
-   * then the index, only if nobody changed it meanwhile (another writer's snapshot wins).
+   * the chunks into a free slot or one made free (`victim`), then the index, only if nobody
+   * changed it meanwhile (another writer's snapshot wins).
    */
   prepare<V>(name: string, cp: Checkpoint<V>): () => Promise<PutResult | "unchanged"> {
     const bytes = new Encoder({ ignoreUndefined: true }).encode(cp);
@@ -171,7 +172,7 @@ export class SnapshotStore {
     };
   }
 
-  /** A free slot, or the oldest entry's (another version's first) with that entry dropped. */
+  /** A free slot, or the slot of the entry dropped to make room (see `victim`). */
   private slotFor(entries: SnapshotEntry[], version: number): { slot: number; kept: SnapshotEntry[] } {
     if (entries.length < this.keep) {
       const used = new Set(entries.map((e) => e.slot));
@@ -179,10 +180,14 @@ export class SnapshotStore {
       while (used.has(slot)) slot++;
       return { slot, kept: entries };
     }
-    const victim = entries.find((e) => e.version !== version) ?? (entries[0] as SnapshotEntry);
-    // Beyond `keep` (it was lowered): the extra entries go too, their slots left as they are.
-    const kept = entries.filter((e) => e !== victim).slice(-(this.keep - 1));
-    return { slot: victim.slot, kept: this.keep > 1 ? kept : [] };
+    const kept = [...entries];
+    let slot = -1;
+    // More than one only when `keep` was lowered: the others' slots are left as they are.
+    while (kept.length >= this.keep) {
+      const [gone] = kept.splice(victim(kept, version), 1);
+      if (slot < 0) slot = (gone as SnapshotEntry).slot;
+    }
+    return { slot, kept };
   }
 
   private wrapIndex(name: string, entries: SnapshotEntry[]): Uint8Array {
@@ -211,6 +216,28 @@ export class SnapshotStore {
     if (!Array.isArray(entries) || !entries.every(isEntry)) throw new TypeError("not a snapshot index");
     return entries.sort((a, b) => a.seq - b.seq);
   }
+}
+
+/**
+ * Which entry goes when the store is full: another version's first; else the one whose loss
+ * leaves the smallest gap, the oldest and the newest always staying. So the kept ones thin out
+ * evenly over the whole stream as it grows (any moment has one within about 2 × stream / keep
+ * events), rather than covering only its last `keep` × interval events.
+ */
+function victim(entries: readonly SnapshotEntry[], version: number): number {
+  const other = entries.findIndex((e) => e.version !== version);
+  if (other >= 0) return other;
+  if (entries.length < 3) return 0;
+  let best = 1;
+  let bestGap = Number.POSITIVE_INFINITY;
+  for (let i = 1; i < entries.length - 1; i++) {
+    const gap = (entries[i + 1] as SnapshotEntry).seq - (entries[i - 1] as SnapshotEntry).seq;
+    if (gap < bestGap) {
+      best = i;
+      bestGap = gap;
+    }
+  }
+  return best;
 }
 
 function isEntry(e: unknown): e is SnapshotEntry {
