@@ -120,7 +120,7 @@ describe("causation and correlation on what the daemon writes", () => {
     assert.equal(timedOut?.correlationId, root?.id);
   });
 
-  it("a failed spawn is recorded on the pool as caused by the agent's failure, in the spawn's chain", async () => {
+  it("a failed spawn is recorded on the pool as caused by the agent's failure, in the chain of the pool's opening", async () => {
     /** Creates nothing: every spawn fails. */
     class Broken extends SimulatedRuntime {
       override async create(_spec: CreateSpec): Promise<RuntimeInstance> {
@@ -144,6 +144,7 @@ describe("causation and correlation on what the daemon writes", () => {
       const poolRef: AggregateRef = { kind: "pool", id: pool };
       await until(async () => (await eventsOf(plain, poolRef)).some((e) => e.type === "PoolSpawnFailed"));
       const poolEvents = await eventsOf(plain, poolRef);
+      const opened = poolEvents.find((e) => e.type === "PoolCreated") as CorralEvent;
       const spawned = poolEvents.find((e) => e.type === "PoolAgentSpawned") as CorralEvent;
       const failedSpawn = poolEvents.find((e) => e.type === "PoolSpawnFailed") as CorralEvent;
       const agentId = (spawned.data as { agentId: string }).agentId;
@@ -152,8 +153,9 @@ describe("causation and correlation on what the daemon writes", () => {
       );
       assert.ok(agentFailed, "the agent's failure was stored");
       assert.equal(failedSpawn.causationId, agentFailed.id);
-      assert.equal(agentFailed.correlationId, spawned.id, "the agent's chain began with the spawn decision");
-      assert.equal(failedSpawn.correlationId, spawned.id);
+      assert.equal(spawned.causationId, opened.id, "the first spawn follows the pool's opening");
+      assert.equal(agentFailed.correlationId, opened.id, "the agent's chain is the opening's");
+      assert.equal(failedSpawn.correlationId, opened.id);
     } finally {
       await cp.stop();
       plain.close();

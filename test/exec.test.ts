@@ -349,8 +349,11 @@ describe("exec: commands in leased agents", () => {
       nats,
     );
     assert.equal(json.code, 0, json.stderr);
+    const reply = JSON.parse(json.stdout);
+    // The request's correlation (`corral trace <it>`): a new one, as none was given.
+    assert.match(reply.correlationId, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-/);
     assert.deepEqual(
-      { ...JSON.parse(json.stdout), commandId: "", durationMs: 0 },
+      { ...reply, commandId: "", durationMs: 0, correlationId: "" },
       {
         commandId: "",
         exitCode: 0,
@@ -358,6 +361,7 @@ describe("exec: commands in leased agents", () => {
         stderr: "",
         durationMs: 0,
         truncated: false,
+        correlationId: "",
       },
     );
   });

@@ -4,6 +4,7 @@ import type { PortAllocator } from "../ports/allocator.ts";
 import { portEnv } from "../ports/env.ts";
 import type { Runtime } from "../runtime/types.ts";
 import type { Input } from "./actor-host.ts";
+import type { Cause } from "./caused-by.ts";
 import type { EffectContext, EffectHandlers } from "./effects.ts";
 import { agentContextOf } from "./views.ts";
 
@@ -27,7 +28,7 @@ export interface AgentEffectDeps {
   /** Forgets the identity files of every generation of an agent that ended. */
   dropIdentity(agentId: string): void;
   /** Dials the agent's agentd (deduplicated: `src/cp/session/`), which registers it and runs its init plan. */
-  dial(agentId: string, generation: number): void;
+  dial(agentId: string, generation: number, cause?: Cause): void;
   /** Ends the agent's session on purpose before its instance goes: records nothing, dials nothing. */
   hangUp(agentId: string): Promise<void>;
 }
@@ -179,7 +180,7 @@ export function agentEffects(deps: AgentEffectDeps): EffectHandlers {
     },
 
     dialAgent: async (p: { generation: number }, ctx) => {
-      deps.dial(ctx.aggregate.id, p.generation);
+      deps.dial(ctx.aggregate.id, p.generation, ctx.event); // the session's story follows it
     },
   };
 }

@@ -117,7 +117,7 @@ export class ControlPlane {
           clock: this.scheduler.now,
           issueIdentity: async (p) => opts.identities?.issue(p),
           dropIdentity: (agentId) => opts.identities?.drop(agentId),
-          dial: (agentId, generation) => this.dialer.dial(agentId, generation),
+          dial: (agentId, generation, cause) => this.dialer.dial(agentId, generation, cause),
           hangUp: async (agentId) => this.dialer.drop?.(agentId),
         }),
       },
@@ -256,7 +256,7 @@ export class ControlPlane {
   private route(view: ActorView, event?: CorralEvent): void {
     switch (view.ref.kind) {
       case "pool":
-        this.supervisors.get(view.ref.id)?.observePool(asPoolView(view));
+        this.supervisors.get(view.ref.id)?.observePool(asPoolView(view), event);
         return;
       case "agent": {
         const agent = asAgentView(view);

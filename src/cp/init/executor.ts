@@ -2,7 +2,8 @@ import type { Logger } from "pino";
 import type { DoneMsg, ErrorMsg, FromAgent, InitStep, OpMsg } from "../../agentd/protocol.ts";
 import type { AggregateRef } from "../../events/envelope.ts";
 import { silentLogger } from "../../log.ts";
-import type { Input, Offer } from "../actor-host.ts";
+import type { Input } from "../actor-host.ts";
+import { type Cause, causedBy } from "../caused-by.ts";
 import type { Scheduler } from "../scheduler.ts";
 import type { InitPlan, PlanStep } from "./plan.ts";
 import {
@@ -37,13 +38,15 @@ export interface InitSession {
   run(msg: OpMsg, on?: { ack?(): void; output?(o: OutMsg): void }): Promise<DoneMsg | ErrorMsg>;
   cancel(id: string): void;
   readonly closed: Promise<string>;
+  /** The event the session's readiness follows: the plan's first fact names it as its cause. */
+  readonly cause?: Cause;
 }
 
 export interface InitDeps {
   session: InitSession;
   plan: InitPlan;
-  /** The actor host's `offer`: accepted, or refused because the agent moved on. */
-  offer(ref: AggregateRef, input: Input): Promise<Pick<Offer, "accepted">>;
+  /** The actor host's `offer`: accepted (and the event stored), or refused because the agent moved on. */
+  offer(ref: AggregateRef, input: Input): Promise<{ accepted: boolean; event?: Cause }>;
   /** Durations and step timeouts. */
   clock: Pick<Scheduler, "now" | "arm" | "disarm">;
   log?: Logger;
@@ -70,8 +73,16 @@ export async function runInitPlan(deps: InitDeps): Promise<InitOutcome> {
   const { session, plan, clock } = deps;
   const log = (deps.log ?? silentLogger).child({ agent: session.agentId, generation: session.generation });
   const generation = session.generation;
-  const offer = async (input: Input): Promise<boolean> =>
-    (await deps.offer({ kind: "agent", id: session.agentId }, input)).accepted;
+  // Each fact is caused by the one before it, the first by what made the session ready.
+  let cause = session.cause;
+  const offer = async (input: Input): Promise<boolean> => {
+    const offered = await deps.offer(
+      { kind: "agent", id: session.agentId },
+      { ...input, ...causedBy(cause) },
+    );
+    if (offered.event) cause = offered.event;
+    return offered.accepted;
+  };
 
   const bypassed = bypassedSteps(plan, session.hello);
   if (bypassed.length > 0) {

@@ -2,12 +2,25 @@ import type { Logger } from "pino";
 import type { AgentPhase } from "../../../machines/agent.ts";
 import type { PoolContext } from "../../../machines/pool.ts";
 import { type Decision, nextFailureStreak, planPool, spawnBackoffMs } from "../../../machines/pool-plan.ts";
+import type { CorralEvent } from "../../events/catalogue.ts";
 import type { AggregateRef } from "../../events/envelope.ts";
 import { uuidv7 } from "../../events/id.ts";
 import type { ActorHost, Input } from "../actor-host.ts";
-import { causedBy } from "../caused-by.ts";
+import { type Cause, causedBy } from "../caused-by.ts";
 import type { Scheduler } from "../scheduler.ts";
 import type { PoolAgents } from "./agents.ts";
+
+/** The pool events the maintainer records itself (and the reconciler's removals). */
+const OWN_DECISIONS: ReadonlySet<string> = new Set([
+  "PoolAgentSpawned",
+  "PoolAgentRetired",
+  "PoolAgentRecycled",
+  "PoolOrphanRemoved",
+]);
+
+function causeOf(e: CorralEvent): Cause {
+  return { id: e.id, correlationId: e.correlationId };
+}
 
 export interface MaintainerDeps {
   pool: string;
@@ -33,8 +46,18 @@ export class Maintainer {
   private running = false;
   private planning = false;
   private planAgain = false;
+  /** When the last plan began (a large pool spaces its plans: `kick`). */
+  private lastPlanAt = Number.NEGATIVE_INFINITY;
   /** Spawn failures are recorded one at a time: each one's streak builds on the last. */
   private failures: Promise<void> = Promise.resolve();
+  /**
+   * What each decision names as its cause (`corral trace`): a spawn the last event that made the
+   * pool plan (its config, a failure, an agent changing phase), a retire or recycle its agent's
+   * last event, a retire for closing the pool's.
+   */
+  private trigger: Cause | undefined;
+  private poolCause: Cause | undefined;
+  private readonly agentCauses = new Map<string, Cause>();
 
   constructor(private readonly deps: MaintainerDeps) {}
 
@@ -77,14 +100,18 @@ export class Maintainer {
       return;
     }
     const { scheduler } = this.deps;
-    if (scheduler.armedAt(this.planKey) === undefined)
-      scheduler.arm(this.planKey, scheduler.now(), () => this.plan());
+    if (scheduler.armedAt(this.planKey) !== undefined) return;
+    // A plan reads every agent (~0.1 ms per 1,000): a pool of thousands plans at most once per
+    // ms per 1,000 agents, not once per change (bench/scale-agents.ts measures acquire and spawn).
+    const spacing = Math.floor(this.deps.agents.size / 1_000);
+    scheduler.arm(this.planKey, Math.max(scheduler.now(), this.lastPlanAt + spacing), () => this.plan());
   }
 
   private plan(): void {
     if (!this.running || !this.deps.poolState()?.context.config) return;
     this.planning = true;
     this.planAgain = false;
+    this.lastPlanAt = this.deps.scheduler.now();
     void this.maintain()
       .catch((err: unknown) => this.deps.log.error({ err, pool: this.deps.pool }, "pool maintenance failed"))
       .finally(() => {
@@ -92,6 +119,24 @@ export class Maintainer {
         this.armTick();
         if (this.planAgain) this.kick();
       });
+  }
+
+  /**
+   * An event of the pool was stored: what a spawn or a retire for closing follows next. The
+   * maintainer's own decisions are not: a spawn is never caused by the spawn before it.
+   */
+  poolEvent(event: CorralEvent): void {
+    if (OWN_DECISIONS.has(event.type)) return;
+    this.trigger = causeOf(event);
+    this.poolCause = this.trigger;
+  }
+
+  /** An event of one of the pool's agents was stored; `replans`: it changed the agent's phase. */
+  agentEvent(agentId: string, event: CorralEvent, at: { ended: boolean; replans: boolean }): void {
+    const cause = causeOf(event);
+    if (at.replans) this.trigger = cause;
+    if (at.ended) this.agentCauses.delete(agentId);
+    else this.agentCauses.set(agentId, cause);
   }
 
   /** The pool's record changed: a spawn backoff may have begun, so plan again when it ends. */
@@ -111,7 +156,7 @@ export class Maintainer {
     agentId: string,
     error: { code: string; message: string },
     at: number,
-    cause?: { id: string; correlationId?: string },
+    cause?: Cause,
   ): Promise<void> {
     const record = async () => {
       const ctx = this.deps.poolState()?.context;
@@ -169,20 +214,30 @@ export class Maintainer {
       case "spawn": {
         const agentId = `${this.deps.pool}-${uuidv7(this.deps.scheduler.now())}`;
         return this.record(
-          { type: "PoolAgentSpawned", data: { agentId, reason: d.reason } },
+          { type: "PoolAgentSpawned", data: { agentId, reason: d.reason }, ...causedBy(this.trigger) },
           agentId,
           "starting",
         );
       }
-      case "retire":
+      case "retire": {
+        const cause = d.reason === "closing" ? this.poolCause : this.agentCauses.get(d.agentId);
         return this.record(
-          { type: "PoolAgentRetired", data: { agentId: d.agentId, reason: d.reason } },
+          {
+            type: "PoolAgentRetired",
+            data: { agentId: d.agentId, reason: d.reason },
+            ...causedBy(cause ?? this.trigger),
+          },
           d.agentId,
           "draining",
         );
+      }
       case "recycle":
         return this.record(
-          { type: "PoolAgentRecycled", data: { agentId: d.agentId, reason: d.reason } },
+          {
+            type: "PoolAgentRecycled",
+            data: { agentId: d.agentId, reason: d.reason },
+            ...causedBy(this.agentCauses.get(d.agentId) ?? this.trigger),
+          },
           d.agentId,
           "recycling",
         );

@@ -75,7 +75,8 @@ export class PoolSupervisor {
 
   // --- the host's stored events, routed here by the control plane ---------------------------------
 
-  observePool(view: PoolView): void {
+  observePool(view: PoolView, event?: CorralEvent): void {
+    if (event) this.maintainer.poolEvent(event);
     const before = this.state;
     this.pool = { value: view.value as PoolState, context: view.context };
     if (this.state !== "open") this.broker.rejectWaiters(new PoolClosedError(this.name));
@@ -86,6 +87,10 @@ export class PoolSupervisor {
 
   observeAgent(view: AgentView, event?: CorralEvent): void {
     const { prev, next, phase } = this.agents.observe(view);
+    if (event) {
+      const at = { ended: next === undefined, replans: phase !== prev?.phase };
+      this.maintainer.agentEvent(view.ref.id, event, at);
+    }
     if (phase === "failed") this.onFailed(view, prev?.phase, event);
     if (next?.phase === "idle" && prev?.phase !== "idle") {
       const config = this.config;

@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import { REFUSED_MESSAGE } from "../../agentd/protocol.ts";
 import type { Input, Offer } from "../actor-host.ts";
+import { type Cause, causedBy } from "../caused-by.ts";
 import type { ControlOf } from "./channel.ts";
 import type { Connection } from "./connect.ts";
 import type { LiveRegistry } from "./live-registry.ts";
@@ -12,6 +13,14 @@ import {
   type ResolvedAgent,
   type UntrustedReason,
 } from "./register.ts";
+
+/** The peer being admitted, and the event its admission follows (SessionConnected). */
+interface Seen {
+  agentId: string;
+  generation: number;
+  conn: Connection;
+  cause?: Cause;
+}
 
 export interface AdmissionDeps {
   offer(ref: { kind: "agent"; id: string }, input: Input): Promise<Offer>;
@@ -36,8 +45,17 @@ export class Admission {
 
   constructor(private readonly deps: AdmissionDeps) {}
 
-  /** True once the peer was welcomed (registered now or before with this certificate). */
-  async admit(agentId: string, generation: number, conn: Connection): Promise<boolean> {
+  /**
+   * Once the peer was welcomed (registered now or before with this certificate): what its session
+   * follows — AgentRegistered, or `cause` (SessionConnected) when welcomed again with no event.
+   * Null when it was not. What admission records is caused by `cause`.
+   */
+  async admit(
+    agentId: string,
+    generation: number,
+    conn: Connection,
+    cause?: Cause,
+  ): Promise<{ cause?: Cause } | null> {
     const { channel } = conn;
     const heard = classifyAtHello(
       this.deps.registry.registrationOf(agentId),
@@ -46,45 +64,41 @@ export class Admission {
     );
     if (heard.kind === "welcome") {
       channel.send({ t: "welcome" });
-      return true;
+      return { cause };
     }
-    if (heard.kind === "untrusted")
-      return this.untrusted(agentId, generation, conn, heard.reason, heard.detail);
+    const seen = { agentId, generation, conn, cause };
+    if (heard.kind === "untrusted") return this.untrusted(seen, heard.reason, heard.detail);
     channel.send({ t: "register-required" });
     const register = await channel.expect("register", this.deps.registerTimeoutMs);
     if ("missing" in register) {
-      if (register.missing === "timeout") {
-        return this.untrusted(agentId, generation, conn, "register_timeout", register.reason);
-      }
-      return false;
+      if (register.missing === "timeout") return this.untrusted(seen, "register_timeout", register.reason);
+      return null;
     }
-    return this.serially(() => this.register(agentId, generation, conn, register));
+    return this.serially(() => this.register(seen, register));
   }
 
-  private async register(
-    agentId: string,
-    generation: number,
-    conn: Connection,
-    msg: ControlOf<"register">,
-  ): Promise<boolean> {
+  private async register(seen: Seen, msg: ControlOf<"register">): Promise<{ cause?: Cause } | null> {
+    const { agentId, generation, conn } = seen;
     const verdict = checkRegistration(await this.gather(agentId, generation, conn, msg));
-    if (!verdict.ok) return this.untrusted(agentId, generation, conn, verdict.reason, verdict.detail);
+    if (!verdict.ok) return this.untrusted(seen, verdict.reason, verdict.detail);
+    let cause = seen.cause;
     if (!verdict.idempotent) {
       const { thumbprint, peerCN } = verdict;
       const offered = await this.deps.offer(
         { kind: "agent", id: agentId },
-        { type: "AgentRegistered", data: { generation, thumbprint, peerCN } },
+        { type: "AgentRegistered", data: { generation, thumbprint, peerCN }, ...causedBy(seen.cause) },
       );
       if (!offered.accepted) {
         // The agent moved on (recycled, failed) between hello and register: nothing to welcome.
         this.deps.log.info({ agentId, generation }, "registration not recorded: the agent moved on");
         conn.channel.send({ t: "refused", message: REFUSED_MESSAGE });
-        return false;
+        return null;
       }
+      cause = offered.event;
     }
     this.deps.log.info({ agentId, generation, idempotent: verdict.idempotent }, "agent registered");
     conn.channel.send({ t: "welcome" });
-    return true;
+    return { cause };
   }
 
   /** The facts the checks read. The world is asked only about the agent that was dialled. */
@@ -112,20 +126,19 @@ export class Admission {
     };
   }
 
-  private async untrusted(
-    agentId: string,
-    generation: number,
-    conn: Connection,
-    reason: UntrustedReason,
-    detail: string,
-  ): Promise<false> {
+  private async untrusted(seen: Seen, reason: UntrustedReason, detail: string): Promise<null> {
+    const { agentId, generation, conn } = seen;
     this.deps.log.warn({ agentId, generation, reason, detail }, "registration rejected");
     await this.deps.offer(
       { kind: "agent", id: agentId },
-      { type: "AgentUntrusted", data: { generation, reason, detail: detail.slice(0, 4096) } },
+      {
+        type: "AgentUntrusted",
+        data: { generation, reason, detail: detail.slice(0, 4096) },
+        ...causedBy(seen.cause),
+      },
     );
     conn.channel.send({ t: "refused", message: REFUSED_MESSAGE });
-    return false;
+    return null;
   }
 
   private serially<T>(task: () => Promise<T>): Promise<T> {

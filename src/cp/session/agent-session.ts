@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { DoneMsg, ErrorMsg, ExecMsg, FromAgent, OpMsg } from "../../agentd/protocol.ts";
+import type { Cause } from "../caused-by.ts";
 import type { Scheduler } from "../scheduler.ts";
 import type { Channel } from "./channel.ts";
 import { SessionLostError } from "./errors.ts";
@@ -30,6 +31,8 @@ export interface AgentSession {
   cancel(id: string): void;
   /** Resolves with a reason when the session ends (never rejects). */
   readonly closed: Promise<string>;
+  /** The event its readiness follows (AgentRegistered, or SessionConnected): the init plan's cause. */
+  readonly cause?: Cause;
 }
 
 export interface RunListeners {
@@ -65,6 +68,8 @@ export class LiveSession implements AgentSession {
   /** The latest heartbeat agentd sent (memory, CPU, its command's state). */
   lastHeartbeat: Heartbeat | undefined;
   readonly closed: Promise<string>;
+  /** Set by the dialer once the peer is admitted (AgentSession.cause). */
+  cause: Cause | undefined;
 
   constructor(
     readonly agentId: string,

@@ -7,6 +7,7 @@ import { isValidId } from "../../events/envelope.ts";
 import type { TlsIdentity } from "../../identity/tls.ts";
 import { silentLogger } from "../../log.ts";
 import type { Input, Offer } from "../actor-host.ts";
+import { type Cause, causedBy } from "../caused-by.ts";
 import type { Scheduler } from "../scheduler.ts";
 import { Admission } from "./admission.ts";
 import { type AgentSession, KEEPALIVE, type KeepaliveOptions, LiveSession } from "./agent-session.ts";
@@ -16,8 +17,11 @@ import { type AgentRecord, normalAddress, type ResolvedAgent } from "./register.
 
 /** The control plane's sessions to agentds: the entry every agent's dial goes through. */
 export interface Sessions {
-  /** Dials the agent's agentd unless a dial is in flight or connected (dedup); fire-and-forget. */
-  dial(agentId: string, generation: number): void;
+  /**
+   * Dials the agent's agentd unless a dial is in flight or connected (dedup); fire-and-forget.
+   * The session's events follow `cause` (the event that asked for the dial), each the one before.
+   */
+  dial(agentId: string, generation: number, cause?: Cause): void;
   /** The agent's session once it is registered (welcomed); undefined otherwise. */
   get(agentId: string): AgentSession | undefined;
   /** Called once per established, registered session (after register or an idempotent welcome). */
@@ -87,6 +91,8 @@ interface Entry {
   closeFailures: number;
   wake: (() => void) | null;
   done: Promise<void>;
+  /** What the next fact recorded names as its cause: the last one recorded, first the dial's cause. */
+  cause: Cause | undefined;
 }
 
 export function createSessions(deps: SessionsDeps): Sessions {
@@ -122,7 +128,7 @@ class Dialer implements Sessions {
     });
   }
 
-  dial(agentId: string, generation: number): void {
+  dial(agentId: string, generation: number, cause?: Cause): void {
     if (!isValidId(agentId) || !Number.isSafeInteger(generation) || generation < 1) {
       throw new TypeError(`dial needs an agent id and a generation >= 1, got ${agentId} ${generation}`);
     }
@@ -141,6 +147,7 @@ class Dialer implements Sessions {
       closeFailures: 0,
       wake: null,
       done: Promise.resolve(),
+      cause,
     };
     this.entries.set(agentId, entry);
     entry.done = this.loop(entry)
@@ -286,8 +293,9 @@ class Dialer implements Sessions {
       this.opts.keepalive,
       this.log,
     );
-    const admitted = await this.admission.admit(e.agentId, e.generation, conn);
+    const admitted = await this.admission.admit(e.agentId, e.generation, conn, e.cause);
     if (admitted && !e.stopped && channel.isOpen) {
+      session.cause = admitted.cause;
       e.session = session;
       this.ready(session);
     }
@@ -319,8 +327,12 @@ class Dialer implements Sessions {
     }
   }
 
-  private record<T extends EventType>(e: Entry, type: T, data: Input<T>["data"]): Promise<Offer> {
-    return this.deps.offer({ kind: "session", id: e.agentId }, { type, data } as Input);
+  /** Records a fact of this dial, caused by the one before it (or by what asked for the dial). */
+  private async record<T extends EventType>(e: Entry, type: T, data: Input<T>["data"]): Promise<Offer> {
+    const input = { type, data, ...causedBy(e.cause) } as Input;
+    const offered = await this.deps.offer({ kind: "session", id: e.agentId }, input);
+    if (offered.accepted) e.cause = offered.event;
+    return offered;
   }
 
   /** Closes a socket; a failure counts towards the ceiling, a success resets the count. */
