@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
 import type { Logger } from "pino";
-import type { ActorHost } from "./actor-host.ts";
+import type { ActorHost, Offer } from "./actor-host.ts";
 import { type Cause, causedBy } from "./caused-by.ts";
+import { asAgentView } from "./views.ts";
 
 /** What the agent machine's `dialAgent` effect needs from whatever reaches agents. */
 export interface Dialer {
@@ -26,25 +27,36 @@ export interface Dialer {
  */
 export function simulatedDialer(host: ActorHost, now: () => number, log: Logger): Dialer {
   const inFlight = new Set<string>();
+  // Records only what is missing, read from the host's state: after a restart every ready agent is
+  // dialled again (resume), and an input it would refuse costs a round trip to confirm the refusal.
   const run = async (agentId: string, generation: number, cause?: Cause) => {
     const ref = { kind: "agent" as const, id: agentId };
-    const thumbprint = createHash("sha256").update(`simulated:${agentId}:${generation}`).digest("hex");
-    const registered = await host.offer(ref, {
-      type: "AgentRegistered",
-      data: { generation, thumbprint, peerCN: "simulated" },
-      ...causedBy(cause),
-    });
-    // Refused: the agent registered before (a re-dial after a restart) or moved on.
-    if (!registered.accepted) return;
-    const started = await host.offer(ref, {
-      type: "InitStarted",
-      data: { generation, stepCount: 1, deadline: now() + 30_000 },
-      ...causedBy(registered.event),
-    });
+    const at = asAgentView(await host.get(ref));
+    if (at.context.generation !== generation) return;
+    let last = cause;
+    if (at.value === "connecting") {
+      const thumbprint = createHash("sha256").update(`simulated:${agentId}:${generation}`).digest("hex");
+      const registered = await host.offer(ref, {
+        type: "AgentRegistered",
+        data: { generation, thumbprint, peerCN: "simulated" },
+        ...causedBy(last),
+      });
+      last = eventOf(registered);
+      if (!last) return; // moved on meanwhile
+    } else if (at.value !== "initializing") return; // ready, or past it: nothing to record
+    if (at.value !== "initializing" || at.context.init === null) {
+      const started = await host.offer(ref, {
+        type: "InitStarted",
+        data: { generation, stepCount: 1, deadline: now() + 30_000 },
+        ...causedBy(last),
+      });
+      last = eventOf(started);
+      if (!last) return;
+    }
     await host.offer(ref, {
       type: "InitCompleted",
       data: { generation, durationMs: 0 },
-      ...causedBy(started.accepted ? started.event : registered.event),
+      ...causedBy(last),
     });
   };
   return {
@@ -59,4 +71,9 @@ export function simulatedDialer(host: ActorHost, now: () => number, log: Logger)
     },
     async close() {},
   };
+}
+
+/** The stored event of an accepted offer (a refused one stored nothing: its successor is refused too). */
+function eventOf(offer: Offer): Cause | undefined {
+  return offer.accepted ? offer.event : undefined;
 }
