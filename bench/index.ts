@@ -7,6 +7,7 @@ const BENCHES: Record<string, () => Promise<unknown>> = {
   rebuild: async () => (await import("./rebuild.ts")).benchRebuild(),
   acquire: async () => (await import("./acquire.ts")).benchAcquire(),
   cli: async () => (await import("./cli.ts")).benchCli(),
+  history: async () => (await import("./history.ts")).benchHistory(),
   "agent-side": async () => (await import("./agent-side.ts")).benchAgentSide(),
   "scale-agents": async () => (await import("./scale-agents.ts")).benchScaleAgents(),
   "scale-events": async () => (await import("./scale-events.ts")).benchScaleEvents(),

@@ -9,7 +9,7 @@ export interface TraceNode {
 }
 
 /**
- * Every event read, by id, each linked to the event that caused it. A cause is stored before
+ * The events of a trace, by id, each linked to the event that caused it. A cause is stored before
  * what it causes (effects run after their event is stored: ARCHITECTURE.md, "Persist, then
  * act"), so one pass in stream order links them all.
  */
@@ -17,12 +17,13 @@ export class CausationIndex {
   readonly byId = new Map<string, TraceNode>();
   readonly nodes: TraceNode[] = [];
 
-  add(seq: number, time: number, event: CorralEvent): void {
+  add(seq: number, time: number, event: CorralEvent): TraceNode {
     const node: TraceNode = { seq, time, event, children: [] };
     this.nodes.push(node);
     this.byId.set(event.id, node);
     const cause = event.causationId === undefined ? undefined : this.byId.get(event.causationId);
     cause?.children.push(node);
+    return node;
   }
 
   /**
