@@ -74,7 +74,7 @@ async function reportSnapshots(nc: EventStore["nc"]): Promise<void> {
   const gaps = entries.slice(1).map((e, i) => e.seq - (entries[i]?.seq ?? 0));
   const bytes = entries.at(-1)?.bytes ?? 0;
   console.log(
-    `scale-events: ${entries.length} worldview snapshots kept by the daemon (every ≥ 20,000 events, ` +
+    `scale-events: ${entries.length} worldview snapshots kept by the daemon (every ≥ 10,000 events, ` +
       `≥ 1 s apart, ≤ 10 % of its time), gaps ${fmt(Math.min(...gaps))}-${fmt(Math.max(...gaps))} events, ` +
       `newest ${fmt(bytes)} bytes in ${entries.at(-1)?.chunks ?? 0} chunk(s)`,
   );

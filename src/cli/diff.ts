@@ -1,11 +1,11 @@
 import { savedWorldviewRunner } from "../projections/index.ts";
-import type { ProjectionRunner } from "../projections/runner.ts";
 import { type Worldview, type WorldviewState, worldviewProjection } from "../projections/worldview.ts";
 import type { EventStore } from "../store/event-store.ts";
 import { CliError, EXIT } from "./exit.ts";
 import { lastAgentEvents } from "./history/agent-ends.ts";
 import { type Moment, resolveMoment } from "./history/moment.ts";
 import { formatChanges } from "./history/replay-format.ts";
+import { scan } from "./history/scan.ts";
 import { diffWorldviews, type WorldDiff } from "./history/world-diff.ts";
 import { foldInto } from "./history/worldview-fold.ts";
 import type { Out } from "./output.ts";
@@ -27,7 +27,7 @@ const JUMP_WORTH = 20_000;
 /**
  * `corral diff <a> <b>`: the worldview at each moment, compared: agents, leases, host ports, pools.
  * Each starts from the nearest checkpoint or snapshot (runner.ts `startAt`); `b` folds on from
- * `a` unless a snapshot between them spares at least JUMP_WORTH events.
+ * `a` in the same read unless a snapshot between them spares at least JUMP_WORTH events.
  */
 export async function diff(store: EventStore, opts: DiffOptions, out: Out): Promise<WorldDiff> {
   const last = await store.lastSeq();
@@ -41,45 +41,53 @@ export async function diff(store: EventStore, opts: DiffOptions, out: Out): Prom
   }
   const runner = await savedWorldviewRunner(store);
   const start = await runner.startAt(seqA);
-  const w = start.state;
-  await foldInto(store, w, { from: start.seq, to: seqA, json: opts.json });
-  const before = worldviewProjection.save(w);
-  const { after, endedBy } =
-    (await jumpTo(store, runner, before, { from: seqA, to: seqB, json: opts.json }, opts.jumpWorth)) ??
-    (await foldOn(store, w, { from: seqA, to: seqB, json: opts.json }));
+  const range = { from: seqA, to: seqB, json: opts.json };
+  const worth = opts.jumpWorth ?? JUMP_WORTH;
+  const saved = seqB - seqA >= worth ? await runner.savedBetween(seqA + worth - 1, seqB) : undefined;
+  const { before, after, endedBy } = saved
+    ? await viaSnapshot(store, start, saved, range)
+    : await foldThrough(store, start, range);
   const d = { ...diffWorldviews(before, after, endedBy), from: seqA, to: seqB };
   out.write(opts.json ? `${JSON.stringify(d)}\n` : formatDiff(d));
   return d;
 }
 
 type Range = { from: number; to: number; json: boolean };
-type After = { after: Worldview; endedBy: Map<string, string> };
+type Saved = { seq: number; state: WorldviewState };
+type Views = { before: Worldview; after: Worldview; endedBy: Map<string, string> };
 
-/** Folds (from, to] on into `w`, noting each agent's last event on the way. */
-async function foldOn(store: EventStore, w: WorldviewState, range: Range): Promise<After> {
+/**
+ * One read from `start` through `b`, the view at `a` taken on the way (a second read would cost
+ * a consumer, which on a long stream costs as much as folding thousands of events), noting each
+ * agent's last event after `a`.
+ */
+async function foldThrough(store: EventStore, start: Saved, range: Range): Promise<Views> {
+  const w = start.state;
   const endedBy = new Map<string, string>();
-  await foldInto(store, w, range, (r) => {
-    if (r.event?.aggregate.kind === "agent") endedBy.set(r.event.aggregate.id, r.event.type);
-  });
-  return { after: worldviewProjection.save(w), endedBy };
+  let before: Worldview | undefined;
+  if (range.to > start.seq) {
+    await scan(store, { fromSeq: start.seq + 1, toSeq: range.to, json: range.json }, (r) => {
+      if (r.seq <= w.lastSeq) return; // a redelivery
+      if (r.seq > range.from) {
+        before ??= worldviewProjection.save(w);
+        if (r.event?.aggregate.kind === "agent") endedBy.set(r.event.aggregate.id, r.event.type);
+      }
+      worldviewProjection.apply(w, r);
+    });
+  }
+  before ??= worldviewProjection.save(w); // nothing stored after `a`
+  return { before, after: worldviewProjection.save(w), endedBy };
 }
 
-/** From a snapshot well inside (from, to], if there is one: the agents that ended are looked up. */
-async function jumpTo(
-  store: EventStore,
-  runner: ProjectionRunner<WorldviewState, Worldview>,
-  before: Worldview,
-  range: Range,
-  worth = JUMP_WORTH,
-): Promise<After | undefined> {
-  if (range.to - range.from < worth) return undefined;
-  const saved = await runner.savedBetween(range.from + worth - 1, range.to);
-  if (!saved) return undefined;
+/** `a` folded from its start, `b` from a snapshot well after it; agents that ended are looked up. */
+async function viaSnapshot(store: EventStore, start: Saved, saved: Saved, range: Range): Promise<Views> {
+  await foldInto(store, start.state, { ...range, to: range.from, from: start.seq });
+  const before = worldviewProjection.save(start.state);
   await foldInto(store, saved.state, { ...range, from: saved.seq });
   const after = worldviewProjection.save(saved.state);
   const live = new Set(after.agents.live.map((x) => x.id));
   const ended = before.agents.live.filter((x) => !live.has(x.id)).map((x) => x.id);
-  return { after, endedBy: await lastAgentEvents(store, ended, range) };
+  return { before, after, endedBy: await lastAgentEvents(store, ended, range) };
 }
 
 export function formatDiff(d: WorldDiff): string {

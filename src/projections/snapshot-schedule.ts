@@ -12,7 +12,7 @@ export interface SnapshotPolicy {
 }
 
 export const DEFAULT_SNAPSHOT_POLICY: SnapshotPolicy = {
-  everyEvents: 20_000,
+  everyEvents: 10_000,
   minIntervalMs: 1_000,
   share: 0.1,
 };

@@ -22,7 +22,9 @@ export interface SnapshotEntry {
 }
 
 /** Snapshots kept per projection by default, thinned evenly over the stream (`victim`). */
-export const KEEP_SNAPSHOTS = 64;
+export const KEEP_SNAPSHOTS = 128;
+/** …and at most this many bytes of them (a 10,000-agent worldview is megabytes). */
+export const KEEP_SNAPSHOT_BYTES = 256 * 1024 * 1024;
 const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 const HEADROOM = 1024;
 
@@ -31,8 +33,9 @@ export interface SnapshotStoreOptions {
   bucket?: string;
   /** false: only read an existing bucket. */
   create?: boolean;
-  /** How many to keep per projection (the oldest is overwritten). */
+  /** How many to keep per projection, and how many bytes of them (thinned: `victim`). */
   keep?: number;
+  keepBytes?: number;
   /** Largest chunk; default: the server's max_payload less headroom. */
   chunkBytes?: number;
   logger?: ProjectionLogger;
@@ -57,6 +60,7 @@ export class SnapshotStore {
   private constructor(
     private readonly kv: KV,
     readonly keep: number,
+    readonly keepBytes: number,
     readonly chunkBytes: number,
     private readonly log: ProjectionLogger,
     private readonly integrity: Integrity,
@@ -68,7 +72,9 @@ export class SnapshotStore {
     const kv = opts.create === false ? await kvm.open(bucket) : await kvm.create(bucket, { history: 1 });
     const chunkBytes = opts.chunkBytes ?? (nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD) - HEADROOM;
     const integrity = opts.integrity ?? integrityOf(nc) ?? "off";
-    return new SnapshotStore(kv, opts.keep ?? KEEP_SNAPSHOTS, chunkBytes, opts.logger ?? silent, integrity);
+    const keep = opts.keep ?? KEEP_SNAPSHOTS;
+    const keepBytes = opts.keepBytes ?? KEEP_SNAPSHOT_BYTES;
+    return new SnapshotStore(kv, keep, keepBytes, chunkBytes, opts.logger ?? silent, integrity);
   }
 
   private get key(): EventKey | undefined {
@@ -145,7 +151,7 @@ export class SnapshotStore {
     return async () => {
       const { entries, revision } = await this.list(name);
       if (entries.some((e) => e.seq === cp.seq && e.version === cp.version)) return "unchanged";
-      const { slot, kept } = this.slotFor(entries, cp.version);
+      const { slot, kept } = this.slotFor(entries, cp.version, bytes.length);
       const chunks = Math.max(1, Math.ceil(bytes.length / this.chunkBytes));
       const entry = { slot, seq: cp.seq, version: cp.version, chunks, bytes: bytes.length, digest };
       try {
@@ -172,20 +178,24 @@ export class SnapshotStore {
     };
   }
 
-  /** A free slot, or the slot of the entry dropped to make room (see `victim`). */
-  private slotFor(entries: SnapshotEntry[], version: number): { slot: number; kept: SnapshotEntry[] } {
-    if (entries.length < this.keep) {
-      const used = new Set(entries.map((e) => e.slot));
-      let slot = 0;
-      while (used.has(slot)) slot++;
-      return { slot, kept: entries };
-    }
+  /** A free slot, or the slot of the first entry dropped to make room (see `victim`). */
+  private slotFor(
+    entries: SnapshotEntry[],
+    version: number,
+    bytes: number,
+  ): { slot: number; kept: SnapshotEntry[] } {
     const kept = [...entries];
+    let total = kept.reduce((n, e) => n + e.bytes, bytes);
     let slot = -1;
-    // More than one only when `keep` was lowered: the others' slots are left as they are.
-    while (kept.length >= this.keep) {
-      const [gone] = kept.splice(victim(kept, version), 1);
-      if (slot < 0) slot = (gone as SnapshotEntry).slot;
+    // The slots of any others dropped are free again from the next write on.
+    while (kept.length > 0 && (kept.length >= this.keep || total > this.keepBytes)) {
+      const [gone] = kept.splice(victim(kept, version), 1) as [SnapshotEntry];
+      total -= gone.bytes;
+      if (slot < 0) slot = gone.slot;
+    }
+    if (slot < 0) {
+      const used = new Set(kept.map((e) => e.slot));
+      for (slot = 0; used.has(slot); ) slot++;
     }
     return { slot, kept };
   }
