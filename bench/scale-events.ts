@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process";
 import { cpSync, mkdtempSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
-import { tmpdir } from "node:os";
+import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { DaemonWorldview } from "../src/daemon/worldview.ts";
@@ -59,9 +59,9 @@ export async function benchScaleEvents(): Promise<void> {
         `written with marks in ${(seeded.ms / 1000).toFixed(1)} s (${fmt(perSecond(COUNT, seeded.ms))} ev/s, ` +
         "generating them included) while the daemon's worldview followed",
     );
-    await reportSnapshots(nats.nc);
+    const kept = await reportSnapshots(nats.nc);
     await coldRebuild(nats.server.url, keyFile);
-    await cli(await buildCli(), nats.server.url, keyFile, last);
+    await cli(await buildCli(), nats.server.url, keyFile, last, kept);
     store.close();
   } finally {
     await nats.stop();
@@ -69,7 +69,8 @@ export async function benchScaleEvents(): Promise<void> {
   }
 }
 
-async function reportSnapshots(nc: EventStore["nc"]): Promise<void> {
+/** Prints what the daemon kept; returns their sequences. */
+async function reportSnapshots(nc: EventStore["nc"]): Promise<number[]> {
   const { entries } = await (await SnapshotStore.open(nc, { create: false })).list("worldview");
   const gaps = entries.slice(1).map((e, i) => e.seq - (entries[i]?.seq ?? 0));
   const bytes = entries.at(-1)?.bytes ?? 0;
@@ -78,6 +79,7 @@ async function reportSnapshots(nc: EventStore["nc"]): Promise<void> {
       `≥ 1 s apart, ≤ 10 % of its time), gaps ${fmt(Math.min(...gaps))}-${fmt(Math.max(...gaps))} events, ` +
       `newest ${fmt(bytes)} bytes in ${entries.at(-1)?.chunks ?? 0} chunk(s)`,
   );
+  return entries.map((e) => e.seq);
 }
 
 /** The rebuild from zero in a child process, so its peak heap is the rebuild's alone. */
@@ -183,14 +185,20 @@ async function corralRun(
   return { ms: times[Math.floor(CLI_RUNS / 2)] as number, out, note };
 }
 
-async function cli(bin: string, url: string, keyFile: string, last: number): Promise<void> {
+async function cli(bin: string, url: string, keyFile: string, last: number, kept: number[]): Promise<void> {
   const env = { ...process.env, NATS_URL: url, [KEY_FILE_ENV]: keyFile, NO_COLOR: "1" };
   const corral = (args: string[]) => corralRun(bin, args, env);
   const mid = Math.floor(last / 2);
-  const line = (what: string, r: { ms: number; note: string }) => {
+  /** How far a fold to `seq` goes from the nearest snapshot before it. */
+  const from = (seq: number) => {
+    const s = Math.max(0, ...kept.filter((k) => k <= seq));
+    return `folds ${fmt(seq - s)} events from the snapshot at ${fmt(s)}`;
+  };
+  const line = (what: string, r: { ms: number; note: string }, how = "") => {
     const short = r.ms > CLI_TARGET_MS ? ", SHORT" : "";
     console.log(
-      `scale-events: corral ${what}: median ${fmt(r.ms)} ms of ${CLI_RUNS} (target ≤ ${CLI_TARGET_MS} ms${short})`,
+      `scale-events: corral ${what}: median ${fmt(r.ms)} ms of ${CLI_RUNS} (target ≤ ${CLI_TARGET_MS} ms${short})` +
+        `${how ? `; ${how}` : ""}; load average ${loadavg()[0]?.toFixed(1)} on ${cpus().length} cores`,
     );
     if (r.note) console.log(`  ${r.note}`);
   };
@@ -201,10 +209,12 @@ async function cli(bin: string, url: string, keyFile: string, last: number): Pro
   const at = await corral(["worldview", "--at", String(mid), "--json"]);
   if ((JSON.parse(at.out) as { seq: number }).seq !== mid)
     throw new Error(`worldview --at ${mid} is not there`);
-  line(`worldview --at ${mid} (the middle)`, at);
-  line(`diff ${mid} ${mid + 1_000}`, await corral(["diff", String(mid), String(mid + 1_000), "--json"]));
+  line(`worldview --at ${mid} (the middle)`, at, from(mid));
+  const near = await corral(["diff", String(mid), String(mid + 1_000), "--json"]);
+  line(`diff ${mid} ${mid + 1_000}`, near, `${from(mid)}, then on in the same read`);
   const wide = Math.min(last, mid + 100_000);
-  line(`diff ${mid} ${wide}`, await corral(["diff", String(mid), String(wide), "--json"]));
+  const far = await corral(["diff", String(mid), String(wide), "--json"]);
+  line(`diff ${mid} ${wide}`, far, `${from(mid)}; the second moment ${from(wide)}`);
 }
 
 if (process.env.SCALE_EVENTS_CHILD === "rebuild") await rebuildChild();

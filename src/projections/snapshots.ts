@@ -117,6 +117,9 @@ export class SnapshotStore {
 
   private async read<V>(name: string, entry: SnapshotEntry): Promise<Checkpoint<V> | undefined> {
     try {
+      // No allocation bigger than the chunks listed can hold (an index without a key is anyone's).
+      if (entry.bytes > entry.chunks * (this.chunkBytes + HEADROOM))
+        throw new Error("larger than its chunks");
       const parts = await Promise.all(
         Array.from({ length: entry.chunks }, (_, i) => this.kv.get(chunkKey(name, entry.slot, i))),
       );
