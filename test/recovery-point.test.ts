@@ -105,4 +105,45 @@ describe("recovery point: snapshots plus the tail give what a full replay gives"
     const point = await snapshots.getPoint("agent.rp-ours");
     assert.equal(point?.ids.length, 6, "the point lists the six agents live at the stop");
   });
+
+  it("a point written while acquires and releases flow, then a crash (no stop)", async (t) => {
+    const runtime = new SimulatedRuntime("rp-live");
+    const cp = (await start("rp-live", "rp-live", sized(4), runtime)).cp;
+    t.after(() => cp.stop({ stopAgents: true }));
+    await until("4 idle", () => agentsOf(cp, "rp-live").filter((a) => a.phase === "idle").length === 4);
+    let flowing = true;
+    const sup = cp.pool("rp-live");
+    const clients = Array.from({ length: 3 }, async () => {
+      while (flowing) {
+        const lease = await sup.acquire({ timeoutMs: 5_000 });
+        await sup.release(lease.leaseId, lease.leaseToken);
+      }
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    await cp.host.writeRecoveryPoint("agent", "rp-live");
+    await new Promise((r) => setTimeout(r, 300));
+    flowing = false;
+    await Promise.all(clients);
+    await cp.host.idle();
+
+    const store = await EventStore.open(nc);
+    const snapshots = await SnapshotStore.open(nc);
+    t.after(() => store.close());
+    const none = Object.fromEntries(agentAggregate.effects.map((name) => [name, () => {}]));
+    const recoverer = () =>
+      new ActorHost({
+        store,
+        snapshots,
+        aggregates: [agentAggregate],
+        effects: { agent: none },
+        timers: false,
+      });
+    const ours = (v: ActorView) => asAgentView(v).context.poolId === "rp-live";
+    const point = await snapshots.getPoint("agent.rp-live");
+    assert.ok(point && point.seq < (await store.lastSeq()), "events were stored after the point");
+    const viaPoint = await recoverer().recover("agent", ours, { point: "rp-live" });
+    const viaReplay = await recoverer().recover("agent", ours);
+    assert.equal(viaReplay.length, 4);
+    assert.deepEqual(shape(viaPoint), shape(viaReplay));
+  });
 });

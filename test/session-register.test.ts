@@ -1,10 +1,13 @@
 import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
+import { isDeepStrictEqual } from "node:util";
 import type { Sessions } from "../src/cp/session/dialer.ts";
 import { LiveRegistry } from "../src/cp/session/live-registry.ts";
 import { type IssuedCert, loadOrCreateCa } from "../src/identity/ca.ts";
 import { agentUri, canonicalAgentName } from "../src/identity/names.ts";
-import { foldWorldview } from "../src/projections/worldview.ts";
+import { CheckpointStore } from "../src/projections/checkpoints.ts";
+import { foldWorldview, worldviewProjection } from "../src/projections/worldview.ts";
+import type { StoredRecord } from "../src/store/records.ts";
 import type { TestPeer } from "./helpers/session-peer.ts";
 import { type SessionWorld, sessionWorld, until } from "./helpers/session-world.ts";
 import { tempDir } from "./helpers/teardown.ts";
@@ -189,5 +192,30 @@ describe("register cross-checks: the forged-identity table", () => {
     }
     assert.ok(ids.some((id) => w.registry.registrationOf(id)?.state === "registered"));
     assert.ok(ids.some((id) => w.registry.registrationOf(id)?.state === "untrusted"));
+  });
+
+  it("a rebuild starts from the worldview's checkpoint and folds only the agent events after it", async () => {
+    const records: StoredRecord[] = [];
+    for await (const batch of w.store.read()) records.push(...batch);
+    const ids = [...Array(40).keys()].map((i) => `agent-${i}`);
+    const checkpoints = await CheckpointStore.open(w.store.nc, { bucket: `registry-cp-${process.pid}` });
+    const { name, version } = worldviewProjection;
+    const rebuildFrom = async (upTo: number, seq: number) => {
+      const state = foldWorldview(records.slice(0, upTo));
+      assert.equal(await checkpoints.put(name, { seq, version, state }), "written");
+      const r = new LiveRegistry();
+      await r.rebuild(w.store, checkpoints);
+      return r;
+    };
+    const half = Math.floor(records.length / 2);
+    const fromMiddle = await rebuildFrom(half, records[half - 1]?.seq ?? 0);
+    for (const id of ids) assert.deepEqual(fromMiddle.registrationOf(id), w.registry.registrationOf(id), id);
+    // A checkpoint claiming the last sequence is taken at its word: nothing after it is read.
+    const last = records.at(-1)?.seq ?? 0;
+    const stale = await rebuildFrom(half, last);
+    const differs = ids.filter(
+      (id) => !isDeepStrictEqual(stale.registrationOf(id), w.registry.registrationOf(id)),
+    );
+    assert.ok(differs.length > 0, "the registry came from the checkpoint, not from the stream");
   });
 });

@@ -274,21 +274,23 @@ export class ActorHost {
   }
 
   /**
-   * Writes the recovery point `name` for `kind`: a snapshot of every live actor of the kind whose
-   * stored one is not current, then the stream sequence they are current as of. Call it once the
-   * host is closed (no input can land meanwhile): the next `recover` with this point folds only
-   * what is stored after it. A point stays valid as events are added (they are the tail it folds);
-   * only its tail grows, up to the next point.
+   * Writes the recovery point `name` for `kind`: the stream's last sequence L, then a snapshot of
+   * every live actor of the kind whose stored one is not current, each read behind any input under
+   * way for it — so every event of it at or before L is in its snapshot (an append that got a
+   * sequence up to L was queued before this read). The next `recover` with this point folds only
+   * what is stored after L. A point stays valid as events are added (they are the tail it folds);
+   * writing one while inputs flow is safe, and bounds that tail.
    */
   async writeRecoveryPoint(kind: AggregateKind, name: string): Promise<void> {
     const def = this.defs.get(kind);
     if (!def || !this.snapshots) return;
     const snapshots = this.snapshots;
-    const live = [...this.actors].filter(([key]) => key.startsWith(`${kind}/`));
+    const seq = await this.store.lastSeq();
+    const live = [...this.actors.keys()].filter((key) => key.startsWith(`${kind}/`));
     const ids: string[] = [];
-    await inBatches(live, async ([key, a]) => {
-      // Queued behind any input still under way for the actor, so its state is the stored one.
-      const actor = await this.queue.run(key, () => this.actors.get(key) ?? a);
+    await inBatches(live, async (key) => {
+      const actor = await this.queue.run(key, () => this.actors.get(key));
+      if (!actor) return; // it ended meanwhile: not live at the point
       const ref = parseKey(key);
       ids.push(ref.id);
       if (this.storedSeqs.get(key) === actor.seq) return;
@@ -296,7 +298,6 @@ export class ActorHost {
       await snapshots.put(ref, { seq: actor.seq, version: def.version, value, context });
       this.storedSeqs.set(key, actor.seq);
     });
-    const seq = await this.store.lastSeq();
     await snapshots.putPoint(`${kind}.${name}`, { seq, ids });
   }
 

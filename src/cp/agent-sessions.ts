@@ -1,6 +1,7 @@
 import { createConnection } from "node:net";
 import type { Logger } from "pino";
 import type { PoolConfig } from "../events/pool.ts";
+import { CheckpointStore } from "../projections/checkpoints.ts";
 import type { Runtime, RuntimeKind } from "../runtime/types.ts";
 import type { EventStore } from "../store/event-store.ts";
 import type { ActorHost } from "./actor-host.ts";
@@ -89,7 +90,13 @@ export function agentSessions(deps: AgentSessionsDeps): AgentSessions {
     log.debug({ agent: session.agentId, generation: session.generation, ...outcome }, "init plan ran");
   });
 
-  return Object.assign(sessions, { start: () => registry.rebuild(deps.store) });
+  // The registry is folded on from the worldview's checkpoint, when the daemon kept one (not from
+  // every agent event ever stored); none yet (a first start): from the first event.
+  const start = async () => {
+    const checkpoints = await CheckpointStore.open(deps.store.nc, { create: false }).catch(() => undefined);
+    await registry.rebuild(deps.store, checkpoints);
+  };
+  return Object.assign(sessions, { start });
 }
 
 /** How long a running instance's agentd may take to listen (node starting in a busy container). */

@@ -51,6 +51,8 @@ export interface ControlPlaneOptions {
   /** Session timings (tests shorten them). */
   sessionOptions?: Partial<SessionOptions>;
   dialer?: (host: ActorHost) => Dialer;
+  /** How often a recovery point is written while running (default 60 s; 0: only at stop). */
+  recoveryPointEveryMs?: number;
 }
 
 export interface StartReport {
@@ -73,6 +75,8 @@ export class ControlPlane {
   readonly ports: PortAllocator;
   private readonly supervisors = new Map<string, PoolSupervisor>();
   private readonly watchers: { close(): void }[] = [];
+  private pointTimer: NodeJS.Timeout | undefined;
+  private pointWriting: Promise<void> | undefined;
   private readonly log: Logger;
   private readonly scheduler: Scheduler;
   private readonly newSupervisor: (name: string) => PoolSupervisor;
@@ -235,6 +239,12 @@ export class ControlPlane {
     // 6. Finish the steps that were under way, then supervise (restores the warm target).
     const resumed = host.resume("agent", poolOf);
     for (const s of this.supervisors.values()) s.start();
+    const every = this.opts.recoveryPointEveryMs ?? 60_000;
+    if (every > 0) {
+      // A crash restarts from the last point: this bounds the tail it folds.
+      this.pointTimer = setInterval(() => void this.writeRecoveryPoint(), every);
+      this.pointTimer.unref();
+    }
     for (const p of retiring) {
       void this.pool(p.ref.id)
         .close({ reason: "no longer configured", revokeLeases: true })
@@ -266,6 +276,19 @@ export class ControlPlane {
     }
   }
 
+  /** Writes this instance's recovery point for its agents (ARCHITECTURE.md, "Start-up"), one at a time. */
+  private writeRecoveryPoint(): Promise<void> {
+    this.pointWriting ??= this.host
+      .writeRecoveryPoint("agent", this.opts.instance)
+      .catch((err: unknown) =>
+        this.log.warn({ err }, "could not write the recovery point; a restart folds more"),
+      )
+      .finally(() => {
+        this.pointWriting = undefined;
+      });
+    return this.pointWriting;
+  }
+
   pool(name: string): PoolSupervisor {
     const s = this.supervisors.get(name);
     if (!s) throw new UnknownPoolError(name, [...this.supervisors.keys()]);
@@ -295,13 +318,11 @@ export class ControlPlane {
     for (const s of this.supervisors.values()) s.stop();
     for (const w of this.watchers) w.close();
     await this.dialer.close();
+    clearInterval(this.pointTimer);
     await this.host.close();
     // The next start folds only what is stored after this point, not every agent's history.
-    await this.host
-      .writeRecoveryPoint("agent", this.opts.instance)
-      .catch((err: unknown) =>
-        this.log.warn({ err }, "could not write the recovery point; the next start replays"),
-      );
+    await this.pointWriting;
+    await this.writeRecoveryPoint();
     this.store.close();
   }
 }

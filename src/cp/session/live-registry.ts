@@ -1,4 +1,5 @@
 import type { CorralEvent } from "../../events/catalogue.ts";
+import type { CheckpointStore } from "../../projections/checkpoints.ts";
 import {
   agentOfThumbprint,
   type Registration,
@@ -7,6 +8,7 @@ import {
   registrationOf,
   registrySlice,
 } from "../../projections/registry.ts";
+import { type Worldview, worldviewProjection } from "../../projections/worldview.ts";
 import type { EventStore } from "../../store/event-store.ts";
 import { kindSubject } from "../../store/subjects.ts";
 import type { ActorHost } from "../actor-host.ts";
@@ -34,13 +36,19 @@ export class LiveRegistry {
     });
   }
 
-  /** Folds every agent event in the stream, then what `attach` saw meanwhile. */
-  async rebuild(store: EventStore): Promise<void> {
+  /**
+   * Folds the agent events in the stream, then what `attach` saw meanwhile: from the worldview's
+   * checkpoint when `checkpoints` holds one of this version (its registry, as of its sequence),
+   * else from the first event. A checkpoint stands in for events only when marked (checkpoints.ts).
+   */
+  async rebuild(store: EventStore, checkpoints?: CheckpointStore): Promise<void> {
     this.buffered = [];
     try {
-      const fresh = registrySlice.init();
-      let seq = 0;
-      for await (const batch of store.read({ filter: kindSubject("agent") })) {
+      const saved = await checkpoints?.get<Worldview>(worldviewProjection.name);
+      const usable = saved?.version === worldviewProjection.version && saved.state.registry !== undefined;
+      const fresh = usable ? registrySlice.load(saved.state.registry) : registrySlice.init();
+      let seq = usable ? saved.seq : 0;
+      for await (const batch of store.read({ filter: kindSubject("agent"), fromSeq: seq + 1 })) {
         for (const r of batch) {
           seq = r.seq;
           if (r.event && handled.has(r.event.type)) registrySlice.reduce(fresh, r.event as never, r);
