@@ -2,11 +2,16 @@ import type { JetStreamManager } from "@nats-io/jetstream";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { ControlPlane } from "../src/cp/control-plane.ts";
+import { LiveRegistry } from "../src/cp/session/live-registry.ts";
 import { simulatedDialer } from "../src/cp/simulated-dialer.ts";
 import type { PoolConfig } from "../src/events/pool.ts";
 import { silentLogger } from "../src/log.ts";
+import { CheckpointStore } from "../src/projections/checkpoints.ts";
+import { ProjectionRunner } from "../src/projections/runner.ts";
+import { worldviewProjection } from "../src/projections/worldview.ts";
 import { SimulatedRuntime } from "../src/runtime/simulated.ts";
 import { EventKey } from "../src/store/event-mark.ts";
+import { EventStore } from "../src/store/event-store.ts";
 import { bindIntegrity } from "../src/store/integrity.ts";
 import { DEFAULT_STREAM } from "../src/store/stream.ts";
 import { type BenchNats, collectGarbage, fmt, perSecond, startBenchNats } from "./lib.ts";
@@ -236,6 +241,30 @@ async function cycles(sim: Sim, jsm: JetStreamManager): Promise<void> {
   );
 }
 
+/**
+ * The real dialer's registry at start (src/cp/session/live-registry.ts): folded from every agent
+ * event, or from the worldview's checkpoint (which the daemon keeps) and the agent events after it.
+ */
+async function registryRebuild(nc: NatsConnection): Promise<void> {
+  const store = await EventStore.open(nc);
+  try {
+    const full = performance.now();
+    await new LiveRegistry().rebuild(store);
+    const fullMs = performance.now() - full;
+    const checkpoints = await CheckpointStore.open(nc);
+    const runner = new ProjectionRunner(store, worldviewProjection, { checkpoints });
+    await runner.catchUp(undefined, { checkpoint: "always" });
+    const t0 = performance.now();
+    await new LiveRegistry().rebuild(store, checkpoints);
+    console.log(
+      `registry at start: ${ms(fullMs)} from every agent event vs ${ms(performance.now() - t0)} ` +
+        `from the worldview's checkpoint`,
+    );
+  } finally {
+    store.close();
+  }
+}
+
 export async function benchScaleAgents(): Promise<void> {
   console.log(
     `agents ${fmt(AGENTS)}, idle ${IDLE_S} s, restart ${fmt(RESTART_AGENTS)}, cycles ${fmt(CYCLES)} ` +
@@ -251,6 +280,7 @@ export async function benchScaleAgents(): Promise<void> {
       sim = await restart(nc, sim, "warm");
       await cycles(sim, await jetstreamManager(nc));
       sim = await restart(nc, sim, `after ${fmt(CYCLES)} cycles`);
+      await registryRebuild(nc);
     } finally {
       await sim.cp.stop();
     }
