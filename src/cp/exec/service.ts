@@ -9,6 +9,7 @@ import { silentLogger } from "../../log.ts";
 import type { EventStore } from "../../store/event-store.ts";
 import type { SnapshotStore } from "../../store/snapshots.ts";
 import { ActorHost, type ActorView } from "../actor-host.ts";
+import { type Cause, causedBy } from "../caused-by.ts";
 import { PoolError } from "../errors.ts";
 import type { Scheduler } from "../scheduler.ts";
 import { type AgentView, asAgentView } from "../views.ts";
@@ -96,8 +97,8 @@ class ExecService implements Exec {
     this.host.onChange((view) => {
       if (view.ref.kind === "command" && view.status === "done") this.ended(asCommandView(view));
     });
-    deps.agents.onChange((view) => {
-      if (view.ref.kind === "agent") this.leaseMayHaveEnded(asAgentView(view));
+    deps.agents.onChange((view, event) => {
+      if (view.ref.kind === "agent") this.leaseMayHaveEnded(asAgentView(view), event);
     });
   }
 
@@ -162,18 +163,20 @@ class ExecService implements Exec {
    * A command ends with its lease: once its agent holds another lease (or none), the commands
    * under the old one are cancelled — never sent if they wait, stopped by agentd if they run.
    */
-  private leaseMayHaveEnded(agent: AgentView): void {
+  private leaseMayHaveEnded(agent: AgentView, cause: Cause): void {
     const holds = agent.context.lease?.id;
     for (const c of this.queues.of(agent.ref.id)) {
       if (c.leaseId === undefined || c.leaseId === holds || c.cancelling) continue;
       c.cancelling = true;
-      void this.cancel(c.id, `its lease ${c.leaseId} ended`);
+      void this.cancel(c.id, `its lease ${c.leaseId} ended`, cause);
     }
   }
 
-  private async cancel(commandId: string, reason: string): Promise<void> {
+  /** `cause`: the agent's event that ended the lease (none for one that ended while no daemon ran). */
+  private async cancel(commandId: string, reason: string, cause?: Cause): Promise<void> {
     const ref: AggregateRef = { kind: "command", id: commandId };
-    await this.host.offer(ref, { type: "CommandCancelled", data: { reason } }).catch((err: unknown) => {
+    const input = { type: "CommandCancelled" as const, data: { reason }, ...causedBy(cause) };
+    await this.host.offer(ref, input).catch((err: unknown) => {
       this.log.error({ err, command: commandId }, "command not cancelled");
     });
   }

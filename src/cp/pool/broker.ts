@@ -104,7 +104,7 @@ export class LeaseBroker {
         const agent = this.deps.agents.get(agentId);
         if (agent?.phase !== "idle" || !agent.instanceId) continue;
         if (!this.deps.isRunning(config.runtime, agent.instanceId)) {
-          await this.replaceUnhealthy(agent);
+          await this.replaceUnhealthy(agent, opts.correlationId);
           continue;
         }
         const grant = await this.grant(agent, agent.instanceId, config, opts);
@@ -234,11 +234,13 @@ export class LeaseBroker {
     return new LeaseNotActiveError(leaseId, outcome ?? "new");
   }
 
-  private async replaceUnhealthy(agent: PoolAgent): Promise<void> {
+  /** Found by an acquire's health check: in that request's chain (`correlationId`). */
+  private async replaceUnhealthy(agent: PoolAgent, correlationId?: string): Promise<void> {
     this.deps.log.warn({ pool: this.deps.pool, agent: agent.id }, "idle agent is not running; replacing it");
     await this.deps.host.offer(agentRef(agent.id), {
       type: "AgentFailed",
       data: { phase: "ready", code: "unhealthy", message: "the runtime says the instance is not running" },
+      correlationId,
     });
   }
 
