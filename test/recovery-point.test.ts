@@ -49,6 +49,7 @@ describe("recovery point: snapshots plus the tail give what a full replay gives"
       pools: { [pool]: config },
       runtimes: { process: runtime },
       dialer: (host) => simulatedDialer(host, Date.now, silentLogger),
+      recoveryPointEveryMs: 0, // points at stop, or when the test writes one
     });
   const agentsOf = (cp: ControlPlane, pool: string) => cp.pool(pool).status().agents;
 
@@ -104,6 +105,25 @@ describe("recovery point: snapshots plus the tail give what a full replay gives"
     );
     const point = await snapshots.getPoint("agent.rp-ours");
     assert.equal(point?.ids.length, 6, "the point lists the six agents live at the stop");
+  });
+
+  it("a pool no longer configured is found through the point (not the whole stream) and closed", async (t) => {
+    const runtime = new SimulatedRuntime("rp-two");
+    const both = { "rp-kept": sized(1), "rp-dropped": sized(1) };
+    const first = await ControlPlane.start({
+      nc,
+      instance: "rp-two",
+      pools: both,
+      runtimes: { process: runtime },
+      dialer: (host) => simulatedDialer(host, Date.now, silentLogger),
+    });
+    await until("both pools warm", () => agentsOf(first.cp, "rp-dropped").length === 1);
+    await first.cp.host.idle();
+    await first.cp.stop();
+    const { cp, report } = await start("rp-two", "rp-kept", sized(1), runtime);
+    t.after(() => cp.stop({ stopAgents: true }));
+    assert.deepEqual(report.pools.sort(), ["rp-dropped", "rp-kept"]);
+    await until("the dropped pool closed", () => cp.pool("rp-dropped").state === "closed", 10_000);
   });
 
   it("a point written while acquires and releases flow, then a crash (no stop)", async (t) => {

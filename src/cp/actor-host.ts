@@ -257,6 +257,37 @@ export class ActorHost {
     if (!def) throw new InvalidInputError(`no aggregate kind ${kind} in this host`);
     const point = opts.point ? await this.readPoint(kind, opts.point) : undefined;
     const folded = point ? await this.foldFromPoint(def, point) : await this.foldSince(def, new Map(), 0);
+    return this.keep(def, folded, which);
+  }
+
+  /**
+   * Loads the named actors of a kind one by one (snapshot, then the events on each one's own
+   * subject) instead of folding the kind's whole stream: for a few actors in a long stream (a
+   * daemon's pools). Keeps the live ones, as `recover` does.
+   */
+  async recoverEach(kind: AggregateKind, ids: readonly string[]): Promise<ActorView[]> {
+    const def = this.defs.get(kind);
+    if (!def) throw new InvalidInputError(`no aggregate kind ${kind} in this host`);
+    const folded: Folded = new Map();
+    await inBatches([...new Set(ids)], async (id) => {
+      const ref = { kind, id };
+      const actor = await this.load(ref, def);
+      if (actor.seq > 0) folded.set(refKey(ref), { ref, actor }); // none stored: no actor
+    });
+    return this.keep(def, folded, () => true);
+  }
+
+  /** The ids the recovery point `name` of `kind` lists; undefined when there is none. */
+  async recoveryPointIds(kind: AggregateKind, name: string): Promise<string[] | undefined> {
+    return (await this.readPoint(kind, name))?.ids;
+  }
+
+  /** Caches the folded actors that are live and `which` keeps, unless a newer input landed meanwhile. */
+  private async keep(
+    def: AggregateDef,
+    folded: Folded,
+    which: (view: ActorView) => boolean,
+  ): Promise<ActorView[]> {
     const views: ActorView[] = [];
     for (const { ref, actor } of folded.values()) {
       // Only live actors this host is responsible for (their timers would otherwise fire here).

@@ -173,10 +173,14 @@ export class ControlPlane {
 
   private async boot(): Promise<StartReport> {
     const { host, log } = this;
-    // 1. Rebuild the pools from the stream.
-    const pools = await host.recover("pool");
-    // 2. Configure our pools (create, reopen or reconfigure). A pool is run by one instance.
+    // 1. Rebuild the pools: ours (as the recovery point lists them) and the configured ones, each
+    //    from its own subject; without a point, from the whole stream.
     const instance = this.opts.instance;
+    const listed = await host.recoveryPointIds("pool", instance);
+    const pools = listed
+      ? await host.recoverEach("pool", [...Object.keys(this.opts.pools), ...listed])
+      : await host.recover("pool");
+    // 2. Configure our pools (create, reopen or reconfigure). A pool is run by one instance.
     for (const [name, config] of Object.entries(this.opts.pools)) {
       const view = pools.find((p) => p.ref.id === name);
       const ref = { kind: "pool" as const, id: name };
@@ -244,6 +248,8 @@ export class ControlPlane {
       // A crash restarts from the last point: this bounds the tail it folds.
       this.pointTimer = setInterval(() => void this.writeRecoveryPoint(), every);
       this.pointTimer.unref();
+      // And now, so that the pools this start created or reopened are listed before a crash.
+      void this.writeRecoveryPoint();
     }
     for (const p of retiring) {
       void this.pool(p.ref.id)
@@ -276,10 +282,13 @@ export class ControlPlane {
     }
   }
 
-  /** Writes this instance's recovery point for its agents (ARCHITECTURE.md, "Start-up"), one at a time. */
+  /** Writes this instance's recovery points, for its pools and agents (ARCHITECTURE.md, "Start-up"), one at a time. */
   private writeRecoveryPoint(): Promise<void> {
-    this.pointWriting ??= this.host
-      .writeRecoveryPoint("agent", this.opts.instance)
+    const write = async () => {
+      await this.host.writeRecoveryPoint("pool", this.opts.instance);
+      await this.host.writeRecoveryPoint("agent", this.opts.instance);
+    };
+    this.pointWriting ??= write()
       .catch((err: unknown) =>
         this.log.warn({ err }, "could not write the recovery point; a restart folds more"),
       )
