@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { headers, type NatsConnection } from "@nats-io/nats-core";
 import { CorralClient } from "../src/api/client.ts";
 import { encodeEvent } from "../src/codec/msgpack.ts";
@@ -14,6 +14,7 @@ import { createRuntime } from "../src/runtime/index.ts";
 import { EventKey, MARK_HEADER } from "../src/store/event-mark.ts";
 import { EventStore } from "../src/store/event-store.ts";
 import { KEY_FILE_ENV } from "../src/store/key-file.ts";
+import { SNAPSHOT_BUCKET } from "../src/store/snapshots.ts";
 import { eventSubject } from "../src/store/subjects.ts";
 import { corral } from "./helpers/cli.ts";
 import { type DaemonProcess, portBlock, spawnDaemon, until, writeConfig } from "./helpers/daemon.ts";
@@ -231,7 +232,17 @@ describe("forged events against a running daemon (process runtime, real NATS)", 
     d = await spawnDaemon(file, t.url);
     daemons.push(d);
     await idle(2);
-    await unchanged("after a restart");
+    // That start folded only what came after the stop's recovery point (src/cp/actor-host.ts).
+    await unchanged("after a restart from a recovery point");
+    // And one that must replay every whole history and so meet every forgery: killed, so no point
+    // is written at stop, and every snapshot and recovery point gone (their bucket purged).
+    d.proc.kill("SIGKILL");
+    await d.exited;
+    await (await jetstreamManager(nc)).streams.purge(`KV_${SNAPSHOT_BUCKET}`);
+    d = await spawnDaemon(file, t.url);
+    daemons.push(d);
+    await idle(2);
+    await unchanged("after a restart that replays everything");
     const recovered = d.logs.filter(
       (l) => l.includes("skipping unreadable event in recovery") && l.includes('"forged"'),
     );
