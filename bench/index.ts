@@ -1,6 +1,8 @@
 // `npm run bench`: every benchmark, each against a nats-server of its own, printing its figures
 // and their ratio to a baseline measured in the same run. `npm run bench -- rebuild` runs one.
 // Each is imported only when asked for: `-- cli` loads none of the others (nor the test helpers).
+// The fleet-scale runs (1M events, 10,000 agents; minutes each) run only when asked for:
+// `npm run bench -- scale` runs both, `-- scale-events` or `-- scale-agents` one.
 
 const BENCHES: Record<string, () => Promise<unknown>> = {
   append: async () => (await import("./append.ts")).benchAppend(),
@@ -13,13 +15,17 @@ const BENCHES: Record<string, () => Promise<unknown>> = {
   "scale-events": async () => (await import("./scale-events.ts")).benchScaleEvents(),
 };
 
-const asked = process.argv.slice(2);
+const SCALE = ["scale-agents", "scale-events"];
+const asked = process.argv.slice(2).flatMap((name) => (name === "scale" ? SCALE : [name]));
 const unknown = asked.filter((name) => !(name in BENCHES));
 if (unknown.length > 0) {
-  console.error(`unknown bench ${unknown.join(", ")}; choose from ${Object.keys(BENCHES).join(", ")}`);
+  console.error(
+    `unknown bench ${unknown.join(", ")}; choose from ${Object.keys(BENCHES).join(", ")} or scale`,
+  );
   process.exit(2);
 }
-for (const name of asked.length > 0 ? asked : Object.keys(BENCHES)) {
+const everyday = Object.keys(BENCHES).filter((name) => !SCALE.includes(name));
+for (const name of asked.length > 0 ? asked : everyday) {
   console.log(`\n== ${name}`);
   await (BENCHES[name] as () => Promise<unknown>)();
 }
