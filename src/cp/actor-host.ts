@@ -360,6 +360,12 @@ export class ActorHost {
     return () => this.listeners.delete(listener);
   }
 
+  /** One actor's state if it is held in memory (a live one), without loading it: O(1). */
+  cached(ref: AggregateRef): ActorView | undefined {
+    const a = this.actors.get(refKey(ref));
+    return a && viewOf(ref, a);
+  }
+
   /** Actors currently held in memory (live ones). */
   liveActors(kind?: AggregateKind): ActorView[] {
     const out: ActorView[] = [];

@@ -306,7 +306,7 @@ export class ControlPlane {
 
   /** Whether the agent is a live agent of one of this instance's pools (its commands are ours). */
   ownsAgent(agentId: string): boolean {
-    return this.host.liveActors("agent").some((v) => v.ref.id === agentId);
+    return this.host.cached({ kind: "agent", id: agentId }) !== undefined;
   }
 
   poolNames(): string[] {

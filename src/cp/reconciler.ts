@@ -159,7 +159,7 @@ export function watchRuntime(
 ): { close(): void } {
   return runtime.events((e: RuntimeEvent) => {
     if (!e.agentId) return;
-    const view = host.liveActors("agent").find((v) => v.ref.id === e.agentId);
+    const view = host.cached({ kind: "agent", id: e.agentId });
     const agent = view && asAgentView(view);
     const ctx = agent?.context;
     if (!agent || !ctx || ctx.instanceId !== e.id) return;
