@@ -77,8 +77,8 @@ class RawReader {
     watchdog.unref();
     try {
       const { fromTime, fromSeq } = this.range;
-      await this.start(fromTime ? { time: fromTime } : { seq: fromSeq ?? 1 });
-      await ended;
+      // Together: a read that fails while the consumer is still being made rejects here too.
+      await Promise.all([this.start(fromTime ? { time: fromTime } : { seq: fromSeq ?? 1 }), ended]);
       return this.count;
     } finally {
       clearInterval(watchdog);
@@ -112,6 +112,7 @@ class RawReader {
     this.nextDseq = 1;
     this.requested = 0;
     this.received = 0;
+    this.lastProgress = Date.now(); // a slow start is not a stall: else the watchdog restarts again
     this.pull();
   }
 
