@@ -99,7 +99,11 @@ class RawReader {
     this.sub = this.store.nc.subscribe(inbox, { callback: (_e, m) => this.receive(gen, m) });
     const info = await this.store.jsm.consumers.add(this.store.stream, {
       ack_policy: AckPolicy.None,
-      filter_subject: this.range.filter ?? ALL_EVENTS,
+      // Unfiltered for all of corral.evt.> (all the stream holds), as src/store/reader.ts does:
+      // a filter makes nats-server 2.9 count pending messages subject by subject at creation.
+      ...(this.range.filter === undefined || this.range.filter === ALL_EVENTS
+        ? {}
+        : { filter_subject: this.range.filter }),
       mem_storage: true,
       num_replicas: 1,
       inactive_threshold: nanos(30_000),
