@@ -55,6 +55,28 @@ export function markValueStart(data, begin, end) {
   return -1;
 }
 
+/**
+ * Where the mark's value starts when the header block's last line, ending at `to` (before the
+ * block's closing "\r\n\r\n"), is `Corral-Mark: <value>` as a corral writer lays it out; -1 when it
+ * is not. Found from the end by the value's shape: the MAC's length, then back over the prev's
+ * digits to the fixed-length `v2.<key id>.` — no scan of the whole block.
+ */
+export function lastLineMark(data, begin, to) {
+  if (data[to] !== 13 || data[to + 1] !== 10) return -1;
+  let at = to - MAC_CHARS - 1; // the "." before the MAC
+  if (at <= begin || data[at] !== 46) return -1;
+  let digits = 0;
+  while (digits <= MAX_PREV_DIGITS && at - 1 > begin && data[at - 1] >= 48 && data[at - 1] <= 57) {
+    at--;
+    digits++;
+  }
+  const from = at - 1 - ID_CHARS - PREFIX.length; // before the "." ending the key id
+  const name = from - 1 - NAME.length;
+  if (name - 1 < begin || data[from - 1] !== 32 || data[name - 1] !== 10) return -1;
+  for (let j = 0; j < NAME.length; j++) if (data[name + j] !== NAME.charCodeAt(j)) return -1;
+  return from;
+}
+
 /** Where a header value starting at `from` ends: at its line's end, less trailing spaces. */
 export function markValueEnd(data, from, end) {
   let to = from;
@@ -121,13 +143,19 @@ export function checkStaged(view, spans, count, keyId, scratch, verdicts, prevs)
     const hdrAt = spans[4 * i + 1];
     const bodyAt = spans[4 * i + 2];
     const end = spans[4 * i + 3];
-    const from = markValueStart(view, hdrAt, bodyAt);
-    const to = from < 0 ? from : markValueEnd(view, from, bodyAt);
-    if (to <= from) {
-      verdicts[i] = STAGED.missing;
-      continue;
+    let to = bodyAt - 4;
+    let from = lastLineMark(view, hdrAt, to);
+    let prev = from < 0 ? -1 : parseMarkBytes(view, from, to);
+    if (prev < 0) {
+      // Not the writer's layout (the mark its block's last line): look for it anywhere.
+      from = markValueStart(view, hdrAt, bodyAt);
+      to = from < 0 ? from : markValueEnd(view, from, bodyAt);
+      if (to <= from) {
+        verdicts[i] = STAGED.missing;
+        continue;
+      }
+      prev = parseMarkBytes(view, from, to);
     }
-    const prev = parseMarkBytes(view, from, to);
     if (prev < 0) {
       verdicts[i] = STAGED.malformed;
       continue;

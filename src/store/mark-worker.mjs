@@ -1,10 +1,18 @@
 // Checks event marks off the main thread, for bulk reads (src/store/mark-batch.ts sends the batches
 // and says what they hold). Plain JavaScript so that it starts without a TypeScript loader; the
 // checking itself is mark-bytes.mjs's `checkStaged`, the same code the main thread falls back to.
+import { setPriority } from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
 import { checkStaged } from "./mark-bytes.mjs";
 
 const { keyId } = workerData;
+// Background work: on two cores it should take what the reader's main thread and nats-server leave
+// idle, not preempt them when a batch wakes it (this thread only; Linux nices threads).
+try {
+  setPriority(10);
+} catch {
+  // Not allowed here: checks run at the default priority.
+}
 /** The MAC input's scratch, its first block the key (never logged). */
 let scratch = new Uint8Array(4096);
 scratch.set(workerData.keyBlock, 0);
