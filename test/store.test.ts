@@ -262,6 +262,22 @@ describe("event store against a real nats-server", () => {
     assert.equal(stats.gaps, 3);
     assert.equal(stats.resets, 3);
   });
+
+  it("a gap before a read's first message starts it again where the read begins, not at the stream's start", async () => {
+    const refs = Array.from({ length: 30 }, (_, i): AggregateRef => ({ kind: "command", id: `gap0-${i}` }));
+    await Promise.all(refs.map((ref) => store.append(ref, [created(ref)], 0)));
+    const all: number[] = [];
+    for await (const b of store.read({ filter: "corral.evt.command.*" })) for (const r of b) all.push(r.seq);
+    const from = all[all.length - 20] as number;
+    const stats = { messages: 0, resets: 0, gaps: 0 };
+    let dropped = 0;
+    const drop = (dseq: number) => dseq === 1 && dropped++ < 2; // the first delivery lost, twice
+    const seqs: number[] = [];
+    for await (const b of store.read({ filter: "corral.evt.command.*", fromSeq: from }, stats, drop))
+      for (const r of b) seqs.push(r.seq);
+    assert.deepEqual(seqs, all.slice(-20));
+    assert.equal(stats.gaps, 2);
+  });
 });
 
 describe("inputs the stream could not give back", () => {

@@ -10,7 +10,6 @@ import { CliError, EXIT } from "./exit.ts";
 import { clock, dataPairs } from "./format.ts";
 import { CausationIndex, type TraceNode } from "./history/causation.ts";
 import { RawFilter } from "./history/raw-filter.ts";
-import { readRaw } from "./history/raw-read.ts";
 import type { Out } from "./output.ts";
 import { progress } from "./progress.ts";
 
@@ -181,10 +180,10 @@ async function readPassing(
 ): Promise<void> {
   const shown = progress({ toSeq: range.toSeq, json: range.json });
   try {
-    await readRaw(store, { ...range, onBatch: (n, seq) => shown.add(n, seq) }, (m) => {
-      if (!filter.passes(m.msg.data)) return;
-      const mark = store.verify ? markOf(m.msg) : undefined;
-      onRecord(toRecord(m.seq, m.subject, m.time, m.msg.data, store.verify, mark));
+    await store.readRaw({ ...range, onBatch: (n, seq) => shown.add(n, seq) }, (seq, subject, time, msg) => {
+      if (!filter.passes(msg.data)) return;
+      const mark = store.verify ? markOf(msg) : undefined;
+      onRecord(toRecord(seq, subject, time, msg.data, store.verify, mark));
     });
   } finally {
     shown.done();

@@ -15,7 +15,7 @@ import { type EventKey, MARK_HEADER } from "./event-mark.ts";
 import { type Integrity, integrityOf, type Verifier, verifierOf } from "./integrity.ts";
 import { MarkChecker } from "./mark-batch.ts";
 import { PipelinedPublisher, type PublisherOptions, WrongLastSequence } from "./publisher.ts";
-import { type DropHook, type RangeOptions, type RangeStats, readRange } from "./reader.ts";
+import { type DropHook, type RangeOptions, type RangeStats, readRange, readRaw } from "./reader.ts";
 import { type StoredRecord, toRecord } from "./records.ts";
 import { DEFAULT_STREAM, type EnsureResult, ensureStream, type StreamOptions } from "./stream.ts";
 import { ALL_EVENTS, eventSubject } from "./subjects.ts";
@@ -157,6 +157,14 @@ export class EventStore {
       stats,
       dropHook,
     );
+  }
+
+  /**
+   * Every message of a range undecoded, as it arrives (see readRaw): for a reader that decides
+   * from the bytes what to decode; what it decodes it checks with `toRecord(…, this.verify, …)`.
+   */
+  readRaw(opts: Parameters<typeof readRaw>[3], onMessage: Parameters<typeof readRaw>[4]): Promise<number> {
+    return readRaw(this.nc, this.jsm, this.stream, opts, onMessage);
   }
 
   /** Follows the stream live (an ordered consumer: it survives reconnects and never skips). */
