@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { ControlPlane } from "../src/cp/control-plane.ts";
 import { simulatedDialer } from "../src/cp/simulated-dialer.ts";
+import { DaemonWorldview } from "../src/daemon/worldview.ts";
 import { uuidv7 } from "../src/events/id.ts";
 import type { PoolConfig } from "../src/events/pool.ts";
 import { silentLogger } from "../src/log.ts";
@@ -60,7 +61,7 @@ async function readyAgain(cp: ControlPlane, pool: string, g: number): Promise<vo
 }
 
 /**
- * `corral trace`, `timeline` and `replay` on a stream of ~100k events, each timed as a user runs it
+ * `corral trace`, `timeline`, `replay`, `worldview --at` and `diff` on a stream of ~100k events, each timed as a user runs it
  * (a new process, median of RUNS). A real control plane (simulated runtime, marked events) grants
  * a lease, then ~100k events of pools that ran for a while (bench/mixed-history.ts) are written,
  * then the lease is released: tracing the grant's correlation (one the caller chose: not a time)
@@ -84,9 +85,13 @@ export async function benchHistory(): Promise<void> {
   try {
     const sup = cp.pool(pool);
     const grant = await sup.acquire({ timeoutMs: 30_000, correlationId: "bench-acquire" });
+    // The daemon's own worldview follows the stream as it grows and keeps its snapshots at
+    // intervals (src/daemon/worldview.ts), as on a pool that ran for a while: diff and --at use them.
+    const daemonView = await DaemonWorldview.open(nats.nc, cp.store, silentLogger);
     const pub = new PipelinedPublisher(nats.nc);
     await seed(pub, [...mixedHistory(EVENTS)], key);
     pub.close();
+    await daemonView.now();
     await sup.release(grant.leaseId, grant.leaseToken);
     await readyAgain(cp, pool, 2);
     // A trace reads from its id's time less the clock skew it allows (60 s, src/cli/trace.ts): the
@@ -107,6 +112,16 @@ export async function benchHistory(): Promise<void> {
     const agent = `agent/${grant.agentId}`;
     report(`timeline ${agent}`, (await median(["timeline", agent, "--json"], env)).ms, total);
     report(`replay ${agent}`, (await median(["replay", agent, "--json"], env)).ms, total);
+    const mid = Math.floor(total / 2);
+    report(
+      `worldview --at ${mid}`,
+      (await median(["worldview", "--at", String(mid), "--json"], env)).ms,
+      total,
+    );
+    const window = ["diff", String(mid), String(mid + 1_000), "--json"];
+    report(`diff ${mid} → ${mid + 1_000}`, (await median(window, env)).ms, total);
+    report(`diff 1 → ${total}`, (await median(["diff", "1", String(total), "--json"], env)).ms, total);
+    await daemonView.close();
   } finally {
     await cp.stop({ stopAgents: true });
     await nats.stop();
