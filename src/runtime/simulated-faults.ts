@@ -1,3 +1,5 @@
+import { mulberry32 } from "../../machines/backoff.ts";
+
 /**
  * Latency and failures the simulated runtime (simulated.ts) injects, drawn from a seeded PRNG so a
  * run repeats: each operation has its own stream, so the n-th `create` draws the same whatever
@@ -23,18 +25,6 @@ export interface SimulatedFaults {
 export interface Draw {
   delayMs: number;
   fails: boolean;
-}
-
-/** mulberry32: a small, fast 32-bit PRNG; good enough to spread simulated faults. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function checkFaults(faults: SimulatedFaults): void {
