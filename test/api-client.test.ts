@@ -41,6 +41,7 @@ function lease(pool: string, leaseId = LEASE_1): AcquireReply {
     expiresAt: "2030-01-01T00:00:00.000Z",
     ttlMs: 60_000,
     reach: { runtime: "process", instanceId: "pid-4242", host: "127.0.0.1" },
+    correlationId: "corr-7",
   };
 }
 
@@ -333,6 +334,7 @@ describe("CorralClient and the pool commands, against a stand-in daemon", () => 
       /reach\s+process instance pid-4242 on 127\.0\.0\.1/,
       /env\s+CORRAL_PORT_A=41000\n\s+CORRAL_PORT_B=41001/,
       /token\s+token-of-01\s+shown once; kept in \S+\/corral\/leases\//,
+      /trace\s+corr-7\s+what it caused: corral trace corr-7/,
       new RegExp(`corral release ${literally(LEASE_1)}`),
     ]) {
       assert.match(human.stdout, text);

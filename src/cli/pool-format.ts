@@ -70,6 +70,11 @@ export function formatLease(r: AcquireReply, c: Palette = plain, now = Date.now(
   Object.entries(r.env ?? {}).forEach(([k, v], i) => {
     lines.push(`${label(i === 0 ? "env" : "")}${k}=${v}`);
   });
+  if (r.correlationId) {
+    lines.push(
+      `${label("trace")}${r.correlationId}  ${c.dim(`what it caused: corral trace ${r.correlationId}`)}`,
+    );
+  }
   lines.push(c.dim(`give it back with: corral release ${r.leaseId}`));
   return `${lines.join("\n")}\n`;
 }
