@@ -3,14 +3,15 @@ import { spawn, spawnSync } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { clock } from "../src/cli/format.ts";
-import { createEvent, type DataInputOf, type EventType } from "../src/events/catalogue.ts";
-import type { AggregateRef, Envelope } from "../src/events/envelope.ts";
+import type { DataInputOf, EventType } from "../src/events/catalogue.ts";
+import type { AggregateRef } from "../src/events/envelope.ts";
 import { uuidv7 } from "../src/events/id.ts";
 import { EventStore } from "../src/store/event-store.ts";
 import { KEY_FILE_ENV, loadOrCreateEventKey } from "../src/store/key-file.ts";
 import { bin, corral, root } from "./helpers/cli.ts";
 import { poolConfig } from "./helpers/events.ts";
 import { startTestNats, type TestNats } from "./helpers/nats.ts";
+import { SeededStream } from "./helpers/seeded-stream.ts";
 import { tempDir, trackProcess } from "./helpers/teardown.ts";
 
 /**
@@ -78,31 +79,18 @@ describe("replay debugging from the command line", () => {
   let nc: NatsConnection;
   let store: EventStore;
   let env: Record<string, string>;
-  /** Stream sequence by the name each seeded event is given below. */
-  const seq: Record<string, number> = {};
-  const ids: Record<string, string> = {};
-  const lastOf = new Map<string, number>();
-
-  async function put<T extends EventType>(
+  /** Stream sequence and envelope by the name each seeded event is given below. */
+  const seeded = new SeededStream(() => store);
+  const { seq } = seeded;
+  const put = <T extends EventType>(
     name: string,
     ref: AggregateRef,
     type: T,
     data: DataInputOf<T>,
     at: number,
     cause?: string,
-  ): Promise<void> {
-    const causationId = cause === undefined ? undefined : ids[cause];
-    // The correlation is the cause's, or the cause itself when it has none: the root's id.
-    const correlationId = cause === undefined ? undefined : (corr.get(cause) ?? ids[cause]);
-    const e: Envelope = createEvent(ref, type, data, { id: uuidv7(at), at, causationId, correlationId });
-    const key = `${ref.kind}/${ref.id}`;
-    const { lastSeq } = await store.append(ref, [e], lastOf.get(key) ?? 0);
-    lastOf.set(key, lastSeq);
-    seq[name] = lastSeq;
-    ids[name] = e.id;
-    if (correlationId) corr.set(name, correlationId);
-  }
-  const corr = new Map<string, string>();
+  ) => seeded.put(name, ref, type, data, at, { cause });
+  const idOf = (name: string) => seeded.ev[name]?.id as string;
 
   before(async () => {
     t = await startTestNats();
@@ -437,7 +425,7 @@ describe("replay debugging from the command line", () => {
     const shape = (n: Node): unknown[] => [n.seq, n.event.type, ...n.children.map(shape)];
 
     it("an event id: everything it caused, across aggregates, as a tree", async () => {
-      const r = await corral(["trace", ids.spawnB as string, "--json"], env);
+      const r = await corral(["trace", idOf("spawnB"), "--json"], env);
       assert.equal(r.code, 0, r.stderr);
       const tr = json(r.stdout);
       assert.equal(tr.matched, "event");
@@ -462,10 +450,10 @@ describe("replay debugging from the command line", () => {
 
     it("a correlation id, a lease id and a command id; human output is an indented tree", async () => {
       const [byCorrelation, byLease, byCommand, human, none] = await Promise.all([
-        corral(["trace", ids.spawnA as string, "--json"], env),
+        corral(["trace", idOf("spawnA"), "--json"], env),
         corral(["trace", lease, "--json"], env),
         corral(["trace", "cmd-1", "--json"], env),
-        corral(["trace", ids.spawnA as string], env),
+        corral(["trace", idOf("spawnA")], env),
         corral(["trace", uuidv7(T0)], env),
       ]);
       assert.equal(byCorrelation.code, 0, byCorrelation.stderr);
@@ -481,7 +469,7 @@ describe("replay debugging from the command line", () => {
         [seq.cmdCreated, "CommandCreated", [seq.cmdSent, "CommandSent"]],
       ]);
       const lines = human.stdout.trimEnd().split("\n");
-      assert.equal(lines[0], `trace ${ids.spawnA} (event): 5 events on 2 aggregates`);
+      assert.equal(lines[0], `trace ${idOf("spawnA")} (event): 5 events on 2 aggregates`);
       assert.match(
         lines[1] as string,
         new RegExp(`^${seq.spawnA} \\S+ pool/build PoolAgentSpawned agentId=build-a reason=warm$`),

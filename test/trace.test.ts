@@ -2,14 +2,15 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { encodeEvent } from "../src/codec/msgpack.ts";
-import { createEvent, type DataInputOf, type EventType } from "../src/events/catalogue.ts";
-import type { AggregateRef, Envelope } from "../src/events/envelope.ts";
+import { createEvent } from "../src/events/catalogue.ts";
+import type { AggregateRef } from "../src/events/envelope.ts";
 import { uuidv7 } from "../src/events/id.ts";
 import { EventStore } from "../src/store/event-store.ts";
 import { KEY_FILE_ENV, loadOrCreateEventKey } from "../src/store/key-file.ts";
 import { eventSubject } from "../src/store/subjects.ts";
 import { corral } from "./helpers/cli.ts";
 import { startTestNats, type TestNats } from "./helpers/nats.ts";
+import { SeededStream } from "./helpers/seeded-stream.ts";
 import { tempDir } from "./helpers/teardown.ts";
 
 /*
@@ -30,32 +31,9 @@ describe("corral trace: a request's chain, its lease, and what only claims to be
   let nc: NatsConnection;
   let store: EventStore;
   let env: Record<string, string>;
-  const seq: Record<string, number> = {};
-  const ev: Record<string, Envelope> = {};
-  const lastOf = new Map<string, number>();
-
-  async function put<T extends EventType>(
-    name: string,
-    ref: AggregateRef,
-    type: T,
-    data: DataInputOf<T>,
-    at: number,
-    link: { cause?: string; correlationId?: string } = {},
-  ): Promise<void> {
-    const cause = link.cause === undefined ? undefined : ev[link.cause];
-    const meta = {
-      id: uuidv7(at),
-      at,
-      causationId: cause?.id,
-      correlationId: link.correlationId ?? cause?.correlationId ?? cause?.id,
-    };
-    const e = createEvent(ref, type, data, meta);
-    const key = `${ref.kind}/${ref.id}`;
-    const { lastSeq } = await store.append(ref, [e], lastOf.get(key) ?? 0);
-    lastOf.set(key, lastSeq);
-    seq[name] = lastSeq;
-    ev[name] = e;
-  }
+  const seeded = new SeededStream(() => store);
+  const { seq, ev } = seeded;
+  const put = seeded.put.bind(seeded);
 
   before(async () => {
     t = await startTestNats();
@@ -91,9 +69,7 @@ describe("corral trace: a request's chain, its lease, and what only claims to be
     );
     nc.publish(eventSubject(pool), encodeEvent(forged));
     await nc.flush();
-    seq.forged = await store.lastSeq();
-    lastOf.set("pool/tp", seq.forged);
-    ev.forged = forged;
+    seeded.stored("forged", pool, await store.lastSeq(), forged);
     // A real event naming the forged one as its cause (its own correlation): the chain stops there.
     await put("afterForged", pool, "PoolAgentRecycled", { agentId: "tp-b", reason: "max-leases" }, T0 + 300, {
       cause: "forged",
