@@ -32,6 +32,23 @@ const shape = (views: ActorView[]) =>
  * after the point — leases, agents retired and spawned, another instance's agents — it must give
  * what a replay of the whole history gives.
  */
+/** Hosts that only recover agents (never resumed: no effect of theirs runs), on the test's store. */
+async function recoverers(nc: NatsConnection, t: { after(fn: () => void): void }) {
+  const store = await EventStore.open(nc);
+  const snapshots = await SnapshotStore.open(nc);
+  t.after(() => store.close());
+  const none = Object.fromEntries(agentAggregate.effects.map((name) => [name, () => {}]));
+  const recoverer = () =>
+    new ActorHost({
+      store,
+      snapshots,
+      aggregates: [agentAggregate],
+      effects: { agent: none },
+      timers: false,
+    });
+  return { store, snapshots, recoverer };
+}
+
 describe("recovery point: snapshots plus the tail give what a full replay gives", () => {
   let t: TestNats;
   let nc: NatsConnection;
@@ -79,19 +96,7 @@ describe("recovery point: snapshots plus the tail give what a full replay gives"
     await other.pool("rp-other").acquire({ timeoutMs: 5_000 });
     await Promise.all([cp.host.idle(), other.host.idle()]);
 
-    const store = await EventStore.open(nc);
-    const snapshots = await SnapshotStore.open(nc);
-    t.after(() => store.close());
-    // Recovers only (never resumed): no effect of these hosts runs.
-    const none = Object.fromEntries(agentAggregate.effects.map((name) => [name, () => {}]));
-    const recoverer = () =>
-      new ActorHost({
-        store,
-        snapshots,
-        aggregates: [agentAggregate],
-        effects: { agent: none },
-        timers: false,
-      });
+    const { snapshots, recoverer } = await recoverers(nc, t);
     const ourPool = (v: ActorView) => asAgentView(v).context.poolId === "rp-pool";
     const fromPoint = recoverer();
     const viaPoint = await fromPoint.recover("agent", ourPool, { point: "rp-ours" });
@@ -146,18 +151,7 @@ describe("recovery point: snapshots plus the tail give what a full replay gives"
     await Promise.all(clients);
     await cp.host.idle();
 
-    const store = await EventStore.open(nc);
-    const snapshots = await SnapshotStore.open(nc);
-    t.after(() => store.close());
-    const none = Object.fromEntries(agentAggregate.effects.map((name) => [name, () => {}]));
-    const recoverer = () =>
-      new ActorHost({
-        store,
-        snapshots,
-        aggregates: [agentAggregate],
-        effects: { agent: none },
-        timers: false,
-      });
+    const { store, snapshots, recoverer } = await recoverers(nc, t);
     const ours = (v: ActorView) => asAgentView(v).context.poolId === "rp-live";
     const point = await snapshots.getPoint("agent.rp-live");
     assert.ok(point && point.seq < (await store.lastSeq()), "events were stored after the point");
