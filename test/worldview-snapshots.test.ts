@@ -147,6 +147,28 @@ describe("worldview snapshots at intervals against a real nats-server", () => {
     assert.deepEqual(JSON.parse(r.stdout).state, JSON.parse(JSON.stringify(expected)));
   });
 
+  it("a reader gets the checkpoint and snapshots as raw bytes (direct gets); a missing bucket is none, at once", async () => {
+    // Requests are messages: a second connection subscribed to the API subjects sees each one.
+    const spy = await t.connect();
+    const seen = { direct: 0, json: 0 };
+    spy.subscribe(`$JS.API.DIRECT.GET.KV_${CHECKPOINT_BUCKET}.>`, { callback: () => void seen.direct++ });
+    spy.subscribe(`$JS.API.STREAM.MSG.GET.KV_${CHECKPOINT_BUCKET}`, { callback: () => void seen.json++ });
+    await spy.flush();
+    const { entries } = await (await snapshots()).list("worldview");
+    const at = (entries[1]?.seq ?? 0) + 1;
+    const { state } = await loadWorldview(store, { at });
+    assert.deepEqual(state, foldWorldview((await records(at)).filter((r) => r.seq <= at)));
+    await spy.flush();
+    assert.ok(seen.direct >= 3, `checkpoint, index and chunk by direct get (saw ${seen.direct})`);
+    assert.equal(seen.json, 0, "none through the JSON message API");
+    await spy.close();
+
+    const t0 = performance.now();
+    const none = await CheckpointStore.open(nc, { bucket: "corral_not_there", create: false });
+    assert.equal(await none.get("worldview"), undefined);
+    assert.ok(performance.now() - t0 < 1_000, "a missing bucket does not wait out a request timeout");
+  });
+
   it("diff across snapshots gives what folding the whole range gives, agents' ends included", async () => {
     const { entries } = await (await snapshots()).list("worldview");
     const a = 40;

@@ -1,9 +1,10 @@
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
-import { type KV, Kvm } from "@nats-io/kv";
+import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { decode, encode } from "../codec/msgpack.ts";
 import type { EventKey } from "../store/event-mark.ts";
 import { type Integrity, integrityOf } from "../store/integrity.ts";
+import { openBucket } from "./kv-bucket.ts";
 import { type ProjectionLogger, silent } from "./projection.ts";
 
 /** A projection's saved position: the state after folding every record up to `seq`. */
@@ -52,8 +53,7 @@ export class CheckpointStore {
 
   static async open(nc: NatsConnection, opts: CheckpointStoreOptions = {}): Promise<CheckpointStore> {
     const bucket = opts.bucket ?? CHECKPOINT_BUCKET;
-    const kvm = new Kvm(nc);
-    const kv = opts.create === false ? await kvm.open(bucket) : await kvm.create(bucket, { history: 1 });
+    const kv = await openBucket(nc, bucket, opts.create !== false);
     const maxBytes = opts.maxBytes ?? (nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD) - HEADROOM;
     const integrity = opts.integrity ?? integrityOf(nc) ?? "off";
     return new CheckpointStore(kv, maxBytes, opts.logger ?? silent, integrity);

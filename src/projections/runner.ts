@@ -241,6 +241,8 @@ export class ProjectionRunner<S, V> {
   /** The newest of the checkpoint and the snapshots at or before `maxSeq` that loads. */
   private async loadSaved(maxSeq: number, after = -1): Promise<{ seq: number; state: S } | undefined> {
     const { name, version } = this.projection;
+    // The snapshot index is asked for alongside the checkpoint: one round trip, not two.
+    const listed = this.opts.snapshots?.list(name);
     const cp = await this.opts.checkpoints?.get<V>(name);
     let usable = cp && cp.seq <= maxSeq && cp.seq > after ? cp : undefined;
     if (usable && usable.version !== version) {
@@ -251,7 +253,7 @@ export class ProjectionRunner<S, V> {
       usable = undefined;
     }
     // A snapshot only when it is newer: reading one costs more than the checkpoint just read.
-    const snap = await this.opts.snapshots?.nearest<V>(name, version, maxSeq, usable?.seq ?? after);
+    const snap = await this.opts.snapshots?.nearest<V>(name, version, maxSeq, usable?.seq ?? after, listed);
     for (const saved of [snap, usable]) {
       if (!saved) continue;
       try {

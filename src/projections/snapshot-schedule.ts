@@ -13,7 +13,7 @@ export interface SnapshotPolicy {
 
 export const DEFAULT_SNAPSHOT_POLICY: SnapshotPolicy = {
   everyEvents: 10_000,
-  minIntervalMs: 1_000,
+  minIntervalMs: 250,
   share: 0.1,
 };
 

@@ -1,12 +1,13 @@
 import { createHash } from "node:crypto";
 import { Encoder } from "@msgpack/msgpack";
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
-import { type KV, Kvm } from "@nats-io/kv";
+import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { decode, encode } from "../codec/msgpack.ts";
 import type { EventKey } from "../store/event-mark.ts";
 import { type Integrity, integrityOf } from "../store/integrity.ts";
 import { CHECKPOINT_BUCKET, type Checkpoint, type PutResult } from "./checkpoints.ts";
+import { openBucket } from "./kv-bucket.ts";
 import { type ProjectionLogger, silent } from "./projection.ts";
 
 /** One kept snapshot, as its projection's index lists it. */
@@ -68,8 +69,7 @@ export class SnapshotStore {
 
   static async open(nc: NatsConnection, opts: SnapshotStoreOptions = {}): Promise<SnapshotStore> {
     const bucket = opts.bucket ?? CHECKPOINT_BUCKET;
-    const kvm = new Kvm(nc);
-    const kv = opts.create === false ? await kvm.open(bucket) : await kvm.create(bucket, { history: 1 });
+    const kv = await openBucket(nc, bucket, opts.create !== false);
     const chunkBytes = opts.chunkBytes ?? (nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD) - HEADROOM;
     const integrity = opts.integrity ?? integrityOf(nc) ?? "off";
     const keep = opts.keep ?? KEEP_SNAPSHOTS;
@@ -98,15 +98,17 @@ export class SnapshotStore {
 
   /**
    * The newest readable snapshot of `version` at or before `maxSeq` (and after `after`); one that
-   * does not match its digest (or does not decode) is skipped for the next older one.
+   * does not match its digest (or does not decode) is skipped for the next older one. `listed`:
+   * the index, already asked for (by a caller that fetched it alongside something else).
    */
   async nearest<V>(
     name: string,
     version: number,
     maxSeq: number,
     after = -1,
+    listed?: Promise<{ entries: SnapshotEntry[] }>,
   ): Promise<Checkpoint<V> | undefined> {
-    const { entries } = await this.list(name);
+    const { entries } = await (listed ?? this.list(name));
     const fit = entries.filter((e) => e.version === version && e.seq <= maxSeq && e.seq > after).reverse();
     for (const entry of fit) {
       const cp = await this.read<V>(name, entry);
