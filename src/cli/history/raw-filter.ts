@@ -28,7 +28,8 @@ export class RawFilter {
   }
 
   passes(body: Uint8Array): boolean {
-    const buf = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+    // nats.js hands bodies over as Buffers already: a second view per message is not free.
+    const buf = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
     for (const n of this.needles) if (buf.indexOf(n) >= 0) return true;
     return this.causedFromTrace(buf);
   }
