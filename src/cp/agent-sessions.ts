@@ -93,7 +93,10 @@ export function agentSessions(deps: AgentSessionsDeps): AgentSessions {
   // The registry is folded on from the worldview's checkpoint, when the daemon kept one (not from
   // every agent event ever stored); none yet (a first start): from the first event.
   const start = async () => {
-    const checkpoints = await CheckpointStore.open(deps.store.nc, { create: false }).catch(() => undefined);
+    const checkpoints = await CheckpointStore.open(deps.store.nc, {
+      create: false,
+      stream: deps.store.identity,
+    }).catch(() => undefined);
     await registry.rebuild(deps.store, checkpoints);
   };
   return Object.assign(sessions, { start });

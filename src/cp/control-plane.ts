@@ -10,7 +10,7 @@ import { silentLogger } from "../log.ts";
 import { PortAllocator } from "../ports/allocator.ts";
 import type { Runtime, RuntimeKind } from "../runtime/types.ts";
 import { EventStore } from "../store/event-store.ts";
-import { SnapshotStore } from "../store/snapshots.ts";
+import { SNAPSHOT_BUCKET, SnapshotStore } from "../store/snapshots.ts";
 import { ActorHost, type ActorView } from "./actor-host.ts";
 import { agentEffects } from "./agent-effects.ts";
 import type { AgentIdentities } from "./agent-identities.ts";
@@ -164,7 +164,8 @@ export class ControlPlane {
 
   static async start(opts: ControlPlaneOptions): Promise<{ cp: ControlPlane; report: StartReport }> {
     const store = await EventStore.open(opts.nc);
-    const snapshots = await SnapshotStore.open(opts.nc);
+    // Bound to this stream: one deleted and made again is rebuilt from, not from the old one's snapshots.
+    const snapshots = await SnapshotStore.open(opts.nc, SNAPSHOT_BUCKET, 1, undefined, store.identity);
     const cp = new ControlPlane(opts, store, snapshots);
     opts.beforeBoot?.(cp);
     const report = await cp.boot();

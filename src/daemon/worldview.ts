@@ -37,8 +37,9 @@ export class DaemonWorldview {
     everyMs = 2_000,
     snapshotPolicy?: Partial<SnapshotPolicy>,
   ): Promise<DaemonWorldview> {
-    const checkpoints = await CheckpointStore.open(nc, { logger: log });
-    const snapshots = await SnapshotStore.open(nc, { logger: log });
+    const bound = { logger: log, stream: store.identity };
+    const checkpoints = await CheckpointStore.open(nc, bound);
+    const snapshots = await SnapshotStore.open(nc, bound);
     const runner = new ProjectionRunner(store, worldviewProjection, {
       checkpoints,
       snapshots,

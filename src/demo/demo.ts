@@ -6,7 +6,7 @@ import type { NatsAuth } from "../nats/auth.ts";
 import { connectNats } from "../nats/connect.ts";
 import { EventStore } from "../store/event-store.ts";
 import type { Integrity } from "../store/integrity.ts";
-import { SnapshotStore } from "../store/snapshots.ts";
+import { SNAPSHOT_BUCKET, SnapshotStore } from "../store/snapshots.ts";
 import { DemoAgents } from "./agents.ts";
 
 export interface DemoResult {
@@ -28,7 +28,7 @@ export async function runDemo(opts: {
   const log = opts.log ?? silentLogger;
   const nc = await connectNats(opts.natsUrl, { name: "corral-demo", auth: opts.natsAuth, role: "daemon" });
   const store = await EventStore.open(nc, { integrity: opts.integrity });
-  const snapshots = await SnapshotStore.open(nc);
+  const snapshots = await SnapshotStore.open(nc, SNAPSHOT_BUCKET, 1, undefined, store.identity);
   let host: ActorHost | undefined;
   const agents = new DemoAgents((report) => {
     const { ref, input } = reportToInput(report);

@@ -13,6 +13,8 @@ export interface Checkpoint<V = unknown> {
   /** The projection version that wrote it; any other version is ignored (rebuild). */
   version: number;
   state: V;
+  /** The event stream it was folded from (EventStore.identity), stamped by a store bound to one. */
+  stream?: string;
 }
 
 export const CHECKPOINT_BUCKET = "corral_projections";
@@ -31,6 +33,12 @@ export interface CheckpointStoreOptions {
   logger?: ProjectionLogger;
   /** As for the event store (default: what is bound to the connection, else "off"). */
   integrity?: Integrity;
+  /**
+   * The identity of the stream the checkpoints are folded from (EventStore.identity): each one
+   * written is stamped with it, and one of another stream is ignored (the stream was deleted and
+   * made again: its sequences start anew). None: any is read, none stamped.
+   */
+  stream?: string;
 }
 
 export type PutResult = "written" | "too-large" | "failed";
@@ -45,6 +53,7 @@ export class CheckpointStore {
      * without a valid mark is ignored; "unverified" (a reader without the key) ignores every
      * checkpoint and folds the stream, where forged events show (ARCHITECTURE.md, "Event marks"). */
     private readonly integrity: Integrity,
+    private readonly stream: string | undefined,
   ) {}
 
   private get key(): EventKey | undefined {
@@ -56,7 +65,7 @@ export class CheckpointStore {
     const kv = await openBucket(nc, bucket, opts.create !== false);
     const maxBytes = opts.maxBytes ?? (nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD) - HEADROOM;
     const integrity = opts.integrity ?? integrityOf(nc) ?? "off";
-    return new CheckpointStore(kv, maxBytes, opts.logger ?? silent, integrity);
+    return new CheckpointStore(kv, maxBytes, opts.logger ?? silent, integrity, opts.stream);
   }
 
   /** The checkpoint under `name`, or undefined when there is none or it cannot be read. */
@@ -79,6 +88,13 @@ export class CheckpointStore {
       if (!Number.isInteger(cp?.seq) || cp.seq < 0 || !Number.isInteger(cp.version)) {
         throw new TypeError("not a checkpoint");
       }
+      if (this.stream !== undefined && cp.stream !== this.stream) {
+        this.log.warn(
+          { projection: name, seq: cp.seq, found: cp.stream, stream: this.stream },
+          "ignoring checkpoint of another event stream",
+        );
+        return undefined;
+      }
       return cp;
     } catch (err) {
       this.log.warn(
@@ -94,7 +110,7 @@ export class CheckpointStore {
    * failed write is logged: the projection carries on and simply replays more next time.
    */
   async put<V>(name: string, cp: Checkpoint<V>): Promise<PutResult> {
-    const body = encode(cp);
+    const body = encode(this.stream === undefined ? cp : { ...cp, stream: this.stream });
     const key = this.key;
     const bytes = key ? encode({ b: body, m: key.mark(`corral.checkpoint.${name}`, body, 0) }) : body;
     if (bytes.length > this.maxBytes) {

@@ -27,7 +27,7 @@ export async function savedWorldviewRunner(
   store: EventStore,
   logger?: ProjectionLogger,
 ): Promise<ProjectionRunner<WorldviewState, Worldview>> {
-  const opts = { create: false, logger, integrity: store.integrity };
+  const opts = { create: false, logger, integrity: store.integrity, stream: store.identity };
   const [checkpoints, snapshots] = await Promise.all([
     CheckpointStore.open(store.nc, opts).catch(() => undefined),
     SnapshotStore.open(store.nc, opts).catch(() => undefined),

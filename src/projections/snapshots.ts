@@ -20,6 +20,8 @@ export interface SnapshotEntry {
   bytes: number;
   /** SHA-256 of the encoded snapshot (base64url): the marked index vouches for the chunks. */
   digest: string;
+  /** The event stream it was folded from (EventStore.identity), when the writer was bound to one. */
+  stream?: string;
 }
 
 /** Snapshots kept per projection by default, thinned evenly over the stream (`victim`). */
@@ -41,6 +43,12 @@ export interface SnapshotStoreOptions {
   chunkBytes?: number;
   logger?: ProjectionLogger;
   integrity?: Integrity;
+  /**
+   * The identity of the stream the snapshots are folded from (EventStore.identity), as for
+   * checkpoints: each one written names it, one of another stream is never loaded and is the
+   * first to go. None: any is read.
+   */
+  stream?: string;
 }
 
 const indexKey = (name: string) => `${name}.snapshots`;
@@ -65,6 +73,7 @@ export class SnapshotStore {
     readonly chunkBytes: number,
     private readonly log: ProjectionLogger,
     private readonly integrity: Integrity,
+    private readonly stream: string | undefined,
   ) {}
 
   static async open(nc: NatsConnection, opts: SnapshotStoreOptions = {}): Promise<SnapshotStore> {
@@ -74,7 +83,12 @@ export class SnapshotStore {
     const integrity = opts.integrity ?? integrityOf(nc) ?? "off";
     const keep = opts.keep ?? KEEP_SNAPSHOTS;
     const keepBytes = opts.keepBytes ?? KEEP_SNAPSHOT_BYTES;
-    return new SnapshotStore(kv, keep, keepBytes, chunkBytes, opts.logger ?? silent, integrity);
+    return new SnapshotStore(kv, keep, keepBytes, chunkBytes, opts.logger ?? silent, integrity, opts.stream);
+  }
+
+  /** Whether an entry is of this store's stream (any is, for a store bound to none). */
+  private ours(e: SnapshotEntry): boolean {
+    return this.stream === undefined || e.stream === this.stream;
   }
 
   private get key(): EventKey | undefined {
@@ -109,7 +123,9 @@ export class SnapshotStore {
     listed?: Promise<{ entries: SnapshotEntry[] }>,
   ): Promise<Checkpoint<V> | undefined> {
     const { entries } = await (listed ?? this.list(name));
-    const fit = entries.filter((e) => e.version === version && e.seq <= maxSeq && e.seq > after).reverse();
+    const fit = entries
+      .filter((e) => e.version === version && this.ours(e) && e.seq <= maxSeq && e.seq > after)
+      .reverse();
     for (const entry of fit) {
       const cp = await this.read<V>(name, entry);
       if (cp) return cp;
@@ -134,7 +150,8 @@ export class SnapshotStore {
       }
       if (at !== entry.bytes || digestOf(bytes) !== entry.digest) throw new Error("digest mismatch");
       const cp = decode(bytes) as Checkpoint<V>;
-      if (cp?.seq !== entry.seq || cp.version !== entry.version) throw new Error("not the snapshot listed");
+      if (cp?.seq !== entry.seq || cp.version !== entry.version || cp.stream !== entry.stream)
+        throw new Error("not the snapshot listed");
       return cp;
     } catch (err) {
       this.log.warn(
@@ -150,15 +167,25 @@ export class SnapshotStore {
    * the chunks into a free slot or one made free (`victim`), then the index, only if nobody
    * changed it meanwhile (another writer's snapshot wins).
    */
-  prepare<V>(name: string, cp: Checkpoint<V>): () => Promise<PutResult | "unchanged"> {
+  prepare<V>(name: string, saved: Checkpoint<V>): () => Promise<PutResult | "unchanged"> {
+    const cp = this.stream === undefined ? saved : { ...saved, stream: this.stream };
     const bytes = new Encoder({ ignoreUndefined: true }).encode(cp);
     const digest = digestOf(bytes);
     return async () => {
       const { entries, revision } = await this.list(name);
-      if (entries.some((e) => e.seq === cp.seq && e.version === cp.version)) return "unchanged";
+      if (entries.some((e) => e.seq === cp.seq && e.version === cp.version && this.ours(e)))
+        return "unchanged";
       const { slot, kept } = this.slotFor(entries, cp.version, bytes.length);
       const chunks = Math.max(1, Math.ceil(bytes.length / this.chunkBytes));
-      const entry = { slot, seq: cp.seq, version: cp.version, chunks, bytes: bytes.length, digest };
+      const entry: SnapshotEntry = {
+        slot,
+        seq: cp.seq,
+        version: cp.version,
+        chunks,
+        bytes: bytes.length,
+        digest,
+      };
+      if (cp.stream !== undefined) entry.stream = cp.stream;
       try {
         await Promise.all(
           Array.from({ length: chunks }, (_, i) =>
@@ -189,7 +216,8 @@ export class SnapshotStore {
     version: number,
     bytes: number,
   ): { slot: number; kept: SnapshotEntry[] } {
-    const kept = [...entries];
+    // Another stream's are dropped at once: no position in this one is theirs.
+    const kept = entries.filter((e) => this.ours(e));
     let total = kept.reduce((n, e) => n + e.bytes, bytes);
     let slot = -1;
     // The slots of any others dropped are free again from the next write on.
@@ -262,6 +290,7 @@ function isEntry(e: unknown): e is SnapshotEntry {
       (n) => Number.isSafeInteger(n) && (n as number) >= 0,
     ) &&
     (x?.chunks as number) > 0 &&
-    typeof x?.digest === "string"
+    typeof x?.digest === "string" &&
+    (x.stream === undefined || typeof x.stream === "string")
   );
 }

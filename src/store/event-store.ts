@@ -71,6 +71,14 @@ export class EventStore {
     this.publisher = new PipelinedPublisher(nc, publisherOptions);
   }
 
+  /**
+   * Which stream this is (its name and creation time): state saved on its behalf carries it, and
+   * state carrying another is not this stream's (src/store/stream.ts, `created`).
+   */
+  get identity(): string {
+    return `${this.stream}@${this.ensured.created}`;
+  }
+
   /** Connects the store to its stream, creating or updating the stream as needed. */
   static async open(nc: NatsConnection, opts: EventStoreOptions = {}): Promise<EventStore> {
     const streamOptions = { ...DEFAULT_STREAM, ...opts.stream };

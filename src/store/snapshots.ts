@@ -39,21 +39,30 @@ export class SnapshotStore {
   private constructor(
     private readonly kv: KV,
     private readonly key: EventKey | undefined,
+    private readonly stream: string | undefined,
   ) {}
 
+  /**
+   * `stream`: the identity of the event stream the snapshots stand in for (EventStore.identity).
+   * Each value written is stamped with it, and one stamped with another (or none) reads as absent:
+   * after the stream was deleted and made again, the actors are rebuilt from the new one instead of
+   * from snapshots whose sequences name positions it never had.
+   */
   static async open(
     nc: NatsConnection,
     bucket = SNAPSHOT_BUCKET,
     replicas = 1,
     integrity?: Integrity,
+    stream?: string,
   ): Promise<SnapshotStore> {
     const kv = await new Kvm(nc).create(bucket, { history: 1, replicas });
     const i = integrity ?? integrityOf(nc) ?? "off";
-    return new SnapshotStore(kv, typeof i === "object" ? i.key : undefined);
+    return new SnapshotStore(kv, typeof i === "object" ? i.key : undefined, stream);
   }
 
   async get(ref: AggregateRef): Promise<Snapshot | undefined> {
     const s = await this.read(`${ref.kind}.${ref.id}`, `the snapshot of ${ref.kind}/${ref.id}`);
+    if (!this.ours(s)) return undefined;
     const snap = s as Partial<Snapshot> | undefined;
     if (typeof snap?.seq !== "number" || typeof snap.version !== "number") return undefined;
     return snap as Snapshot;
@@ -68,9 +77,9 @@ export class SnapshotStore {
    * actor it lists had its snapshot written (the actor host's `writeRecoveryPoint`).
    */
   async getPoint(name: string): Promise<RecoveryPoint | undefined> {
-    const p = (await this.read(`recovery.${name}`, `recovery point ${name}`)) as
-      | Partial<RecoveryPoint>
-      | undefined;
+    const read = await this.read(`recovery.${name}`, `recovery point ${name}`);
+    if (!this.ours(read)) return undefined;
+    const p = read as Partial<RecoveryPoint> | undefined;
     if (typeof p?.seq !== "number" || !Array.isArray(p.ids) || !p.ids.every((id) => typeof id === "string"))
       return undefined;
     return { seq: p.seq, ids: p.ids };
@@ -100,7 +109,13 @@ export class SnapshotStore {
     return s?.b instanceof Uint8Array ? decode(s.b) : s;
   }
 
-  private async write(name: string, value: unknown): Promise<void> {
+  /** Whether a value read belongs to this store's stream (any does, for a store bound to none). */
+  private ours(value: unknown): boolean {
+    return this.stream === undefined || (value as { stream?: unknown } | undefined)?.stream === this.stream;
+  }
+
+  private async write(name: string, data: object): Promise<void> {
+    const value = this.stream === undefined ? data : { ...data, stream: this.stream };
     if (!this.key) {
       await this.kv.put(name, encode(value));
       return;

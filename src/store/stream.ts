@@ -30,6 +30,12 @@ export const DEFAULT_STREAM: StreamOptions = {
 
 export interface EnsureResult {
   action: "created" | "updated" | "unchanged";
+  /**
+   * When the stream was created (nats-server's own timestamp): which stream this is. One deleted
+   * and made again under the same name starts its sequences anew, so state saved from the old one
+   * (checkpoints, snapshots, recovery points) names positions that mean nothing in it.
+   */
+  created: string;
 }
 
 /** Creates the event stream, or brings an existing one to our settings; safe to call at every start. */
@@ -46,20 +52,20 @@ export async function ensureStream(jsm: JetStreamManager, opts: StreamOptions): 
     allow_direct: true,
   };
   let current: StreamConfig;
+  let created: string;
   try {
-    current = (await jsm.streams.info(opts.name)).config;
+    ({ config: current, created } = await jsm.streams.info(opts.name));
   } catch (err) {
     if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) {
       try {
-        await jsm.streams.add(want);
-        return { action: "created" };
+        return { action: "created", created: (await jsm.streams.add(want)).created };
       } catch (addErr) {
         // Another process may have created it between our info and add: then compare.
         const raced = await jsm.streams.info(opts.name).catch(() => undefined);
         if (!raced) {
           throw new Error(`cannot create stream ${opts.name} on ${ALL_EVENTS}: ${(addErr as Error).message}`);
         }
-        current = raced.config;
+        ({ config: current, created } = raced);
       }
     } else {
       throw err;
@@ -75,7 +81,7 @@ export async function ensureStream(jsm: JetStreamManager, opts: StreamOptions): 
     current.num_replicas === want.num_replicas &&
     current.max_age === want.max_age &&
     current.allow_direct === true;
-  if (same) return { action: "unchanged" };
+  if (same) return { action: "unchanged", created };
   await jsm.streams.update(opts.name, { ...current, ...want } as StreamConfig);
-  return { action: "updated" };
+  return { action: "updated", created };
 }
