@@ -20,7 +20,13 @@ import { until } from "./helpers/daemon.ts";
 import { poolConfig } from "./helpers/events.ts";
 import { startTestNats, type TestNats } from "./helpers/nats.ts";
 
-const pool: PoolConfig = poolConfig({ min: 2, max: 2, warm: 2, idleTimeoutMs: 0, maintenanceIntervalMs: 5_000 });
+const pool: PoolConfig = poolConfig({
+  min: 2,
+  max: 2,
+  warm: 2,
+  idleTimeoutMs: 0,
+  maintenanceIntervalMs: 5_000,
+});
 
 /**
  * State kept in KV beside the stream (actor snapshots, recovery points, the worldview's checkpoint
