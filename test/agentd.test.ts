@@ -210,7 +210,14 @@ describe("agentd engine over a plain socket (src/agentd/agentd.ts)", () => {
     peer.send({ t: "exec", id: "nope", argv: ["/no/such/program"] });
     const r = await peer.result("nope");
     assert.equal(r.t === "error" && r.code, "spawn_failed");
-    assert.match(r.t === "error" ? r.message : "", /ENOENT/);
+    assert.equal(r.t === "error" && r.message, "/no/such/program: no such file in the agent");
+    peer.send({ t: "exec", id: "noprog", argv: ["no-such-program-here"] });
+    const r1 = await peer.result("noprog");
+    assert.equal(r1.t === "error" && r1.code, "spawn_failed");
+    assert.match(
+      r1.t === "error" ? r1.message : "",
+      /^no-such-program-here: no such program on the agent's PATH \(.*\/bin.*\); its image may not have it$/,
+    );
     peer.send({ t: "exec", id: "nowhere", argv: ["true"], cwd: "no/such/dir" });
     const r2 = await peer.result("nowhere");
     assert.equal(r2.t === "error" && r2.code, "spawn_failed");

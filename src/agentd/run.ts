@@ -84,8 +84,10 @@ class ProcessRun {
     proc.on("error", (err) => {
       // Emitted without a pid when the process never started (no such file, bad cwd).
       if (proc.pid !== undefined) return;
-      // A missing cwd fails as ENOENT of the program: say which it was.
-      this.failToStart(existsSync(this.spec.cwd) ? err.message : `cwd ${this.spec.cwd} does not exist`);
+      // A missing cwd fails as ENOENT of the program too: say which it was.
+      if (!existsSync(this.spec.cwd)) this.failToStart(`cwd ${this.spec.cwd} does not exist`);
+      else if ((err as NodeJS.ErrnoException).code === "ENOENT") this.failToStart(notFound(this.spec));
+      else this.failToStart(err.message);
     });
     for (const name of ["stdout", "stderr"] as const) {
       proc[name].on("data", (data: Buffer) => {
@@ -146,6 +148,17 @@ class ProcessRun {
       ...(message === undefined ? {} : { message }),
     });
   }
+}
+
+/**
+ * A program that is not there, said so with where it was looked for: corral's built-in image holds
+ * node and nothing else (no shell), so `sh` or `ls` is the first thing a user tries there.
+ */
+function notFound(spec: RunSpec): string {
+  const program = spec.argv[0] ?? "";
+  if (program.includes("/")) return `${program}: no such file in the agent`;
+  const path = spec.env?.PATH ?? process.env.PATH ?? "";
+  return `${program}: no such program on the agent's PATH (${path}); its image may not have it`;
 }
 
 function spawnDetached(spec: RunSpec): ChildProcessWithoutNullStreams {
