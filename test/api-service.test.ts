@@ -299,6 +299,28 @@ describe("the API service of real daemons: scoped, authorized, robust", () => {
     await rejectsWith(client.release(held, a.other), "lease_not_active", /is revoked/);
   });
 
+  it("a second daemon of a running instance refuses to start, naming the one that runs it", async () => {
+    const info = await client.info(a.instance);
+    assert.equal(info.pid, a.d.proc.pid);
+    assert.deepEqual([...info.pools].sort(), [a.pool, a.other].sort());
+    // `corral up` again with a's config (npm start in a second terminal does the same): refused
+    // before it touches anything, not a second supervisor of a's agents.
+    const again = await corral(["up", "--config", a.file], { NATS_URL: t.url }, async (kill) => {
+      await new Promise((r) => setTimeout(r, 20_000).unref());
+      kill("SIGKILL"); // it started after all: the assertions below say so
+    });
+    assert.equal(again.code, 1, again.stderr);
+    assert.match(
+      again.stderr,
+      new RegExp(`instance ${a.instance} already runs on this NATS: pid ${a.d.proc.pid} on \\S+, up since `),
+    );
+    assert.ok(again.ms < 10_000, `refused at once (${again.ms} ms)`);
+    assert.equal(a.d.proc.exitCode, null, "a still runs");
+    await rejectsWith(client.info(`nobody${tag}`), "no_daemon");
+    const l = await client.acquire(a.pool, { timeoutMs: 5_000 });
+    await client.release(l);
+  });
+
   it("two instances on one NATS: `corral down --config b.yaml` stops b, never a", async () => {
     const r = await corral(["down", "--config", b.file], { NATS_URL: t.url });
     assert.equal(r.code, 0, r.stderr);

@@ -13,6 +13,7 @@ import { agentOfLease } from "../events/lease-id.ts";
 import { eventSubject } from "../store/subjects.ts";
 import {
   type AcquireReply,
+  type DaemonInfo,
   DEFAULT_ACQUIRE_TIMEOUT_MS,
   DEFAULT_EXEC_TIMEOUT_MS,
   EXEC_REACH_MS,
@@ -329,6 +330,14 @@ export class CorralClient {
     }
     const body: z.input<typeof downRequest> = { instance };
     return this.request(subjects.down(instance), body, opts.timeoutMs ?? DEFAULT_SLOW_TIMEOUT_MS);
+  }
+
+  /** Which daemon runs `instance`; `no_daemon` when none does. */
+  info(instance: string, opts: { timeoutMs?: number } = {}): Promise<DaemonInfo> {
+    if (!isValidId(instance) || instance.length > 64) {
+      throw new ApiError("bad_request", `invalid instance name ${JSON.stringify(instance)}`);
+    }
+    return this.request(subjects.info(instance), {}, opts.timeoutMs ?? this.timeoutMs);
   }
 
   /**

@@ -20,7 +20,20 @@ export const subjects = {
   poolsList: `${API_PREFIX}.pools.list`,
   /** Addressed to one instance: nothing that stops agents goes to whichever daemon answers first. */
   down: (instance: string) => `${API_PREFIX}.daemon.${instance}.down`,
+  /** Addressed to one instance: which daemon runs it (a second one asks before it starts). */
+  info: (instance: string) => `${API_PREFIX}.daemon.${instance}.info`,
 } as const;
+
+/** The daemon that runs an instance, as it says itself (`info`). */
+export interface DaemonInfo {
+  instance: string;
+  pid: number;
+  host: string;
+  /** ISO time it came up. */
+  since: string;
+  version: string;
+  pools: string[];
+}
 
 /** How long an acquire waits for a free agent unless it says otherwise (ms). */
 export const DEFAULT_ACQUIRE_TIMEOUT_MS = 30_000;

@@ -1,3 +1,4 @@
+import { hostname } from "node:os";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { type Service, type ServiceMsg, Svcm } from "@nats-io/services";
 import type { Logger } from "pino";
@@ -6,7 +7,7 @@ import type { ControlPlane } from "../cp/control-plane.ts";
 import { InvalidInputError, PoolError } from "../cp/errors.ts";
 import { uuidv7 } from "../events/id.ts";
 import { portEnv, portUrls } from "../ports/env.ts";
-import { type AcquireReply, type ExecReply, subjects } from "./protocol.ts";
+import { type AcquireReply, type DaemonInfo, type ExecReply, subjects } from "./protocol.ts";
 import {
   acquireRequest,
   cancelRequest,
@@ -226,6 +227,15 @@ export async function startApi(nc: NatsConnection, cp: ControlPlane, opts: ApiOp
     await opts.onDown();
     return { stopped: true };
   });
+  const info: DaemonInfo = {
+    instance: opts.instance,
+    pid: process.pid,
+    host: hostname(),
+    since: new Date().toISOString(),
+    version: opts.version ?? "0.1.0",
+    pools: cp.poolNames(),
+  };
+  endpoint("info", subjects.info(opts.instance), async () => info);
   // Subscriptions go out buffered: without a round trip, a client told "corral is up" could
   // still get "no responders" from a server that has not seen them yet.
   await nc.flush();

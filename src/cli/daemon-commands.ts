@@ -1,7 +1,7 @@
 import { configFrom } from "../config/default.ts";
 import { ConfigError } from "../config/load.ts";
 import { natsAuthOf } from "../config/nats.ts";
-import { Daemon } from "../daemon/daemon.ts";
+import { Daemon, InstanceRunningError } from "../daemon/daemon.ts";
 import type { Logger } from "../log.ts";
 import { type MetricsAddress, MetricsAddressError, parseMetricsAddress } from "../metrics/address.ts";
 import { redactUrl } from "../nats/auth.ts";
@@ -17,6 +17,7 @@ function load(file?: string) {
     return configFrom(file);
   } catch (err) {
     if (err instanceof ConfigError) throw new CliError(err.message, EXIT.usage);
+    if (err instanceof InstanceRunningError) throw new CliError(err.message, EXIT.failure);
     throw err;
   }
 }

@@ -2,6 +2,7 @@ import { join, resolve } from "node:path";
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { Service } from "@nats-io/services";
 import type { Logger } from "pino";
+import { ApiError, CorralClient } from "../api/client.ts";
 import { startApi } from "../api/service.ts";
 import type { FileConfig } from "../config/schema.ts";
 import { AgentIdentities } from "../cp/agent-identities.ts";
@@ -36,6 +37,11 @@ export interface DaemonOptions {
   metrics?: MetricsAddress;
 }
 
+/** Another daemon answers for this instance on this NATS: two would supervise the same agents. */
+export class InstanceRunningError extends Error {
+  override name = "InstanceRunningError";
+}
+
 /**
  * `corral up`: the control plane, its NATS API and a live worldview, for one instance. Stopping
  * it leaves agents running for the next `corral up` to adopt; `down` stops them too.
@@ -68,6 +74,7 @@ export class Daemon {
     let metrics: MetricsServer | undefined;
     let exec: Exec | undefined;
     try {
+      await refuseIfRunning(nc, config.instance, log);
       // First: an address in use fails before anything starts.
       if (opts.metrics) metrics = await openMetrics(opts.metrics, log);
       const dockerReason = await dockerUnavailableReason();
@@ -153,6 +160,28 @@ export class Daemon {
     await Promise.allSettled(this.runtimes.map((r) => r.close()));
     await this.nc.drain().catch(() => {});
     this.log.info({ stopAgents: opts.stopAgents === true }, "corral stopped");
+  }
+}
+
+/**
+ * Refuses to start while a daemon answers for `instance` on this NATS (`npm start` in a second
+ * terminal, `corral up` twice): both would take the same agents over and share the instance's
+ * queue group, each supervising what the other does. Two started within the same moment (before
+ * either serves its API) are not told apart.
+ */
+async function refuseIfRunning(nc: NatsConnection, instance: string, log: Logger): Promise<void> {
+  try {
+    const running = await new CorralClient(nc).info(instance, { timeoutMs: 2_000 });
+    throw new InstanceRunningError(
+      `instance ${instance} already runs on this NATS: pid ${running.pid} on ${running.host}, up since ` +
+        `${running.since}. Stop it first (Ctrl-C where it runs, or \`corral down\`), or give this ` +
+        "one another `instance` in its corral.yaml",
+    );
+  } catch (err) {
+    if (err instanceof InstanceRunningError) throw err;
+    if (err instanceof ApiError && err.code === "no_daemon") return;
+    // A daemon too busy to answer, or a NATS user without the right to ask: start, but say so.
+    log.warn({ instance, err: (err as Error).message }, "cannot tell whether this instance already runs");
   }
 }
 
