@@ -20,19 +20,11 @@ export interface TransportRange {
   fromTime?: Date;
   /** The last sequence to deliver (inclusive), at most the last one on the filter. */
   toSeq: number;
-  /** Messages per pull request; AHEAD requests are kept ahead of what the reader has taken. */
+  /** Messages per pull request; two requests are kept ahead of what the reader has taken. */
   batch: number;
   /** No message for this long while more are expected: start again after the last one delivered. */
   stallMs: number;
 }
-
-/**
- * Pull requests kept ahead of the reader. A batch whose marks the worker is still hashing is not
- * yet taken (src/store/record-batches.ts): with two ahead, the server ran dry meanwhile and the
- * main thread sat idle 150-200 ms per 200k marked events of a rebuild; with four, 60-75 ms
- * (~3 MB more in flight at 2,000 per batch).
- */
-const AHEAD = 4;
 
 /** A range's transport as its reader sees it (src/store/reader.ts). */
 export interface RangeReader {
@@ -47,7 +39,7 @@ export interface RangeReader {
  * one plain inbox subscription, and the delivery metadata parsed straight from the reply subject.
  * Core NATS delivery may drop messages, so every delivery sequence is checked to be contiguous; a
  * gap (or a stall) restarts the consumer right after the last message delivered in order. Pulls
- * stay at most AHEAD batches ahead of what the reader has `taken`, so a slow reader holds nothing
+ * stay at most two batches ahead of what the reader has `taken`, so a slow reader holds nothing
  * more than that in memory.
  */
 export class RangeTransport {
@@ -104,7 +96,7 @@ export class RangeTransport {
     }
   }
 
-  /** The reader took `n` more messages: ask for more if the pulls are not AHEAD batches ahead. */
+  /** The reader took `n` more messages: ask for more if the pulls are not two batches ahead. */
   taken(n: number): void {
     this.took += n;
     this.lastProgress = Date.now(); // a slow reader is not a stalled server
@@ -159,7 +151,7 @@ export class RangeTransport {
 
   private pull(): void {
     const { batch } = this.range;
-    while (!this.done && this.consumer && this.requested - this.took < AHEAD * batch) {
+    while (!this.done && this.consumer && this.requested - this.took < 2 * batch) {
       this.requested += batch;
       const req = JSON.stringify({ batch, expires: nanos(30_000) });
       this.nc.publish(`$JS.API.CONSUMER.MSG.NEXT.${this.stream}.${this.consumer}`, req, {

@@ -17,7 +17,7 @@ export interface RangeOptions {
   fromTime?: Date;
   /** Last stream sequence to read (inclusive); default: the last one on the filter as the read starts. */
   toSeq?: number;
-  /** Messages per pull request; a few are kept in flight (range-transport.ts, AHEAD). */
+  /** Messages per pull request; two requests are kept in flight. */
   batch?: number;
   /** No message for this long while more are expected: start again from the last one seen. */
   stallMs?: number;
