@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { agentAggregate } from "../machines/agent.ts";
 import { ActorHost, type ActorView } from "../src/cp/actor-host.ts";
@@ -9,13 +9,11 @@ import { asAgentView } from "../src/cp/views.ts";
 import type { PoolConfig } from "../src/events/pool.ts";
 import { silentLogger } from "../src/log.ts";
 import { SimulatedRuntime } from "../src/runtime/simulated.ts";
-import { EventKey } from "../src/store/event-mark.ts";
 import { EventStore } from "../src/store/event-store.ts";
-import { bindIntegrity } from "../src/store/integrity.ts";
 import { SnapshotStore } from "../src/store/snapshots.ts";
 import { until } from "./helpers/daemon.ts";
 import { poolConfig } from "./helpers/events.ts";
-import { startTestNats, type TestNats } from "./helpers/nats.ts";
+import { markedTestNats } from "./helpers/nats.ts";
 
 const sized = (n: number): PoolConfig =>
   poolConfig({ min: n, max: n, warm: n, idleTimeoutMs: 0, maintenanceIntervalMs: 5_000 });
@@ -50,18 +48,11 @@ async function recoverers(nc: NatsConnection, t: { after(fn: () => void): void }
 }
 
 describe("recovery point: snapshots plus the tail give what a full replay gives", () => {
-  let t: TestNats;
-  let nc: NatsConnection;
-  before(async () => {
-    t = await startTestNats();
-    nc = await t.connect();
-    bindIntegrity(nc, { key: EventKey.generate() });
-  });
-  after(() => t.cleanup());
+  const nats = markedTestNats();
 
   const start = (instance: string, pool: string, config: PoolConfig, runtime: SimulatedRuntime) =>
     ControlPlane.start({
-      nc,
+      nc: nats.nc,
       instance,
       pools: { [pool]: config },
       runtimes: { process: runtime },
@@ -96,7 +87,7 @@ describe("recovery point: snapshots plus the tail give what a full replay gives"
     await other.pool("rp-other").acquire({ timeoutMs: 5_000 });
     await Promise.all([cp.host.idle(), other.host.idle()]);
 
-    const { snapshots, recoverer } = await recoverers(nc, t);
+    const { snapshots, recoverer } = await recoverers(nats.nc, t);
     const ourPool = (v: ActorView) => asAgentView(v).context.poolId === "rp-pool";
     const fromPoint = recoverer();
     const viaPoint = await fromPoint.recover("agent", ourPool, { point: "rp-ours" });
@@ -116,7 +107,7 @@ describe("recovery point: snapshots plus the tail give what a full replay gives"
     const runtime = new SimulatedRuntime("rp-two");
     const both = { "rp-kept": sized(1), "rp-dropped": sized(1) };
     const first = await ControlPlane.start({
-      nc,
+      nc: nats.nc,
       instance: "rp-two",
       pools: both,
       runtimes: { process: runtime },
@@ -151,7 +142,7 @@ describe("recovery point: snapshots plus the tail give what a full replay gives"
     await Promise.all(clients);
     await cp.host.idle();
 
-    const { store, snapshots, recoverer } = await recoverers(nc, t);
+    const { store, snapshots, recoverer } = await recoverers(nats.nc, t);
     const ours = (v: ActorView) => asAgentView(v).context.poolId === "rp-live";
     const point = await snapshots.getPoint("agent.rp-live");
     assert.ok(point && point.seq < (await store.lastSeq()), "events were stored after the point");

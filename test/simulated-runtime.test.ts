@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
-import type { NatsConnection } from "@nats-io/nats-core";
+import { describe, it } from "node:test";
 import { ConfigError, parseConfig } from "../src/config/load.ts";
 import { ControlPlane } from "../src/cp/control-plane.ts";
 import { simulatedDialer } from "../src/cp/simulated-dialer.ts";
@@ -10,11 +9,9 @@ import { RuntimeError } from "../src/runtime/errors.ts";
 import { SimulatedRuntime, type SimulatedRuntimeOptions } from "../src/runtime/simulated.ts";
 import { faultDrawer } from "../src/runtime/simulated-faults.ts";
 import type { CreateSpec } from "../src/runtime/types.ts";
-import { EventKey } from "../src/store/event-mark.ts";
-import { bindIntegrity } from "../src/store/integrity.ts";
 import { until } from "./helpers/daemon.ts";
 import { poolConfig } from "./helpers/events.ts";
-import { startTestNats, type TestNats } from "./helpers/nats.ts";
+import { markedTestNats } from "./helpers/nats.ts";
 
 const spec = (agentId: string): CreateSpec => ({
   instance: "sim",
@@ -97,14 +94,7 @@ describe("simulated runtime: latency and failures, seeded", () => {
 });
 
 describe("300 warm agents on the simulated runtime survive a restart of the control plane", () => {
-  let t: TestNats;
-  let nc: NatsConnection;
-  before(async () => {
-    t = await startTestNats();
-    nc = await t.connect();
-    bindIntegrity(nc, { key: EventKey.generate() });
-  });
-  after(() => t.cleanup());
+  const nats = markedTestNats();
 
   const N = 300;
   const config: PoolConfig = poolConfig({
@@ -117,7 +107,7 @@ describe("300 warm agents on the simulated runtime survive a restart of the cont
   });
   const start = (runtime: SimulatedRuntime) =>
     ControlPlane.start({
-      nc,
+      nc: nats.nc,
       instance: runtime.instance,
       pools: { modest: config },
       runtimes: { process: runtime },

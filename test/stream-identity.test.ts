@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
-import type { NatsConnection } from "@nats-io/nats-core";
+import { describe, it } from "node:test";
 import { ControlPlane } from "../src/cp/control-plane.ts";
 import { simulatedDialer } from "../src/cp/simulated-dialer.ts";
 import { DaemonWorldview } from "../src/daemon/worldview.ts";
@@ -11,14 +10,12 @@ import { loadWorldview } from "../src/projections/index.ts";
 import { SnapshotStore as WorldviewSnapshots } from "../src/projections/snapshots.ts";
 import { foldWorldview, worldviewProjection } from "../src/projections/worldview.ts";
 import { SimulatedRuntime } from "../src/runtime/simulated.ts";
-import { EventKey } from "../src/store/event-mark.ts";
 import { EventStore } from "../src/store/event-store.ts";
-import { bindIntegrity } from "../src/store/integrity.ts";
 import type { StoredRecord } from "../src/store/records.ts";
 import { SnapshotStore } from "../src/store/snapshots.ts";
 import { until } from "./helpers/daemon.ts";
 import { poolConfig } from "./helpers/events.ts";
-import { startTestNats, type TestNats } from "./helpers/nats.ts";
+import { markedTestNats } from "./helpers/nats.ts";
 
 const pool: PoolConfig = poolConfig({
   min: 2,
@@ -36,18 +33,11 @@ const pool: PoolConfig = poolConfig({
  * the new stream's first events.
  */
 describe("saved state is bound to the stream it was folded from", () => {
-  let t: TestNats;
-  let nc: NatsConnection;
-  before(async () => {
-    t = await startTestNats();
-    nc = await t.connect();
-    bindIntegrity(nc, { key: EventKey.generate() });
-  });
-  after(() => t.cleanup());
+  const nats = markedTestNats();
 
   const start = (runtime: SimulatedRuntime) =>
     ControlPlane.start({
-      nc,
+      nc: nats.nc,
       instance: "sid",
       pools: { sid: pool },
       runtimes: { process: runtime },
@@ -59,7 +49,7 @@ describe("saved state is bound to the stream it was folded from", () => {
   async function run(runtime: SimulatedRuntime): Promise<{ agents: string[]; lastSeq: number }> {
     const { cp } = await start(runtime);
     try {
-      const view = await DaemonWorldview.open(nc, cp.store, silentLogger, 60_000, {
+      const view = await DaemonWorldview.open(nats.nc, cp.store, silentLogger, 60_000, {
         everyEvents: 1,
         minIntervalMs: 0,
         share: 1,
@@ -85,15 +75,17 @@ describe("saved state is bound to the stream it was folded from", () => {
   it("after the stream is deleted and made again, nothing saved from the old one is used", async () => {
     const runtime = new SimulatedRuntime("sid");
     const first = await run(runtime);
-    const old = await EventStore.open(nc);
+    const old = await EventStore.open(nats.nc);
     const oldIdentity = old.identity;
-    assert.ok((await CheckpointStore.open(nc, { stream: oldIdentity }).then((c) => c.get("worldview")))?.seq);
+    assert.ok(
+      (await CheckpointStore.open(nats.nc, { stream: oldIdentity }).then((c) => c.get("worldview")))?.seq,
+    );
     await old.jsm.streams.delete(old.stream);
     old.close();
 
     // Started again on a new stream with the same name: a fresh pool, not the old agents.
     const second = await run(runtime);
-    const store = await EventStore.open(nc);
+    const store = await EventStore.open(nats.nc);
     assert.notEqual(store.identity, oldIdentity, "a stream made again is another stream");
     assert.equal(second.agents.length, 2);
     for (const id of second.agents) assert.ok(!first.agents.includes(id), `${id} is a new agent`);
@@ -110,14 +102,16 @@ describe("saved state is bound to the stream it was folded from", () => {
     assert.deepEqual(at.state, foldWorldview(all.filter((r) => r.seq <= mid)));
 
     // What is stored is stamped: the new stream's own, and the old stream's snapshots are gone.
-    const cp = await CheckpointStore.open(nc, { stream: store.identity }).then((c) => c.get("worldview"));
+    const cp = await CheckpointStore.open(nats.nc, { stream: store.identity }).then((c) =>
+      c.get("worldview"),
+    );
     assert.equal(cp?.stream, store.identity);
-    const { entries } = await (await WorldviewSnapshots.open(nc)).list(worldviewProjection.name);
+    const { entries } = await (await WorldviewSnapshots.open(nats.nc)).list(worldviewProjection.name);
     assert.ok(entries.length > 0);
     for (const e of entries) assert.equal(e.stream, store.identity, `snapshot at ${e.seq}`);
-    const actors = await SnapshotStore.open(nc, undefined, 1, undefined, oldIdentity);
+    const actors = await SnapshotStore.open(nats.nc, undefined, 1, undefined, oldIdentity);
     assert.equal(await actors.getPoint("agent.sid"), undefined, "the old stream's point was overwritten");
-    const current = await SnapshotStore.open(nc, undefined, 1, undefined, store.identity);
+    const current = await SnapshotStore.open(nats.nc, undefined, 1, undefined, store.identity);
     assert.deepEqual((await current.getPoint("agent.sid"))?.ids.sort(), [...second.agents].sort());
     store.close();
 

@@ -1,9 +1,12 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { after, before } from "node:test";
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { NatsAuth } from "../../src/nats/auth.ts";
 import { connectNats } from "../../src/nats/connect.ts";
 import { NatsServer } from "../../src/nats/server.ts";
+import { EventKey } from "../../src/store/event-mark.ts";
+import { bindIntegrity } from "../../src/store/integrity.ts";
 import { onTeardown, tempDir } from "./teardown.ts";
 
 /** A nats-server of the test's own: free loopback port, temp store, stopped by the teardown. */
@@ -55,5 +58,31 @@ export async function startTestNats(opts: TestNatsOptions = {}): Promise<TestNat
       return nc;
     },
     cleanup,
+  };
+}
+
+/**
+ * For a describe block: its own nats-server, and a connection on which every store marks what it
+ * appends with a fresh writer key, as the daemon's does (src/store/integrity.ts). Read `t` and `nc`
+ * inside tests (they are set by the block's `before`).
+ */
+export function markedTestNats(): { readonly t: TestNats; readonly nc: NatsConnection } {
+  let t: TestNats | undefined;
+  let nc: NatsConnection | undefined;
+  before(async () => {
+    t = await startTestNats();
+    nc = await t.connect();
+    bindIntegrity(nc, { key: EventKey.generate() });
+  });
+  after(() => t?.cleanup());
+  return {
+    get t() {
+      if (!t) throw new Error("markedTestNats: read inside a test, after `before`");
+      return t;
+    },
+    get nc() {
+      if (!nc) throw new Error("markedTestNats: read inside a test, after `before`");
+      return nc;
+    },
   };
 }
