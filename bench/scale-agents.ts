@@ -6,13 +6,15 @@ import { LiveRegistry } from "../src/cp/session/live-registry.ts";
 import { simulatedDialer } from "../src/cp/simulated-dialer.ts";
 import type { PoolConfig } from "../src/events/pool.ts";
 import { silentLogger } from "../src/log.ts";
+import { connectNats } from "../src/nats/connect.ts";
 import { CheckpointStore } from "../src/projections/checkpoints.ts";
 import { ProjectionRunner } from "../src/projections/runner.ts";
 import { worldviewProjection } from "../src/projections/worldview.ts";
 import { SimulatedRuntime } from "../src/runtime/simulated.ts";
 import { EventKey } from "../src/store/event-mark.ts";
 import { EventStore } from "../src/store/event-store.ts";
-import { bindIntegrity } from "../src/store/integrity.ts";
+import { bindIntegrity, integrityOf } from "../src/store/integrity.ts";
+import { SNAPSHOT_BUCKET, SnapshotStore } from "../src/store/snapshots.ts";
 import { DEFAULT_STREAM } from "../src/store/stream.ts";
 import { type BenchNats, collectGarbage, fmt, perSecond, startBenchNats } from "./lib.ts";
 
@@ -21,7 +23,7 @@ import { type BenchNats, collectGarbage, fmt, perSecond, startBenchNats } from "
  * (src/runtime/simulated.ts: nothing starts, so only corral itself is measured), a real
  * nats-server and event marks on. The bench process is the daemon: its heap and CPU are the
  * control plane's. Flags (environment): SCALE_AGENTS (10000), SCALE_IDLE_S (60),
- * SCALE_RESTART_AGENTS (1000), SCALE_CYCLES (1000000), SCALE_CLIENTS (32).
+ * SCALE_RESTART_AGENTS (1000), SCALE_CYCLES (1000000), SCALE_CLIENTS (32), SCALE_CRASH_S (55).
  */
 const flag = (name: string, dflt: number) => {
   const v = process.env[name];
@@ -37,6 +39,8 @@ const IDLE_S = flag("SCALE_IDLE_S", 60);
 const RESTART_AGENTS = flag("SCALE_RESTART_AGENTS", 1_000);
 const CYCLES = flag("SCALE_CYCLES", 1_000_000);
 const CLIENTS = flag("SCALE_CLIENTS", 32);
+/** Load before the crash: just under the 60 s between recovery points, the longest tail a crash leaves. */
+const CRASH_S = flag("SCALE_CRASH_S", 55);
 const LATENCY_SAMPLES = 2_000;
 const FIRST_CYCLES = 10_000;
 
@@ -202,6 +206,52 @@ async function restart(nc: NatsConnection, sim: Sim, when: string): Promise<Sim>
   return next.sim;
 }
 
+/**
+ * A crash under load: a control plane on a connection of its own (marking with the same key, as
+ * the daemon restarted on that machine would) writes its recovery point at boot, serves CLIENTS
+ * acquiring and releasing for CRASH_S, and then its connection drops without a stop: no point is
+ * written, and persist-then-act keeps the dead one from acting. A new one on the same runtime
+ * folds the tail after the last point; prints the time to its first acquire.
+ */
+async function crash(nc: NatsConnection, url: string, sim: Sim): Promise<Sim> {
+  await sim.cp.host.idle();
+  await sim.cp.stop();
+  const own = await connectNats(url, { name: "bench-doomed" });
+  bindIntegrity(own, integrityOf(nc) ?? "off");
+  const doomed = (await startSim(own, sim.pool, RESTART_AGENTS, sim.runtime)).sim;
+  await allIdle(doomed, RESTART_AGENTS, 60_000);
+  const jsm = await jetstreamManager(nc);
+  let flowing = true;
+  let done = 0;
+  const clients = Array.from({ length: CLIENTS }, async () => {
+    while (flowing) {
+      await cycle(doomed);
+      done++;
+    }
+  });
+  await new Promise((r) => setTimeout(r, CRASH_S * 1000));
+  await own.close(); // the crash: nothing more reaches the stream from it
+  flowing = false;
+  await Promise.allSettled(clients);
+  const events = (await jsm.streams.info(DEFAULT_STREAM.name)).state.last_seq;
+  const points = await SnapshotStore.open(nc, SNAPSHOT_BUCKET, 1, undefined, doomed.cp.store.identity);
+  const point = await points.getPoint(`agent.${sim.runtime.instance}`);
+  const t0 = performance.now();
+  const next = await startSim(nc, sim.pool, RESTART_AGENTS, sim.runtime);
+  const booted = performance.now() - t0;
+  const sup = next.sim.cp.pool(sim.pool);
+  const lease = await sup.acquire({ timeoutMs: 60_000 });
+  const firstAcquire = performance.now() - t0;
+  await sup.release(lease.leaseId, lease.leaseToken);
+  await doomed.cp.stop().catch(() => {}); // its timers: it cannot write anything any more
+  console.log(
+    `restart after a crash with ${fmt(RESTART_AGENTS)} agents, ${CRASH_S} s of load since its last recovery ` +
+      `point (${fmt(done)} cycles; ${fmt(events - (point?.seq ?? 0))} events after the point): start ${ms(booted)}, first ` +
+      `acquire at ${ms(firstAcquire)} (target <= 2000 ms${short(firstAcquire > 2000)})`,
+  );
+  return next.sim;
+}
+
 async function streamBytes(jsm: JetStreamManager): Promise<number> {
   return (await jsm.streams.info(DEFAULT_STREAM.name)).state.bytes;
 }
@@ -272,7 +322,8 @@ export async function benchScaleAgents(): Promise<void> {
   );
   const small = await smallPool();
   await bigPool(small);
-  await withNats("scale-restart", async ({ nc }) => {
+  await withNats("scale-restart", async ({ nc, server }) => {
+    const url = server.url;
     const runtime = new SimulatedRuntime("scale-restart", { recordSpecs: false });
     let sim = (await startSim(nc, "restart", RESTART_AGENTS, runtime)).sim;
     try {
@@ -281,6 +332,7 @@ export async function benchScaleAgents(): Promise<void> {
       await cycles(sim, await jetstreamManager(nc));
       sim = await restart(nc, sim, `after ${fmt(CYCLES)} cycles`);
       await registryRebuild(nc);
+      sim = await crash(nc, url, sim);
     } finally {
       await sim.cp.stop();
     }

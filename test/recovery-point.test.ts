@@ -122,6 +122,40 @@ describe("recovery point: snapshots plus the tail give what a full replay gives"
     await until("the dropped pool closed", () => cp.pool("rp-dropped").state === "closed", 10_000);
   });
 
+  it("under load a point follows every `recoveryPointEveryEvents` events, not only the interval", async (t) => {
+    const runtime = new SimulatedRuntime("rp-count");
+    const { cp } = await ControlPlane.start({
+      nc: nats.nc,
+      instance: "rp-count",
+      pools: { "rp-count": sized(2) },
+      runtimes: { process: runtime },
+      dialer: (host) => simulatedDialer(host, Date.now, silentLogger),
+      recoveryPointEveryMs: 3_600_000, // the interval never comes in this test
+      recoveryPointEveryEvents: 40,
+    });
+    t.after(() => cp.stop({ stopAgents: true }));
+    await until("2 idle", () => agentsOf(cp, "rp-count").filter((a) => a.phase === "idle").length === 2);
+    const { snapshots } = await recoverers(nats.nc, t);
+    const atBoot = await snapshots.getPoint("agent.rp-count");
+    assert.ok(atBoot, "one at boot");
+    const sup = cp.pool("rp-count");
+    for (let i = 0; i < 30; i++) {
+      const lease = await sup.acquire({ timeoutMs: 5_000 });
+      await sup.release(lease.leaseId, lease.leaseToken); // each cycle stores a few agent events
+    }
+    await cp.host.idle();
+    await until(
+      "a later point",
+      async () => ((await snapshots.getPoint("agent.rp-count"))?.seq ?? 0) > atBoot.seq,
+    );
+    const point = await snapshots.getPoint("agent.rp-count");
+    const last = await cp.store.lastSeq();
+    assert.ok(
+      last - (point?.seq ?? 0) < 200,
+      `the tail a crash would fold stays short: ${last} - ${point?.seq}`,
+    );
+  });
+
   it("a point written while acquires and releases flow, then a crash (no stop)", async (t) => {
     const runtime = new SimulatedRuntime("rp-live");
     const cp = (await start("rp-live", "rp-live", sized(4), runtime)).cp;

@@ -53,6 +53,11 @@ export interface ControlPlaneOptions {
   dialer?: (host: ActorHost) => Dialer;
   /** How often a recovery point is written while running (default 60 s; 0: only at stop). */
   recoveryPointEveryMs?: number;
+  /**
+   * …and after this many pool and agent events stored since the last one (default 50,000; 0:
+   * never by count): under load, 60 s is hundreds of thousands of events for a crash to fold.
+   */
+  recoveryPointEveryEvents?: number;
 }
 
 export interface StartReport {
@@ -77,6 +82,8 @@ export class ControlPlane {
   private readonly watchers: { close(): void }[] = [];
   private pointTimer: NodeJS.Timeout | undefined;
   private pointWriting: Promise<void> | undefined;
+  /** Pool and agent events stored since the last recovery point was asked for. */
+  private sincePoint = 0;
   private readonly log: Logger;
   private readonly scheduler: Scheduler;
   private readonly newSupervisor: (name: string) => PoolSupervisor;
@@ -271,6 +278,7 @@ export class ControlPlane {
 
   /** Keeps each supervisor's view current with the events the host stores. */
   private route(view: ActorView, event?: CorralEvent): void {
+    if (event && (view.ref.kind === "pool" || view.ref.kind === "agent")) this.countTowardsPoint();
     switch (view.ref.kind) {
       case "pool":
         this.supervisors.get(view.ref.id)?.observePool(asPoolView(view), event);
@@ -281,6 +289,14 @@ export class ControlPlane {
         return;
       }
     }
+  }
+
+  /** One more event a crash would fold: past `recoveryPointEveryEvents` of them, a new point. */
+  private countTowardsPoint(): void {
+    const every = this.opts.recoveryPointEveryEvents ?? 50_000;
+    if (every <= 0 || !this.pointTimer || ++this.sincePoint < every) return;
+    this.sincePoint = 0;
+    void this.writeRecoveryPoint();
   }
 
   /** Writes this instance's recovery points, for its pools and agents (ARCHITECTURE.md, "Start-up"), one at a time. */
@@ -329,6 +345,7 @@ export class ControlPlane {
     for (const w of this.watchers) w.close();
     await this.dialer.close();
     clearInterval(this.pointTimer);
+    this.pointTimer = undefined; // and none by count either: stop writes the last one below
     await this.host.close();
     // The next start folds only what is stored after this point, not every agent's history.
     await this.pointWriting;
