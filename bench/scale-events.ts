@@ -9,6 +9,7 @@ import { silentLogger } from "../src/log.ts";
 import { connectNats } from "../src/nats/connect.ts";
 import { CheckpointStore } from "../src/projections/checkpoints.ts";
 import { ProjectionRunner } from "../src/projections/runner.ts";
+import { DEFAULT_SNAPSHOT_POLICY } from "../src/projections/snapshot-schedule.ts";
 import { SnapshotStore } from "../src/projections/snapshots.ts";
 import { worldviewProjection } from "../src/projections/worldview.ts";
 import { EventStore } from "../src/store/event-store.ts";
@@ -74,9 +75,10 @@ async function reportSnapshots(nc: EventStore["nc"]): Promise<number[]> {
   const { entries } = await (await SnapshotStore.open(nc, { create: false })).list("worldview");
   const gaps = entries.slice(1).map((e, i) => e.seq - (entries[i]?.seq ?? 0));
   const bytes = entries.at(-1)?.bytes ?? 0;
+  const p = DEFAULT_SNAPSHOT_POLICY;
   console.log(
-    `scale-events: ${entries.length} worldview snapshots kept by the daemon (every ≥ 10,000 events, ` +
-      `≥ 1 s apart, ≤ 10 % of its time), gaps ${fmt(Math.min(...gaps))}-${fmt(Math.max(...gaps))} events, ` +
+    `scale-events: ${entries.length} worldview snapshots kept by the daemon (every ≥ ${fmt(p.everyEvents)} events, ` +
+      `≥ ${p.minIntervalMs} ms apart, ≤ ${p.share * 100} % of its time), gaps ${fmt(Math.min(...gaps))}-${fmt(Math.max(...gaps))} events, ` +
       `newest ${fmt(bytes)} bytes in ${entries.at(-1)?.chunks ?? 0} chunk(s)`,
   );
   return entries.map((e) => e.seq);
