@@ -5,6 +5,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { type ApiError, CorralClient } from "../../src/api/client.ts";
 import type { AcquireReply } from "../../src/api/protocol.ts";
 import type { Envelope } from "../../src/events/envelope.ts";
+import { statusOf } from "../../src/runtime/errors.ts";
 import { createRuntime, dockerClient, helloAgentTemplate, SLEEP } from "../../src/runtime/index.ts";
 import { isAlive } from "../../src/runtime/proc.ts";
 import type { Runtime, RuntimeKind } from "../../src/runtime/types.ts";
@@ -548,7 +549,13 @@ async function killFromOutside(kind: RuntimeKind, id: string, pid?: number): Pro
   if (kind === "docker") {
     const container = dockerClient().getContainer(id);
     await container.kill(); // through the engine API: no docker CLI needed
-    await until("the container dead", async () => !(await container.inspect()).State.Running, 10_000);
+    // The daemon may notice the death and remove the container first: gone is dead too.
+    const running = () =>
+      container.inspect().then(
+        (c) => c.State.Running,
+        (err: unknown) => (statusOf(err) === 404 ? false : Promise.reject(err)),
+      );
+    await until("the container dead", async () => !(await running()), 10_000);
   } else {
     assert.ok(pid, "process instances have a pid");
     process.kill(-pid, "SIGKILL");
