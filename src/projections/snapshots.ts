@@ -45,8 +45,8 @@ export interface SnapshotStoreOptions {
   integrity?: Integrity;
   /**
    * The identity of the stream the snapshots are folded from (EventStore.identity), as for
-   * checkpoints: each one written names it, one of another stream is never loaded and is the
-   * first to go. None: any is read.
+   * checkpoints: each one written names it; one of another stream is never loaded, and the next
+   * write drops it from the index. None: any is read.
    */
   stream?: string;
 }
