@@ -181,19 +181,25 @@ async function bigPool(small: { p50: number; p99: number }): Promise<void> {
   });
 }
 
+/** A new control plane for `sim`'s pool on its runtime: times to started and to its first acquire. */
+async function startServing(nc: NatsConnection, sim: Sim, acquireTimeoutMs: number) {
+  const t0 = performance.now();
+  const next = await startSim(nc, sim.pool, RESTART_AGENTS, sim.runtime);
+  const booted = performance.now() - t0;
+  const sup = next.sim.cp.pool(sim.pool);
+  const lease = await sup.acquire({ timeoutMs: acquireTimeoutMs });
+  const firstAcquire = performance.now() - t0;
+  await sup.release(lease.leaseId, lease.leaseToken);
+  return { next, t0, booted, firstAcquire };
+}
+
 /** Stops `sim` and starts its control plane again on the same runtime; prints the time to serving. */
 async function restart(nc: NatsConnection, sim: Sim, when: string): Promise<Sim> {
   await sim.cp.host.idle();
   await sim.cp.stop();
   // The instances keep "running" in the runtime, as agents outlive a daemon that stops.
   const events = (await (await jetstreamManager(nc)).streams.info(DEFAULT_STREAM.name)).state.messages;
-  const t0 = performance.now();
-  const next = await startSim(nc, sim.pool, RESTART_AGENTS, sim.runtime);
-  const booted = performance.now() - t0;
-  const sup = next.sim.cp.pool(sim.pool);
-  const lease = await sup.acquire({ timeoutMs: 30_000 });
-  const firstAcquire = performance.now() - t0;
-  await sup.release(lease.leaseId, lease.leaseToken);
+  const { next, t0, booted, firstAcquire } = await startServing(nc, sim, 30_000);
   await allIdle(next.sim, RESTART_AGENTS, 60_000);
   await next.sim.cp.host.idle();
   const all = performance.now() - t0;
@@ -236,13 +242,7 @@ async function crash(nc: NatsConnection, url: string, sim: Sim): Promise<Sim> {
   const events = (await jsm.streams.info(DEFAULT_STREAM.name)).state.last_seq;
   const points = await SnapshotStore.open(nc, SNAPSHOT_BUCKET, 1, undefined, doomed.cp.store.identity);
   const point = await points.getPoint(`agent.${sim.runtime.instance}`);
-  const t0 = performance.now();
-  const next = await startSim(nc, sim.pool, RESTART_AGENTS, sim.runtime);
-  const booted = performance.now() - t0;
-  const sup = next.sim.cp.pool(sim.pool);
-  const lease = await sup.acquire({ timeoutMs: 60_000 });
-  const firstAcquire = performance.now() - t0;
-  await sup.release(lease.leaseId, lease.leaseToken);
+  const { next, booted, firstAcquire } = await startServing(nc, sim, 60_000);
   await doomed.cp.stop().catch(() => {}); // its timers: it cannot write anything any more
   console.log(
     `restart after a crash with ${fmt(RESTART_AGENTS)} agents, ${CRASH_S} s of load since its last recovery ` +

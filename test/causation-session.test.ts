@@ -6,11 +6,10 @@ import { Agentd } from "../src/agentd/agentd.ts";
 import { runInitPlan } from "../src/cp/init/executor.ts";
 import { initPlan } from "../src/cp/init/plan.ts";
 import { TimerScheduler } from "../src/cp/scheduler.ts";
-import type { AgentSession } from "../src/cp/session/agent-session.ts";
 import type { CorralEvent } from "../src/events/catalogue.ts";
 import type { AggregateRef } from "../src/events/envelope.ts";
 import { PlainAgentd } from "./helpers/agentd-plain.ts";
-import { type SessionWorld, sessionWorld, until } from "./helpers/session-world.ts";
+import { readySessions, type SessionWorld, sessionWorld, until } from "./helpers/session-world.ts";
 import { onTeardown, tempDir } from "./helpers/teardown.ts";
 
 /*
@@ -39,10 +38,7 @@ describe("causation through sessions and init plans", () => {
     const id = await w.newAgent();
     const peer = await w.peerFor(id);
     const sessions = w.sessions();
-    const ready: AgentSession[] = [];
-    sessions.onReady((s) => {
-      ready.push(s);
-    });
+    const ready = readySessions(sessions);
     const started = (await eventsOf({ kind: "agent", id })).find((e) => e.type === "AgentStarted");
     sessions.dial(id, 1, started);
     await until("ready", () => ready.length === 1);

@@ -50,14 +50,21 @@ async function recoverers(nc: NatsConnection, t: { after(fn: () => void): void }
 describe("recovery point: snapshots plus the tail give what a full replay gives", () => {
   const nats = markedTestNats();
 
-  const start = (instance: string, pool: string, config: PoolConfig, runtime: SimulatedRuntime) =>
+  const start = (
+    instance: string,
+    pool: string,
+    config: PoolConfig,
+    runtime: SimulatedRuntime,
+    // By default points at stop, or when the test writes one.
+    points: { recoveryPointEveryMs: number; recoveryPointEveryEvents?: number } = { recoveryPointEveryMs: 0 },
+  ) =>
     ControlPlane.start({
       nc: nats.nc,
       instance,
       pools: { [pool]: config },
       runtimes: { process: runtime },
       dialer: (host) => simulatedDialer(host, Date.now, silentLogger),
-      recoveryPointEveryMs: 0, // points at stop, or when the test writes one
+      ...points,
     });
   const agentsOf = (cp: ControlPlane, pool: string) => cp.pool(pool).status().agents;
 
@@ -124,12 +131,7 @@ describe("recovery point: snapshots plus the tail give what a full replay gives"
 
   it("under load a point follows every `recoveryPointEveryEvents` events, not only the interval", async (t) => {
     const runtime = new SimulatedRuntime("rp-count");
-    const { cp } = await ControlPlane.start({
-      nc: nats.nc,
-      instance: "rp-count",
-      pools: { "rp-count": sized(2) },
-      runtimes: { process: runtime },
-      dialer: (host) => simulatedDialer(host, Date.now, silentLogger),
+    const { cp } = await start("rp-count", "rp-count", sized(2), runtime, {
       recoveryPointEveryMs: 3_600_000, // the interval never comes in this test
       recoveryPointEveryEvents: 40,
     });

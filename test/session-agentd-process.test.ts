@@ -3,9 +3,8 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { before, describe, it } from "node:test";
-import type { AgentSession } from "../src/cp/session/agent-session.ts";
 import { writeIdentityFiles } from "../src/identity/files.ts";
-import { type SessionWorld, sessionWorld, until } from "./helpers/session-world.ts";
+import { readySessions, type SessionWorld, sessionWorld, until } from "./helpers/session-world.ts";
 import { stopProcess, tempDir, trackProcess } from "./helpers/teardown.ts";
 
 /**
@@ -69,10 +68,7 @@ describe("sessions to agentd as a process", () => {
         handshakeTimeoutMs: 10_000,
       },
     });
-    const ready: AgentSession[] = [];
-    sessions.onReady((s) => {
-      ready.push(s);
-    });
+    const ready = readySessions(sessions);
     sessions.dial(id, 1);
     await until("ready", () => ready.length === 1, 30_000);
     const done = await ready[0]!.run({

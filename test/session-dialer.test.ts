@@ -4,7 +4,7 @@ import { before, describe, it } from "node:test";
 import { backoffSchedule } from "../machines/backoff.ts";
 import type { AgentSession } from "../src/cp/session/agent-session.ts";
 import { SessionLostError } from "../src/cp/session/errors.ts";
-import { type SessionWorld, sessionWorld, until } from "./helpers/session-world.ts";
+import { readySessions, type SessionWorld, sessionWorld, until } from "./helpers/session-world.ts";
 
 /**
  * The dialer against real mTLS on loopback, a real agentd engine and a real nats-server with the
@@ -25,10 +25,7 @@ describe("session dialer", () => {
     const id = await w.newAgent();
     const peer = await w.peerFor(id);
     const sessions = w.sessions();
-    const ready: AgentSession[] = [];
-    sessions.onReady((s) => {
-      ready.push(s);
-    });
+    const ready = readySessions(sessions);
     sessions.dial(id, 1);
     await until("ready", () => ready.length === 1);
 
@@ -99,10 +96,7 @@ describe("session dialer", () => {
     const id = await w.newAgent();
     const peer = await w.peerFor(id);
     const sessions = w.sessions();
-    const ready: AgentSession[] = [];
-    sessions.onReady((s) => {
-      ready.push(s);
-    });
+    const ready = readySessions(sessions);
     sessions.dial(id, 1);
     await until("first ready", () => ready.length === 1);
     const lost = ready[0]!.run({

@@ -3,6 +3,7 @@ import { sessionAggregate } from "../../machines/session.ts";
 import { ActorHost } from "../../src/cp/actor-host.ts";
 import { TimerScheduler } from "../../src/cp/scheduler.ts";
 import { agentRecordsOf } from "../../src/cp/session/agent-record.ts";
+import type { AgentSession } from "../../src/cp/session/agent-session.ts";
 import { createSessions, type Sessions, type SessionsDeps } from "../../src/cp/session/dialer.ts";
 import { LiveRegistry } from "../../src/cp/session/live-registry.ts";
 import type { ResolvedAgent } from "../../src/cp/session/register.ts";
@@ -135,4 +136,13 @@ export async function until(
     if (Date.now() > end) throw new Error(`not in time: ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/** Every session `sessions` makes ready, in the order they come (filled as they do). */
+export function readySessions(sessions: Sessions): AgentSession[] {
+  const ready: AgentSession[] = [];
+  sessions.onReady((s) => {
+    ready.push(s);
+  });
+  return ready;
 }
