@@ -180,10 +180,10 @@ async function readPassing(
 ): Promise<void> {
   const shown = progress({ toSeq: range.toSeq, json: range.json });
   try {
-    await store.readRaw({ ...range, onBatch: (n, seq) => shown.add(n, seq) }, (seq, subject, time, msg) => {
+    await store.readRaw({ ...range, onBatch: (n, seq) => shown.add(n, seq) }, (seq, time, msg) => {
       if (!filter.passes(msg.data)) return;
       const mark = store.verify ? markOf(msg) : undefined;
-      onRecord(toRecord(seq, subject, time, msg.data, store.verify, mark));
+      onRecord(toRecord(seq, msg.subject, time, msg.data, store.verify, mark));
     });
   } finally {
     shown.done();

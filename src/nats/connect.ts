@@ -12,6 +12,7 @@ import {
 import { commandLineAuth } from "./command-line-auth.ts";
 import { readAuthFile, seedOf } from "./credential-files.ts";
 import { localAuthFor } from "./local-auth.ts";
+import { credsAuthenticator, nkeyAuthenticator } from "./nkey-signer.ts";
 
 export const DEFAULT_NATS_URL = "nats://127.0.0.1:4222";
 
@@ -95,10 +96,11 @@ export async function connectNats(url: string, opts: ConnectOptions = {}): Promi
     options.pass = auth.password ?? "";
   }
   if (auth.token) options.token = auth.token;
-  // A file that cannot be read throws NatsCredentialsError here, before any connection.
+  // A file that cannot be read, or holds no valid key, throws NatsCredentialsError here, before
+  // any connection.
   const authenticators = [];
-  if (auth.nkey) authenticators.push(nats.nkeyAuthenticator(seedOf(auth.nkey)));
-  if (auth.creds) authenticators.push(nats.credsAuthenticator(readAuthFile(auth.creds, "creds")));
+  if (auth.nkey) authenticators.push(nkeyAuthenticator(seedOf(auth.nkey)));
+  if (auth.creds) authenticators.push(credsAuthenticator(readAuthFile(auth.creds, "creds"), auth.creds));
   if (authenticators.length > 0) options.authenticator = authenticators;
   if (auth.tls) options.tls = { caFile: auth.tls.ca, certFile: auth.tls.cert, keyFile: auth.tls.key };
   let timer: NodeJS.Timeout | undefined;

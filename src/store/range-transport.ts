@@ -28,8 +28,11 @@ export interface TransportRange {
 
 /** A range's transport as its reader sees it (src/store/reader.ts). */
 export interface RangeReader {
-  /** One message, delivered in stream order, each sequence once. */
-  message(seq: number, subject: string, time: number, msg: Msg): void;
+  /**
+   * One message, delivered in stream order, each sequence once. Its subject is `msg.subject`,
+   * decoded on first use: a reader that skips most messages (trace) never pays for theirs.
+   */
+  message(seq: number, time: number, msg: Msg): void;
   /** The range is delivered (`err` undefined) or cannot be. */
   end(err?: Error): void;
 }
@@ -185,7 +188,7 @@ export class RangeTransport {
     this.lastSeq = sseq;
     this.stats.messages++;
     try {
-      this.reader.message(sseq, msg.subject, time, msg);
+      this.reader.message(sseq, time, msg);
     } catch (err) {
       this.finish(err as Error);
       return;

@@ -58,8 +58,8 @@ export async function* readRange(
     stream,
     opts,
     {
-      message(seq, subject, time, msg) {
-        batches.add(seq, subject, time, msg);
+      message(seq, time, msg) {
+        batches.add(seq, msg.subject, time, msg);
         if (batches.size >= batch) {
           sealed.push(batches.seal());
           notify();
@@ -111,7 +111,7 @@ export async function readRaw(
   jsm: JetStreamManager,
   stream: string,
   opts: Omit<RangeOptions, "verify" | "offThread"> & { onBatch?: RawProgress },
-  onMessage: (seq: number, subject: string, time: number, msg: Msg) => void,
+  onMessage: (seq: number, time: number, msg: Msg) => void,
 ): Promise<number> {
   const batch = opts.batch ?? 2_000;
   let count = 0;
@@ -120,8 +120,8 @@ export async function readRaw(
   let transport: RangeTransport | undefined;
   const ended = new Promise<void>((resolve, reject) => {
     void openTransport(nc, jsm, stream, opts, {
-      message(seq, subject, time, msg) {
-        onMessage(seq, subject, time, msg);
+      message(seq, time, msg) {
+        onMessage(seq, time, msg);
         count++;
         lastSeq = seq;
         if (++inBatch === batch) {
