@@ -55,6 +55,9 @@ describe("native nkey signing (src/nats/nkey-signer.ts), against nkeys.js", () =
     const { creds } = jwtChain();
     const bytes = new TextEncoder().encode(creds);
     assert.deepEqual(credsAuthenticator(bytes, "user.creds")("a-nonce"), natsCreds(bytes)("a-nonce"));
+    // Written on Windows: the same answer.
+    const crlf = new TextEncoder().encode(creds.replaceAll("\n", "\r\n"));
+    assert.deepEqual(credsAuthenticator(crlf, "user.creds")("a-nonce"), natsCreds(bytes)("a-nonce"));
   });
 
   it("refuses a malformed seed or creds file without printing the seed", () => {

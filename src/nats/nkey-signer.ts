@@ -47,8 +47,8 @@ export function nkeyAuthenticator(seed: Uint8Array | string): Authenticator {
   });
 }
 
-/** Both blocks of a creds file: `-----BEGIN …-----` lines around the JWT, then around the seed. */
-const CREDS_BLOCK = /-{3,}[^\n]*-{3,}\n\s*(\S+)\s*\n\s*-{3,}[^\n]*-{3,}/g;
+/** Both blocks of a creds file: `-----BEGIN …-----` lines around the JWT, then around the seed (LF or CRLF). */
+const CREDS_BLOCK = /-{3,}[^\n]*-{3,}\r?\n\s*(\S+)\s*\n\s*-{3,}[^\n]*-{3,}/g;
 
 /** nats.js's credsAuthenticator, natively: the user JWT, and the nonce signed with the file's seed. */
 export function credsAuthenticator(creds: Uint8Array, file: string): Authenticator {
