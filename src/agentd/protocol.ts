@@ -1,5 +1,5 @@
-import { z } from "zod";
 import { formatIssues } from "../events/define.ts";
+import { z } from "../vendor/zod.ts";
 
 /**
  * The contract between the control plane (CP) and agentd, the daemon beside each agent. The CP

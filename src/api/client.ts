@@ -1,16 +1,17 @@
 import { randomUUID } from "node:crypto";
-import {
-  type Msg,
-  type NatsConnection,
-  NoRespondersError,
-  RequestError,
-  TimeoutError,
-} from "@nats-io/nats-core";
-import { ServiceErrorCodeHeader, ServiceErrorHeader } from "@nats-io/services";
+import type { Msg, NatsConnection } from "@nats-io/nats-core";
 import type { z } from "zod";
 import { isValidId } from "../events/envelope.ts";
 import { agentOfLease } from "../events/lease-id.ts";
 import { eventSubject } from "../store/subjects.ts";
+import {
+  jetstreamManager,
+  NoRespondersError,
+  RequestError,
+  ServiceErrorCodeHeader,
+  ServiceErrorHeader,
+  TimeoutError,
+} from "../vendor/nats.ts";
 import {
   type AcquireReply,
   type DaemonInfo,
@@ -230,9 +231,8 @@ export class CorralClient {
         `invalid lease id ${JSON.stringify(leaseId)}: use the id acquire returned (<agent id>.<uuid>)`,
       );
     }
-    // Imported here, as only this lookup reads the stream: `corral status` loads no JetStream client.
-    const [{ jetstreamManager }, { decodeEvent }, { DEFAULT_STREAM }] = await Promise.all([
-      import("@nats-io/jetstream"),
+    // Imported here, as only this lookup reads the stream: `corral status` loads no event codec.
+    const [{ decodeEvent }, { DEFAULT_STREAM }] = await Promise.all([
       import("../codec/msgpack.ts"),
       import("../store/stream.ts"),
     ]);

@@ -1,6 +1,6 @@
-import { z } from "zod";
 import { isValidId } from "../events/envelope.ts";
 import { LEASE_ID } from "../events/lease-id.ts";
+import { z } from "../vendor/zod.ts";
 import { DEFAULT_ACQUIRE_TIMEOUT_MS, DEFAULT_EXEC_TIMEOUT_MS, MAX_EXEC_TIMEOUT_MS } from "./protocol.ts";
 
 /** The request bodies of the pool API (protocol.ts), as the daemon checks them. */

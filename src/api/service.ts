@@ -1,12 +1,13 @@
 import { hostname } from "node:os";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { type Service, type ServiceMsg, Svcm } from "@nats-io/services";
+import type { Service, ServiceMsg } from "@nats-io/services";
 import type { Logger } from "pino";
 import type { z } from "zod";
 import type { ControlPlane } from "../cp/control-plane.ts";
 import { InvalidInputError, PoolError } from "../cp/errors.ts";
 import { uuidv7 } from "../events/id.ts";
 import { portEnv, portUrls } from "../ports/env.ts";
+import { Svcm } from "../vendor/nats.ts";
 import { type AcquireReply, type DaemonInfo, type ExecReply, subjects } from "./protocol.ts";
 import {
   acquireRequest,

@@ -1,5 +1,5 @@
-import { z } from "zod";
 import type { NatsAuth } from "../nats/auth.ts";
+import { z } from "../vendor/zod.ts";
 
 /**
  * corral.yaml's `nats`: a URL, or the URL with credentials (README "Security"). The environment

@@ -1,8 +1,8 @@
-import { z } from "zod";
 import { DEFAULT_MAX_LEASE_TTL_MS } from "../events/pool.ts";
 import { configFileSchema, fileLine, gitSchema, keyName } from "../events/template-init.ts";
 import { MetricsAddressError, parseMetricsAddress } from "../metrics/address.ts";
 import { PortConfigError, parsePortConfig } from "../ports/range.ts";
+import { z } from "../vendor/zod.ts";
 import { parseDuration } from "./duration.ts";
 import { natsSettings } from "./nats.ts";
 

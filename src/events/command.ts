@@ -1,4 +1,4 @@
-import { z } from "zod";
+import { z } from "../vendor/zod.ts";
 import { defineEvent } from "./define.ts";
 
 /** Commands sent to an agent: pending → sent → acked → completed | failed. */

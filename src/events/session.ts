@@ -1,4 +1,4 @@
-import { z } from "zod";
+import { z } from "../vendor/zod.ts";
 import { defineEvent } from "./define.ts";
 
 /**

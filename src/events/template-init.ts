@@ -1,4 +1,4 @@
-import { z } from "zod";
+import { z } from "../vendor/zod.ts";
 
 /**
  * A pool template's init plan (`template.init`) as PoolCreated stores it: what the control plane

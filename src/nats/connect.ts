@@ -83,7 +83,7 @@ export async function connectNats(url: string, opts: ConnectOptions = {}): Promi
   const { servers, auth } = resolveAuth(url, opts);
   // Loaded here, not at the top: the CLI imports this module for natsUrl and the error class,
   // and `corral --help` must not pay for the NATS client.
-  const nats = await import("@nats-io/transport-node");
+  const nats = await import("../vendor/nats.ts");
   const options: ConnectionOptions = {
     servers,
     name: opts.name ?? "corral",

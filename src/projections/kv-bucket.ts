@@ -1,6 +1,6 @@
-import { jetstreamManager } from "@nats-io/jetstream";
-import { type KV, Kvm } from "@nats-io/kv";
+import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
+import { jetstreamManager, Kvm } from "../vendor/nats.ts";
 
 /**
  * One of the daemon's projection buckets (checkpoints, snapshots). `create` makes it if missing

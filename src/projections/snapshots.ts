@@ -1,11 +1,11 @@
 import { createHash } from "node:crypto";
 import { Encoder } from "@msgpack/msgpack";
-import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { decode, encode } from "../codec/msgpack.ts";
 import type { EventKey } from "../store/event-mark.ts";
 import { type Integrity, integrityOf } from "../store/integrity.ts";
+import { JetStreamApiCodes, JetStreamApiError } from "../vendor/nats.ts";
 import { CHECKPOINT_BUCKET, type Checkpoint, type PutResult } from "./checkpoints.ts";
 import { openBucket } from "./kv-bucket.ts";
 import { type ProjectionLogger, silent } from "./projection.ts";

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { dirname, join, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
-import { z } from "zod";
+import { z } from "../vendor/zod.ts";
 import { RuntimeError } from "./errors.ts";
 import { DEFAULT_STOP_GRACE_MS } from "./labels.ts";
 import type { AgentdSpec, CreateSpec } from "./types.ts";

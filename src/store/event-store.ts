@@ -1,15 +1,9 @@
-import {
-  DeliverPolicy,
-  type JetStreamClient,
-  type JetStreamManager,
-  jetstream,
-  jetstreamManager,
-  type OrderedConsumerOptions,
-} from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager, OrderedConsumerOptions } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { encodeEvent } from "../codec/msgpack.ts";
 import { checkEnvelope, isValidated } from "../events/catalogue.ts";
 import { type AggregateRef, checkRef, type Envelope, refKey } from "../events/envelope.ts";
+import { DeliverPolicy, jetstream, jetstreamManager } from "../vendor/nats.ts";
 import { ConcurrencyError } from "./errors.ts";
 import { type EventKey, MARK_HEADER } from "./event-mark.ts";
 import { type Integrity, integrityOf, type Verifier, verifierOf } from "./integrity.ts";

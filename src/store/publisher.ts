@@ -1,11 +1,5 @@
-import {
-  headers,
-  type Msg,
-  type MsgHdrs,
-  type NatsConnection,
-  nuid,
-  type Subscription,
-} from "@nats-io/nats-core";
+import type { Msg, MsgHdrs, NatsConnection, Subscription } from "@nats-io/nats-core";
+import { headers, nuid } from "../vendor/nats.ts";
 import { AppendTimeoutError, NoStreamError, StoreError } from "./errors.ts";
 import { MARK_HEADER } from "./event-mark.ts";
 

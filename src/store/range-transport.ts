@@ -1,5 +1,6 @@
-import { AckPolicy, DeliverPolicy, type JetStreamManager } from "@nats-io/jetstream";
-import { type Msg, type NatsConnection, nanos, nuid, type Subscription } from "@nats-io/nats-core";
+import type { JetStreamManager } from "@nats-io/jetstream";
+import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
+import { AckPolicy, DeliverPolicy, nanos, nuid } from "../vendor/nats.ts";
 import { ALL_EVENTS } from "./subjects.ts";
 
 export interface RangeStats {

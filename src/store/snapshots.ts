@@ -1,7 +1,8 @@
-import { type KV, Kvm } from "@nats-io/kv";
+import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { decode, encode } from "../codec/msgpack.ts";
 import type { AggregateRef } from "../events/envelope.ts";
+import { Kvm } from "../vendor/nats.ts";
 import type { EventKey } from "./event-mark.ts";
 import { type Integrity, integrityOf } from "./integrity.ts";
 

@@ -1,13 +1,12 @@
+import type { JetStreamManager, StreamConfig } from "@nats-io/jetstream";
 import {
   DiscardPolicy,
   JetStreamApiCodes,
   JetStreamApiError,
-  type JetStreamManager,
+  nanos,
   RetentionPolicy,
   StorageType,
-  type StreamConfig,
-} from "@nats-io/jetstream";
-import { nanos } from "@nats-io/nats-core";
+} from "../vendor/nats.ts";
 import { ALL_EVENTS } from "./subjects.ts";
 
 export interface StreamOptions {

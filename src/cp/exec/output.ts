@@ -1,6 +1,7 @@
-import { headers, type NatsConnection } from "@nats-io/nats-core";
+import type { NatsConnection } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import { type ExecEnd, OUT_END_HEADER, OUT_STREAM_HEADER, outSubject } from "../../api/protocol.ts";
+import { headers } from "../../vendor/nats.ts";
 import type { OutMsg } from "./session-port.ts";
 
 /**

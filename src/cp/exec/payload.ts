@@ -1,7 +1,7 @@
-import { z } from "zod";
 import type { ExecMsg } from "../../agentd/protocol.ts";
 import { EXEC_REACH_MS } from "../../api/protocol.ts";
 import type { ExecRequest } from "../../api/requests.ts";
+import { z } from "../../vendor/zod.ts";
 import type { Input } from "../actor-host.ts";
 
 /**

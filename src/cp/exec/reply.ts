@@ -1,6 +1,6 @@
-import { z } from "zod";
 import type { CommandContext } from "../../../machines/command.ts";
 import { EXEC_TIMEOUT_EXIT_CODE, type ExecEnd, type ExecReply } from "../../api/protocol.ts";
+import { z } from "../../vendor/zod.ts";
 import type { ActorView } from "../actor-host.ts";
 import type { PoolError } from "../errors.ts";
 import type { AgentResult } from "./dispatcher.ts";
