@@ -80,6 +80,8 @@ for (const [file, plugins] of [
     plugins,
     logLevel: "warning",
     // CommonJS modules inside (the NATS client's) require node's own modules.
-    banner: { js: 'import { createRequire } from "node:module"; const require = createRequire(import.meta.url);' },
+    banner: {
+      js: 'import { createRequire } from "node:module"; const require = createRequire(import.meta.url);',
+    },
   });
 }
