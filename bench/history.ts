@@ -10,6 +10,7 @@ import { uuidv7 } from "../src/events/id.ts";
 import type { PoolConfig } from "../src/events/pool.ts";
 import { silentLogger } from "../src/log.ts";
 import { PortAllocator } from "../src/ports/allocator.ts";
+import { SnapshotStore } from "../src/projections/snapshots.ts";
 import { SimulatedRuntime } from "../src/runtime/simulated.ts";
 import { bindIntegrity } from "../src/store/integrity.ts";
 import { KEY_FILE_ENV, loadOrCreateEventKey } from "../src/store/key-file.ts";
@@ -112,14 +113,31 @@ export async function benchHistory(): Promise<void> {
     const agent = `agent/${grant.agentId}`;
     report(`timeline ${agent}`, (await median(["timeline", agent, "--json"], env)).ms, total);
     report(`replay ${agent}`, (await median(["replay", agent, "--json"], env)).ms, total);
-    const mid = Math.floor(total / 2);
-    report(
-      `worldview --at ${mid}`,
-      (await median(["worldview", "--at", String(mid), "--json"], env)).ms,
-      total,
+    // `--at` folds from the nearest snapshot before its seq: the middle, and the seq farthest from
+    // one (just before the snapshot that ends the widest gap), the worst case on this stream.
+    const kept = (await (await SnapshotStore.open(nats.nc, { create: false })).list("worldview")).entries.map(
+      (e) => e.seq,
     );
+    const folds = (seq: number) => seq - Math.max(0, ...kept.filter((k) => k <= seq));
+    const ends = kept.filter((k) => k <= total);
+    const worst = ends.reduce((w, k) => (folds(k - 1) > folds(w) ? k - 1 : w), total);
+    const gaps = kept.slice(1).map((k, i) => k - (kept[i] ?? 0));
+    console.log(
+      `history: ${kept.length} worldview snapshots kept by the daemon as the stream was written, ` +
+        `${fmt(Math.min(...gaps))}-${fmt(Math.max(...gaps))} events apart`,
+    );
+    const mid = Math.floor(total / 2);
+    for (const seq of [mid, worst]) {
+      report(
+        `worldview --at ${seq} (folds ${fmt(folds(seq))} events from a snapshot)`,
+        (await median(["worldview", "--at", String(seq), "--json"], env)).ms,
+        total,
+      );
+    }
     const window = ["diff", String(mid), String(mid + 1_000), "--json"];
     report(`diff ${mid} → ${mid + 1_000}`, (await median(window, env)).ms, total);
+    const farthest = ["diff", String(worst - 1_000), String(worst), "--json"];
+    report(`diff ${worst - 1_000} → ${worst}`, (await median(farthest, env)).ms, total);
     report(`diff 1 → ${total}`, (await median(["diff", "1", String(total), "--json"], env)).ms, total);
     await daemonView.close();
   } finally {
