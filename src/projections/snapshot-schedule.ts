@@ -11,10 +11,17 @@ export interface SnapshotPolicy {
   share: number;
 }
 
+/**
+ * `corral worldview --at` and `diff` fold from the nearest snapshot before their moment, ~30 µs an
+ * event in a fresh process. At 250 ms and 10 %, a burst (or the catch-up after one) left up to
+ * 24,000 events between snapshots: over a second to fold. At these, 1M events written at ~25,000
+ * a second left 10,000-11,900 between them, and the daemon's rebuild took no longer (15.1 s
+ * against 15.8 s; `npm run bench -- scale-events`).
+ */
 export const DEFAULT_SNAPSHOT_POLICY: SnapshotPolicy = {
   everyEvents: 10_000,
-  minIntervalMs: 250,
-  share: 0.1,
+  minIntervalMs: 100,
+  share: 0.25,
 };
 
 /**
