@@ -39,7 +39,7 @@ for (const dir of ["src", "machines"]) {
 // The third-party packages every command loads at start, each made one file: their compiled
 // re-exports in dist/src/vendor/ (src/vendor/*.ts) become bundles of what they name. zod goes
 // without its ~50 translations (nothing in corral uses them; zod re-exports them from every entry
-// point). Measured: zod 17 ms against 60 ms to load, the NATS client 25 ms against 60 ms. Without
+// point). Measured: zod 20-30 ms against 50-90 to load, the NATS client ~25 ms against ~60. Without
 // esbuild the re-exports stay as they are, loading the packages themselves.
 let esbuild;
 try {
