@@ -482,6 +482,12 @@ describe("replay debugging from the command line", () => {
       assert.equal(none.code, 1);
       assert.match(none.stderr, /no event in \S+ matches/);
     });
+
+    it("something that cannot be traced is refused as such, before NATS is asked (none answers here)", async () => {
+      const bad = await corral(["trace", "a b"], { ...env, NATS_URL: "nats://127.0.0.1:1" });
+      assert.equal(bad.code, 2, bad.stderr);
+      assert.match(bad.stderr, /"a b" is not an event id, correlation id, lease id/);
+    });
   });
 });
 

@@ -111,7 +111,11 @@ function traceCommand(program: Command): void {
     .argument("<id>", "an event id, a correlation id, a lease id, a command id, or kind/id")
     .option("--json", "one line of JSON (the trees nested)")
     .action(async (query: string, opts: { json?: boolean }, cmd: Command) => {
-      const [{ trace }, { withStore }] = await Promise.all([import("../trace.ts"), import("../session.ts")]);
+      const [{ trace, parseTraceQuery }, { withStore }] = await Promise.all([
+        import("../trace.ts"),
+        import("../session.ts"),
+      ]);
+      parseTraceQuery(query); // what cannot be traced is said before connecting, as for the other commands
       await withStore({ url: urlOf(cmd) }, (store) =>
         trace(store, { query, json: opts.json === true }, stdout),
       );
