@@ -19,7 +19,7 @@ async function refArg(text: string) {
   try {
     return parseRef(text);
   } catch (err) {
-    throw new CliError(`${(err as Error).message} (expected kind/id, e.g. agent/build-0192…)`, EXIT.usage);
+    throw new CliError(`${(err as Error).message} (such as agent/build-0192… or pool/build)`, EXIT.usage);
   }
 }
 
