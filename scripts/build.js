@@ -69,19 +69,23 @@ for (const [file, plugins] of [
   ["nats.js", []],
 ]) {
   const path = join(vendor, file);
-  await esbuild.build({
-    entryPoints: [path],
-    outfile: path,
-    allowOverwrite: true,
-    bundle: true,
-    format: "esm",
-    platform: "node",
-    target: "node20",
-    plugins,
-    logLevel: "warning",
-    // CommonJS modules inside (the NATS client's) require node's own modules.
-    banner: {
-      js: 'import { createRequire } from "node:module"; const require = createRequire(import.meta.url);',
-    },
-  });
+  // A failed bundle (esbuild without its binary for this platform, say) writes nothing: the plain
+  // re-export stays, slower to load but the same.
+  await esbuild
+    .build({
+      entryPoints: [path],
+      outfile: path,
+      allowOverwrite: true,
+      bundle: true,
+      format: "esm",
+      platform: "node",
+      target: "node20",
+      plugins,
+      logLevel: "warning",
+      // CommonJS modules inside (the NATS client's) require node's own modules.
+      banner: {
+        js: 'import { createRequire } from "node:module"; const require = createRequire(import.meta.url);',
+      },
+    })
+    .catch((err) => console.error(`corral build: ${file} not bundled, left as it is: ${err.message}`));
 }
