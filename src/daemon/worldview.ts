@@ -4,7 +4,7 @@ import { CheckpointStore } from "../projections/checkpoints.ts";
 import { ProjectionRunner } from "../projections/runner.ts";
 import type { SnapshotPolicy } from "../projections/snapshot-schedule.ts";
 import { SnapshotStore } from "../projections/snapshots.ts";
-import { type Worldview, type WorldviewState, worldviewProjection } from "../projections/worldview.ts";
+import { type Worldview, type WorldviewRunner, worldviewProjection } from "../projections/worldview.ts";
 import type { EventStore } from "../store/event-store.ts";
 
 /**
@@ -20,7 +20,7 @@ export class DaemonWorldview {
   private readonly timer: NodeJS.Timeout;
 
   private constructor(
-    private readonly runner: ProjectionRunner<WorldviewState, Worldview>,
+    private readonly runner: WorldviewRunner,
     private readonly log: Logger,
     everyMs: number,
   ) {

@@ -140,48 +140,89 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 }
 
 /**
+ * An envelope's fields other than `data`, as a reader found them; of the id only whether it is a
+ * non-empty string (a reader that never shows it need not decode it: src/codec/msgpack.ts), and
+ * of the aggregate its kind and id (undefined when it is not a map).
+ */
+export interface EnvelopeHead {
+  hasId: boolean;
+  type: unknown;
+  v: unknown;
+  kind: unknown;
+  aggregateId: unknown;
+  at: unknown;
+  causationId: unknown;
+  correlationId: unknown;
+}
+
+/** A head that passed checkHead, typed, with its catalogue entry. */
+export interface CheckedHead {
+  def: EventDef;
+  v: number;
+  aggregate: AggregateRef;
+  at: number;
+  causationId: string | undefined;
+  correlationId: string | undefined;
+}
+
+/** The head, checked; throws the typed DecodeError naming what is wrong. */
+export function checkHead(h: EnvelopeHead, at?: StreamPosition): CheckedHead {
+  const { type, v, kind, aggregateId } = h;
+  if (!h.hasId) throw new NotAnEnvelopeError("missing id", at);
+  if (typeof type !== "string") throw new NotAnEnvelopeError("missing type", at);
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) throw new NotAnEnvelopeError("bad v", at);
+  if (typeof h.at !== "number" || !Number.isFinite(h.at)) throw new NotAnEnvelopeError("bad at", at);
+  if (!isAggregateKind(kind) || !isValidId(aggregateId)) throw new NotAnEnvelopeError("bad aggregate", at);
+  if (h.causationId !== undefined && typeof h.causationId !== "string") {
+    throw new NotAnEnvelopeError("bad causationId", at);
+  }
+  if (h.correlationId !== undefined && typeof h.correlationId !== "string") {
+    throw new NotAnEnvelopeError("bad correlationId", at);
+  }
+  const def = byType.get(type);
+  if (!def) throw new UnknownEventTypeError(type, at);
+  if (v > def.v) throw new NewerVersionError(type, v, def.v, at);
+  if (def.kind !== kind) throw new NotAnEnvelopeError(`${type} belongs to ${def.kind}, not ${kind}`, at);
+  const { causationId, correlationId } = h;
+  return { def, v, aggregate: { kind, id: aggregateId }, at: h.at, causationId, correlationId };
+}
+
+/**
  * Checks that a decoded value is one of our envelopes, upcasts older versions, validates data.
  * Throws a typed DecodeError (with the stream position) instead of letting bad input through.
  */
 export function checkEnvelope(raw: unknown, at?: StreamPosition): CorralEvent {
   if (!isPlainObject(raw)) throw new NotAnEnvelopeError("body is not a map", at);
   const { id, type, v, aggregate, at: time, causationId, correlationId } = raw;
-  if (typeof id !== "string" || id.length === 0) throw new NotAnEnvelopeError("missing id", at);
-  if (typeof type !== "string") throw new NotAnEnvelopeError("missing type", at);
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) throw new NotAnEnvelopeError("bad v", at);
-  if (typeof time !== "number" || !Number.isFinite(time)) throw new NotAnEnvelopeError("bad at", at);
-  if (!isPlainObject(aggregate) || !isAggregateKind(aggregate.kind) || !isValidId(aggregate.id)) {
-    throw new NotAnEnvelopeError("bad aggregate", at);
-  }
-  if (causationId !== undefined && typeof causationId !== "string") {
-    throw new NotAnEnvelopeError("bad causationId", at);
-  }
-  if (correlationId !== undefined && typeof correlationId !== "string") {
-    throw new NotAnEnvelopeError("bad correlationId", at);
-  }
-  const def = byType.get(type);
-  if (!def) throw new UnknownEventTypeError(type, at);
-  if (v > def.v) throw new NewerVersionError(type, v, def.v, at);
-  if (def.kind !== aggregate.kind) {
-    throw new NotAnEnvelopeError(`${type} belongs to ${def.kind}, not ${aggregate.kind}`, at);
-  }
-  let data = raw.data;
-  for (let from = v; from < def.v; from++) {
-    const up = def.upcast?.[from];
-    if (!up) throw new InvalidEventDataError(type, [`no upcaster from v${from}`], at);
-    data = up(data);
-  }
-  const parsed = def.schema.safeParse(data);
-  if (!parsed.success) throw new InvalidEventDataError(type, formatIssues(parsed.error), at);
+  const hasId = typeof id === "string" && id.length > 0;
+  const ref = isPlainObject(aggregate) ? aggregate : {};
+  const head = checkHead(
+    { hasId, type, v, kind: ref.kind, aggregateId: ref.id, at: time, causationId, correlationId },
+    at,
+  );
+  const { def } = head;
+  const parsed = def.schema.safeParse(upcast(head, raw.data, at));
+  if (!parsed.success) throw new InvalidEventDataError(def.type, formatIssues(parsed.error), at);
   const env: Envelope = {
-    id,
-    type,
+    id: id as string, // hasId
+    type: def.type,
     v: def.v,
-    aggregate: { kind: aggregate.kind, id: aggregate.id } as AggregateRef,
-    at: time,
+    aggregate: head.aggregate,
+    at: head.at,
     data: parsed.data,
   };
-  if (causationId !== undefined) env.causationId = causationId;
-  if (correlationId !== undefined) env.correlationId = correlationId;
+  if (head.causationId !== undefined) env.causationId = head.causationId;
+  if (head.correlationId !== undefined) env.correlationId = head.correlationId;
   return env as CorralEvent;
+}
+
+/** `data` of the head's version brought up to the catalogue's, one upcaster at a time. */
+export function upcast(head: CheckedHead, data: unknown, at?: StreamPosition): unknown {
+  const { def } = head;
+  for (let from = head.v; from < def.v; from++) {
+    const up = def.upcast?.[from];
+    if (!up) throw new InvalidEventDataError(def.type, [`no upcaster from v${from}`], at);
+    data = up(data);
+  }
+  return data;
 }

@@ -1,4 +1,5 @@
 import type { EventOfKind } from "../events/catalogue.ts";
+import type { Reads, ReadView } from "../events/reads.ts";
 
 /**
  * An agent's session to its agentd as the worldview shows it: the session machine's state
@@ -18,7 +19,15 @@ export interface AgentSessionView {
   reason?: string;
 }
 
-type SessionEvent = EventOfKind<"session">;
+type SessionType = EventOfKind<"session">["type"];
+/** What foldSession reads of each session event (src/events/reads.ts). */
+export const SESSION_READS = {
+  SessionConnecting: ["generation"],
+  SessionConnected: ["generation"],
+  SessionBroken: ["generation", "reason"],
+  SessionFailed: ["generation", "reason"],
+} as const satisfies Reads<SessionType>;
+export type SessionEvent = ReadView<SessionType, typeof SESSION_READS>;
 
 /** The session after `e`, or null when the session machine refuses `e` (nothing changes). */
 export function foldSession(s: AgentSessionView | null, e: SessionEvent): AgentSessionView | null {

@@ -1,7 +1,8 @@
 import type { InitStep } from "../agentd/protocol.ts";
-import { type EventOf, type EventOfKind, typesOfKind } from "../events/catalogue.ts";
+import { type EventOfKind, typesOfKind } from "../events/catalogue.ts";
 import { namesAgent } from "../events/lease-id.ts";
-import { type AgentSessionView, foldSession } from "./agent-session.ts";
+import type { Reads, ReadView } from "../events/reads.ts";
+import { type AgentSessionView, foldSession, SESSION_READS, type SessionEvent } from "./agent-session.ts";
 import type { RegistrationState } from "./registry.ts";
 import { defineSlice, type RecordMeta } from "./slice.ts";
 
@@ -145,8 +146,34 @@ export interface AgentsState {
   untracked: number;
 }
 
-type AgentEvent = EventOfKind<"agent">;
-type SliceEvent = EventOfKind<"agent" | "session">;
+type AgentType = EventOfKind<"agent">["type"];
+/** What the reducer reads of each agent event (src/events/reads.ts). */
+const AGENT_READS = {
+  AgentRequested: ["poolId", "runtime", "deadline"],
+  AgentPortsAllocated: ["generation", "ports"],
+  AgentCreated: ["generation", "instanceId"],
+  AgentStarted: ["generation"],
+  AgentLeased: ["poolId", "leaseId", "expiresAt"],
+  AgentLeaseRenewed: ["leaseId", "expiresAt"],
+  AgentReleased: ["leaseId"],
+  AgentLeaseRevoked: ["leaseId"],
+  AgentLeaseExpired: ["leaseId", "deadline"],
+  AgentRecycleRequested: ["deadline"],
+  AgentRecycled: ["generation", "deadline"],
+  AgentDrainRequested: ["deadline"],
+  AgentFailed: ["phase", "code", "message"],
+  AgentTimedOut: ["deadline"],
+  AgentRegistered: ["generation"],
+  AgentUntrusted: ["generation", "reason"],
+  InitStarted: ["generation", "stepCount", "deadline"],
+  InitStepStarted: ["generation", "index", "name"],
+  InitStepCompleted: ["generation", "index", "name"],
+  InitStepFailed: ["generation", "index", "name"],
+  InitCompleted: ["generation"],
+  InitFailed: ["generation", "step", "detail", "reason"],
+} as const satisfies Reads<AgentType>;
+type AgentEvent = ReadView<AgentType, typeof AGENT_READS>;
+type SliceEvent = AgentEvent | SessionEvent;
 
 const zeroCounts = (): Record<AgentState, number> => ({
   requested: 0,
@@ -346,7 +373,7 @@ function step(s: AgentsState, a: LiveAgent, e: AgentEvent, meta: RecordMeta): bo
   }
 }
 
-type IdentityOrInitEvent = EventOfKind<"agent"> & { data: { generation: number } };
+type IdentityOrInitEvent = AgentEvent & { data: { generation: number } };
 
 /** Registration and the init plan, for an event of the current generation. */
 function stepIdentityOrInit(s: AgentsState, a: LiveAgent, e: IdentityOrInitEvent, meta: RecordMeta): boolean {
@@ -400,7 +427,7 @@ function stepIdentityOrInit(s: AgentsState, a: LiveAgent, e: IdentityOrInitEvent
 }
 
 /** A session event, for the live agent the session belongs to. */
-function stepSession(a: LiveAgent, e: EventOfKind<"session">, meta: RecordMeta): boolean {
+function stepSession(a: LiveAgent, e: SessionEvent, meta: RecordMeta): boolean {
   const next = foldSession(a.session, e);
   if (!next) return false;
   a.session = next;
@@ -419,6 +446,7 @@ const HANDLES = [...typesOfKind("agent"), ...typesOfKind("session")];
 
 export const agentSlice = defineSlice({
   handles: HANDLES,
+  reads: { ...AGENT_READS, ...SESSION_READS },
 
   init: (): AgentsState => ({
     live: new Map(),
@@ -514,11 +542,11 @@ export const agentSlice = defineSlice({
 
 const SESSION_TYPES: ReadonlySet<string> = new Set(typesOfKind("session"));
 
-function isSessionEvent(e: SliceEvent): e is EventOfKind<"session"> {
+function isSessionEvent(e: SliceEvent): e is SessionEvent {
   return SESSION_TYPES.has(e.type);
 }
 
-function requested(e: EventOf<"AgentRequested">, meta: RecordMeta): LiveAgent {
+function requested(e: Extract<AgentEvent, { type: "AgentRequested" }>, meta: RecordMeta): LiveAgent {
   return {
     id: e.aggregate.id,
     poolId: e.data.poolId,

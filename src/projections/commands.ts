@@ -1,4 +1,5 @@
 import { type EventOfKind, typesOfKind } from "../events/catalogue.ts";
+import type { Reads, ReadView } from "../events/reads.ts";
 import { defineSlice, type RecordMeta } from "./slice.ts";
 
 /**
@@ -56,7 +57,13 @@ export interface CommandsState {
   untracked: number;
 }
 
-type CommandEvent = EventOfKind<"command">;
+type CommandType = EventOfKind<"command">["type"];
+const READS = {
+  CommandCreated: ["agentId", "action", "maxRetries"],
+  CommandSent: ["attempt"],
+  CommandAcked: ["attempt"],
+} as const satisfies Reads<CommandType>;
+type CommandEvent = ReadView<CommandType, typeof READS>;
 
 const zeroCounts = (): Record<CommandState, number> => ({
   pending: 0,
@@ -90,6 +97,7 @@ function finish(s: CommandsState, c: LiveCommand, to: FinalState): void {
 
 export const commandSlice = defineSlice({
   handles: typesOfKind("command"),
+  reads: READS,
 
   init: (): CommandsState => ({
     live: new Map(),

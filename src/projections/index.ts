@@ -3,7 +3,7 @@ import { CheckpointStore } from "./checkpoints.ts";
 import type { ProjectionLogger } from "./projection.ts";
 import { ProjectionRunner } from "./runner.ts";
 import { SnapshotStore } from "./snapshots.ts";
-import { type Worldview, type WorldviewState, worldviewProjection } from "./worldview.ts";
+import { type Worldview, type WorldviewRunner, worldviewProjection } from "./worldview.ts";
 
 export * from "./agents.ts";
 export * from "./checkpoints.ts";
@@ -26,7 +26,7 @@ export * from "./worldview.ts";
 export async function savedWorldviewRunner(
   store: EventStore,
   logger?: ProjectionLogger,
-): Promise<ProjectionRunner<WorldviewState, Worldview>> {
+): Promise<WorldviewRunner> {
   const opts = { create: false, logger, integrity: store.integrity, stream: store.identity };
   const [checkpoints, snapshots] = await Promise.all([
     CheckpointStore.open(store.nc, opts).catch(() => undefined),

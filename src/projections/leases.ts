@@ -1,5 +1,6 @@
-import type { CorralEvent, EventOf } from "../events/catalogue.ts";
+import type { CorralEvent } from "../events/catalogue.ts";
 import { namesAgent } from "../events/lease-id.ts";
+import type { Reads, ReadView } from "../events/reads.ts";
 import { compare, num } from "./agents.ts";
 import { defineSlice, type RecordMeta } from "./slice.ts";
 
@@ -69,7 +70,17 @@ const LEASE_EVENTS = [
   "AgentTimedOut",
   "AgentUntrusted",
 ] as const;
-type LeaseEvent = EventOf<(typeof LEASE_EVENTS)[number]>;
+/** What the reducer reads of each (src/events/reads.ts). */
+const READS = {
+  AgentLeased: ["leaseId", "poolId", "holder", "expiresAt"],
+  AgentLeaseRenewed: ["leaseId", "expiresAt"],
+  AgentReleased: ["leaseId"],
+  AgentLeaseExpired: ["leaseId", "deadline"],
+  AgentLeaseRevoked: ["leaseId"],
+  AgentDrainRequested: ["deadline"],
+  AgentTimedOut: ["deadline"],
+} as const satisfies Reads<(typeof LEASE_EVENTS)[number]>;
+type LeaseEvent = ReadView<(typeof LEASE_EVENTS)[number], typeof READS>;
 
 function liveLeaseOf(s: LeasesState, agentId: string): LiveLease | undefined {
   const id = s.byAgent.get(agentId);
@@ -86,6 +97,7 @@ const zeroEnded = (): Record<LeaseEndState, number> => ({ released: 0, expired: 
 
 export const leaseSlice = defineSlice({
   handles: LEASE_EVENTS,
+  reads: READS,
 
   init: (): LeasesState => ({
     live: new Map(),

@@ -1,4 +1,5 @@
-import { type EventOf, type EventOfKind, typesOfKind } from "../events/catalogue.ts";
+import { type DataOf, type EventOfKind, typesOfKind } from "../events/catalogue.ts";
+import type { Reads, ReadView } from "../events/reads.ts";
 import { type AgentsState, compare, num } from "./agents.ts";
 import type { LeasesState } from "./leases.ts";
 import { defineSlice, type RecordMeta } from "./slice.ts";
@@ -93,9 +94,20 @@ export interface PoolPeers {
   leases: LeasesState;
 }
 
-type PoolEvent = EventOfKind<"pool">;
+type PoolType = EventOfKind<"pool">["type"];
+/** What the reducer reads of each pool event (src/events/reads.ts). */
+const READS = {
+  PoolCreated: ["instance", "config"],
+  PoolReconfigured: ["instance", "config"],
+  PoolReopened: ["instance", "config"],
+  PoolAgentSpawned: ["reason"],
+  PoolAgentRetired: ["reason"],
+  PoolSpawnFailed: ["agentId", "code", "message"],
+  PoolCloseRequested: ["reason"],
+} as const satisfies Reads<PoolType>;
+type PoolEvent = ReadView<PoolType, typeof READS>;
 
-function configure(p: PoolRecord, data: EventOf<"PoolCreated">["data"]): void {
+function configure(p: PoolRecord, data: Pick<DataOf<"PoolCreated">, "instance" | "config">): void {
   p.instance = data.instance;
   p.runtime = data.config.runtime;
   p.config = { min: data.config.min, max: data.config.max, warm: data.config.warm };
@@ -185,6 +197,7 @@ function countAgents(agents: AgentsState): Map<string, AgentCounts> {
 
 export const poolSlice = defineSlice({
   handles: typesOfKind("pool"),
+  reads: READS,
 
   init: (): PoolsState => ({ pools: new Map() }),
 

@@ -29,6 +29,7 @@ export type PortsState = Record<string, never>;
 
 export const portSlice = defineSlice<PortsState, PortsView, EventType, { agents: AgentsState }>({
   handles: [], // none: derived
+  reads: {},
 
   init: (): PortsState => ({}),
 

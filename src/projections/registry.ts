@@ -1,4 +1,4 @@
-import type { EventOf } from "../events/catalogue.ts";
+import type { Reads, ReadView } from "../events/reads.ts";
 import { compare, num } from "./agents.ts";
 import { defineSlice } from "./slice.ts";
 
@@ -51,7 +51,13 @@ const REGISTRY_EVENTS = [
   "AgentStopped",
   "AgentFailed",
 ] as const;
-type RegistryEvent = EventOf<(typeof REGISTRY_EVENTS)[number]>;
+/** What the reducer reads of each (src/events/reads.ts). */
+const READS = {
+  AgentRecycled: ["generation"],
+  AgentRegistered: ["thumbprint", "peerCN", "generation"],
+  AgentUntrusted: ["generation", "reason"],
+} as const satisfies Reads<(typeof REGISTRY_EVENTS)[number]>;
+type RegistryEvent = ReadView<(typeof REGISTRY_EVENTS)[number], typeof READS>;
 
 function unbind(s: RegistryState, r: Registration): void {
   if (r.thumbprint !== undefined && s.byThumbprint.get(r.thumbprint) === r.agentId)
@@ -81,6 +87,7 @@ function rowFor(s: RegistryState, agentId: string, generation: number): Registra
 
 export const registrySlice = defineSlice({
   handles: REGISTRY_EVENTS,
+  reads: READS,
 
   init: (): RegistryState => ({ agents: new Map(), byThumbprint: new Map(), ignored: 0 }),
 

@@ -1,3 +1,5 @@
+import type { CorralEvent } from "../events/catalogue.ts";
+import type { AnyEventView } from "../events/reads.ts";
 import type { EventStore } from "../store/event-store.ts";
 import type { StoredRecord } from "../store/records.ts";
 import type { CheckpointStore, PutResult } from "./checkpoints.ts";
@@ -46,7 +48,7 @@ export type CheckpointResult = PutResult | "unchanged" | "none" | "deferred";
  * records are folded in as skips (counted by the projection, logged here with their sequence);
  * nothing in the stream can stop it.
  */
-export class ProjectionRunner<S, V> {
+export class ProjectionRunner<S, V, E extends AnyEventView = CorralEvent> {
   private s: S;
   private pos = 0;
   private resumed = false;
@@ -59,7 +61,7 @@ export class ProjectionRunner<S, V> {
 
   constructor(
     readonly store: EventStore,
-    readonly projection: Projection<S, V>,
+    readonly projection: Projection<S, V, E>,
     private readonly opts: RunnerOptions = {},
   ) {
     this.s = projection.init();
@@ -106,7 +108,7 @@ export class ProjectionRunner<S, V> {
     await this.resume();
     const from = this.pos;
     let records = 0;
-    for await (const batch of this.store.read({ fromSeq: from + 1, toSeq, batch: this.opts.batch })) {
+    for await (const batch of this.read(from + 1, toSeq)) {
       this.pos = this.applyBatch(this.s, batch, this.pos);
       records += batch.length;
       this.uncheckpointed += batch.length;
@@ -134,7 +136,7 @@ export class ProjectionRunner<S, V> {
   async at(seq: number, opts: { useCheckpoint?: boolean } = {}): Promise<{ seq: number; state: V }> {
     let { state, seq: pos } = opts.useCheckpoint === false ? this.initial() : await this.startAt(seq);
     if (seq > pos) {
-      for await (const batch of this.store.read({ fromSeq: pos + 1, toSeq: seq, batch: this.opts.batch })) {
+      for await (const batch of this.read(pos + 1, seq)) {
         pos = this.applyBatch(state, batch, pos);
       }
     }
@@ -200,7 +202,12 @@ export class ProjectionRunner<S, V> {
     return result;
   }
 
-  private applyBatch(state: S, batch: readonly StoredRecord[], pos: number): number {
+  /** A range, decoded as the projection reads it. */
+  private read(fromSeq: number, toSeq: number | undefined): AsyncGenerator<StoredRecord<E>[]> {
+    return this.store.read({ fromSeq, toSeq, batch: this.opts.batch, decode: this.projection.decode });
+  }
+
+  private applyBatch(state: S, batch: readonly (StoredRecord<E> | StoredRecord)[], pos: number): number {
     const p = this.projection;
     let last = pos;
     for (const r of batch) {

@@ -1,4 +1,5 @@
-import type { EventOf, EventType } from "../events/catalogue.ts";
+import type { EventType } from "../events/catalogue.ts";
+import type { AnyEventView, Reads, ReadView } from "../events/reads.ts";
 
 /** Where an event sits in the stream; the only notion of time a reducer gets (never a clock). */
 export interface RecordMeta {
@@ -16,11 +17,16 @@ export interface RecordMeta {
  * (state, event, meta) — no I/O, no clock, no randomness — so folding the same records always
  * gives the same state, whichever way the stream was split into catch-ups.
  */
-export interface Slice<S, V, T extends EventType = EventType, P = unknown> {
+export interface Slice<S, V, T extends EventType = EventType, P = unknown, R extends Reads<T> = Reads<T>> {
   /** Event types this slice reduces; every other type never reaches it. */
   readonly handles: readonly T[];
+  /**
+   * The data fields `reduce` reads, by type: a rebuild decodes and checks only these (a type not
+   * listed arrives with empty data). Typed, so reading a field not listed does not compile.
+   */
+  readonly reads: R;
   init(): S;
-  reduce(state: S, event: EventOf<T>, meta: RecordMeta): void;
+  reduce(state: S, event: ReadView<T, R>, meta: RecordMeta): void;
   /**
    * Plain data, canonical (same state → deep-equal output), not sharing objects with `state`.
    *
@@ -34,16 +40,24 @@ export interface Slice<S, V, T extends EventType = EventType, P = unknown> {
   load(saved: V): S;
 }
 
-// biome-ignore lint/suspicious/noExplicitAny: a slice of any state, for composition tables
-export type AnySlice = Slice<any, any, any>;
+/** A slice of any state, for composition tables; `reduce` gets the events it declared (method: bivariant). */
+// biome-ignore lint/suspicious/noExplicitAny: any state, view, types and peers
+export type AnySlice = Omit<Slice<any, any, any, any, any>, "reduce"> & {
+  // biome-ignore lint/suspicious/noExplicitAny: any state
+  reduce(state: any, event: AnyEventView, meta: RecordMeta): void;
+};
 export type ViewOf<L> = L extends { save(...args: never): infer V } ? V : never;
 /** The peer states a slice's `save` reads (unknown when it reads none). */
 export type PeersOf<L> = L extends { save(state: never, peers: infer P): unknown } ? P : unknown;
 export type StateOf<L> = L extends { init(): infer S } ? S : never;
 
-export function defineSlice<S, V, const T extends EventType, P = unknown>(
-  slice: Slice<S, V, T, P>,
-): Slice<S, V, T, P> {
+export function defineSlice<
+  S,
+  V,
+  const T extends EventType,
+  P = unknown,
+  const R extends Reads<T> = Reads<T>,
+>(slice: Slice<S, V, T, P, R>): Slice<S, V, T, P, R> {
   return slice;
 }
 

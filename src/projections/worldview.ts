@@ -1,3 +1,5 @@
+import { decodeEventView } from "../codec/msgpack.ts";
+import { type AnyEventView, ReadPlan } from "../events/reads.ts";
 import type { StoredRecord } from "../store/records.ts";
 import { agentSlice } from "./agents.ts";
 import { commandSlice } from "./commands.ts";
@@ -7,6 +9,7 @@ import { poolSlice } from "./pools.ts";
 import { portSlice } from "./ports.ts";
 import type { OnSkip, Projection } from "./projection.ts";
 import { registrySlice } from "./registry.ts";
+import type { ProjectionRunner } from "./runner.ts";
 import { type AnySlice, dispatchTable, type PeersOf, type StateOf, type ViewOf } from "./slice.ts";
 
 /**
@@ -57,6 +60,9 @@ export interface WorldviewBase {
 /** Plain, MessagePack-safe and bounded: what checkpoints hold and what `loadWorldview` returns. */
 export type Worldview = WorldviewBase & { [K in keyof Slices]: ViewOf<Slices[K]> };
 
+/** A runner of the worldview (it reads events as the slices' views of them). */
+export type WorldviewRunner = ProjectionRunner<WorldviewState, Worldview, AnyEventView>;
+
 /** The working form the reducers update in place. */
 export interface WorldviewState {
   lastSeq: number;
@@ -68,6 +74,8 @@ export interface WorldviewState {
 }
 
 const table = dispatchTable(slices);
+/** Every slice's reads: what a worldview read decodes and checks of each event. */
+const plan = new ReadPlan(...Object.values(slices).map((slice: AnySlice) => slice.reads));
 const sliceKeys = Object.keys(slices) as (keyof Slices)[];
 
 function bump(m: Map<string, number>, key: string): void {
@@ -77,9 +85,10 @@ function bump(m: Map<string, number>, key: string): void {
 const sorted = (m: Map<string, number>): Record<string, number> =>
   Object.fromEntries([...m].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 
-export const worldviewProjection: Projection<WorldviewState, Worldview> = {
+export const worldviewProjection: Projection<WorldviewState, Worldview, AnyEventView> = {
   name: "worldview",
   version: WORLDVIEW_VERSION,
+  decode: (bytes, at) => decodeEventView(bytes, plan, at),
 
   init(): WorldviewState {
     const states = {} as Record<string, unknown>;
@@ -94,7 +103,7 @@ export const worldviewProjection: Projection<WorldviewState, Worldview> = {
     };
   },
 
-  apply(w: WorldviewState, r: StoredRecord, onSkip?: OnSkip): void {
+  apply(w: WorldviewState, r: StoredRecord<AnyEventView>, onSkip?: OnSkip): void {
     w.lastSeq = r.seq;
     if (r.error) {
       bump(w.skipped, r.error.reason);

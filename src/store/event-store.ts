@@ -1,8 +1,9 @@
 import type { JetStreamClient, JetStreamManager, OrderedConsumerOptions } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { encodeEvent } from "../codec/msgpack.ts";
+import { decodeEvent, encodeEvent } from "../codec/msgpack.ts";
 import { checkEnvelope, isValidated } from "../events/catalogue.ts";
 import { type AggregateRef, checkRef, type Envelope, refKey } from "../events/envelope.ts";
+import type { AnyEventView } from "../events/reads.ts";
 import { DeliverPolicy, jetstream, jetstreamManager } from "../vendor/nats.ts";
 import { ConcurrencyError } from "./errors.ts";
 import { type EventKey, MARK_HEADER } from "./event-mark.ts";
@@ -10,7 +11,7 @@ import { type Integrity, integrityOf, type Verifier, verifierOf } from "./integr
 import { MarkChecker } from "./mark-batch.ts";
 import { PipelinedPublisher, type PublisherOptions, WrongLastSequence } from "./publisher.ts";
 import { type DropHook, type RangeOptions, type RangeStats, readRange, readRaw } from "./reader.ts";
-import { type StoredRecord, toRecord } from "./records.ts";
+import { type EventDecoder, type StoredRecord, toRecord } from "./records.ts";
 import { DEFAULT_STREAM, type EnsureResult, ensureStream, type StreamOptions } from "./stream.ts";
 import { ALL_EVENTS, eventSubject } from "./subjects.ts";
 
@@ -149,12 +150,24 @@ export class EventStore {
   }
 
   /** Reads a bounded range in batches (see readRange); ends when caught up or at `toSeq`. */
-  read(opts: RangeOptions = {}, stats?: RangeStats, dropHook?: DropHook): AsyncGenerator<StoredRecord[]> {
+  read(opts?: RangeOptions, stats?: RangeStats, dropHook?: DropHook): AsyncGenerator<StoredRecord[]>;
+  /** The same, each event decoded by `decode` (a projection's view of it: src/events/reads.ts). */
+  read<E extends AnyEventView>(
+    opts: RangeOptions & { decode: EventDecoder<E> },
+    stats?: RangeStats,
+    dropHook?: DropHook,
+  ): AsyncGenerator<StoredRecord<E>[]>;
+  read(
+    { decode = decodeEvent, ...opts }: RangeOptions & { decode?: EventDecoder<AnyEventView> } = {},
+    stats?: RangeStats,
+    dropHook?: DropHook,
+  ): AsyncGenerator<StoredRecord<AnyEventView>[]> {
     const offThread = this.key && { key: this.key, checker: MarkChecker.of(this.key) };
     return readRange(
       this.nc,
       this.jsm,
       this.stream,
+      decode,
       { verify: this.verify, offThread, ...opts },
       stats,
       dropHook,

@@ -1,11 +1,6 @@
 import type { Msg } from "@nats-io/nats-core";
+import { rawOf } from "../nats/raw-msg.ts";
 import { MARK_HEADER, markValueEnd, markValueStart } from "./mark-bytes.mjs";
-
-/** The shape of nats-core's MsgImpl that holds the raw bytes (header block, then payload). */
-interface RawMsg {
-  _rdata?: Uint8Array;
-  _msg?: { hdr?: number };
-}
 
 /**
  * The Corral-Mark header of a delivered message. A rebuild reads every message, and nats.js parses
@@ -18,14 +13,6 @@ export function markOf(msg: Msg): string | undefined {
   const raw = rawOf(msg);
   if (!raw) return msg.headers?.get(MARK_HEADER) || undefined;
   return scanHeaders(raw.data, 0, raw.hdr);
-}
-
-/** The raw bytes of a delivered message and the length of its header block, when nats-core has them. */
-export function rawOf(msg: Msg): { data: Uint8Array; hdr: number } | undefined {
-  const raw = msg as unknown as RawMsg;
-  const data = raw._rdata;
-  const hdr = raw._msg?.hdr;
-  return data instanceof Uint8Array && typeof hdr === "number" ? { data, hdr } : undefined;
 }
 
 /** The value of the first `Corral-Mark:` line in the raw `NATS/1.0\r\n…\r\n\r\n` block `data[begin, end)`. */

@@ -1,9 +1,10 @@
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { Msg, NatsConnection } from "@nats-io/nats-core";
+import type { AnyEventView } from "../events/reads.ts";
 import type { Verifier } from "./integrity.ts";
 import { type DropHook, type RangeStats, RangeTransport } from "./range-transport.ts";
 import { type OffThread, RecordBatches } from "./record-batches.ts";
-import type { StoredRecord } from "./records.ts";
+import type { EventDecoder, StoredRecord } from "./records.ts";
 import { ALL_EVENTS } from "./subjects.ts";
 
 export type { DropHook, RangeStats } from "./range-transport.ts";
@@ -30,20 +31,21 @@ export interface RangeOptions {
 /**
  * Reads a range of the stream fast (the transport: range-transport.ts) and yields its records in
  * arrays, each handed on only once every mark in it is checked (record-batches.ts), to keep
- * per-message overhead low.
+ * per-message overhead low. `decode` makes each message's event: whole, or a projection's view.
  */
-export async function* readRange(
+export async function* readRange<E extends AnyEventView>(
   nc: NatsConnection,
   jsm: JetStreamManager,
   stream: string,
+  decode: EventDecoder<E>,
   opts: RangeOptions = {},
   stats: RangeStats = { messages: 0, resets: 0, gaps: 0 },
   dropHook?: DropHook,
-): AsyncGenerator<StoredRecord[]> {
+): AsyncGenerator<StoredRecord<E>[]> {
   const batch = opts.batch ?? 2_000;
   // Filled as messages arrive; sealed (its marks checked) before it is handed on, in order.
-  const batches = new RecordBatches(opts.verify, opts.offThread);
-  const sealed: Promise<StoredRecord[]>[] = [];
+  const batches = new RecordBatches(decode, opts.verify, opts.offThread);
+  const sealed: Promise<StoredRecord<E>[]>[] = [];
   let wake: (() => void) | undefined;
   let failure: Error | undefined;
   let done = false;

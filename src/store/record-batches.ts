@@ -1,9 +1,11 @@
 import type { Msg } from "@nats-io/nats-core";
+import type { AnyEventView } from "../events/reads.ts";
+import { rawOf } from "../nats/raw-msg.ts";
 import { describeMark, type EventKey } from "./event-mark.ts";
 import type { Verifier } from "./integrity.ts";
 import { type MarkBatch, type MarkChecker, VERDICTS } from "./mark-batch.ts";
-import { markOf, rawOf } from "./mark-header.ts";
-import { forgedRecord, type StoredRecord, toRecord } from "./records.ts";
+import { markOf } from "./mark-header.ts";
+import { decodeRecord, type EventDecoder, forgedRecord, type StoredRecord } from "./records.ts";
 
 /** Messages of a read checked on the main thread before its checks move to the worker. */
 export const INLINE_FIRST = 4_000;
@@ -22,14 +24,15 @@ export interface OffThread {
  * worker); after that, with a key, the hashing of a batch moves to a worker (mark-batch.ts) while
  * the main thread decodes the next one.
  */
-export class RecordBatches {
-  private records: StoredRecord[] = [];
+export class RecordBatches<E extends AnyEventView> {
+  private records: StoredRecord<E>[] = [];
   /** Indexes in `records` whose marks are staged in `marks`, in staging order. */
   private staged: number[] = [];
   private marks: MarkBatch | undefined;
   private seen = 0;
 
   constructor(
+    private readonly decode: EventDecoder<E>,
     private readonly verify: Verifier | undefined,
     private readonly offThread?: OffThread,
   ) {}
@@ -50,10 +53,11 @@ export class RecordBatches {
     const raw = rawOf(msg);
     // Without the raw bytes (the client's internals changed) or headers, checked here instead.
     if (!off || this.seen++ < INLINE_FIRST || !raw || raw.hdr < 0) {
-      this.records.push(toRecord(seq, subject, time, data, this.verify, this.verify && markOf(msg)));
+      const mark = this.verify && markOf(msg);
+      this.records.push(decodeRecord(this.decode, seq, subject, time, data, this.verify, mark));
       return;
     }
-    const record = toRecord(seq, subject, time, data);
+    const record = decodeRecord(this.decode, seq, subject, time, data);
     if (record.error) {
       this.records.push(record); // undecodable stays undecodable, marked or not
       return;
@@ -69,7 +73,7 @@ export class RecordBatches {
   }
 
   /** The records so far, once their marks are checked; the next add starts a new batch. */
-  seal(): Promise<StoredRecord[]> {
+  seal(): Promise<StoredRecord<E>[]> {
     const records = this.records;
     const staged = this.staged;
     const marks = this.marks;

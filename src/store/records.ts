@@ -1,19 +1,20 @@
 import { decodeEvent } from "../codec/msgpack.ts";
 import type { CorralEvent } from "../events/catalogue.ts";
-import { DecodeError, ForgedEventError } from "../events/errors.ts";
+import { DecodeError, ForgedEventError, type StreamPosition } from "../events/errors.ts";
+import type { AnyEventView } from "../events/reads.ts";
 import type { Verdict, Verifier } from "./integrity.ts";
 
 /**
  * One stream message as a reader sees it: the decoded event, or the typed reason it is unreadable
  * (a forged one among them). `unverified`: read by a store without the key, so its mark (present)
- * could not be checked.
+ * could not be checked. `E`: a whole event, or the view of one that a projection reads (reads.ts).
  */
-export type StoredRecord =
+export type StoredRecord<E extends AnyEventView = CorralEvent> =
   | {
       seq: number;
       subject: string;
       time: number;
-      event: CorralEvent;
+      event: E;
       error?: undefined;
       unverified?: true;
       /** Verified: the sequence of the subject's message before this one, as its writer marked it. */
@@ -29,6 +30,10 @@ export type StoredRecord =
       prev?: undefined;
     };
 
+/** Bytes → an event, or the view of one; throws a DecodeError. */
+export type EventDecoder<E extends AnyEventView> = (bytes: Uint8Array, at: StreamPosition) => E;
+
+/** The record of one message, its event decoded whole. */
 export function toRecord(
   seq: number,
   subject: string,
@@ -37,9 +42,22 @@ export function toRecord(
   verify?: Verifier,
   mark?: string,
 ): StoredRecord {
-  let event: CorralEvent;
+  return decodeRecord(decodeEvent, seq, subject, time, data, verify, mark);
+}
+
+/** The record of one message, its event decoded by `decode`. */
+export function decodeRecord<E extends AnyEventView>(
+  decode: EventDecoder<E>,
+  seq: number,
+  subject: string,
+  time: number,
+  data: Uint8Array,
+  verify?: Verifier,
+  mark?: string,
+): StoredRecord<E> {
+  let event: E;
   try {
-    event = decodeEvent(data, { seq, subject });
+    event = decode(data, { seq, subject });
   } catch (err) {
     // Undecodable stays undecodable, marked or not: nothing folds it either way.
     const error =
@@ -54,13 +72,13 @@ export function toRecord(
 }
 
 /** The record of a decodable message whose mark is not valid. */
-export function forgedRecord(
+export function forgedRecord<E extends AnyEventView = CorralEvent>(
   seq: number,
   subject: string,
   time: number,
-  event: CorralEvent,
+  event: AnyEventView,
   verdict: Exclude<Verdict, number | "unverified">,
-): StoredRecord {
+): StoredRecord<E> {
   // `type` is what the body claims, for display and `tail -t` only.
   const error = new ForgedEventError(verdict.check, verdict.detail, event.type, { seq, subject });
   return { seq, subject, time, error };

@@ -1,0 +1,30 @@
+import type { Msg } from "@nats-io/nats-core";
+
+/**
+ * A delivered message's raw bytes, read from nats-core's MsgImpl where a rebuild cannot afford
+ * its getters (each decodes a string or parses a header block, per message). Every caller has a
+ * fallback for when the client's internals are not shaped as expected.
+ */
+interface RawMsg {
+  /** Header block, then payload. */
+  _rdata?: Uint8Array;
+  _msg?: { hdr?: number; reply?: Uint8Array };
+}
+
+/** The raw bytes of a delivered message and the length of its header block, when nats-core has them. */
+export function rawOf(msg: Msg): { data: Uint8Array; hdr: number } | undefined {
+  const raw = msg as unknown as RawMsg;
+  const data = raw._rdata;
+  const hdr = raw._msg?.hdr;
+  return data instanceof Uint8Array && typeof hdr === "number" ? { data, hdr } : undefined;
+}
+
+const utf8 = new TextEncoder();
+const NO_REPLY = new Uint8Array(0);
+
+/** The reply subject's bytes, without decoding it to a string (empty when there is none). */
+export function replyBytesOf(msg: Msg): Uint8Array {
+  const reply = (msg as unknown as RawMsg)._msg?.reply;
+  if (reply instanceof Uint8Array) return reply;
+  return msg.reply ? utf8.encode(msg.reply) : NO_REPLY;
+}
