@@ -10,7 +10,7 @@ export class MsgpackFormatError extends Error {}
 const ASCII_RUN = 24;
 /** stringIn: the next value is not a string. */
 export const NOT_A_STRING = -2;
-const utf8 = new TextDecoder();
+const ascii = new TextDecoder();
 
 export class MsgpackCursor {
   private b: Uint8Array = new Uint8Array(0);
@@ -68,8 +68,8 @@ export class MsgpackCursor {
    * Reads a map key that must be a string and returns its index in `keys` (UTF-8 bytes), or -1
    * when it is none of them; either way the key is consumed.
    */
-  key(keys: readonly Uint8Array[]): number {
-    const k = this.stringIn(keys);
+  key(keys: readonly Uint8Array[], hint = -1): number {
+    const k = this.stringIn(keys, hint);
     if (k === NOT_A_STRING) throw new MsgpackFormatError(`a map key at byte ${this.pos} is not a string`);
     return k;
   }
@@ -77,20 +77,23 @@ export class MsgpackCursor {
   /**
    * When the next value is a string: consumed, and its index in `list` (UTF-8 bytes), or -1 when
    * it is none of them. Else NOT_A_STRING, nothing consumed. A known name costs no string.
+   * `hint`: the index most likely to match, tried first (the writer's key order, the last type).
    */
-  stringIn(list: readonly Uint8Array[]): number {
+  stringIn(list: readonly Uint8Array[], hint = -1): number {
     const n = this.stringHeader();
     if (n < 0) return NOT_A_STRING;
-    const b = this.b;
     const at = this.pos;
     this.advance(n);
-    next: for (let k = 0; k < list.length; k++) {
-      const want = list[k] as Uint8Array;
-      if (want.length !== n) continue;
-      for (let i = 0; i < n; i++) if (b[at + i] !== want[i]) continue next;
-      return k;
-    }
+    if (hint >= 0 && hint < list.length && this.equals(at, n, list[hint] as Uint8Array)) return hint;
+    for (let k = 0; k < list.length; k++) if (this.equals(at, n, list[k] as Uint8Array)) return k;
     return -1;
+  }
+
+  private equals(at: number, n: number, want: Uint8Array): boolean {
+    if (want.length !== n) return false;
+    const b = this.b;
+    for (let i = 0; i < n; i++) if (b[at + i] !== want[i]) return false;
+    return true;
   }
 
   /** The next value, decoded. */
@@ -108,7 +111,7 @@ export class MsgpackCursor {
       return c - 0x100;
     }
     const n = this.stringHeader();
-    if (n >= 0) return this.text(n);
+    if (n >= 0) return this.text(start, n);
     switch (c) {
       case 0xc0:
         this.pos++;
@@ -243,21 +246,22 @@ export class MsgpackCursor {
     this.pos += n;
   }
 
-  /** `n` bytes of UTF-8 as a string; short ASCII ones (ids, names) without a decoder call. */
-  private text(n: number): string {
+  /**
+   * The string whose header starts at `start` and whose `n` bytes are next. ASCII (ids, names) is
+   * read here, short strings without a decoder call; anything else is @msgpack/msgpack's to decode,
+   * so that bytes that are not UTF-8 come out as that decoder makes them.
+   */
+  private text(start: number, n: number): string {
     const b = this.b;
-    const start = this.pos;
+    const from = this.pos;
     this.advance(n);
-    if (n <= ASCII_RUN) {
-      let s = "";
-      for (let i = start; i < start + n; i++) {
-        const c = b[i] as number;
-        if (c > 0x7f) return utf8.decode(b.subarray(start, start + n));
-        s += String.fromCharCode(c);
-      }
-      return s;
+    let s = "";
+    for (let i = from; i < from + n; i++) {
+      const c = b[i] as number;
+      if (c > 0x7f) return this.decodeValue(b.subarray(start, from + n)) as string;
+      if (n <= ASCII_RUN) s += String.fromCharCode(c);
     }
-    return utf8.decode(b.subarray(start, start + n));
+    return n <= ASCII_RUN ? s : ascii.decode(b.subarray(from, from + n));
   }
 
   private truncated(): MsgpackFormatError {

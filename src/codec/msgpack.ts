@@ -10,7 +10,7 @@ import {
 import { AGGREGATE_KINDS, type Envelope } from "../events/envelope.ts";
 import { NotAnEnvelopeError, type StreamPosition } from "../events/errors.ts";
 import type { AnyEventView, ReadPlan } from "../events/reads.ts";
-import { MsgpackCursor, MsgpackFormatError } from "./msgpack-cursor.ts";
+import { MsgpackCursor } from "./msgpack-cursor.ts";
 
 /**
  * The one place bytes become events and back. Standard MessagePack; encoder and decoder are
@@ -45,17 +45,32 @@ export function decodeEvent(bytes: Uint8Array, at?: StreamPosition): CorralEvent
  * Bytes → the event as a reader that declared its reads (src/events/reads.ts) gets it: only the
  * fields it reads are decoded and checked, and the envelope's ids are stepped over. Anything out
  * of the ordinary (an older version to upcast, a data schema that is not an object, a body that
- * is not a plain map of string keys, a check that fails) goes through decodeEvent, whose result,
- * or typed error, is then the answer: one definition of what is valid.
+ * is not a plain map of string keys, bytes it cannot read, a check that fails) goes through
+ * decodeEvent, whose result or typed error is then the answer: every error is decodeEvent's own.
  */
 export function decodeEventView(bytes: Uint8Array, plan: ReadPlan, at?: StreamPosition): AnyEventView {
   let view: AnyEventView | undefined;
   try {
-    view = readView(bytes, plan, at);
-  } catch (err) {
-    if (!(err instanceof MsgpackFormatError)) throw err;
+    view = readView(bytes, plan);
+  } catch {
+    // A wrong head, or bytes the cursor (or @msgpack/msgpack on a part it handed over) could not
+    // read: decodeEvent says which.
   }
-  return view ?? decodeEvent(bytes, at);
+  return view ?? viewOf(decodeEvent(bytes, at), plan);
+}
+
+/** A whole event cut down to the view: the same shape whichever way it was decoded. */
+function viewOf(e: CorralEvent, plan: ReadPlan): AnyEventView {
+  const reads = plan.of(e.type);
+  let data: unknown = NO_DATA;
+  if (reads === null) data = e.data;
+  else if (reads) {
+    const all = e.data as Record<string, unknown>;
+    const picked: Record<string, unknown> = {};
+    for (const name of reads.names) if (Object.hasOwn(all, name)) picked[name] = all[name];
+    data = picked;
+  }
+  return { type: e.type, v: e.v, aggregate: e.aggregate, at: e.at, data };
 }
 
 const utf8 = new TextEncoder();
@@ -66,6 +81,8 @@ const AGGREGATE = keysOf(["kind", "id"]);
 const TYPE_NAMES = catalogue.map((d) => d.type);
 const TYPES = keysOf(TYPE_NAMES);
 const KINDS = keysOf(AGGREGATE_KINDS);
+/** The type matched last: the next event is likely of the same one. */
+let lastType = -1;
 /** The data of a type nobody reads: shared, so frozen. */
 const NO_DATA = Object.freeze({});
 const cursor = new MsgpackCursor((b) => decoder.decode(b));
@@ -82,7 +99,7 @@ const head: EnvelopeHead = {
 };
 
 /** The view, or undefined where decodeEvent must decide. */
-function readView(bytes: Uint8Array, plan: ReadPlan, at?: StreamPosition): AnyEventView | undefined {
+function readView(bytes: Uint8Array, plan: ReadPlan): AnyEventView | undefined {
   const c = cursor;
   c.reset(bytes);
   const entries = c.mapHeader();
@@ -98,15 +115,16 @@ function readView(bytes: Uint8Array, plan: ReadPlan, at?: StreamPosition): AnyEv
       undefined;
   let dataAt = -1;
   for (let i = 0; i < entries; i++) {
-    switch (c.key(ENVELOPE)) {
+    switch (c.key(ENVELOPE, i)) {
       case 0:
         head.hasId = c.skipString() > 0;
         if (!head.hasId) return undefined;
         break;
       case 1: {
-        const t = c.stringIn(TYPES);
+        const t = c.stringIn(TYPES, lastType);
         if (t < 0) return undefined; // unknown: decodeEvent names it
         head.type = TYPE_NAMES[t];
+        lastType = t;
         break;
       }
       case 2:
@@ -117,7 +135,7 @@ function readView(bytes: Uint8Array, plan: ReadPlan, at?: StreamPosition): AnyEv
         if (fields < 0) return undefined;
         head.kind = head.aggregateId = undefined;
         for (let j = 0; j < fields; j++) {
-          const k = c.key(AGGREGATE);
+          const k = c.key(AGGREGATE, j);
           if (k === 0) {
             const kind = c.stringIn(KINDS);
             if (kind < 0) return undefined;
@@ -145,7 +163,7 @@ function readView(bytes: Uint8Array, plan: ReadPlan, at?: StreamPosition): AnyEv
     }
   }
   if (!c.done) return undefined;
-  const checked = checkHead(head, at);
+  const checked = checkHead(head);
   const { def } = checked;
   const reads = plan.of(def.type);
   if (reads === null || checked.v < def.v) return undefined;
@@ -156,10 +174,15 @@ function readView(bytes: Uint8Array, plan: ReadPlan, at?: StreamPosition): AnyEv
     const fields = c.mapHeader();
     if (fields < 0) return undefined;
     const picked: Record<string, unknown> = {};
+    let next = 0; // fields read come in the writer's order: the next one is tried first
     for (let j = 0; j < fields; j++) {
-      const k = c.key(reads.keys);
-      if (k >= 0) picked[reads.names[k] as string] = c.value();
-      else c.skip();
+      const k = c.key(reads.keys, next);
+      if (k < 0) {
+        c.skip();
+        continue;
+      }
+      picked[reads.names[k] as string] = c.value();
+      next = k + 1;
     }
     const parsed = reads.check.safeParse(picked);
     if (!parsed.success) return undefined;

@@ -35,7 +35,7 @@ export interface AnyEventView {
 /** One event type's part of a plan: the fields to decode and the check of just those fields. */
 export interface TypeReads {
   def: EventDef;
-  /** The field names, and the same as UTF-8 bytes to match map keys against. */
+  /** The field names in the schema's order, and the same as UTF-8 bytes to match map keys against. */
   names: readonly string[];
   keys: readonly Uint8Array[];
   check: z.ZodType;
@@ -68,8 +68,9 @@ export class ReadPlan {
         continue;
       }
       const shape = def.schema.shape as Record<string, unknown>;
-      const list = [...names].sort();
-      for (const n of list) if (!Object.hasOwn(shape, n)) throw new Error(`${type} has no field ${n}`);
+      for (const n of names) if (!Object.hasOwn(shape, n)) throw new Error(`${type} has no field ${n}`);
+      // In the schema's order, which is the order a writer's data has them in.
+      const list = Object.keys(shape).filter((n) => names.has(n));
       const check = def.schema.pick(Object.fromEntries(list.map((n) => [n, true])) as Record<string, true>);
       this.types.set(type, { def, names: list, keys: list.map((n) => utf8.encode(n)), check });
     }

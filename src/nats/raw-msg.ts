@@ -8,7 +8,7 @@ import type { Msg } from "@nats-io/nats-core";
 interface RawMsg {
   /** Header block, then payload. */
   _rdata?: Uint8Array;
-  _msg?: { hdr?: number; reply?: Uint8Array };
+  _msg?: { hdr?: number; reply?: Uint8Array; subject?: Uint8Array };
 }
 
 /** The raw bytes of a delivered message and the length of its header block, when nats-core has them. */
@@ -21,6 +21,12 @@ export function rawOf(msg: Msg): { data: Uint8Array; hdr: number } | undefined {
 
 const utf8 = new TextEncoder();
 const NO_REPLY = new Uint8Array(0);
+
+/** The subject's bytes, without decoding them to a string. */
+export function subjectBytesOf(msg: Msg): Uint8Array {
+  const subject = (msg as unknown as RawMsg)._msg?.subject;
+  return subject instanceof Uint8Array ? subject : utf8.encode(msg.subject);
+}
 
 /** The reply subject's bytes, without decoding it to a string (empty when there is none). */
 export function replyBytesOf(msg: Msg): Uint8Array {

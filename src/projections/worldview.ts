@@ -113,10 +113,9 @@ export const worldviewProjection: Projection<WorldviewState, Worldview, AnyEvent
     const e = r.event;
     const routes = table.get(e.type);
     if (routes) {
-      const meta = { seq: r.seq, time: r.time };
       for (const [key, slice] of routes) {
         try {
-          slice.reduce(w.slices[key], e, meta);
+          slice.reduce(w.slices[key], e, r); // the record is its own RecordMeta: no copy per event
         } catch (err) {
           // A reducer bug must not stop the projection; it is counted and logged like poison.
           bump(w.skipped, "reducer-error");

@@ -61,7 +61,7 @@ export async function* readRange<E extends AnyEventView>(
     opts,
     {
       message(seq, time, msg) {
-        batches.add(seq, msg.subject, time, msg);
+        batches.add(seq, time, msg);
         if (batches.size >= batch) {
           sealed.push(batches.seal());
           notify();

@@ -47,25 +47,25 @@ export class RecordBatches<E extends AnyEventView> {
   }
 
   /** The record of a delivered message, its mark checked inline or staged for the worker. */
-  add(seq: number, subject: string, time: number, msg: Msg): void {
+  add(seq: number, time: number, msg: Msg): void {
     const data = msg.data;
     const off = this.offThread;
-    const raw = rawOf(msg);
+    const raw = off && this.seen++ >= INLINE_FIRST ? rawOf(msg) : undefined;
     // Without the raw bytes (the client's internals changed) or headers, checked here instead.
-    if (!off || this.seen++ < INLINE_FIRST || !raw || raw.hdr < 0) {
+    if (!off || !raw || raw.hdr < 0) {
       const mark = this.verify && markOf(msg);
-      this.records.push(decodeRecord(this.decode, seq, subject, time, data, this.verify, mark));
+      this.records.push(decodeRecord(this.decode, seq, msg, time, data, this.verify, mark));
       return;
     }
-    const record = decodeRecord(this.decode, seq, subject, time, data);
+    const record = decodeRecord(this.decode, seq, msg, time, data);
     if (record.error) {
       this.records.push(record); // undecodable stays undecodable, marked or not
       return;
     }
     // The mark is found, parsed and checked by the worker, in the message's raw bytes as they came.
     this.marks ??= off.checker.batch();
-    if (!this.marks.add(subject, raw.data, raw.hdr)) {
-      this.records.push(forgedRecord(seq, subject, time, record.event, MISMATCH));
+    if (!this.marks.add(record.subject, raw.data, raw.hdr)) {
+      this.records.push(forgedRecord(seq, record.subject, time, record.event, MISMATCH));
       return;
     }
     this.staged.push(this.records.length);

@@ -1,8 +1,10 @@
+import type { Msg } from "@nats-io/nats-core";
 import { decodeEvent } from "../codec/msgpack.ts";
 import type { CorralEvent } from "../events/catalogue.ts";
 import { DecodeError, ForgedEventError, type StreamPosition } from "../events/errors.ts";
 import type { AnyEventView } from "../events/reads.ts";
 import type { Verdict, Verifier } from "./integrity.ts";
+import { deliveredSubject } from "./subjects.ts";
 
 /**
  * One stream message as a reader sees it: the decoded event, or the typed reason it is unreadable
@@ -45,11 +47,17 @@ export function toRecord(
   return decodeRecord(decodeEvent, seq, subject, time, data, verify, mark);
 }
 
-/** The record of one message, its event decoded by `decode`. */
+/** Reused: a decoder reads it only to name the position in an error it throws (errors.ts copies it). */
+const position: StreamPosition = {};
+
+/**
+ * The record of one message, its event decoded by `decode`. `from`: its subject, or the delivered
+ * message to take it from (deliveredSubject: not decoded when the event's aggregate spells it).
+ */
 export function decodeRecord<E extends AnyEventView>(
   decode: EventDecoder<E>,
   seq: number,
-  subject: string,
+  from: string | Msg,
   time: number,
   data: Uint8Array,
   verify?: Verifier,
@@ -57,13 +65,19 @@ export function decodeRecord<E extends AnyEventView>(
 ): StoredRecord<E> {
   let event: E;
   try {
-    event = decode(data, { seq, subject });
+    position.seq = seq;
+    position.subject = typeof from === "string" ? from : undefined;
+    event = decode(data, position);
   } catch (err) {
     // Undecodable stays undecodable, marked or not: nothing folds it either way.
-    const error =
-      err instanceof DecodeError ? err : new DecodeError("not-envelope", String(err), { seq, subject });
-    return { seq, subject, time, error };
+    const subject = typeof from === "string" ? from : from.subject;
+    if (!(err instanceof DecodeError)) {
+      return { seq, subject, time, error: new DecodeError("not-envelope", String(err), { seq, subject }) };
+    }
+    err.subject = subject;
+    return { seq, subject, time, error: err };
   }
+  const subject = typeof from === "string" ? from : deliveredSubject(from, event.aggregate);
   if (!verify) return { seq, subject, time, event };
   const verdict = verify(subject, data, mark);
   if (typeof verdict === "number") return { seq, subject, time, event, prev: verdict };

@@ -1,11 +1,30 @@
+import type { Msg } from "@nats-io/nats-core";
 import type { AggregateKind, AggregateRef } from "../events/envelope.ts";
-import { isAggregateKind } from "../events/envelope.ts";
+import { AGGREGATE_KINDS, isAggregateKind } from "../events/envelope.ts";
+import { subjectBytesOf } from "../nats/raw-msg.ts";
 
 export const EVENT_SUBJECT_PREFIX = "corral.evt";
 export const ALL_EVENTS = `${EVENT_SUBJECT_PREFIX}.>`;
 
 export function eventSubject(ref: AggregateRef): string {
   return `${EVENT_SUBJECT_PREFIX}.${ref.kind}.${ref.id}`;
+}
+
+const kindPrefixes = new Map(AGGREGATE_KINDS.map((k) => [k, `${EVENT_SUBJECT_PREFIX}.${k}.`]));
+
+/**
+ * A delivered message's subject: eventSubject(ref) when the message's subject bytes spell it (the
+ * string is then the kind's prefix joined to the id already decoded: nothing decoded or copied,
+ * ~5% of a rebuild), else its own subject, decoded.
+ */
+export function deliveredSubject(msg: Msg, ref: AggregateRef): string {
+  const bytes = subjectBytesOf(msg);
+  const prefix = kindPrefixes.get(ref.kind) as string;
+  const { id } = ref;
+  if (bytes.length !== prefix.length + id.length) return msg.subject;
+  for (let i = 0; i < prefix.length; i++) if (bytes[i] !== prefix.charCodeAt(i)) return msg.subject;
+  for (let i = 0; i < id.length; i++) if (bytes[prefix.length + i] !== id.charCodeAt(i)) return msg.subject;
+  return prefix + id;
 }
 
 export function kindSubject(kind: AggregateKind): string {
