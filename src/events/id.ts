@@ -23,7 +23,13 @@ export function randomBytes(n: number): Uint8Array {
   return out;
 }
 
-const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+const HEX_DIGIT = Array.from("0123456789abcdef", (c) => c.charCodeAt(0));
+const DASH = 45;
+/**
+ * The id's characters, made into a string in one call: 20 concatenations would make a rope that
+ * every later reader flattens, the encoder of each event first (~0.3 µs an append).
+ */
+const chars: number[] = new Array(36).fill(0);
 
 export function uuidv7(now: number = Date.now()): string {
   let ms = now;
@@ -51,12 +57,14 @@ export function uuidv7(now: number = Date.now()): string {
   b[7] = counter & 0xff;
   b[8] = 0x80 | ((r[0] as number) & 0x3f);
   for (let i = 1; i < 8; i++) b[8 + i] = r[i] as number;
-  let s = "";
+  let j = 0;
   for (let i = 0; i < 16; i++) {
-    s += HEX[b[i] as number];
-    if (i === 3 || i === 5 || i === 7 || i === 9) s += "-";
+    const v = b[i] as number;
+    chars[j++] = HEX_DIGIT[v >>> 4] as number;
+    chars[j++] = HEX_DIGIT[v & 0x0f] as number;
+    if (i === 3 || i === 5 || i === 7 || i === 9) chars[j++] = DASH;
   }
-  return s;
+  return String.fromCharCode.apply(null, chars);
 }
 
 /** The millisecond timestamp a UUIDv7 carries. */

@@ -41,7 +41,7 @@ const peersProvided: { [K in keyof Slices]: States extends PeersOf<Slices[K]> ? 
 void peersProvided;
 
 /** Bump whenever a reducer or the saved shape changes: older checkpoints are then ignored. */
-export const WORLDVIEW_VERSION = 6;
+export const WORLDVIEW_VERSION = 7;
 
 export interface WorldviewBase {
   /** Sequence of the last record folded in (events and skipped records alike); 0 when none. */
