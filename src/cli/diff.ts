@@ -5,7 +5,7 @@ import { CliError, EXIT } from "./exit.ts";
 import { lastAgentEvents } from "./history/agent-ends.ts";
 import { type Moment, resolveMoment } from "./history/moment.ts";
 import { formatChanges } from "./history/replay-format.ts";
-import { scan } from "./history/scan.ts";
+import { scanAs } from "./history/scan.ts";
 import { diffWorldviews, type WorldDiff } from "./history/world-diff.ts";
 import { foldInto } from "./history/worldview-fold.ts";
 import type { Out } from "./output.ts";
@@ -66,7 +66,8 @@ async function foldThrough(store: EventStore, start: Saved, range: Range): Promi
   const endedBy = new Map<string, string>();
   let before: Worldview | undefined;
   if (range.to > start.seq) {
-    await scan(store, { fromSeq: start.seq + 1, toSeq: range.to, json: range.json }, (r) => {
+    const opts = { fromSeq: start.seq + 1, toSeq: range.to, json: range.json };
+    await scanAs(store, opts, worldviewProjection.decode, (r) => {
       if (r.seq <= w.lastSeq) return; // a redelivery
       if (r.seq > range.from) {
         before ??= worldviewProjection.save(w);

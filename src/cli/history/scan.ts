@@ -1,5 +1,8 @@
+import { decodeEvent } from "../../codec/msgpack.ts";
+import type { CorralEvent } from "../../events/catalogue.ts";
+import type { AnyEventView } from "../../events/reads.ts";
 import type { EventStore } from "../../store/event-store.ts";
-import type { StoredRecord } from "../../store/records.ts";
+import type { EventDecoder, StoredRecord } from "../../store/records.ts";
 import { progress } from "../progress.ts";
 
 export interface ScanOptions {
@@ -17,10 +20,20 @@ export interface ScanOptions {
  * Reads a bounded range record by record, with the progress line (progress.ts) on a terminal.
  * Every history command reads through here, so each one shows progress alike.
  */
-export async function scan(
+export function scan(
   store: EventStore,
   opts: ScanOptions,
   onRecord: (r: StoredRecord) => void,
+): Promise<number> {
+  return scanAs<CorralEvent>(store, opts, decodeEvent, onRecord);
+}
+
+/** As scan, each event decoded by `decode` (a fold into the worldview reads only what it folds). */
+export async function scanAs<E extends AnyEventView>(
+  store: EventStore,
+  opts: ScanOptions,
+  decode: EventDecoder<E>,
+  onRecord: (r: StoredRecord<E>) => void,
 ): Promise<number> {
   if (opts.toSeq < 1) return 0;
   const shown = progress({ toSeq: opts.toSeq, json: opts.json });
@@ -28,7 +41,7 @@ export async function scan(
   try {
     const range = { filter: opts.filter, toSeq: opts.toSeq };
     const from = opts.fromTime ? { fromTime: opts.fromTime } : { fromSeq: opts.fromSeq ?? 1 };
-    for await (const batch of store.read({ ...range, ...from })) {
+    for await (const batch of store.read({ ...range, ...from, decode })) {
       for (const r of batch) {
         if (r.seq > opts.toSeq) continue;
         onRecord(r);

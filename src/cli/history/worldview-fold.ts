@@ -1,8 +1,7 @@
 import { savedWorldviewRunner } from "../../projections/index.ts";
 import { type WorldviewState, worldviewProjection } from "../../projections/worldview.ts";
 import type { EventStore } from "../../store/event-store.ts";
-import type { StoredRecord } from "../../store/records.ts";
-import { scan } from "./scan.ts";
+import { scanAs } from "./scan.ts";
 
 /**
  * A worldview to fold on from towards `seq`: the daemon's checkpoint or snapshot nearest at or
@@ -16,17 +15,16 @@ export async function worldviewAt(
   return (await savedWorldviewRunner(store)).startAt(seq);
 }
 
-/** Folds (from, to] into `state`, calling `onRecord` after each record. */
+/** Folds (from, to] into `state`, reading the events as the worldview does (only what it folds). */
 export async function foldInto(
   store: EventStore,
   state: WorldviewState,
   range: { from: number; to: number; json: boolean },
-  onRecord?: (r: StoredRecord) => void,
 ): Promise<void> {
   if (range.to <= range.from) return;
-  await scan(store, { fromSeq: range.from + 1, toSeq: range.to, json: range.json }, (r) => {
+  const opts = { fromSeq: range.from + 1, toSeq: range.to, json: range.json };
+  await scanAs(store, opts, worldviewProjection.decode, (r) => {
     if (r.seq <= state.lastSeq) return; // a redelivery
     worldviewProjection.apply(state, r);
-    onRecord?.(r);
   });
 }
