@@ -387,12 +387,26 @@ describe("projection runner against a real nats-server", () => {
     const runner = new ProjectionRunner(store, worldviewProjection, {
       checkpoints: tiny,
       checkpointEvery: 10,
+      checkpointMinIntervalMs: 0,
     });
     const r = await runner.rebuild();
     assert.equal(r.checkpoint, "too-large");
     assert.equal(runner.seq, await store.lastSeq());
     assert.ok(log.lines.length > 1 && log.lines.every((l) => /too large/.test(l.msg)));
     assert.ok((log.lines[0]?.obj.bytes as number) > 64);
+
+    // At most one checkpoint a second while catching up (a clock that stands still): the first
+    // one due, then only the one at the end.
+    const capped = recordingLogger();
+    const runner2 = new ProjectionRunner(store, worldviewProjection, {
+      checkpoints: await CheckpointStore.open(store.nc, { maxBytes: 64, logger: capped }),
+      checkpointEvery: 10,
+      batch: 10,
+      now: () => 5_000,
+    });
+    const { records } = await runner2.rebuild();
+    assert.ok(records > 30, `${records} records: several batches`);
+    assert.equal(capped.lines.length, 2);
   });
 });
 
