@@ -21,10 +21,11 @@ export class MarkBatch {
   ) {}
 
   /**
-   * Stages a message on `subject`: `raw` is its header block (`hdr` bytes) then its body. False
-   * when there is nothing to MAC: a subject corral never writes (not ASCII, or too long).
+   * Stages a message on `subject` (its bytes as delivered): `raw` is its header block (`hdr` bytes)
+   * then its body. False when there is nothing to MAC: a subject corral never writes (not ASCII,
+   * or too long).
    */
-  add(subject: string, raw: Uint8Array, hdr: number): boolean {
+  add(subject: Uint8Array, raw: Uint8Array, hdr: number): boolean {
     if (subject.length > 0xffff) return false;
     const need = subject.length + raw.length;
     if (this.used + need > this.bytes.length) {
@@ -41,7 +42,7 @@ export class MarkBatch {
     let at = this.used;
     let wide = 0;
     for (let i = 0; i < subject.length; i++) {
-      const c = subject.charCodeAt(i);
+      const c = subject[i] as number;
       wide |= c;
       bytes[at++] = c;
     }

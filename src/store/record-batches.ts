@@ -1,6 +1,6 @@
 import type { Msg } from "@nats-io/nats-core";
 import type { AnyEventView } from "../events/reads.ts";
-import { rawOf } from "../nats/raw-msg.ts";
+import { rawOf, subjectBytesOf } from "../nats/raw-msg.ts";
 import { describeMark, type EventKey } from "./event-mark.ts";
 import type { Verifier } from "./integrity.ts";
 import { type MarkBatch, type MarkChecker, VERDICTS } from "./mark-batch.ts";
@@ -64,7 +64,7 @@ export class RecordBatches<E extends AnyEventView> {
     }
     // The mark is found, parsed and checked by the worker, in the message's raw bytes as they came.
     this.marks ??= off.checker.batch();
-    if (!this.marks.add(record.subject, raw.data, raw.hdr)) {
+    if (!this.marks.add(subjectBytesOf(msg), raw.data, raw.hdr)) {
       this.records.push(forgedRecord(seq, record.subject, time, record.event, MISMATCH));
       return;
     }
