@@ -48,7 +48,9 @@ export class LiveRegistry {
       const usable = saved?.version === worldviewProjection.version && saved.state.registry !== undefined;
       const fresh = usable ? registrySlice.load(saved.state.registry) : registrySlice.init();
       let seq = usable ? saved.seq : 0;
-      for await (const batch of store.read({ filter: kindSubject("agent"), fromSeq: seq + 1 })) {
+      // Decoded as the worldview reads them: only the fields its slices (the registry among them) read.
+      const range = { filter: kindSubject("agent"), fromSeq: seq + 1, decode: worldviewProjection.decode };
+      for await (const batch of store.read(range)) {
         for (const r of batch) {
           seq = r.seq;
           if (r.event && handled.has(r.event.type)) registrySlice.reduce(fresh, r.event as never, r);
