@@ -9,7 +9,7 @@ export class MsgpackFormatError extends Error {}
 
 const ASCII_RUN = 24;
 /** stringIn: the next value is not a string. */
-export const NOT_A_STRING = -2;
+const NOT_A_STRING = -2;
 const ascii = new TextDecoder();
 
 export class MsgpackCursor {

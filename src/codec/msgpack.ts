@@ -152,7 +152,7 @@ function readView(bytes: Uint8Array, plan: ReadPlan): AnyEventView | undefined {
         dataAt = c.pos;
         c.skip();
         break;
-      case 6:
+      case 6: // only whether it is a string matters (checkHead): a string is stepped over
         head.causationId = c.skipString() >= 0 ? "" : c.value();
         break;
       case 7:

@@ -218,14 +218,19 @@ export class ProjectionRunner<S, V, E extends AnyEventView = CorralEvent> {
   private checkpointIfDue(): void {
     if (this.every <= 0 || this.uncheckpointed < this.every || this.writing) return;
     if (this.now() - this.checkpointTried < this.minInterval) return;
-    const writing = this.writeCheckpoint().then(
-      () => {},
-      () => {},
-    );
-    this.writing = writing;
-    void writing.finally(() => {
-      if (this.writing === writing) this.writing = undefined;
-    });
+    // Only this sets `writing`, and never while one is in flight: the write that ends clears its own.
+    this.writing = this.writeCheckpoint()
+      .then(
+        () => {},
+        (err: unknown) =>
+          this.log.warn(
+            { projection: this.projection.name, err: (err as Error)?.message },
+            "checkpoint failed",
+          ),
+      )
+      .finally(() => {
+        this.writing = undefined;
+      });
   }
 
   private async writeCheckpoint(): Promise<CheckpointResult> {
