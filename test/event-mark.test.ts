@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
-import { createHash, createHmac } from "node:crypto";
+import { createCipheriv, createHash, createHmac } from "node:crypto";
 import { chmodSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { headers } from "@nats-io/nats-core";
+import fc from "fast-check";
 import { commandAggregate } from "../machines/command.ts";
 import { encode, encodeEvent } from "../src/codec/msgpack.ts";
 import { ActorHost } from "../src/cp/actor-host.ts";
@@ -15,7 +16,7 @@ import { CheckpointStore } from "../src/projections/checkpoints.ts";
 import { EventKey, MARK_HEADER, markedPrev } from "../src/store/event-mark.ts";
 import { EventStore } from "../src/store/event-store.ts";
 import { KEY_FILE_ENV, KeyFileError, loadOrCreateEventKey, readEventKey } from "../src/store/key-file.ts";
-import { MarkChecker } from "../src/store/mark-batch.ts";
+import { MarkChecker, VERDICTS } from "../src/store/mark-batch.ts";
 import { markOf } from "../src/store/mark-header.ts";
 import { PipelinedPublisher } from "../src/store/publisher.ts";
 import { INLINE_FIRST } from "../src/store/record-batches.ts";
@@ -34,45 +35,112 @@ describe("the event mark", () => {
   const subject = "corral.evt.command.m-1";
   const body = encodeEvent(created({ kind: "command", id: "m-1" }));
 
-  it("is SHA-256 over key, a zero pad and the length-prefixed subject, prev and body, as node:crypto computes it", () => {
+  const u16 = (n: number) => Buffer.from([n >> 8, n & 0xff]);
+  const u32 = (n: number) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(n);
+    return b;
+  };
+  const u64 = (n: number) => {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64BE(BigInt(n));
+    return b;
+  };
+  /** The MAC input: length-prefixed subject, prev, length-prefixed body. */
+  const input = (subj: string, prev: number, b: Uint8Array) =>
+    Buffer.concat([u16(subj.length), Buffer.from(subj), u64(prev), u32(b.length), b]);
+
+  /**
+   * The v3 tag as the design states it (ARCHITECTURE.md, "Event marks"), written here block by
+   * block with BigInt arithmetic and one cipher per block, sharing no code with mark-mac.mjs.
+   */
+  function referenceTag(secret: Uint8Array, subj: string, prev: number, b: Uint8Array): string {
+    const derive = (label: string) =>
+      createHash("sha256").update(`corral mark v3 ${label}\0`).update(secret).digest().subarray(0, 16);
+    const aes = (k: Uint8Array, block: Uint8Array) => {
+      const c = createCipheriv("aes-128-ecb", k, null);
+      c.setAutoPadding(false);
+      return c.update(block);
+    };
+    let m = Buffer.concat([input(subj, prev, b), Buffer.from([0x80])]);
+    m = Buffer.concat([m, Buffer.alloc((16 - (m.length % 16)) % 16)]);
+    const mask = (1n << 128n) - 1n;
+    let delta = BigInt(`0x${derive("offset").toString("hex")}`);
+    const sum = Buffer.alloc(16);
+    for (let i = 0; i < m.length / 16; i++) {
+      delta = ((delta << 1n) & mask) ^ (delta >> 127n ? 0x87n : 0n); // Δ_i = 2^i · L
+      const x = Buffer.from(delta.toString(16).padStart(32, "0"), "hex");
+      for (let j = 0; j < 16; j++) x[j] = (x[j] as number) ^ (m[16 * i + j] as number);
+      const y = aes(derive("blocks"), x);
+      for (let j = 0; j < 16; j++) sum[j] = (sum[j] as number) ^ (y[j] as number);
+    }
+    return aes(derive("final"), sum).toString("base64url");
+  }
+
+  it("is the v3 tag as a block-by-block reference computes it, for short, long and far-positioned events", () => {
     const secret = Buffer.alloc(32, 7);
     const k = EventKey.fromBytes(secret);
-    const u16 = (n: number) => Buffer.from([n >> 8, n & 0xff]);
-    const u32 = (n: number) => {
-      const b = Buffer.alloc(4);
-      b.writeUInt32BE(n);
-      return b;
-    };
-    const u64 = (n: number) => {
-      const b = Buffer.alloc(8);
-      b.writeBigUInt64BE(BigInt(n));
-      return b;
-    };
-    const mac = (b: Uint8Array, prev = 42) =>
+    const want = referenceTag(secret, subject, 42, body);
+    assert.equal(k.tag(subject, 42, body), want);
+    assert.equal(k.mark(subject, body, 42), `v3.${k.id}.42.${want}`);
+    // Positions past 2^32 keep their high bits.
+    assert.equal(k.tag(subject, 2 ** 40 + 5, body), referenceTag(secret, subject, 2 ** 40 + 5, body));
+    // Longer than the buffers first made, and than one native call's chunk (64 KiB).
+    const big = new Uint8Array(100_000).map((_, i) => i % 251);
+    assert.equal(k.tag(subject, 42, big), referenceTag(secret, subject, 42, big));
+    assert.equal(k.tag(subject, 42, body), want, "still right after the buffers grew");
+    // Every length around a block boundary (the padding), and the empty body.
+    for (let n = 0; n <= 40; n++) {
+      const b = new Uint8Array(n).fill(n);
+      assert.equal(k.tag(subject, 1, b), referenceTag(secret, subject, 1, b), `${n} bytes`);
+    }
+  });
+
+  it("marks a burst together exactly as one by one", () => {
+    const inputs = Array.from({ length: 300 }, (_, i) => ({
+      subject: `${subject}${i % 7}`,
+      prev: i * 1_000_003,
+      body: new Uint8Array((i * 37) % 1_500).fill(i),
+    }));
+    // Large enough for several native calls of 64 KiB.
+    inputs.push({ subject, prev: 9, body: new Uint8Array(70_000).fill(5) });
+    assert.deepEqual(
+      key.markAll(inputs),
+      inputs.map(({ subject: s, prev, body: b }) => key.mark(s, b, prev)),
+    );
+  });
+
+  it("still reads a v2 mark (one SHA-256 over key, a zero pad and the same input) as valid", () => {
+    const secret = Buffer.alloc(32, 7);
+    const k = EventKey.fromBytes(secret);
+    const v2 = (b: Uint8Array, prev = 42) =>
       createHash("sha256")
         .update(secret)
         .update(Buffer.alloc(32))
-        .update(u16(subject.length))
-        .update(subject)
-        .update(u64(prev))
-        .update(u32(b.length))
-        .update(b)
+        .update(input(subject, prev, b))
         .digest("base64url");
-    const want = mac(body);
-    assert.equal(k.mac(subject, 42, body), want);
-    assert.equal(k.mark(subject, body, 42), `v2.${k.id}.42.${want}`);
-    // Positions past 2^32 keep their high bits.
-    assert.equal(k.mac(subject, 2 ** 40 + 5, body), mac(body, 2 ** 40 + 5));
-    // Also for a body larger than the reused buffer.
-    const big = new Uint8Array(10_000).fill(3);
-    assert.equal(k.mac(subject, 42, big), mac(big));
-    assert.equal(k.mac(subject, 42, body), want, "still right after the buffer grew");
+    assert.equal(k.macV2(subject, 42, body), v2(body));
+    const mark = `v2.${k.id}.42.${v2(body)}`;
+    assert.equal(k.check(subject, body, mark), "valid");
+    assert.equal(markedPrev(mark), 42);
+    assert.equal(
+      k.check(
+        subject,
+        Uint8Array.from(body, (x, i) => (i === 3 ? x ^ 1 : x)),
+        mark,
+      ),
+      "mismatch",
+    );
+    assert.equal(k.check(subject, body, mark.replace(".42.", ".43.")), "mismatch");
+    // A v2 mark's MAC is 43 characters, a v3 tag 22: one version's length under the other's name is malformed.
+    assert.equal(k.check(subject, body, `v3${mark.slice(2)}`), "malformed");
+    assert.equal(k.check(subject, body, `v2${k.mark(subject, body, 42).slice(2)}`), "malformed");
   });
 
   it("is never made for a subject that is not ASCII, nor checked valid on one", () => {
     const mark = key.mark(subject, body, 0);
     const wide = `${subject.slice(0, -1)}\u0131`; // same low byte as "1"
-    assert.equal(key.mac(wide, 0, body), undefined);
+    assert.equal(key.tag(wide, 0, body), undefined);
     assert.throws(() => key.mark(wide, body, 0), /cannot mark/);
     assert.equal(key.check(wide, body, mark), "mismatch");
   });
@@ -125,17 +193,81 @@ describe("the event mark", () => {
     const mark = key.mark(subject, body, 0);
     assert.equal(key.check(subject, body, undefined), "missing");
     assert.equal(key.check(subject, body, ""), "missing");
-    assert.equal(key.check(subject, body, `v3${mark.slice(2)}`), "malformed");
+    assert.equal(key.check(subject, body, `v4${mark.slice(2)}`), "malformed");
     assert.equal(key.check(subject, body, mark.slice(0, -1)), "malformed");
     assert.equal(key.check(subject, body, mark.replace(".0.", ".00.")), "malformed");
     // One MAC, one spelling: the same bytes in another base64 form are refused.
     const last = mark.at(-1) as string;
     const noncanonical = `${mark.slice(0, -1)}${String.fromCharCode(last.charCodeAt(0) + 1)}`;
     assert.equal(key.check(subject, body, noncanonical), "malformed");
-    const macAt = mark.length - 43;
+    const macAt = mark.length - 22;
     assert.equal(key.check(subject, body, `${mark.slice(0, macAt)}+${mark.slice(macAt + 1)}`), "malformed");
     const flipped = `${mark.slice(0, macAt)}${mark[macAt] === "A" ? "B" : "A"}${mark.slice(macAt + 1)}`;
     assert.equal(key.check(subject, body, flipped), "mismatch");
+  });
+});
+
+describe("a batch of marks checked together", () => {
+  const key = EventKey.generate();
+  const other = EventKey.generate();
+  const encoder = new TextEncoder();
+  type Case = { subject: string; body: Uint8Array; mark: string | undefined; lastLine: boolean };
+
+  /** A mark as a writer would make it, or spoiled one of the ways a forger might. */
+  const aCase = fc
+    .record({
+      id: fc.stringMatching(/^[A-Za-z0-9_-]{1,40}$/),
+      body: fc.uint8Array({ maxLength: 700 }),
+      prev: fc.oneof(fc.nat(), fc.constant(2 ** 40 + 3)),
+      version: fc.constantFrom("v3", "v2"),
+      spoil: fc.constantFrom("none", "none", "body", "tag", "prev", "subject", "key", "missing", "shape"),
+      lastLine: fc.boolean(),
+    })
+    .map(({ id, body, prev, version, spoil, lastLine }): Case => {
+      const subject = `corral.evt.command.${id}`;
+      const by = spoil === "key" ? other : key;
+      let mark: string | undefined =
+        version === "v3"
+          ? by.mark(subject, body, prev)
+          : `v2.${by.id}.${prev}.${by.macV2(subject, prev, body)}`;
+      if (spoil === "tag") mark = `${mark.slice(0, -2)}${mark.at(-2) === "A" ? "B" : "A"}${mark.at(-1)}`;
+      if (spoil === "prev") mark = mark.replace(`.${prev}.`, `.${prev + 1}.`);
+      if (spoil === "shape") mark = mark.slice(0, -1);
+      if (spoil === "missing") mark = undefined;
+      const read = spoil === "body" ? Uint8Array.from([...body, 1]) : body;
+      return { subject: spoil === "subject" ? `${subject}x` : subject, body: read, mark, lastLine };
+    });
+
+  /** The message's raw bytes as delivered: a header block (the mark last, or not), then the body. */
+  function raw({ mark, lastLine, body }: Case): { bytes: Uint8Array; hdr: number } {
+    const lines = ["NATS/1.0", "Nats-Msg-Id: x"];
+    if (mark !== undefined) lines.splice(lastLine ? 2 : 1, 0, `Corral-Mark: ${mark}`);
+    const head = encoder.encode(`${lines.join("\r\n")}\r\n\r\n`);
+    const bytes = new Uint8Array(head.length + body.length);
+    bytes.set(head);
+    bytes.set(body, head.length);
+    return { bytes, hdr: head.length };
+  }
+
+  it("gives each message the verdict and prev that checking it alone gives", () => {
+    const checker = MarkChecker.of(key);
+    fc.assert(
+      fc.property(fc.array(aCase, { minLength: 1, maxLength: 60 }), (cases) => {
+        const batch = checker.batch();
+        for (const c of cases) {
+          const { bytes, hdr } = raw(c);
+          assert.ok(batch.add(encoder.encode(c.subject), bytes, hdr));
+        }
+        const { verdicts, prevs } = checker.checkNow(batch);
+        cases.forEach((c, i) => {
+          const alone = key.verify(c.subject, c.body, c.mark);
+          const verdict = VERDICTS[verdicts[i] as number];
+          assert.equal(verdict, typeof alone === "number" ? "valid" : alone, `message ${i}`);
+          if (typeof alone === "number") assert.equal(prevs[i], alone);
+        });
+      }),
+      { numRuns: 150 },
+    );
   });
 });
 
@@ -204,7 +336,7 @@ describe("marks through the store, against a real nats-server", () => {
     const good = await writer.append(ref, [created(ref)], 0);
     const stored = await writer.jsm.streams.getMessage(writer.stream, { seq: good.lastSeq });
     const goodMark = stored?.header?.get(MARK_HEADER) ?? "";
-    assert.match(goodMark, new RegExp(`^v2\\.${key.id}\\.0\\.[A-Za-z0-9_-]{43}$`));
+    assert.match(goodMark, new RegExp(`^v3\\.${key.id}\\.0\\.[A-Za-z0-9_-]{22}$`));
 
     const sent = makeEvent(ref, "CommandSent", { attempt: 1 });
     const body = encodeEvent(sent);
@@ -216,7 +348,7 @@ describe("marks through the store, against a real nats-server", () => {
       ) ?? "";
     const forged = {
       unmarked: await publish(subject, body),
-      badMac: await publish(subject, body, `${goodMark.slice(0, -43)}${"A".repeat(43)}`),
+      badMac: await publish(subject, body, `${goodMark.slice(0, -22)}${"A".repeat(22)}`),
       otherKey: await publish(subject, body, EventKey.generate().mark(subject, body, good.lastSeq)),
       moved: await publish(subject, encodeEvent(created(otherRef)), otherMark),
     };
@@ -258,6 +390,43 @@ describe("marks through the store, against a real nats-server", () => {
     blind.close();
   });
 
+  it("a burst of appends is marked together; one that cannot be marked fails alone", async () => {
+    const nc = await t.connect("burst");
+    const pub = new PipelinedPublisher(nc);
+    try {
+      const subjects = ["burst-1", "burst-2", "burst-3"].map((id) => eventSubject({ kind: "command", id }));
+      const bodies = subjects.map((_, i) =>
+        encodeEvent(makeEvent({ kind: "command", id: `burst-${i}` }, "CommandSent", { attempt: i + 1 })),
+      );
+      // Published in one turn: one MAC call marks them all; the non-ASCII one cannot be marked.
+      const results = await Promise.allSettled([
+        ...subjects.map((s, i) =>
+          pub.publish(s, bodies[i] as Uint8Array, `burst-${i}-${Math.random()}`, 0, key),
+        ),
+        pub.publish(
+          "corral.evt.command.b\u0131",
+          bodies[0] as Uint8Array,
+          `burst-x-${Math.random()}`,
+          0,
+          key,
+        ),
+      ]);
+      assert.equal(results[3]?.status, "rejected");
+      assert.match(String((results[3] as PromiseRejectedResult).reason), /cannot mark/);
+      for (const [i, r] of results.slice(0, 3).entries()) {
+        assert.equal(r.status, "fulfilled", `publish ${i}`);
+        const seq = (r as PromiseFulfilledResult<{ seq: number }>).value.seq;
+        const stored = await writer.jsm.streams.getMessage(writer.stream, { seq });
+        assert.equal(
+          key.check(subjects[i] as string, bodies[i] as Uint8Array, stored?.header?.get(MARK_HEADER)),
+          "valid",
+        );
+      }
+    } finally {
+      pub.close();
+    }
+  });
+
   it("a long read checks marks off the main thread, and catches each forgery there too", async () => {
     const nc = await t.connect("bulk");
     const pub = new PipelinedPublisher(nc);
@@ -276,7 +445,7 @@ describe("marks through the store, against a real nats-server", () => {
       const other = EventKey.generate();
       const forged = {
         unmarked: await publish(subject, body),
-        badMac: await publish(subject, body, `${realMark.slice(0, -43)}${"A".repeat(43)}`),
+        badMac: await publish(subject, body, `${realMark.slice(0, -22)}${"A".repeat(22)}`),
         otherKey: await publish(subject, body, other.mark(subject, body, 0)),
         malformed: await publish(subject, body, `${realMark} `.replace(".0.", ".00.")),
         moved: await publish(subject, body, key.mark(`${subject}x`, body, 0)),
@@ -285,16 +454,24 @@ describe("marks through the store, against a real nats-server", () => {
           Uint8Array.from(body, (b, i) => (i === 9 ? b ^ 1 : b)),
           realMark,
         ),
+        // Under a v2 mark (written before v3) too.
+        v2Altered: await publish(
+          subject,
+          body,
+          `v2.${key.id}.0.${key.macV2(subject, 0, encodeEvent(created(ref)))}`,
+        ),
       };
       // A real mark naming another position is read with that position (the actor host checks it).
       const otherPrev = await publish(subject, body, key.mark(subject, body, 1));
+      // A v2 mark (written before v3) still reads as valid.
+      const v2Good = await publish(subject, body, `v2.${key.id}.0.${key.macV2(subject, 0, body)}`);
       await appendReal(500);
 
       const reader = await EventStore.open(nc, { integrity: { key } });
       const before = MarkChecker.of(key).checkedOffThread;
       const records = await readAll(reader, subject);
       reader.close();
-      assert.equal(records.length, INLINE_FIRST + 1007);
+      assert.equal(records.length, INLINE_FIRST + 1009);
       assert.ok(
         (records[INLINE_FIRST]?.seq ?? 0) < forged.unmarked,
         "the forgeries come after the inline part",
@@ -319,6 +496,12 @@ describe("marks through the store, against a real nats-server", () => {
         new RegExp(`another key \\(${other.id}\\)`),
       );
       assert.match(bySeq.get(forged.malformed)?.error?.message ?? "", /not a corral mark/);
+      assert.equal(
+        bySeq.get(v2Good)?.event?.type,
+        "CommandSent",
+        "a v2 mark is checked off the main thread too",
+      );
+      assert.match(bySeq.get(forged.v2Altered)?.error?.message ?? "", /does not match/);
       assert.match(bySeq.get(forged.unmarked)?.error?.message ?? "", /no Corral-Mark/);
       assert.match(bySeq.get(forged.altered)?.error?.message ?? "", /does not match/);
     } finally {

@@ -134,11 +134,11 @@ describe("event store against a real nats-server", () => {
       for (const [i, msgId] of ["plain-id-1", "ünïcödé-id-1"].entries()) {
         const subject = `corral.evt.command.hdr-${i}`;
         const body = encodeEvent(created({ kind: "command", id: `hdr-${i}` }));
-        const ack = await pub.publish(subject, body, msgId, 0, "v2.mark-as-given");
+        const ack = await pub.publish(subject, body, msgId, 0, "v3.mark-as-given");
         const stored = await store.jsm.streams.getMessage(store.stream, { seq: ack.seq });
         assert.equal(stored?.header.get("Nats-Msg-Id"), msgId);
         assert.equal(stored?.header.get("Nats-Expected-Last-Subject-Sequence"), "0");
-        assert.equal(stored?.header.get(MARK_HEADER), "v2.mark-as-given");
+        assert.equal(stored?.header.get(MARK_HEADER), "v3.mark-as-given");
         // The server read them too: the same id again is a duplicate, a wrong expectation a conflict.
         assert.equal((await pub.publish(subject, body, msgId, 0)).duplicate, true);
         await assert.rejects(pub.publish(subject, body, `${msgId}-2`, 0), WrongLastSequence);

@@ -2,54 +2,68 @@ import { createHash, hash, randomBytes } from "node:crypto";
 import {
   ID_CHARS,
   KEY_BLOCK,
-  MAC_CHARS,
   MARK_HEADER,
   MIDDLE,
   PREFIX,
   parseMarkBytes,
+  tagChars,
+  V2_MAC_CHARS,
+  V3_MAC_CHARS,
   writeMiddle,
 } from "./mark-bytes.mjs";
+import { MarkMac, TAG_BYTES } from "./mark-mac.mjs";
 
 /**
  * The mark a corral writer puts on every event it appends (ARCHITECTURE.md, "Event marks"):
- * `Corral-Mark: v2.<key id>.<prev>.<MAC base64url>`, the MAC a keyed SHA-256 over the subject,
- * `prev` and the exact msgpack body, encoded prefix-free (see EventKey). `prev` is the stream
- * sequence of the subject's message before this one, as the writer appended it (its expected last
- * sequence): a copy of the event stored anywhere later claims a position it is not at. A reader
- * holding the key knows the event came from a corral writer, for this aggregate, after `prev`; one
- * without the key can only tell a marked event from an unmarked one. v1 marks (HMAC-SHA256) read
- * as malformed, hence forged.
+ * `Corral-Mark: v3.<key id>.<prev>.<tag base64url>`, the tag a MAC (src/store/mark-mac.mjs) over
+ * the subject, `prev` and the exact msgpack body, encoded one-to-one (see EventKey). `prev` is the
+ * stream sequence of the subject's message before this one, as the writer appended it (its expected
+ * last sequence): a copy of the event stored anywhere later claims a position it is not at. A
+ * reader holding the key knows the event came from a corral writer, for this aggregate, after
+ * `prev`; one without the key can only tell a marked event from an unmarked one. v2 marks (one
+ * SHA-256 call, written until v3) are still checked; v1 marks (HMAC-SHA256) read as malformed,
+ * hence forged.
  */
 export { MARK_HEADER } from "./mark-bytes.mjs";
 
-const VERSION = "v2";
 const KEY_BYTES = 32;
-const BLOCK = KEY_BLOCK;
 /** Bytes before the subject: u16 subject length (then MIDDLE bytes between subject and body). */
 const HEAD = 2;
+const V3 = PREFIX.charCodeAt(1);
 
 /** What a reader learns from a message's mark. */
 export type MarkCheck = "valid" | "missing" | "malformed" | "other-key" | "mismatch";
 
+/** One event to mark: its subject, the sequence it must follow there, its body. */
+export interface MarkInput {
+  subject: string;
+  prev: number;
+  body: Uint8Array;
+}
+
 /**
- * A writer key. The MAC is one SHA-256 call over `key ‖ 0^32 ‖ u16 |subject| ‖ subject ‖ u64 prev ‖
- * u32 |body| ‖ body` (big-endian), returned as base64url: one native call instead of HMAC's two,
- * and a string out instead of a Buffer (each native call and each Buffer made costs more than the
- * ~300 bytes hashed). A secret prefix is sound here because no encoded input is a prefix of another
- * (the lengths come first), so SHA-256's length extension has nothing to extend; the argument is in
- * ARCHITECTURE.md, "Event marks".
+ * A writer key. A mark's tag is the MAC of `u16 |subject| ‖ subject ‖ u64 prev ‖ u32 |body| ‖ body`
+ * (big-endian, padded to whole AES blocks) by src/store/mark-mac.mjs: a batch of marks — an
+ * append burst, a read's batch — costs two native calls, where a hash per mark cost one each, and
+ * each such call costs more than the ~300 bytes it hashes.
  */
 export class EventKey {
   /** Names the key in each mark (not secret): a mark from another key is told apart from a bad one. */
   readonly id: string;
-  /** The first block holds the key; the rest is rewritten per MAC. */
-  private scratch: Uint8Array;
+  /** A v2 MAC's input: the first block holds the key; the rest is rewritten per MAC. */
+  private v2: Uint8Array;
+  private readonly mac3: MarkMac;
+  /** v3 MAC inputs, laid out for `MarkMac.tags`. */
+  private input = new Uint8Array(8192);
+  private starts = new Uint32Array(65);
+  private readonly chars = new Uint8Array(V3_MAC_CHARS);
 
   private constructor(key: Uint8Array) {
     if (key.length !== KEY_BYTES) throw new Error(`an event key is ${KEY_BYTES} bytes, got ${key.length}`);
     this.id = createHash("sha256").update("corral event key id\0").update(key).digest("hex").slice(0, 8);
-    this.scratch = new Uint8Array(BLOCK + 4096);
-    this.scratch.set(key, 0);
+    this.v2 = new Uint8Array(KEY_BLOCK + 4096);
+    this.v2.set(key, 0);
+    this.mac3 = new MarkMac(key);
   }
 
   static generate(): EventKey {
@@ -61,30 +75,79 @@ export class EventKey {
   }
 
   /**
-   * The MAC of (subject, prev, body) in base64url (43 characters); undefined when the subject is
+   * The tag of (subject, prev, body) in base64url (22 characters); undefined when the subject is
    * not ASCII (corral never writes one: src/store/subjects.ts) or prev is out of range.
    */
-  mac(subject: string, prev: number, body: Uint8Array): string | undefined {
-    const n = BLOCK + markInputLength(subject, body);
-    if (n > this.scratch.length) {
-      const grown = new Uint8Array(Math.max(n, this.scratch.length * 2));
-      grown.set(this.scratch.subarray(0, BLOCK));
-      this.scratch = grown;
-    }
-    if (writeMarkInput(this.scratch, BLOCK, subject, prev, body) < 0) return undefined;
-    return hash("sha256", this.scratch.subarray(0, n), "base64url");
+  tag(subject: string, prev: number, body: Uint8Array): string | undefined {
+    return this.tags([{ subject, prev, body }])[0];
   }
 
-  /** The key block every MAC input starts with, for src/store/mark-worker.mjs (never logged). */
+  /** `tag` of each input, made together. */
+  private tags(inputs: readonly MarkInput[]): (string | undefined)[] {
+    let used = 0;
+    let n = 0;
+    const laid: number[] = [];
+    for (const { subject, prev, body } of inputs) {
+      const need = used + markInputLength(subject, body) + 16;
+      if (need > this.input.length) {
+        const grown = new Uint8Array(Math.max(need, 2 * this.input.length));
+        grown.set(this.input.subarray(0, used));
+        this.input = grown;
+      }
+      if (n + 1 >= this.starts.length) {
+        const grown = new Uint32Array(2 * this.starts.length);
+        grown.set(this.starts);
+        this.starts = grown;
+      }
+      const end = writeMarkInput(this.input, used, subject, prev, body);
+      laid.push(end < 0 ? -1 : n);
+      if (end < 0) continue;
+      this.starts[n++] = used;
+      used = MarkMac.pad(this.input, end);
+    }
+    this.starts[n] = used;
+    const tags = n > 0 ? this.mac3.tags(this.input, this.starts, n) : undefined;
+    return laid.map((k) =>
+      k < 0 || !tags
+        ? undefined
+        : String.fromCharCode.apply(null, tagChars(tags, TAG_BYTES * k, this.chars) as unknown as number[]),
+    );
+  }
+
+  /**
+   * The v2 MAC (before v3 marks): one SHA-256 call over `key ‖ 0^32 ‖` the same input, in
+   * base64url (43 characters); undefined as for `tag`. A secret prefix is sound here because no
+   * encoded input is a prefix of another (ARCHITECTURE.md, "Event marks").
+   */
+  macV2(subject: string, prev: number, body: Uint8Array): string | undefined {
+    const n = KEY_BLOCK + markInputLength(subject, body);
+    if (n > this.v2.length) {
+      const grown = new Uint8Array(Math.max(n, this.v2.length * 2));
+      grown.set(this.v2.subarray(0, KEY_BLOCK));
+      this.v2 = grown;
+    }
+    if (writeMarkInput(this.v2, KEY_BLOCK, subject, prev, body) < 0) return undefined;
+    return hash("sha256", this.v2.subarray(0, n), "base64url");
+  }
+
+  /** The key block a StagedChecker starts from, for src/store/mark-worker.mjs (never logged). */
   keyBlock(): Uint8Array {
-    return this.scratch.slice(0, BLOCK);
+    return this.v2.slice(0, KEY_BLOCK);
   }
 
   /** The header value for an event stored on `subject` right after sequence `prev`, with these bytes. */
   mark(subject: string, body: Uint8Array, prev: number): string {
-    const mac = this.mac(subject, prev, body);
-    if (mac === undefined) throw new TypeError(`cannot mark ${JSON.stringify(subject)} after ${prev}`);
-    return `${VERSION}.${this.id}.${prev}.${mac}`;
+    return this.markAll([{ subject, prev, body }])[0] as string;
+  }
+
+  /** `mark` of each input, made together: one MAC call for all (the publisher's burst). */
+  markAll(inputs: readonly MarkInput[]): string[] {
+    const tags = this.tags(inputs);
+    return inputs.map(({ subject, prev }, i) => {
+      const tag = tags[i];
+      if (tag === undefined) throw new TypeError(`cannot mark ${JSON.stringify(subject)} after ${prev}`);
+      return `${PREFIX}${this.id}.${prev}.${tag}`;
+    });
   }
 
   check(subject: string, body: Uint8Array, mark: string | undefined): MarkCheck {
@@ -97,18 +160,20 @@ export class EventKey {
     if (!mark) return "missing";
     const prev = this.precheck(mark);
     if (typeof prev !== "number") return prev;
-    const want = this.mac(subject, prev, body);
-    if (want?.length !== MAC_CHARS) return "mismatch";
+    const v3 = mark.charCodeAt(1) === V3;
+    const want = v3 ? this.tag(subject, prev, body) : this.macV2(subject, prev, body);
+    const chars = v3 ? V3_MAC_CHARS : V2_MAC_CHARS;
+    if (want?.length !== chars) return "mismatch";
     // Compared in constant time (no early exit), on the base64url text: no decoding needed.
-    const macAt = mark.length - MAC_CHARS;
+    const macAt = mark.length - chars;
     let diff = 0;
-    for (let i = 0; i < MAC_CHARS; i++) diff |= mark.charCodeAt(macAt + i) ^ want.charCodeAt(i);
+    for (let i = 0; i < chars; i++) diff |= mark.charCodeAt(macAt + i) ^ want.charCodeAt(i);
     return diff === 0 ? prev : "mismatch";
   }
 
   /**
-   * All that can be told of a mark before hashing: the `prev` of a well-shaped mark made with this
-   * key, or why it is not one (src/store/mark-batch.ts then hashes off the main thread).
+   * All that can be told of a mark before its MAC: the `prev` of a well-shaped mark made with this
+   * key, or why it is not one.
    */
   precheck(mark: string | undefined): number | "missing" | "malformed" | "other-key" {
     if (!mark) return "missing";

@@ -106,8 +106,8 @@ export class EventStore {
       try {
         const body = encodeEvent(event);
         // The mark names the sequence this append must follow: a copy stored elsewhere is caught.
-        const mark = this.key?.mark(subject, body, expected);
-        const ack = await this.publisher.publish(subject, body, event.id, expected, mark);
+        // The publisher makes it, with the marks of the other appends sent in the same turn.
+        const ack = await this.publisher.publish(subject, body, event.id, expected, this.key);
         if (ack.duplicate) duplicates++;
         seqs.push(ack.seq);
         expected = ack.seq;

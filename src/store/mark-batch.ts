@@ -1,15 +1,15 @@
 import { Worker } from "node:worker_threads";
 import type { EventKey } from "./event-mark.ts";
-import { checkStaged, STAGED } from "./mark-bytes.mjs";
+import { STAGED, StagedChecker } from "./mark-bytes.mjs";
 import { scanHeaders } from "./mark-header.ts";
 
 /**
  * Marks checked off the main thread (ARCHITECTURE.md, "Event marks"). A bulk read stages each
  * message as it arrives: its subject and its raw bytes (header block, then body) copied as they
  * are, so the main thread does no more than one copy per message. The worker
- * (src/store/mark-worker.mjs) finds and parses each mark, lays out the MAC input and hashes a whole
- * batch while the main thread decodes the next one. Entry i is `subject ‖ header block ‖ body`,
- * `spans[4i…4i+3]` its start, header start, body start and end (mark-bytes.mjs `checkStaged`).
+ * (src/store/mark-worker.mjs) finds and parses each mark, lays out the MAC inputs and makes a whole
+ * batch's tags while the main thread decodes the next one. Entry i is `subject ‖ header block ‖ body`,
+ * `spans[4i…4i+3]` its start, header start, body start and end (mark-bytes.mjs `StagedChecker`).
  */
 export class MarkBatch {
   count = 0;
@@ -108,8 +108,8 @@ export class MarkChecker {
   private readonly spare: { bytes: ArrayBuffer; spans: Uint32Array<ArrayBuffer> }[] = [];
   /** Set when the worker failed: batches are then checked on the main thread. */
   private broken = false;
-  /** The MAC input's scratch when checking here, its first block the key. */
-  private scratch: Uint8Array | undefined;
+  /** Checks batches here once the worker failed. */
+  private here: StagedChecker | undefined;
   /** Marks the worker has checked (for tests and benches: proof the work left this thread). */
   checkedOffThread = 0;
 
@@ -174,13 +174,18 @@ export class MarkChecker {
     return worker;
   }
 
+  /** Each staged entry's verdict, checked on this thread (a short read: no round trip to the worker). */
+  checkNow(batch: MarkBatch): Checked {
+    return this.checkHere(batch.take());
+  }
+
   /** The worker's loop, on this thread. */
   private checkHere({ bytes, spans, count }: Staged): Checked {
-    this.scratch ??= this.key.keyBlock();
+    this.here ??= new StagedChecker(this.key.keyBlock(), this.key.id);
     const view = new Uint8Array(bytes);
     const verdicts = new Uint8Array(count);
     const prevs = new Float64Array(count);
-    this.scratch = checkStaged(view, spans, count, this.key.id, this.scratch, verdicts, prevs);
+    this.here.check(view, spans, count, verdicts, prevs);
     return withMarks(verdicts, prevs, view, spans);
   }
 }

@@ -3,33 +3,49 @@
 // JavaScript so that src/store/event-mark.ts and the mark worker (mark-worker.mjs, started without
 // a TypeScript loader) share one copy. Types: mark-bytes.d.mts.
 import { hash } from "node:crypto";
+import { MarkMac, TAG_BYTES } from "./mark-mac.mjs";
 
 export const MARK_HEADER = "Corral-Mark";
-/** SHA-256's block: the key fills the first one of every MAC input. */
+/** SHA-256's block: the key fills the first one of every v2 MAC input. */
 export const KEY_BLOCK = 64;
-/** A MAC in base64url: 32 bytes, unpadded. */
-export const MAC_CHARS = 43;
+/** A v2 MAC in base64url: 32 bytes, unpadded. */
+export const V2_MAC_CHARS = 43;
+/** A v3 tag in base64url: 16 bytes, unpadded. */
+export const V3_MAC_CHARS = 22;
 /** Bytes between subject and body in a MAC input: u64 prev, u32 body length. */
 export const MIDDLE = 12;
 /**
- * `v2.<8 hex>.<prev>.<32 bytes in unpadded base64url>`, canonical only: one spelling per mark
+ * `v<2|3>.<8 hex>.<prev>.<MAC in unpadded base64url>`, canonical only: one spelling per mark
  * (Node's decoder would also take `+/`, padding, or other low bits in the last character). Checked
- * by `parseMarkBytes` in one pass: a regular expression cost as much as a third of the MAC.
+ * by `parseMarkBytes` in one pass: a regular expression cost as much as a third of a SHA-256 MAC.
+ * Writers make v3 marks (mark-mac.mjs); v2 marks (SHA-256, event-mark.ts) are still read.
  */
-export const PREFIX = "v2.";
+export const PREFIX = "v3.";
 export const ID_CHARS = 8;
+const PREFIX_CHARS = 3;
 const MAX_PREV_DIGITS = 16;
-/** Character code → 1 for a lowercase hex digit, 2 for base64url, 4 for a last MAC character (low bits 0). */
+/**
+ * Character code → 1 for a lowercase hex digit, 2 for base64url, 4 for a v2 MAC's last character
+ * (its low 2 bits 0), 8 for a v3 tag's last character (its low 4 bits 0).
+ */
 const CLASS = new Uint8Array(128);
+const BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+const B64 = Uint8Array.from(BASE64URL, (c) => c.charCodeAt(0));
 for (const [chars, bit] of [
   ["0123456789abcdef", 1],
-  ["ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", 2],
+  [BASE64URL, 2],
   ["AEIMQUYcgkosw048", 4],
+  ["AQgw", 8],
 ]) {
   for (const c of chars) CLASS[c.charCodeAt(0)] |= bit;
 }
 const classOf = (c) => (c === undefined || c > 127 ? 0 : CLASS[c]);
 const NAME = `${MARK_HEADER}:`;
+/** The version digit's character code of a mark starting at `from` ("v2." → 50, "v3." → 51). */
+export const markVersion = (data, from) => data[from + 1];
+const V2 = 50;
+const V3 = 51;
+const macChars = (version) => (version === V3 ? V3_MAC_CHARS : V2_MAC_CHARS);
 
 /** Where the value of the first `Corral-Mark:` line of the raw header block `data[begin, end)` starts; -1: none. */
 export function markValueStart(data, begin, end) {
@@ -58,19 +74,21 @@ export function markValueStart(data, begin, end) {
 /**
  * Where the mark's value starts when the header block's last line, ending at `to` (before the
  * block's closing "\r\n\r\n"), is `Corral-Mark: <value>` as a corral writer lays it out; -1 when it
- * is not. Found from the end by the value's shape: the MAC's length, then back over the prev's
- * digits to the fixed-length `v2.<key id>.` — no scan of the whole block.
+ * is not. Found from the end by the value's shape: the MAC's length (a v3 tag's, else a v2 MAC's:
+ * neither holds a "."), then back over the prev's digits to the fixed-length `v3.<key id>.` — no
+ * scan of the whole block.
  */
 export function lastLineMark(data, begin, to) {
   if (data[to] !== 13 || data[to + 1] !== 10) return -1;
-  let at = to - MAC_CHARS - 1; // the "." before the MAC
+  let at = to - V3_MAC_CHARS - 1; // the "." before the MAC
+  if (data[at] !== 46) at = to - V2_MAC_CHARS - 1;
   if (at <= begin || data[at] !== 46) return -1;
   let digits = 0;
   while (digits <= MAX_PREV_DIGITS && at - 1 > begin && data[at - 1] >= 48 && data[at - 1] <= 57) {
     at--;
     digits++;
   }
-  const from = at - 1 - ID_CHARS - PREFIX.length; // before the "." ending the key id
+  const from = at - 1 - ID_CHARS - PREFIX_CHARS; // before the "." ending the key id
   const name = from - 1 - NAME.length;
   if (name - 1 < begin || data[from - 1] !== 32 || data[name - 1] !== 10) return -1;
   for (let j = 0; j < NAME.length; j++) if (data[name + j] !== NAME.charCodeAt(j)) return -1;
@@ -85,11 +103,17 @@ export function markValueEnd(data, from, end) {
   return to;
 }
 
-/** The `prev` of the canonical mark in `data[from, to)` (ASCII), or -1 when it is not one. */
+/**
+ * The `prev` of the canonical mark in `data[from, to)` (ASCII), or -1 when it is not one; its
+ * version is `markVersion(data, from)`.
+ */
 export function parseMarkBytes(data, from, to) {
-  if (to - from < PREFIX.length + ID_CHARS + 3 + MAC_CHARS) return -1;
-  for (let i = 0; i < PREFIX.length; i++) if (data[from + i] !== PREFIX.charCodeAt(i)) return -1;
-  let at = from + PREFIX.length;
+  if (data[from] !== 118 /* v */ || data[from + 2] !== 46) return -1;
+  const version = markVersion(data, from);
+  if (version !== V2 && version !== V3) return -1;
+  const mac = macChars(version);
+  if (to - from < PREFIX_CHARS + ID_CHARS + 3 + mac) return -1;
+  let at = from + PREFIX_CHARS;
   for (const end = at + ID_CHARS; at < end; at++) if (!(classOf(data[at]) & 1)) return -1;
   if (data[at++] !== 46 /* . */) return -1;
   const digitsAt = at;
@@ -97,17 +121,32 @@ export function parseMarkBytes(data, from, to) {
   for (let c = data[at] ?? 0; at < to && c >= 48 && c <= 57; c = data[++at] ?? 0) prev = prev * 10 + (c - 48);
   const digits = at - digitsAt;
   if (digits === 0 || digits > MAX_PREV_DIGITS || (digits > 1 && data[digitsAt] === 48)) return -1;
-  if (data[at++] !== 46 || to - at !== MAC_CHARS) return -1;
+  if (data[at++] !== 46 || to - at !== mac) return -1;
   for (; at < to - 1; at++) if (!(classOf(data[at]) & 2)) return -1;
-  return classOf(data[at]) & 4 ? prev : -1;
+  return classOf(data[at]) & (version === V3 ? 8 : 4) ? prev : -1;
 }
 
 /** Whether the mark at `data[from…]` names the key with this id (8 lowercase hex characters). */
 export function namesKey(data, from, id) {
-  for (let i = 0; i < ID_CHARS; i++) if (data[from + PREFIX.length + i] !== id.charCodeAt(i)) return false;
+  for (let i = 0; i < ID_CHARS; i++) if (data[from + PREFIX_CHARS + i] !== id.charCodeAt(i)) return false;
   return true;
 }
 
+/** A tag (`tags[at, at + 16)`) in unpadded base64url, as character codes written to `out[0, 22)`. */
+export function tagChars(tags, at, out) {
+  let o = 0;
+  for (let i = at; i < at + 15; i += 3) {
+    const n = (tags[i] << 16) | (tags[i + 1] << 8) | tags[i + 2];
+    out[o++] = B64[n >>> 18];
+    out[o++] = B64[(n >>> 12) & 63];
+    out[o++] = B64[(n >>> 6) & 63];
+    out[o++] = B64[n & 63];
+  }
+  const last = tags[at + 15];
+  out[o++] = B64[last >>> 2];
+  out[o] = B64[(last & 3) << 4];
+  return out;
+}
 /** Writes `u64 prev ‖ u32 length` (big-endian) at `at`; returns the end. */
 export function writeMiddle(s, at, prev, length) {
   const hi = Math.floor(prev / 0x1_0000_0000);
@@ -131,58 +170,121 @@ export function writeMiddle(s, at, prev, length) {
 export const STAGED = { valid: 0, missing: 1, malformed: 2, "other-key": 3, mismatch: 4 };
 
 /**
- * Checks a batch staged by src/store/mark-batch.ts, on whichever thread runs it. Entry i is
+ * Checks batches staged by src/store/mark-batch.ts, on whichever thread runs it. Entry i is
  * `subject ‖ header block ‖ body` in `view`, with `spans[4i…4i+3]` = its start, header start, body
- * start and end. The MAC input (key block, u16 |subject|, subject, u64 prev, u32 |body|, body) is
- * laid out in `scratch`, whose first KEY_BLOCK bytes hold the key. Writes each verdict to
- * `verdicts` and each valid mark's prev to `prevs`; returns `scratch`, grown if it had to be.
+ * start and end. Each v3 mark's MAC input (u16 |subject|, subject, u64 prev, u32 |body|, body,
+ * padding) is laid out in one buffer and the whole batch's tags made in two native calls
+ * (mark-mac.mjs); a v2 mark is hashed on its own, as before.
  */
-export function checkStaged(view, spans, count, keyId, scratch, verdicts, prevs) {
-  for (let i = 0; i < count; i++) {
-    const start = spans[4 * i];
-    const hdrAt = spans[4 * i + 1];
-    const bodyAt = spans[4 * i + 2];
-    const end = spans[4 * i + 3];
-    let to = bodyAt - 4;
-    let from = lastLineMark(view, hdrAt, to);
-    let prev = from < 0 ? -1 : parseMarkBytes(view, from, to);
-    if (prev < 0) {
-      // Not the writer's layout (the mark its block's last line): look for it anywhere.
-      from = markValueStart(view, hdrAt, bodyAt);
-      to = from < 0 ? from : markValueEnd(view, from, bodyAt);
-      if (to <= from) {
-        verdicts[i] = STAGED.missing;
+export class StagedChecker {
+  /** `keyBlock`: the writer's 32-byte key, then zeros to KEY_BLOCK (never logged). */
+  constructor(keyBlock, keyId) {
+    this.keyId = keyId;
+    this.mac = new MarkMac(keyBlock.subarray(0, 32));
+    this.v2 = new Uint8Array(4096);
+    this.v2.set(keyBlock.subarray(0, KEY_BLOCK));
+    this.input = new Uint8Array(1 << 20);
+    this.starts = new Uint32Array(2049);
+    /** Per v3 input: its entry, and where its mark's tag is in the view. */
+    this.entries = new Uint32Array(2048);
+    this.tagAt = new Uint32Array(2048);
+    this.chars = new Uint8Array(V3_MAC_CHARS);
+  }
+
+  /** Writes each entry's verdict to `verdicts` and each valid mark's prev to `prevs`. */
+  check(view, spans, count, verdicts, prevs) {
+    let n = 0;
+    let used = 0;
+    for (let i = 0; i < count; i++) {
+      const start = spans[4 * i];
+      const hdrAt = spans[4 * i + 1];
+      const bodyAt = spans[4 * i + 2];
+      const end = spans[4 * i + 3];
+      let to = bodyAt - 4;
+      let from = lastLineMark(view, hdrAt, to);
+      let prev = from < 0 ? -1 : parseMarkBytes(view, from, to);
+      if (prev < 0) {
+        // Not the writer's layout (the mark its block's last line): look for it anywhere.
+        from = markValueStart(view, hdrAt, bodyAt);
+        to = from < 0 ? from : markValueEnd(view, from, bodyAt);
+        if (to <= from) {
+          verdicts[i] = STAGED.missing;
+          continue;
+        }
+        prev = parseMarkBytes(view, from, to);
+      }
+      if (prev < 0) {
+        verdicts[i] = STAGED.malformed;
         continue;
       }
-      prev = parseMarkBytes(view, from, to);
+      if (!namesKey(view, from, this.keyId)) {
+        verdicts[i] = STAGED["other-key"];
+        continue;
+      }
+      prevs[i] = prev;
+      if (markVersion(view, from) !== V3) {
+        verdicts[i] = this.checkV2(view, start, hdrAt, bodyAt, end, prev, to);
+        continue;
+      }
+      const need = used + 2 + (hdrAt - start) + MIDDLE + (end - bodyAt) + 16;
+      if (need > this.input.length) this.input = grown(this.input, need, used);
+      if (n + 1 >= this.starts.length) this.growEntries();
+      this.starts[n] = used;
+      this.entries[n] = i;
+      this.tagAt[n] = to - V3_MAC_CHARS;
+      used = MarkMac.pad(this.input, writeInput(this.input, used, view, start, hdrAt, bodyAt, end, prev));
+      n++;
     }
-    if (prev < 0) {
-      verdicts[i] = STAGED.malformed;
-      continue;
+    if (n === 0) return;
+    this.starts[n] = used;
+    const tags = this.mac.tags(this.input, this.starts, n);
+    for (let k = 0; k < n; k++) {
+      const chars = tagChars(tags, TAG_BYTES * k, this.chars);
+      const at = this.tagAt[k];
+      // Compared in constant time (no early exit), as text: the mark's tag is never decoded.
+      let diff = 0;
+      for (let j = 0; j < V3_MAC_CHARS; j++) diff |= view[at + j] ^ chars[j];
+      verdicts[this.entries[k]] = diff === 0 ? STAGED.valid : STAGED.mismatch;
     }
-    if (!namesKey(view, from, keyId)) {
-      verdicts[i] = STAGED["other-key"];
-      continue;
-    }
-    const subjectLength = hdrAt - start;
-    const n = KEY_BLOCK + 2 + subjectLength + MIDDLE + (end - bodyAt);
-    if (n > scratch.length) {
-      const grown = new Uint8Array(Math.max(n, 2 * scratch.length));
-      grown.set(scratch.subarray(0, KEY_BLOCK));
-      scratch = grown;
-    }
-    let at = KEY_BLOCK;
-    scratch[at++] = subjectLength >>> 8;
-    scratch[at++] = subjectLength & 0xff;
-    for (let j = start; j < hdrAt; j++) scratch[at++] = view[j];
-    at = writeMiddle(scratch, at, prev, end - bodyAt);
-    scratch.set(view.subarray(bodyAt, end), at);
-    const mac = hash("sha256", scratch.subarray(0, at + end - bodyAt), "base64url");
-    // Compared in constant time (no early exit), on the base64url text: no decoding needed.
-    let diff = mac.length ^ MAC_CHARS;
-    for (let j = 0; j < MAC_CHARS; j++) diff |= view[to - MAC_CHARS + j] ^ mac.charCodeAt(j);
-    verdicts[i] = diff === 0 ? STAGED.valid : STAGED.mismatch;
-    prevs[i] = prev;
   }
-  return scratch;
+
+  /** A v2 mark: one SHA-256 over the key block and the same input (event-mark.ts, `macV2`). */
+  checkV2(view, start, hdrAt, bodyAt, end, prev, to) {
+    const need = KEY_BLOCK + 2 + (hdrAt - start) + MIDDLE + (end - bodyAt);
+    if (need > this.v2.length) this.v2 = grown(this.v2, need, KEY_BLOCK);
+    const at = writeInput(this.v2, KEY_BLOCK, view, start, hdrAt, bodyAt, end, prev);
+    const mac = hash("sha256", this.v2.subarray(0, at), "base64url");
+    let diff = mac.length ^ V2_MAC_CHARS;
+    for (let j = 0; j < V2_MAC_CHARS; j++) diff |= view[to - V2_MAC_CHARS + j] ^ mac.charCodeAt(j);
+    return diff === 0 ? STAGED.valid : STAGED.mismatch;
+  }
+
+  growEntries() {
+    const starts = new Uint32Array(this.starts.length * 2);
+    starts.set(this.starts);
+    this.starts = starts;
+    for (const name of ["entries", "tagAt"]) {
+      const more = new Uint32Array(this.starts.length);
+      more.set(this[name]);
+      this[name] = more;
+    }
+  }
+}
+
+/** Writes `u16 |subject| ‖ subject ‖ u64 prev ‖ u32 |body| ‖ body` of a staged entry at `at`; returns the end. */
+function writeInput(s, at, view, start, hdrAt, bodyAt, end, prev) {
+  const subjectLength = hdrAt - start;
+  s[at++] = subjectLength >>> 8;
+  s[at++] = subjectLength & 0xff;
+  for (let j = start; j < hdrAt; j++) s[at++] = view[j];
+  at = writeMiddle(s, at, prev, end - bodyAt);
+  s.set(view.subarray(bodyAt, end), at);
+  return at + end - bodyAt;
+}
+
+/** `bytes` in a buffer of at least `need` bytes, its first `keep` bytes kept. */
+function grown(bytes, need, keep) {
+  const more = new Uint8Array(Math.max(need, 2 * bytes.length));
+  more.set(bytes.subarray(0, keep));
+  return more;
 }

@@ -1,7 +1,7 @@
 import type { Msg, MsgHdrs, NatsConnection, Subscription } from "@nats-io/nats-core";
 import { headers, nuid } from "../vendor/nats.ts";
 import { AppendTimeoutError, NoStreamError, StoreError } from "./errors.ts";
-import { MARK_HEADER } from "./event-mark.ts";
+import { type EventKey, MARK_HEADER, type MarkInput } from "./event-mark.ts";
 
 export interface PubAck {
   stream: string;
@@ -20,7 +20,12 @@ export class WrongLastSequence extends StoreError {
 interface Pending {
   subject: string;
   data: Uint8Array;
-  hdrs: MsgHdrs;
+  msgId: string;
+  expected: number | undefined;
+  /** Set once the publish is sent (a mark to make first waits for the turn's burst: `markQueued`). */
+  hdrs: MsgHdrs | undefined;
+  /** The key to mark it with at send time. */
+  markWith: EventKey | undefined;
   deadline: number;
   triesLeft: number;
   resolve: (ack: PubAck) => void;
@@ -94,17 +99,24 @@ export class PipelinedPublisher {
     data: Uint8Array,
     msgId: string,
     expectedLastSubjectSeq?: number,
-    /** The writer's Corral-Mark (src/store/event-mark.ts), when the store has a key. */
-    mark?: string,
+    /**
+     * Its Corral-Mark (src/store/event-mark.ts): as written, or the writer's key to mark it with,
+     * after `expectedLastSubjectSeq` (0 without), together with the other publishes of this turn.
+     */
+    mark?: string | EventKey,
   ): Promise<PubAck> {
     if (this.closed) return Promise.reject(new StoreError("publisher is closed"));
-    const hdrs = headerBlock(msgId, expectedLastSubjectSeq, mark);
+    const markWith = typeof mark === "object" ? mark : undefined;
+    const hdrs = typeof mark === "object" ? undefined : headerBlock(msgId, expectedLastSubjectSeq, mark);
     const token = (this.next++).toString(36);
     return new Promise<PubAck>((resolve, reject) => {
       this.pending.set(token, {
         subject,
         data,
+        msgId,
+        expected: expectedLastSubjectSeq,
         hdrs,
+        markWith,
         deadline: Date.now() + this.opts.ackTimeoutMs,
         triesLeft: this.opts.retries,
         resolve,
@@ -129,9 +141,10 @@ export class PipelinedPublisher {
     const queue = this.queue;
     this.queue = [];
     if (this.closed) return; // close() has rejected them
+    this.markQueued(queue);
     for (const token of queue) {
       const p = this.pending.get(token);
-      if (!p) continue;
+      if (!p?.hdrs) continue;
       try {
         this.nc.publish(p.subject, p.data, { reply: this.prefix + token, headers: p.hdrs });
       } catch (err) {
@@ -141,6 +154,49 @@ export class PipelinedPublisher {
       }
     }
   };
+
+  /**
+   * Marks the queued publishes that carry a key, all of a key's at once: a burst of appends costs
+   * two MAC calls, not one per append (src/store/mark-mac.mjs). One that cannot be marked fails alone.
+   */
+  private markQueued(queue: readonly string[]): void {
+    const byKey = new Map<EventKey, { token: string; p: Pending }[]>();
+    for (const token of queue) {
+      const p = this.pending.get(token);
+      if (!p?.markWith || p.hdrs) continue;
+      const group = byKey.get(p.markWith);
+      if (group) group.push({ token, p });
+      else byKey.set(p.markWith, [{ token, p }]);
+    }
+    for (const [key, group] of byKey) {
+      const inputs: MarkInput[] = group.map(({ p }) => ({
+        subject: p.subject,
+        prev: p.expected ?? 0,
+        body: p.data,
+      }));
+      let marks: (string | Error)[];
+      try {
+        marks = key.markAll(inputs);
+      } catch {
+        marks = inputs.map(({ subject, prev, body }) => {
+          try {
+            return key.mark(subject, body, prev);
+          } catch (err) {
+            return err instanceof Error ? err : new StoreError(String(err));
+          }
+        });
+      }
+      group.forEach(({ token, p }, i) => {
+        const mark = marks[i] as string | Error;
+        if (typeof mark === "string") {
+          p.hdrs = headerBlock(p.msgId, p.expected, mark);
+          return;
+        }
+        this.pending.delete(token);
+        p.reject(mark);
+      });
+    }
+  }
 
   private onReply(msg: Msg): void {
     const token = msg.subject.slice(this.prefix.length);
@@ -179,6 +235,7 @@ export class PipelinedPublisher {
     const now = Date.now();
     for (const [token, p] of this.pending) {
       if (p.deadline > now) continue;
+      if (!p.hdrs) continue; // not sent yet
       if (p.triesLeft > 0 && !this.nc.isClosed()) {
         // Same bytes, same Nats-Msg-Id: if the first one was stored, the server answers "duplicate".
         p.triesLeft--;
