@@ -121,7 +121,7 @@ export async function benchAppend(): Promise<{ baseline: number; store: number; 
         const pair = { store: 0, marked: 0 };
         const order = (round + p) % 2 === 0 ? (["store", "marked"] as const) : (["marked", "store"] as const);
         for (const which of order) {
-          pair[which] = await appendAll(which === "store" ? store : marked, `${which}${round}.${p}`);
+          pair[which] = await appendAll(which === "store" ? store : marked, `${which}${round}_${p}`);
           // Best of one run a round, as for js.publish and the bare publisher: a fair ratio.
           if (p === 0) best[which] = Math.min(best[which], pair[which]);
         }
