@@ -187,23 +187,17 @@ export class EventKey {
 }
 
 /** Bytes `writeMarkInput` writes for this subject and body. */
-export function markInputLength(subject: string, body: Uint8Array): number {
+function markInputLength(subject: string, body: Uint8Array): number {
   return HEAD + subject.length + MIDDLE + body.length;
 }
 
 /**
- * Writes `u16 |subject| ‖ subject ‖ u64 prev ‖ u32 |body| ‖ body` (big-endian) at `at`, the input
- * a MAC is taken over after the key block. Plain JS stores rather than Buffer.write/copy: each
+ * Writes `u16 |subject| ‖ subject ‖ u64 prev ‖ u32 |body| ‖ body` (big-endian) at `at`: the input
+ * of a v3 tag (padded) and of a v2 MAC (after the key block). Plain JS stores rather than Buffer.write/copy: each
  * native call costs more than the bytes it moves here. Returns the end, or -1 (nothing to MAC)
  * for a subject that is not ASCII or too long, or a prev that is not a safe non-negative integer.
  */
-export function writeMarkInput(
-  s: Uint8Array,
-  at: number,
-  subject: string,
-  prev: number,
-  body: Uint8Array,
-): number {
+function writeMarkInput(s: Uint8Array, at: number, subject: string, prev: number, body: Uint8Array): number {
   if (!Number.isSafeInteger(prev) || prev < 0 || subject.length > 0xffff) return -1;
   s[at++] = subject.length >>> 8;
   s[at++] = subject.length & 0xff;

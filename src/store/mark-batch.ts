@@ -4,11 +4,11 @@ import { STAGED, StagedChecker } from "./mark-bytes.mjs";
 import { scanHeaders } from "./mark-header.ts";
 
 /**
- * Marks checked off the main thread (ARCHITECTURE.md, "Event marks"). A bulk read stages each
+ * A read's marks, checked a batch at a time (ARCHITECTURE.md, "Event marks"). A read stages each
  * message as it arrives: its subject and its raw bytes (header block, then body) copied as they
- * are, so the main thread does no more than one copy per message. The worker
- * (src/store/mark-worker.mjs) finds and parses each mark, lays out the MAC inputs and makes a whole
- * batch's tags while the main thread decodes the next one. Entry i is `subject ‖ header block ‖ body`,
+ * are, so the main thread does no more than one copy per message. The checker (in the worker,
+ * src/store/mark-worker.mjs, once a read is long) finds and parses each mark, lays out the MAC
+ * inputs and makes a whole batch's tags while the main thread decodes the next one. Entry i is `subject ‖ header block ‖ body`,
  * `spans[4i…4i+3]` its start, header start, body start and end (mark-bytes.mjs `StagedChecker`).
  */
 export class MarkBatch {
@@ -108,7 +108,7 @@ export class MarkChecker {
   private readonly spare: { bytes: ArrayBuffer; spans: Uint32Array<ArrayBuffer> }[] = [];
   /** Set when the worker failed: batches are then checked on the main thread. */
   private broken = false;
-  /** Checks batches here once the worker failed. */
+  /** Checks batches on this thread: a read's first ones, and all once the worker failed. */
   private here: StagedChecker | undefined;
   /** Marks the worker has checked (for tests and benches: proof the work left this thread). */
   checkedOffThread = 0;
