@@ -56,7 +56,7 @@ describe("the event mark", () => {
    */
   function referenceTag(secret: Uint8Array, subj: string, prev: number, b: Uint8Array): string {
     const derive = (label: string) =>
-      createHash("sha256").update(`corral mark v3 ${label}\0`).update(secret).digest().subarray(0, 16);
+      createHmac("sha256", secret).update(`corral mark v3 ${label}`).digest().subarray(0, 16);
     const aes = (k: Uint8Array, block: Uint8Array) => {
       const c = createCipheriv("aes-128-ecb", k, null);
       c.setAutoPadding(false);

@@ -2,7 +2,7 @@
 // whole batch of marks costs two native calls, not one per mark. Plain JavaScript so that the mark
 // worker (mark-worker.mjs, started without a TypeScript loader) shares this one copy. Types:
 // mark-mac.d.mts.
-import { createCipheriv, createHash } from "node:crypto";
+import { createCipheriv, createHmac } from "node:crypto";
 
 /** A tag: one AES block. */
 export const TAG_BYTES = 16;
@@ -13,9 +13,9 @@ const BLOCK = 16;
  */
 const CHUNK = 1 << 16;
 
-/** 16 bytes of SHA-256 over a label and the key: the three secrets a MarkMac uses, independent. */
+/** 16 bytes of HMAC-SHA256 of a label under the key: the three secrets a MarkMac uses, independent. */
 function derive(key, label) {
-  return createHash("sha256").update(`corral mark v3 ${label}\0`).update(key).digest().subarray(0, BLOCK);
+  return createHmac("sha256", key).update(`corral mark v3 ${label}`).digest().subarray(0, BLOCK);
 }
 
 function ecb(key) {
