@@ -42,16 +42,20 @@ export function agentdPort(stateDir: string, pid: number): number | undefined {
 
 /**
  * What agentd started that outlived it in process groups of their own (a command it ran detached):
- * SIGKILLed, each only while it is still the process seen before (same start time).
+ * SIGKILLed, each only while it is still the process seen before (same start time). Returns those
+ * signalled: a SIGKILL takes effect when the kernel next runs the process, not at once.
  */
-export function killSurvivors(below: Iterable<Descendant>): void {
+export function killSurvivors(below: Iterable<Descendant>): Descendant[] {
+  const signalled: Descendant[] = [];
   for (const d of below) {
     if (!isAlive(d.pid, d.startTime)) continue;
     try {
       if (d.pgrp === d.pid) signalGroup(d.pid, "SIGKILL");
       else process.kill(d.pid, "SIGKILL");
+      signalled.push(d);
     } catch {
       // EPERM: not ours to signal after all
     }
   }
+  return signalled;
 }

@@ -472,7 +472,8 @@ export class ProcessRuntime implements Runtime {
     // Members that outlived their leader (a shell's background jobs) — only while the group id
     // provably still names our group (see groupIsOurs): never a stranger that reused the pid.
     if (groupIsOurs(pid, rec.procStart)) signalGroup(pid, "SIGKILL");
-    killSurvivors(below.values());
+    // A stop returns once what it killed is gone (a loaded machine runs a SIGKILLed process late).
+    for (const d of killSurvivors(below.values())) await waitDead(d.pid, d.startTime, KILL_CONFIRM_MS);
     this.killLeftBehind(rec);
     const code = child ? await Promise.race([child.exited, delay(1000).then(() => undefined)]) : undefined;
     this.recordExit(id, pid, code);
