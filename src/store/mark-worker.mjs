@@ -8,7 +8,7 @@ import { StagedChecker } from "./mark-bytes.mjs";
 // Background work: on two cores it should take what the reader's main thread and nats-server leave
 // idle, not preempt them when a batch wakes it (this thread only; Linux nices threads).
 try {
-  if (!process.env.NO_NICE) setPriority(10);
+  setPriority(10);
 } catch {
   // Not allowed here: checks run at the default priority.
 }
