@@ -137,16 +137,21 @@ export class EventKey {
 
   /** The header value for an event stored on `subject` right after sequence `prev`, with these bytes. */
   mark(subject: string, body: Uint8Array, prev: number): string {
-    return this.markAll([{ subject, prev, body }])[0] as string;
+    const input = { subject, prev, body };
+    const mark = this.markAll([input])[0];
+    if (mark === undefined) throw cannotMark(input);
+    return mark;
   }
 
-  /** `mark` of each input, made together: one MAC call for all (the publisher's burst). */
-  markAll(inputs: readonly MarkInput[]): string[] {
+  /**
+   * `mark` of each input, made together: one MAC call for all (the publisher's burst); undefined
+   * for an input that cannot be marked (see `cannotMark`).
+   */
+  markAll(inputs: readonly MarkInput[]): (string | undefined)[] {
     const tags = this.tags(inputs);
-    return inputs.map(({ subject, prev }, i) => {
+    return inputs.map(({ prev }, i) => {
       const tag = tags[i];
-      if (tag === undefined) throw new TypeError(`cannot mark ${JSON.stringify(subject)} after ${prev}`);
-      return `${PREFIX}${this.id}.${prev}.${tag}`;
+      return tag === undefined ? undefined : `${PREFIX}${this.id}.${prev}.${tag}`;
     });
   }
 
@@ -184,6 +189,11 @@ export class EventKey {
     }
     return prev;
   }
+}
+
+/** Why an input has no mark: a subject that is not ASCII (or too long), or a prev out of range. */
+export function cannotMark({ subject, prev }: MarkInput): TypeError {
+  return new TypeError(`cannot mark ${JSON.stringify(subject)} after ${prev}`);
 }
 
 /** Bytes `writeMarkInput` writes for this subject and body. */

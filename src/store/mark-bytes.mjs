@@ -260,14 +260,16 @@ export class StagedChecker {
   }
 
   growEntries() {
-    const starts = new Uint32Array(this.starts.length * 2);
+    const size = this.starts.length * 2;
+    const starts = new Uint32Array(size);
+    const entries = new Uint32Array(size);
+    const tagAt = new Uint32Array(size);
     starts.set(this.starts);
+    entries.set(this.entries);
+    tagAt.set(this.tagAt);
     this.starts = starts;
-    for (const name of ["entries", "tagAt"]) {
-      const more = new Uint32Array(this.starts.length);
-      more.set(this[name]);
-      this[name] = more;
-    }
+    this.entries = entries;
+    this.tagAt = tagAt;
   }
 }
 

@@ -51,7 +51,8 @@ export class MarkMac {
     this.maskBytes = new Uint8Array(0);
     this.masks = new Int32Array(0);
     this.sums = new Uint8Array(BLOCK * 256);
-    this.aligned = new Uint8Array(CHUNK);
+    /** Where a cipher output not on a word boundary is copied (never so far). */
+    this.aligned = new Uint8Array(0);
   }
 
   /**
@@ -69,7 +70,7 @@ export class MarkMac {
   /**
    * The tags of `count` padded entries laid out in `input` (a Uint8Array at the start of its
    * buffer), entry k at `input[starts[k], starts[k + 1])`, every start a multiple of 16. `input` is
-   * overwritten. The tags are `TAG_BYTES` each, in a view valid until the next call.
+   * overwritten. Returns the tags, `TAG_BYTES` each, in order.
    */
   tags(input, starts, count) {
     if (input.byteOffset % 4 !== 0) throw new TypeError("a MAC input must start on a 4-byte boundary");

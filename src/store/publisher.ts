@@ -1,7 +1,7 @@
 import type { Msg, MsgHdrs, NatsConnection, Subscription } from "@nats-io/nats-core";
 import { headers, nuid } from "../vendor/nats.ts";
 import { AppendTimeoutError, NoStreamError, StoreError } from "./errors.ts";
-import { type EventKey, MARK_HEADER, type MarkInput } from "./event-mark.ts";
+import { cannotMark, type EventKey, MARK_HEADER, type MarkInput } from "./event-mark.ts";
 
 export interface PubAck {
   stream: string;
@@ -174,26 +174,15 @@ export class PipelinedPublisher {
         prev: p.expected ?? 0,
         body: p.data,
       }));
-      let marks: (string | Error)[];
-      try {
-        marks = key.markAll(inputs);
-      } catch {
-        marks = inputs.map(({ subject, prev, body }) => {
-          try {
-            return key.mark(subject, body, prev);
-          } catch (err) {
-            return err instanceof Error ? err : new StoreError(String(err));
-          }
-        });
-      }
+      const marks = key.markAll(inputs);
       group.forEach(({ token, p }, i) => {
-        const mark = marks[i] as string | Error;
-        if (typeof mark === "string") {
+        const mark = marks[i];
+        if (mark !== undefined) {
           p.hdrs = headerBlock(p.msgId, p.expected, mark);
           return;
         }
         this.pending.delete(token);
-        p.reject(mark);
+        p.reject(cannotMark(inputs[i] as MarkInput));
       });
     }
   }
