@@ -68,7 +68,7 @@ export async function benchAppend(): Promise<{ baseline: number; store: number; 
     const store = await EventStore.open(nc, { integrity: "off" });
     // The same store with a writer key: every append also carries its Corral-Mark.
     const marked = await EventStore.open(nc, { integrity: { key: EventKey.generate() } });
-    const js = jetstream(nc);
+    const js = jetstream(nats.plain); // the official client as a user has it
     const total = AGGREGATES * EVENTS_PER_AGGREGATE;
     const raw = new PipelinedPublisher(nc);
     const best = {

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import type { NatsConnection } from "@nats-io/nats-core";
+import { connect } from "@nats-io/transport-node";
 import { connectNats } from "../src/nats/connect.ts";
 import { NatsServer } from "../src/nats/server.ts";
 
@@ -11,7 +12,13 @@ import { NatsServer } from "../src/nats/server.ts";
 
 export interface BenchNats {
   server: NatsServer;
+  /** corral's connection (src/nats/connect.ts: its frame reader among other things). */
   nc: NatsConnection;
+  /**
+   * The official client as a user has it, nothing of corral's: what the baselines a user would
+   * otherwise use (a plain subscriber, `js.publish`) run on.
+   */
+  plain: NatsConnection;
   /** Closes the connection, stops the server and removes its store. */
   stop(): Promise<void>;
 }
@@ -21,10 +28,13 @@ export async function startBenchNats(name: string): Promise<BenchNats> {
   const dir = mkdtempSync(join(tmpdir(), `corral-bench-${name}-`));
   const server = await NatsServer.start({ storeDir: join(dir, "store") });
   const nc = await connectNats(server.url, { name: `bench-${name}` });
+  const plain = await connect({ servers: server.url, name: `bench-${name}-plain` });
   return {
     server,
     nc,
+    plain,
     async stop() {
+      await plain.close();
       await nc.close();
       await server.stop();
       rmSync(dir, { recursive: true, force: true });

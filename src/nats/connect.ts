@@ -12,6 +12,7 @@ import {
 import { commandLineAuth } from "./command-line-auth.ts";
 import { readAuthFile, seedOf } from "./credential-files.ts";
 import { localAuthFor } from "./local-auth.ts";
+import { readFramesFast } from "./msg-frames.ts";
 import { credsAuthenticator, nkeyAuthenticator } from "./nkey-signer.ts";
 
 export const DEFAULT_NATS_URL = "nats://127.0.0.1:4222";
@@ -112,6 +113,7 @@ export async function connectNats(url: string, opts: ConnectOptions = {}): Promi
     });
     attempt.catch(() => {}); // the race may settle first; never leave this rejection unhandled
     const nc = await Promise.race([attempt, limit]);
+    readFramesFast(nc);
     return nc;
   } catch (err) {
     // nats.js messages carry no credentials, but a TLS or file error may quote a value back.

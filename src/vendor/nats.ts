@@ -24,5 +24,7 @@ export {
   RequestError,
   TimeoutError,
 } from "@nats-io/nats-core";
+// The protocol parser's states and event kinds, for src/nats/msg-frames.ts.
+export { Kind, State } from "@nats-io/nats-core/internal";
 export { ServiceErrorCodeHeader, ServiceErrorHeader, Svcm } from "@nats-io/services";
 export { connect } from "@nats-io/transport-node";
