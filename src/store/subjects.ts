@@ -6,8 +6,25 @@ import { subjectBytesOf } from "../nats/raw-msg.ts";
 export const EVENT_SUBJECT_PREFIX = "corral.evt";
 export const ALL_EVENTS = `${EVENT_SUBJECT_PREFIX}.>`;
 
+/**
+ * Recent aggregates' subjects, per kind: an aggregate's appends then publish on one string, which
+ * the NATS client checks and writes faster than a fresh one each time (~0.6 µs of an append, with
+ * its 20 appends to each of 1,000 aggregates: `npm run bench -- append`). Cleared when it grows.
+ */
+const recentSubjects = new Map<string, Map<string, string>>(AGGREGATE_KINDS.map((k) => [k, new Map()]));
+const RECENT_SUBJECTS = 10_000;
+
 export function eventSubject(ref: AggregateRef): string {
-  return `${EVENT_SUBJECT_PREFIX}.${ref.kind}.${ref.id}`;
+  const ofKind = recentSubjects.get(ref.kind);
+  let subject = ofKind?.get(ref.id);
+  if (subject === undefined) {
+    subject = `${EVENT_SUBJECT_PREFIX}.${ref.kind}.${ref.id}`;
+    if (ofKind) {
+      if (ofKind.size >= RECENT_SUBJECTS) ofKind.clear();
+      ofKind.set(ref.id, subject);
+    }
+  }
+  return subject;
 }
 
 const kindPrefixes = new Map(AGGREGATE_KINDS.map((k) => [k, `${EVENT_SUBJECT_PREFIX}.${k}.`]));
