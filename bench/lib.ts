@@ -65,11 +65,17 @@ export function ratio(value: number, baseline: number, target: number): string {
  */
 export function markCost(costs: readonly number[]): string {
   const sorted = [...costs].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  const median =
-    sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+  const mid = median(costs);
   const range = `${(sorted[0] as number).toFixed(1)}…${(sorted[sorted.length - 1] as number).toFixed(1)}%`;
-  return `cost ${median.toFixed(1)}% (median of ${costs.length} pairs, range ${range}; target <= 5%${median > 5 ? ", OVER" : ""})`;
+  return `cost ${mid.toFixed(1)}% (median of ${costs.length} pairs, range ${range}; target <= 5%${mid > 5 ? ", OVER" : ""})`;
+}
+
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
 let gcFn: (() => void) | undefined;
