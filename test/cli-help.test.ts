@@ -30,6 +30,19 @@ describe("corral --help and --version", () => {
     assert.deepEqual(names, [...leafPaths(buildProgram()), "help"]);
   });
 
+  it("an unknown command is answered with the whole command it is near (`tail`: events tail)", async () => {
+    for (const [typed, meant] of [
+      ["tail", "events tail"],
+      ["shw", "events show"],
+      ["close", "pool close"],
+      ["worldveiw", "worldview"],
+    ]) {
+      const r = await corral([typed as string]);
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, new RegExp(`unknown command '${typed}'\\s*\\(Did you mean ${meant}\\?\\)`));
+    }
+  });
+
   it("--version prints the package's version", async () => {
     const { version } = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { version: string };
     const r = await corral(["--version"]);
