@@ -3,7 +3,7 @@
  * booleans, null — written byte for byte as `@msgpack/msgpack`'s Encoder (with `ignoreUndefined`)
  * writes them, in one pass. That encoder took ~2.4 µs of a 16 µs append for a 120-byte event
  * (two passes over every string, an extension lookup per object, a count of each map's defined
- * values); this takes ~0.6 µs. Anything else (a non-ASCII string, bytes, a Date, a bigint, nesting
+ * values); this takes ~0.8 µs. Anything else (a non-ASCII string, bytes, a Date, a bigint, nesting
  * past its limit) is not written here: `write` answers undefined and the caller encodes the value
  * with `@msgpack/msgpack` itself, so every such value, and every error, is that encoder's own
  * (src/codec/msgpack.ts). test/msgpack-writer.test.ts holds the two to the same bytes.
@@ -25,9 +25,11 @@ export class MsgpackWriter {
   /** `value`'s bytes (its own), or undefined when it holds something only the full encoder writes. */
   write(value: unknown): Uint8Array | undefined {
     this.pos = this.start;
-    const ok = this.value(value, 1);
-    const out = ok ? new Uint8Array(this.bytes.buffer, this.start, this.pos - this.start) : undefined;
-    this.start = (this.pos + 7) & ~7;
+    let out: Uint8Array | undefined;
+    if (this.value(value, 1)) {
+      out = new Uint8Array(this.bytes.buffer, this.start, this.pos - this.start);
+      this.start = (this.pos + 7) & ~7;
+    }
     // A value larger than a slab got a buffer of its own: small ones must not keep it alive.
     if (this.bytes.length > SLAB) this.slab();
     return out;
