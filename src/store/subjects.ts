@@ -19,7 +19,8 @@ export function eventSubject(ref: AggregateRef): string {
   let subject = ofKind?.get(ref.id);
   if (subject === undefined) {
     subject = `${EVENT_SUBJECT_PREFIX}.${ref.kind}.${ref.id}`;
-    if (ofKind) {
+    // Only ids as long as a valid one (envelope.ts): what is kept stays small, whoever asks.
+    if (ofKind && ref.id.length <= 128) {
       if (ofKind.size >= RECENT_SUBJECTS) ofKind.clear();
       ofKind.set(ref.id, subject);
     }
