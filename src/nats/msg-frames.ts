@@ -130,7 +130,6 @@ function parseFrames(p: NatsParser, slow: NatsParser["parse"], buf: Uint8Array):
       slow.call(p, buf.subarray(i));
       return;
     }
-    p.ma = frame;
     p.dispatcher.push({ kind: Kind.MSG, msg: frame, data: buf.subarray(start, end) });
     i = end + 2;
   }
