@@ -16,10 +16,10 @@ import { CheckpointStore } from "../src/projections/checkpoints.ts";
 import { EventKey, MARK_HEADER, markedPrev } from "../src/store/event-mark.ts";
 import { EventStore } from "../src/store/event-store.ts";
 import { KEY_FILE_ENV, KeyFileError, loadOrCreateEventKey, readEventKey } from "../src/store/key-file.ts";
-import { MarkChecker, VERDICTS } from "../src/store/mark-batch.ts";
+import { VERDICTS } from "../src/store/mark-batch.ts";
 import { markOf } from "../src/store/mark-header.ts";
+import { MarkRing, SPAN, UNMACABLE } from "../src/store/mark-ring.ts";
 import { PipelinedPublisher } from "../src/store/publisher.ts";
-import { INLINE_FIRST } from "../src/store/record-batches.ts";
 import type { StoredRecord } from "../src/store/records.ts";
 import { SnapshotStore, UnmarkedSnapshotError } from "../src/store/snapshots.ts";
 import { eventSubject } from "../src/store/subjects.ts";
@@ -52,7 +52,7 @@ describe("the event mark", () => {
 
   /**
    * The v3 tag as the design states it (ARCHITECTURE.md, "Event marks"), written here block by
-   * block with BigInt arithmetic and one cipher per block, sharing no code with mark-mac.mjs.
+   * block with BigInt arithmetic and one cipher per block, sharing no code with mark-mac.ts.
    */
   function referenceTag(secret: Uint8Array, subj: string, prev: number, b: Uint8Array): string {
     const derive = (label: string) =>
@@ -211,7 +211,14 @@ describe("a batch of marks checked together", () => {
   const key = EventKey.generate();
   const other = EventKey.generate();
   const encoder = new TextEncoder();
-  type Case = { subject: string; body: Uint8Array; mark: string | undefined; lastLine: boolean };
+  type Case = {
+    subject: string;
+    body: Uint8Array;
+    mark: string | undefined;
+    lastLine: boolean;
+    version?: string;
+    spoil?: string;
+  };
 
   /** A mark as a writer would make it, or spoiled one of the ways a forger might. */
   const aCase = fc
@@ -235,7 +242,14 @@ describe("a batch of marks checked together", () => {
       if (spoil === "shape") mark = mark.slice(0, -1);
       if (spoil === "missing") mark = undefined;
       const read = spoil === "body" ? Uint8Array.from([...body, 1]) : body;
-      return { subject: spoil === "subject" ? `${subject}x` : subject, body: read, mark, lastLine };
+      return {
+        subject: spoil === "subject" ? `${subject}x` : subject,
+        body: read,
+        mark,
+        lastLine,
+        version,
+        spoil,
+      };
     });
 
   /** The message's raw bytes as delivered: a header block (the mark last, or not), then the body. */
@@ -250,24 +264,75 @@ describe("a batch of marks checked together", () => {
   }
 
   it("gives each message the verdict and prev that checking it alone gives", () => {
-    const checker = MarkChecker.of(key);
+    const ring = MarkRing.detached();
     fc.assert(
       fc.property(fc.array(aCase, { minLength: 1, maxLength: 60 }), (cases) => {
-        const batch = checker.batch();
-        for (const c of cases) {
+        const spans = new Uint32Array(SPAN * cases.length);
+        cases.forEach((c, i) => {
           const { bytes, hdr } = raw(c);
-          assert.ok(batch.add(encoder.encode(c.subject), bytes, hdr));
-        }
-        const { verdicts, prevs } = checker.checkNow(batch);
+          const subject = encoder.encode(c.subject);
+          const at = ring.address(ring.put(subject, bytes));
+          spans.set([at, subject.length, at + subject.length, hdr, bytes.length], SPAN * i);
+        });
+        const before = ring.checkedInModule;
+        const { verdicts, prevs } = ring.check(key, spans, cases.length);
         cases.forEach((c, i) => {
           const alone = key.verify(c.subject, c.body, c.mark);
           const verdict = VERDICTS[verdicts[i] as number];
           assert.equal(verdict, typeof alone === "number" ? "valid" : alone, `message ${i}`);
           if (typeof alone === "number") assert.equal(prevs[i], alone);
         });
+        // Every v3 mark of our key where the writer puts it was checked by the module (the rest
+        // by mark-bytes.ts's checker): proof both ran.
+        const inModule = cases.filter(
+          (c) => c.version === "v3" && c.lastLine && !["key", "missing", "shape"].includes(c.spoil ?? ""),
+        ).length;
+        assert.equal(ring.checkedInModule - before, inModule);
       }),
       { numRuns: 150 },
     );
+  });
+
+  it("checks an event larger than the module takes, and refuses a subject corral never writes", () => {
+    const ring = MarkRing.detached();
+    const body = encodeEvent(
+      makeEvent({ kind: "command", id: "big" }, "CommandCreated", {
+        agentId: "agent-1",
+        action: "echo",
+        payload: { text: "x".repeat(300_000) },
+      }),
+    );
+    const cases: Case[] = [
+      {
+        subject: "corral.evt.command.big",
+        body,
+        mark: key.mark("corral.evt.command.big", body, 4),
+        lastLine: true,
+      },
+      {
+        subject: "corral.evt.command.big",
+        body: Uint8Array.from([...body.subarray(0, -1), 0]),
+        mark: key.mark("corral.evt.command.big", body, 4),
+        lastLine: true,
+      },
+      {
+        subject: "corral.evt.command.b\u0131",
+        body,
+        mark: key.mark("corral.evt.command.big", body, 4),
+        lastLine: true,
+      },
+    ];
+    const spans = new Uint32Array(SPAN * cases.length);
+    cases.forEach((c, i) => {
+      const { bytes, hdr } = raw(c);
+      const subject = encoder.encode(c.subject);
+      const at = ring.address(ring.put(subject, bytes));
+      spans.set([at, subject.length, at + subject.length, hdr, bytes.length], SPAN * i);
+    });
+    const { verdicts, prevs } = ring.check(key, spans, cases.length);
+    assert.deepEqual([...verdicts], [0, 4, UNMACABLE]);
+    assert.equal(prevs[0], 4);
+    assert.equal(ring.checkedInModule, 0, "over 256 KB: mark-bytes.ts's checker");
   });
 });
 
@@ -427,19 +492,27 @@ describe("marks through the store, against a real nats-server", () => {
     }
   });
 
-  it("a long read checks marks off the main thread, and catches each forgery there too", async () => {
+  it("a long read checks its marks in its connection's ring, and catches each forgery there too", async () => {
     const nc = await t.connect("bulk");
     const pub = new PipelinedPublisher(nc);
     const ref: AggregateRef = { kind: "command", id: "bulk-1" };
     const subject = eventSubject(ref);
+    // ~3 KB each: the read passes more bytes than the ring holds, so batches are checked before
+    // the ring writes over them.
     const appendReal = async (n: number) => {
       for (let i = 0; i < n; i++) {
-        const body = encodeEvent(makeEvent(ref, "CommandSent", { attempt: i + 1 }));
+        const body = encodeEvent(
+          makeEvent(ref, "CommandCreated", {
+            agentId: "agent-1",
+            action: "echo",
+            payload: { text: "x".repeat(3_000), i },
+          }),
+        );
         await pub.publish(subject, body, `bulk-${Math.random()}`, undefined, key.mark(subject, body, 0));
       }
     };
     try {
-      await appendReal(INLINE_FIRST + 500);
+      await appendReal(1_500);
       const body = encodeEvent(makeEvent(ref, "CommandSent", { attempt: 9_999 }));
       const realMark = key.mark(subject, body, 0);
       const other = EventKey.generate();
@@ -468,25 +541,22 @@ describe("marks through the store, against a real nats-server", () => {
       await appendReal(500);
 
       const reader = await EventStore.open(nc, { integrity: { key } });
-      const before = MarkChecker.of(key).checkedOffThread;
+      const ring = MarkRing.of(nc);
+      const before = { module: ring.checkedInModule, early: ring.earlyChecks };
       const records = await readAll(reader, subject);
       reader.close();
-      assert.equal(records.length, INLINE_FIRST + 1009);
-      assert.ok(
-        (records[INLINE_FIRST]?.seq ?? 0) < forged.unmarked,
-        "the forgeries come after the inline part",
-      );
-      assert.ok(
-        MarkChecker.of(key).checkedOffThread - before >= 1000,
-        "the marks past the first few thousand were checked by the worker",
-      );
+      assert.equal(records.length, 2_009);
+      assert.ok(ring.tapping, "the connection's frame reader fills the ring");
+      assert.ok(ring.checkedInModule - before.module >= 2_000, "the marks were checked by the ring's module");
+      assert.ok(ring.earlyChecks > before.early, "some batches were checked before the ring wrote over them");
       const forgedSeqs = new Set(Object.values(forged));
       for (const r of records) {
         if (forgedSeqs.has(r.seq)) {
           assert.equal(r.error?.reason, "forged", `seq ${r.seq} is forged`);
           assert.equal(r.event, undefined);
         } else {
-          assert.equal(r.event?.type, "CommandSent", `seq ${r.seq} reads as itself`);
+          const type = r.seq === otherPrev || r.seq === v2Good ? "CommandSent" : "CommandCreated";
+          assert.equal(r.event?.type, type, `seq ${r.seq} reads as itself`);
           assert.equal(r.prev, r.seq === otherPrev ? 1 : 0);
         }
       }
@@ -496,11 +566,7 @@ describe("marks through the store, against a real nats-server", () => {
         new RegExp(`another key \\(${other.id}\\)`),
       );
       assert.match(bySeq.get(forged.malformed)?.error?.message ?? "", /not a corral mark/);
-      assert.equal(
-        bySeq.get(v2Good)?.event?.type,
-        "CommandSent",
-        "a v2 mark is checked off the main thread too",
-      );
+      assert.equal(bySeq.get(v2Good)?.event?.type, "CommandSent", "a v2 mark is checked too");
       assert.match(bySeq.get(forged.v2Altered)?.error?.message ?? "", /does not match/);
       assert.match(bySeq.get(forged.unmarked)?.error?.message ?? "", /no Corral-Mark/);
       assert.match(bySeq.get(forged.altered)?.error?.message ?? "", /does not match/);

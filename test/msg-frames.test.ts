@@ -183,6 +183,55 @@ describe("the message-frame fast path (src/nats/msg-frames.ts)", () => {
     );
   });
 
+  it("tells a tap where each frame it reads lies in the tap's copy of its chunk", () => {
+    let total = 0;
+    fc.assert(
+      fc.property(
+        fc.array(op, { maxLength: 30 }),
+        fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 12 }),
+        (ops, cuts) => {
+          const stream = Buffer.concat(ops);
+          // The tap copies each chunk after the last, one byte apart (a place is never 0 by luck).
+          const copy = new Uint8Array(stream.length + 2 * (cuts.length + 1));
+          let used = 1;
+          const tap = (chunk: Uint8Array) => {
+            const at = used;
+            copy.set(chunk, at);
+            used += chunk.length + 1;
+            return at;
+          };
+          let tapped = 0;
+          const wrong: string[] = [];
+          // biome-ignore lint/suspicious/noExplicitAny: the dispatcher nats.js's parser calls
+          const dispatcher = { push: (e: any) => check(e) };
+          // biome-ignore lint/suspicious/noExplicitAny: a bare nats.js parser, as in run()
+          const parser = new Parser(dispatcher as any) as any;
+          fastParser(parser, { tap });
+          // biome-ignore lint/suspicious/noExplicitAny: see above
+          function check(e: any) {
+            const m = e.msg;
+            if (e.kind !== 2 || m.subjectAt === undefined || m.subjectAt < 0) return;
+            tapped++;
+            const at = (from: number, n: number) =>
+              Buffer.from(copy.subarray(from, from + n)).toString("latin1");
+            if (at(m.subjectAt, m.subject.length) !== text(m.subject))
+              wrong.push(`subject of frame ${tapped}`);
+            if (at(m.dataAt, e.data.length) !== text(e.data)) wrong.push(`data of frame ${tapped}`);
+          }
+          try {
+            for (const c of cut(stream, cuts)) parser.parse(c);
+          } catch {
+            // what nats.js's parser refuses is the first test's business
+          }
+          assert.deepEqual(wrong, []);
+          total += tapped;
+        },
+      ),
+      { numRuns: 500 },
+    );
+    assert.ok(total > 100, `frames read in one pass and placed: ${total}`);
+  });
+
   it("takes whole frames itself: nats.js's parser sees only what is split or odd", () => {
     const frame = (i: number) =>
       latin1(`HMSG corral.evt.x.${i} 7 $JS.ACK.a.b.1.${i}.${i}.0.0 12 15\r\nNATS/1.0\r\n\r\nabc\r\n`);

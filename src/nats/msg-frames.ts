@@ -15,14 +15,28 @@ import { Kind, State } from "../vendor/nats.ts";
  * error. test/msg-frames.test.ts holds the two to the same events for any stream, cut anywhere.
  */
 
-/** A message's arguments as nats.js's parser makes them (its `MsgArg`). */
+/**
+ * A message's arguments as nats.js's parser makes them (its `MsgArg`); a frame read here also says
+ * where a tap put its subject and its bytes (`subjectAt`, `dataAt`; -1 when untapped).
+ */
 interface MsgArg {
   sid: number;
   hdr: number;
   size: number;
   subject: Uint8Array;
   reply: Uint8Array | undefined;
+  subjectAt?: number;
+  dataAt?: number;
 }
+
+/**
+ * Copies each socket chunk somewhere before its frames are read (src/store/mark-ring.ts: a ring the
+ * marks are checked in); returns where the chunk starts there, or -1 when it did not copy it.
+ */
+export type FrameTap = (chunk: Uint8Array) => number;
+
+/** Per connection with the fast reader: the tap its parsers call, now and after a reconnect. */
+const taps = new WeakMap<NatsConnection, { tap: FrameTap | undefined }>();
 
 /** The parts of nats.js's `Parser` this reads (nats-core lib/parser.js). */
 interface NatsParser {
@@ -58,9 +72,11 @@ export function readFramesFast(nc: NatsConnection): boolean {
   const protocol = (nc as unknown as { protocol?: { parser?: unknown } }).protocol;
   if (!protocol || !isParser(protocol.parser)) return false;
   let current: unknown;
+  const holder: { tap: FrameTap | undefined } = { tap: undefined };
+  taps.set(nc, holder);
   const install = (p: unknown) => {
     current = p;
-    if (isParser(p)) fastParser(p);
+    if (isParser(p)) fastParser(p, holder);
   };
   install(protocol.parser);
   Object.defineProperty(protocol, "parser", {
@@ -72,16 +88,32 @@ export function readFramesFast(nc: NatsConnection): boolean {
   return true;
 }
 
+/**
+ * Has this connection's frame reader hand every chunk to `tap` first, and say in each frame it reads
+ * where the tap put it. False when the connection has no fast reader.
+ */
+export function setFrameTap(nc: NatsConnection, tap: FrameTap): boolean {
+  const holder = taps.get(nc);
+  if (holder) holder.tap = tap;
+  return holder !== undefined;
+}
+
 /** Gives `parser` the fast path; its class's own `parse` stays the fallback. Exported for the tests. */
-export function fastParser(parser: NatsParser): void {
+export function fastParser(
+  parser: NatsParser,
+  holder: { tap: FrameTap | undefined } = { tap: undefined },
+): void {
   const slow = Object.getPrototypeOf(parser).parse as NatsParser["parse"];
   parser.parse = function parse(this: NatsParser, buf: Uint8Array) {
-    parseFrames(this, slow, buf);
+    parseFrames(this, slow, buf, holder.tap ? holder.tap(buf) : -1);
   };
 }
 
-/** Whole frames in place; the rest handed to `slow` in pieces that end where a line or frame does. */
-function parseFrames(p: NatsParser, slow: NatsParser["parse"], buf: Uint8Array): void {
+/**
+ * Whole frames in place; the rest handed to `slow` in pieces that end where a line or frame does.
+ * `base`: where a tap put `buf` (-1: nowhere).
+ */
+function parseFrames(p: NatsParser, slow: NatsParser["parse"], buf: Uint8Array, base: number): void {
   const n = buf.length;
   let i = 0;
   while (i < n) {
@@ -130,6 +162,10 @@ function parseFrames(p: NatsParser, slow: NatsParser["parse"], buf: Uint8Array):
       slow.call(p, buf.subarray(i));
       return;
     }
+    if (base >= 0) {
+      frame.subjectAt = base + (tokens[0] as number);
+      frame.dataAt = base + start;
+    }
     p.dispatcher.push({ kind: Kind.MSG, msg: frame, data: buf.subarray(start, end) });
     i = end + 2;
   }
@@ -177,7 +213,7 @@ function readArgs(buf: Uint8Array, at: number, nl: number, headers: boolean): Ms
     size = int(buf, 2);
   } else return undefined;
   if (sid < 0 || size < 0 || size > MAX_SIZE || (headers && (hdr < 0 || hdr > size))) return undefined;
-  return { sid, hdr, size, subject: token(buf, 0), reply };
+  return { sid, hdr, size, subject: token(buf, 0), reply, subjectAt: -1, dataAt: -1 };
 }
 
 /** Start and end of each argument of the line being read (reused: one line at a time). */

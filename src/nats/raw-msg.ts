@@ -8,7 +8,7 @@ import type { Msg } from "@nats-io/nats-core";
 interface RawMsg {
   /** Header block, then payload. */
   _rdata?: Uint8Array;
-  _msg?: { hdr?: number; reply?: Uint8Array; subject?: Uint8Array };
+  _msg?: { hdr?: number; reply?: Uint8Array; subject?: Uint8Array; subjectAt?: number; dataAt?: number };
 }
 
 /** The raw bytes of a delivered message and the length of its header block, when nats-core has them. */
@@ -33,4 +33,30 @@ export function replyBytesOf(msg: Msg): Uint8Array {
   const reply = (msg as unknown as RawMsg)._msg?.reply;
   if (reply instanceof Uint8Array) return reply;
   return msg.reply ? utf8.encode(msg.reply) : NO_REPLY;
+}
+
+/** The raw bytes of a delivered message (header block, then payload), when nats-core has them. */
+export function rawDataOf(msg: Msg): Uint8Array | undefined {
+  const data = (msg as unknown as RawMsg)._rdata;
+  return data instanceof Uint8Array ? data : undefined;
+}
+
+/** The length of a delivered message's header block; -1 when it has none or nats-core does not say. */
+export function rawHeaderLength(msg: Msg): number {
+  const hdr = (msg as unknown as RawMsg)._msg?.hdr;
+  return typeof hdr === "number" ? hdr : -1;
+}
+
+/**
+ * Where the frame reader's tap put a message's subject, and its header block and body (places in
+ * the tap's ring: src/nats/msg-frames.ts); -1 when it did not.
+ */
+export function tappedSubjectAt(msg: Msg): number {
+  const at = (msg as unknown as RawMsg)._msg?.subjectAt;
+  return typeof at === "number" ? at : -1;
+}
+
+export function tappedDataAt(msg: Msg): number {
+  const at = (msg as unknown as RawMsg)._msg?.dataAt;
+  return typeof at === "number" ? at : -1;
 }

@@ -10,12 +10,12 @@ import {
   V2_MAC_CHARS,
   V3_MAC_CHARS,
   writeMiddle,
-} from "./mark-bytes.mjs";
-import { MarkMac, TAG_BYTES } from "./mark-mac.mjs";
+} from "./mark-bytes.ts";
+import { MarkMac, TAG_BYTES } from "./mark-mac.ts";
 
 /**
  * The mark a corral writer puts on every event it appends (ARCHITECTURE.md, "Event marks"):
- * `Corral-Mark: v3.<key id>.<prev>.<tag base64url>`, the tag a MAC (src/store/mark-mac.mjs) over
+ * `Corral-Mark: v3.<key id>.<prev>.<tag base64url>`, the tag a MAC (src/store/mark-mac.ts) over
  * the subject, `prev` and the exact msgpack body, encoded one-to-one (see EventKey). `prev` is the
  * stream sequence of the subject's message before this one, as the writer appended it (its expected
  * last sequence): a copy of the event stored anywhere later claims a position it is not at. A
@@ -24,7 +24,7 @@ import { MarkMac, TAG_BYTES } from "./mark-mac.mjs";
  * SHA-256 call, written until v3) are still checked; v1 marks (HMAC-SHA256) read as malformed,
  * hence forged.
  */
-export { MARK_HEADER } from "./mark-bytes.mjs";
+export { MARK_HEADER } from "./mark-bytes.ts";
 
 const KEY_BYTES = 32;
 /** Bytes before the subject: u16 subject length (then MIDDLE bytes between subject and body). */
@@ -43,7 +43,7 @@ export interface MarkInput {
 
 /**
  * A writer key. A mark's tag is the MAC of `u16 |subject| ‖ subject ‖ u64 prev ‖ u32 |body| ‖ body`
- * (big-endian, padded to whole AES blocks) by src/store/mark-mac.mjs: a batch of marks — an
+ * (big-endian, padded to whole AES blocks) by src/store/mark-mac.ts: a batch of marks — an
  * append burst, a read's batch — costs two native calls, where a hash per mark cost one each, and
  * each such call costs more than the ~300 bytes it hashes.
  */
@@ -130,7 +130,7 @@ export class EventKey {
     return hash("sha256", this.v2.subarray(0, n), "base64url");
   }
 
-  /** The key block a StagedChecker starts from, for src/store/mark-worker.mjs (never logged). */
+  /** The key block a StagedChecker or a MarkMac starts from (src/store/mark-batch.ts, mark-ring.ts; never logged). */
   keyBlock(): Uint8Array {
     return this.v2.slice(0, KEY_BLOCK);
   }

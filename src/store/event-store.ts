@@ -8,7 +8,7 @@ import { DeliverPolicy, jetstream, jetstreamManager } from "../vendor/nats.ts";
 import { ConcurrencyError } from "./errors.ts";
 import { type EventKey, MARK_HEADER } from "./event-mark.ts";
 import { type Integrity, integrityOf, type Verifier, verifierOf } from "./integrity.ts";
-import { MarkChecker } from "./mark-batch.ts";
+import { MarkRing } from "./mark-ring.ts";
 import { PipelinedPublisher, type PublisherOptions, WrongLastSequence } from "./publisher.ts";
 import { type DropHook, type RangeOptions, type RangeStats, readRange, readRaw } from "./reader.ts";
 import { type EventDecoder, type StoredRecord, toRecord } from "./records.ts";
@@ -162,13 +162,13 @@ export class EventStore {
     stats?: RangeStats,
     dropHook?: DropHook,
   ): AsyncGenerator<StoredRecord<AnyEventView>[]> {
-    const offThread = this.key && { key: this.key, checker: MarkChecker.of(this.key) };
+    const checking = this.key && { key: this.key, ring: MarkRing.of(this.nc) };
     return readRange(
       this.nc,
       this.jsm,
       this.stream,
       decode,
-      { verify: this.verify, offThread, ...opts },
+      { verify: this.verify, checking, ...opts },
       stats,
       dropHook,
     );

@@ -1,6 +1,6 @@
 import type { Msg } from "@nats-io/nats-core";
 import { rawOf } from "../nats/raw-msg.ts";
-import { MARK_HEADER, markValueEnd, markValueStart } from "./mark-bytes.mjs";
+import { MARK_HEADER, markValueEnd, markValueStart } from "./mark-bytes.ts";
 
 /**
  * The Corral-Mark header of a delivered message. A rebuild reads every message, and nats.js parses

@@ -157,7 +157,7 @@ export class PipelinedPublisher {
 
   /**
    * Marks the queued publishes that carry a key, all of a key's at once: a burst of appends costs
-   * two MAC calls, not one per append (src/store/mark-mac.mjs). One that cannot be marked fails alone.
+   * two MAC calls, not one per append (src/store/mark-mac.ts). One that cannot be marked fails alone.
    */
   private markQueued(queue: readonly string[]): void {
     const byKey = new Map<EventKey, { token: string; p: Pending }[]>();

@@ -3,7 +3,7 @@ import type { Msg, NatsConnection } from "@nats-io/nats-core";
 import type { AnyEventView } from "../events/reads.ts";
 import type { Verifier } from "./integrity.ts";
 import { type DropHook, type RangeStats, RangeTransport } from "./range-transport.ts";
-import { type OffThread, RecordBatches } from "./record-batches.ts";
+import { type MarkChecking, RecordBatches } from "./record-batches.ts";
 import type { EventDecoder, StoredRecord } from "./records.ts";
 import { ALL_EVENTS } from "./subjects.ts";
 
@@ -24,8 +24,8 @@ export interface RangeOptions {
   stallMs?: number;
   /** Checks each message's mark (the store passes its own; see integrity.ts). */
   verify?: Verifier;
-  /** With a key: a long read's marks are hashed off the main thread (record-batches.ts). */
-  offThread?: OffThread;
+  /** With a key: the read's marks are checked a batch at a time (record-batches.ts). */
+  checking?: MarkChecking;
 }
 
 /**
@@ -44,7 +44,7 @@ export async function* readRange<E extends AnyEventView>(
 ): AsyncGenerator<StoredRecord<E>[]> {
   const batch = opts.batch ?? 2_000;
   // Filled as messages arrive; sealed (its marks checked) before it is handed on, in order.
-  const batches = new RecordBatches(decode, opts.verify, opts.offThread);
+  const batches = new RecordBatches(decode, opts.verify, opts.checking);
   const sealed: Promise<StoredRecord<E>[]>[] = [];
   let wake: (() => void) | undefined;
   let failure: Error | undefined;
@@ -78,9 +78,8 @@ export async function* readRange<E extends AnyEventView>(
   );
   try {
     while (true) {
-      // A partial batch is handed on at once (a caller waits for it), unless the worker would
-      // take it: a round trip per few messages would cost more than checking them here.
-      if (sealed.length === 0 && batches.size > 0 && (done || !batches.staging)) sealed.push(batches.seal());
+      // A partial batch is handed on at once: a caller waits for it.
+      if (sealed.length === 0 && batches.size > 0) sealed.push(batches.seal());
       const next = sealed.shift();
       if (next) {
         const out = await next;
@@ -96,6 +95,7 @@ export async function* readRange<E extends AnyEventView>(
     }
   } finally {
     transport.close();
+    batches.close();
   }
 }
 
@@ -112,7 +112,7 @@ export async function readRaw(
   nc: NatsConnection,
   jsm: JetStreamManager,
   stream: string,
-  opts: Omit<RangeOptions, "verify" | "offThread"> & { onBatch?: RawProgress },
+  opts: Omit<RangeOptions, "verify" | "checking"> & { onBatch?: RawProgress },
   onMessage: (seq: number, time: number, msg: Msg) => void,
 ): Promise<number> {
   const batch = opts.batch ?? 2_000;

@@ -1,112 +1,174 @@
 import type { Msg } from "@nats-io/nats-core";
 import type { AnyEventView } from "../events/reads.ts";
-import { rawOf, subjectBytesOf } from "../nats/raw-msg.ts";
+import {
+  rawDataOf,
+  rawHeaderLength,
+  subjectBytesOf,
+  tappedDataAt,
+  tappedSubjectAt,
+} from "../nats/raw-msg.ts";
 import { describeMark, type EventKey } from "./event-mark.ts";
 import type { Verifier } from "./integrity.ts";
-import { type Checked, type MarkBatch, type MarkChecker, VERDICTS } from "./mark-batch.ts";
-import { markOf } from "./mark-header.ts";
+import { VERDICTS } from "./mark-batch.ts";
+import { STAGED } from "./mark-bytes.ts";
+import { markOf, scanHeaders } from "./mark-header.ts";
+import { type MarkRing, type RingBatch, SPAN, UNMACABLE } from "./mark-ring.ts";
 import { decodeRecord, type EventDecoder, forgedRecord, type StoredRecord } from "./records.ts";
-
-/** Messages of a read checked on the main thread (batch by batch) before its checks move to the worker. */
-export const INLINE_FIRST = 4_000;
 
 const MISMATCH = { check: "mismatch", detail: describeMark("mismatch", undefined) } as const;
 
-/** A writer key and its checker: a read's marks are checked a batch at a time (mark-batch.ts). */
-export interface OffThread {
+/** A writer key, and the ring of the connection read from, where a batch's marks are checked. */
+export interface MarkChecking {
   key: EventKey;
-  checker: MarkChecker;
+  ring: MarkRing;
 }
 
 /**
  * The records of one read, collected into batches, each handed on only once every mark in it has
- * been checked, all of a batch's marks at once (two MAC calls: src/store/mark-mac.mjs). The first
- * messages of a read are checked on this thread (a small read never waits for a worker); after
- * that, with a key, the checking of a batch moves to a worker (mark-batch.ts) while the main thread
- * decodes the next one.
+ * been checked, all of a batch's marks at once (src/store/mark-ring.ts): each message is staged as
+ * where its bytes are in the ring (the frame reader put them there; a message that came another way
+ * is copied in), and the batch checked when it is sealed, or earlier if the ring is about to write
+ * over it.
  */
-export class RecordBatches<E extends AnyEventView> {
+export class RecordBatches<E extends AnyEventView> implements RingBatch {
   private records: StoredRecord<E>[] = [];
-  /** Indexes in `records` whose marks are staged in `marks`, in staging order. */
+  /** Indexes in `records` whose marks are staged, in staging order. */
   private staged: number[] = [];
-  private marks: MarkBatch | undefined;
-  private seen = 0;
+  /** Per staged message, SPAN fields (mark-ring.ts). */
+  private spans = new Uint32Array(SPAN * 2_048);
+  /** Staged messages checked so far, the prev each valid one names, and why each forged one is. */
+  private checked = 0;
+  private prevs = new Float64Array(2_048);
+  private forged = new Map<number, Forged>();
+  /** Why a check failed (a bug: the read fails rather than fold what it could not check). */
+  private failure: Error | undefined;
+  first = -1;
 
   constructor(
     private readonly decode: EventDecoder<E>,
     private readonly verify: Verifier | undefined,
-    private readonly offThread?: OffThread,
+    private readonly checking?: MarkChecking,
   ) {}
 
   get size(): number {
     return this.records.length;
   }
 
-  /** Marks of this batch go to the worker: worth sealing only once full (or at the end). */
-  get staging(): boolean {
-    return this.marks !== undefined && this.seen > INLINE_FIRST;
-  }
-
   /** The record of a delivered message, its mark staged to be checked with the batch's others. */
   add(seq: number, time: number, msg: Msg): void {
-    const data = msg.data;
-    const off = this.offThread;
-    this.seen++;
-    const raw = off ? rawOf(msg) : undefined;
-    // Without the raw bytes (the client's internals changed) or headers, checked here, alone.
-    if (!off || !raw || raw.hdr < 0) {
-      const mark = this.verify && markOf(msg);
-      this.records.push(decodeRecord(this.decode, seq, msg, time, data, this.verify, mark));
+    const checking = this.checking;
+    if (checking && this.stage(checking.ring, msg)) {
+      // An undecodable message stays undecodable, marked or not: its verdict is not applied.
+      this.staged.push(this.records.length);
+      this.records.push(decodeRecord(this.decode, seq, msg, time, msg.data));
       return;
     }
-    const record = decodeRecord(this.decode, seq, msg, time, data);
-    if (record.error) {
-      this.records.push(record); // undecodable stays undecodable, marked or not
-      return;
+    // Without the raw bytes (the client's internals changed), headers or room: checked here, alone.
+    const mark = this.verify && markOf(msg);
+    this.records.push(decodeRecord(this.decode, seq, msg, time, msg.data, this.verify, mark));
+  }
+
+  /** Stages a message where its bytes are in the ring (copied in if the frame reader did not); false if it cannot. */
+  private stage(ring: MarkRing, msg: Msg): boolean {
+    const count = this.staged.length;
+    const raw = rawDataOf(msg);
+    const hdr = rawHeaderLength(msg);
+    if (!raw || hdr < 0) return false;
+    if (count - this.checked >= ring.maxEntries) this.checkNow();
+    const subject = subjectBytesOf(msg);
+    let subjectAt = tappedSubjectAt(msg);
+    let dataAt = tappedDataAt(msg);
+    let first = ring.tapped;
+    if (subjectAt < 0 || dataAt < 0) {
+      subjectAt = ring.put(subject, raw);
+      if (subjectAt < 0) return false;
+      dataAt = subjectAt + subject.length;
+      first = ring.lastWrite;
     }
-    // The mark is found, parsed and checked with the batch's, in the message's raw bytes as they came.
-    this.marks ??= off.checker.batch();
-    if (!this.marks.add(subjectBytesOf(msg), raw.data, raw.hdr)) {
-      this.records.push(forgedRecord(seq, record.subject, time, record.event, MISMATCH));
-      return;
+    if (this.first < 0 || first < this.first) {
+      this.first = first;
+      ring.watch(this);
     }
-    this.staged.push(this.records.length);
-    this.records.push(record);
+    const k = SPAN * count;
+    if (k + SPAN > this.spans.length) this.spans = grown(this.spans, 2 * this.spans.length);
+    const spans = this.spans;
+    spans[k] = ring.address(subjectAt);
+    spans[k + 1] = subject.length;
+    spans[k + 2] = ring.address(dataAt);
+    spans[k + 3] = hdr;
+    spans[k + 4] = raw.length;
+    return true;
+  }
+
+  /**
+   * Checks the marks staged since the last check, while the ring holds their bytes. Called by the
+   * ring too, from inside the frame reader: it never throws (a failure fails the read at `seal`).
+   */
+  checkNow(): void {
+    const checking = this.checking;
+    const from = this.checked;
+    const count = this.staged.length;
+    this.first = -1;
+    if (!checking || count === from) return;
+    this.checked = count;
+    const { key, ring } = checking;
+    const spans = this.spans.subarray(SPAN * from, SPAN * count);
+    try {
+      const { verdicts, prevs } = ring.check(key, spans, count - from);
+      for (let k = 0; k < verdicts.length; k++) {
+        const verdict = verdicts[k] as number;
+        if (verdict !== STAGED.valid) this.forged.set(from + k, forgedBy(verdict, ring, spans, k));
+      }
+      if (count > this.prevs.length) this.prevs = grown(this.prevs, 2 * count);
+      this.prevs.set(prevs, from);
+    } catch (err) {
+      this.failure ??= new Error(`the marks could not be checked: ${(err as Error).message}`);
+    }
   }
 
   /** The records so far, once their marks are checked; the next add starts a new batch. */
   seal(): Promise<StoredRecord<E>[]> {
+    this.checkNow();
+    this.checking?.ring.unwatch(this);
+    if (this.failure) return Promise.reject(this.failure);
     const records = this.records;
-    const staged = this.staged;
-    const marks = this.marks;
+    const { staged, prevs, forged } = this;
+    for (let k = 0; k < staged.length; k++) {
+      const r = records[staged[k] as number];
+      if (r?.event) r.prev = prevs[k];
+    }
+    for (const [k, why] of forged) {
+      const i = staged[k] as number;
+      const r = records[i];
+      if (r?.event) records[i] = forgedRecord(r.seq, r.subject, r.time, r.event, why);
+    }
     this.records = [];
     this.staged = [];
-    this.marks = undefined;
-    if (!marks || !this.offThread) return Promise.resolve(records);
-    const { checker } = this.offThread;
-    if (this.seen <= INLINE_FIRST)
-      return Promise.resolve(withVerdicts(records, staged, checker.checkNow(marks)));
-    return checker.check(marks).then((checked) => withVerdicts(records, staged, checked));
+    this.checked = 0;
+    this.forged = new Map();
+    return Promise.resolve(records);
+  }
+
+  /** The read is over: the ring need not check anything of it before writing over it. */
+  close(): void {
+    this.checking?.ring.unwatch(this);
   }
 }
 
-/** `records` with each staged one's verdict applied: its prev when valid, forged otherwise. */
-function withVerdicts<E extends AnyEventView>(
-  records: StoredRecord<E>[],
-  staged: readonly number[],
-  { verdicts, prevs, marks }: Checked,
-): StoredRecord<E>[] {
-  for (let k = 0; k < staged.length; k++) {
-    const i = staged[k] as number;
-    const r = records[i];
-    if (!r?.event) continue;
-    const check = VERDICTS[verdicts[k] as number] ?? "mismatch";
-    if (check === "valid") {
-      r.prev = prevs[k];
-      continue;
-    }
-    const detail = describeMark(check, marks.get(k));
-    records[i] = forgedRecord(r.seq, r.subject, r.time, r.event, { check, detail });
-  }
-  return records;
+type Forged = { check: Exclude<(typeof VERDICTS)[number], "valid">; detail: string };
+
+/** Why a staged entry with this verdict is forged, its mark read back from the ring. */
+function forgedBy(verdict: number, ring: MarkRing, spans: Uint32Array, k: number): Forged {
+  const name = verdict === UNMACABLE ? undefined : VERDICTS[verdict];
+  if (!name || name === "valid") return MISMATCH;
+  const data = spans[SPAN * k + 2] as number;
+  const mark = scanHeaders(ring.bytes(data, spans[SPAN * k + 3] as number), 0, spans[SPAN * k + 3] as number);
+  return { check: name, detail: describeMark(name, mark) };
+}
+
+/** `array` copied into a new one of `size` elements. */
+function grown<T extends Uint32Array | Float64Array>(array: T, size: number): T {
+  const more = new (array.constructor as new (n: number) => T)(size);
+  more.set(array);
+  return more;
 }

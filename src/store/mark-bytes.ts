@@ -1,27 +1,29 @@
 // The byte-level parts of an event mark (ARCHITECTURE.md, "Event marks"): finding the mark in a
-// message's raw header block, parsing it, and laying out the input its MAC is taken over. Plain
-// JavaScript so that src/store/event-mark.ts and the mark worker (mark-worker.mjs, started without
-// a TypeScript loader) share one copy. Types: mark-bytes.d.mts.
+// message's raw header block, parsing it, and laying out the input its MAC is taken over. Shared by
+// src/store/event-mark.ts and the checks of what a read's ring leaves (src/store/mark-batch.ts).
 import { hash } from "node:crypto";
-import { MarkMac, TAG_BYTES } from "./mark-mac.mjs";
+import { MarkMac, TAG_BYTES } from "./mark-mac.ts";
 
-export const MARK_HEADER = "Corral-Mark";
+/** Bytes a mark is read from (indexing past the end reads undefined, as the checks expect). */
+type Bytes = Uint8Array;
+
+export const MARK_HEADER = "Corral-Mark" as const;
 /** SHA-256's block: the key fills the first one of every v2 MAC input. */
-export const KEY_BLOCK = 64;
+export const KEY_BLOCK = 64 as const;
 /** A v2 MAC in base64url: 32 bytes, unpadded. */
-export const V2_MAC_CHARS = 43;
+export const V2_MAC_CHARS = 43 as const;
 /** A v3 tag in base64url: 16 bytes, unpadded. */
-export const V3_MAC_CHARS = 22;
+export const V3_MAC_CHARS = 22 as const;
 /** Bytes between subject and body in a MAC input: u64 prev, u32 body length. */
-export const MIDDLE = 12;
+export const MIDDLE = 12 as const;
 /**
  * `v<2|3>.<8 hex>.<prev>.<MAC in unpadded base64url>`, canonical only: one spelling per mark
  * (Node's decoder would also take `+/`, padding, or other low bits in the last character). Checked
  * by `parseMarkBytes` in one pass: a regular expression cost as much as a third of a SHA-256 MAC.
- * Writers make v3 marks (mark-mac.mjs); v2 marks (SHA-256, event-mark.ts) are still read.
+ * Writers make v3 marks (mark-mac.ts); v2 marks (SHA-256, event-mark.ts) are still read.
  */
-export const PREFIX = "v3.";
-export const ID_CHARS = 8;
+export const PREFIX = "v3." as const;
+export const ID_CHARS = 8 as const;
 const PREFIX_CHARS = 3;
 const MAX_PREV_DIGITS = 16;
 /**
@@ -36,19 +38,20 @@ for (const [chars, bit] of [
   [BASE64URL, 2],
   ["AEIMQUYcgkosw048", 4],
   ["AQgw", 8],
-]) {
-  for (const c of chars) CLASS[c.charCodeAt(0)] |= bit;
+] as const) {
+  for (const c of chars) CLASS[c.charCodeAt(0)] = (CLASS[c.charCodeAt(0)] as number) | bit;
 }
-const classOf = (c) => (c === undefined || c > 127 ? 0 : CLASS[c]);
+const isDigit = (c: number | undefined): boolean => c !== undefined && c >= 48 && c <= 57;
+const classOf = (c: number | undefined): number => (c === undefined || c > 127 ? 0 : (CLASS[c] as number));
 const NAME = `${MARK_HEADER}:`;
 /** The version digit's character code of a mark starting at `from` ("v2." → 50, "v3." → 51). */
-export const markVersion = (data, from) => data[from + 1];
+export const markVersion = (data: Bytes, from: number): number | undefined => data[from + 1];
 const V2 = 50;
 const V3 = 51;
-const macChars = (version) => (version === V3 ? V3_MAC_CHARS : V2_MAC_CHARS);
+const macChars = (version: number | undefined): number => (version === V3 ? V3_MAC_CHARS : V2_MAC_CHARS);
 
 /** Where the value of the first `Corral-Mark:` line of the raw header block `data[begin, end)` starts; -1: none. */
-export function markValueStart(data, begin, end) {
+export function markValueStart(data: Bytes, begin: number, end: number): number {
   // Fast path: the writer sets the mark last, so it is the block's last line (before "\r\n\r\n").
   if (end - begin >= 4 && data[end - 4] === 13) {
     let at = end - 5;
@@ -78,13 +81,13 @@ export function markValueStart(data, begin, end) {
  * neither holds a "."), then back over the prev's digits to the fixed-length `v3.<key id>.` — no
  * scan of the whole block.
  */
-export function lastLineMark(data, begin, to) {
+export function lastLineMark(data: Bytes, begin: number, to: number): number {
   if (data[to] !== 13 || data[to + 1] !== 10) return -1;
   let at = to - V3_MAC_CHARS - 1; // the "." before the MAC
   if (data[at] !== 46) at = to - V2_MAC_CHARS - 1;
   if (at <= begin || data[at] !== 46) return -1;
   let digits = 0;
-  while (digits <= MAX_PREV_DIGITS && at - 1 > begin && data[at - 1] >= 48 && data[at - 1] <= 57) {
+  while (digits <= MAX_PREV_DIGITS && at - 1 > begin && isDigit(data[at - 1])) {
     at--;
     digits++;
   }
@@ -96,7 +99,7 @@ export function lastLineMark(data, begin, to) {
 }
 
 /** Where a header value starting at `from` ends: at its line's end, less trailing spaces. */
-export function markValueEnd(data, from, end) {
+export function markValueEnd(data: Bytes, from: number, end: number): number {
   let to = from;
   while (to < end && data[to] !== 13 && data[to] !== 10) to++;
   while (to > from && data[to - 1] === 32) to--;
@@ -107,7 +110,7 @@ export function markValueEnd(data, from, end) {
  * The `prev` of the canonical mark in `data[from, to)` (ASCII), or -1 when it is not one; its
  * version is `markVersion(data, from)`.
  */
-export function parseMarkBytes(data, from, to) {
+export function parseMarkBytes(data: Bytes, from: number, to: number): number {
   if (data[from] !== 118 /* v */ || data[from + 2] !== 46) return -1;
   const version = markVersion(data, from);
   if (version !== V2 && version !== V3) return -1;
@@ -127,28 +130,28 @@ export function parseMarkBytes(data, from, to) {
 }
 
 /** Whether the mark at `data[from…]` names the key with this id (8 lowercase hex characters). */
-export function namesKey(data, from, id) {
+export function namesKey(data: Bytes, from: number, id: string): boolean {
   for (let i = 0; i < ID_CHARS; i++) if (data[from + PREFIX_CHARS + i] !== id.charCodeAt(i)) return false;
   return true;
 }
 
 /** A tag (`tags[at, at + 16)`) in unpadded base64url, as character codes written to `out[0, 22)`. */
-export function tagChars(tags, at, out) {
+export function tagChars(tags: Bytes, at: number, out: Uint8Array): Uint8Array {
   let o = 0;
   for (let i = at; i < at + 15; i += 3) {
-    const n = (tags[i] << 16) | (tags[i + 1] << 8) | tags[i + 2];
-    out[o++] = B64[n >>> 18];
-    out[o++] = B64[(n >>> 12) & 63];
-    out[o++] = B64[(n >>> 6) & 63];
-    out[o++] = B64[n & 63];
+    const n = ((tags[i] as number) << 16) | ((tags[i + 1] as number) << 8) | (tags[i + 2] as number);
+    out[o++] = B64[n >>> 18] as number;
+    out[o++] = B64[(n >>> 12) & 63] as number;
+    out[o++] = B64[(n >>> 6) & 63] as number;
+    out[o++] = B64[n & 63] as number;
   }
-  const last = tags[at + 15];
-  out[o++] = B64[last >>> 2];
-  out[o] = B64[(last & 3) << 4];
+  const last = tags[at + 15] as number;
+  out[o++] = B64[last >>> 2] as number;
+  out[o] = B64[(last & 3) << 4] as number;
   return out;
 }
 /** Writes `u64 prev ‖ u32 length` (big-endian) at `at`; returns the end. */
-export function writeMiddle(s, at, prev, length) {
+export function writeMiddle(s: Uint8Array, at: number, prev: number, length: number): number {
   const hi = Math.floor(prev / 0x1_0000_0000);
   const lo = prev >>> 0;
   s[at++] = hi >>> 24;
@@ -167,39 +170,49 @@ export function writeMiddle(s, at, prev, length) {
 }
 
 /** Verdicts of `checkStaged`, one byte per entry. */
-export const STAGED = { valid: 0, missing: 1, malformed: 2, "other-key": 3, mismatch: 4 };
+export const STAGED = { valid: 0, missing: 1, malformed: 2, "other-key": 3, mismatch: 4 } as const;
 
 /**
  * Checks batches staged by src/store/mark-batch.ts, on whichever thread runs it. Entry i is
  * `subject ‖ header block ‖ body` in `view`, with `spans[4i…4i+3]` = its start, header start, body
  * start and end. Each v3 mark's MAC input (u16 |subject|, subject, u64 prev, u32 |body|, body,
  * padding) is laid out in one buffer and the whole batch's tags made in two native calls
- * (mark-mac.mjs); a v2 mark is hashed on its own, as before.
+ * (mark-mac.ts); a v2 mark is hashed on its own, as before.
  */
 export class StagedChecker {
+  private readonly mac: MarkMac;
+  private v2: Uint8Array;
+  private input: Uint8Array;
+  private starts: Uint32Array;
+  /** Per v3 input: its entry, and where its mark's tag is in the view. */
+  private entries: Uint32Array;
+  private tagAt: Uint32Array;
+  private readonly chars: Uint8Array;
+
   /** `keyBlock`: the writer's 32-byte key, then zeros to KEY_BLOCK (never logged). */
-  constructor(keyBlock, keyId) {
-    this.keyId = keyId;
+  constructor(
+    keyBlock: Uint8Array,
+    private readonly keyId: string,
+  ) {
     this.mac = new MarkMac(keyBlock.subarray(0, 32));
     this.v2 = new Uint8Array(4096);
     this.v2.set(keyBlock.subarray(0, KEY_BLOCK));
     this.input = new Uint8Array(1 << 20);
     this.starts = new Uint32Array(2049);
-    /** Per v3 input: its entry, and where its mark's tag is in the view. */
     this.entries = new Uint32Array(2048);
     this.tagAt = new Uint32Array(2048);
     this.chars = new Uint8Array(V3_MAC_CHARS);
   }
 
   /** Writes each entry's verdict to `verdicts` and each valid mark's prev to `prevs`. */
-  check(view, spans, count, verdicts, prevs) {
+  check(view: Bytes, spans: Uint32Array, count: number, verdicts: Uint8Array, prevs: Float64Array): void {
     let n = 0;
     let used = 0;
     for (let i = 0; i < count; i++) {
-      const start = spans[4 * i];
-      const hdrAt = spans[4 * i + 1];
-      const bodyAt = spans[4 * i + 2];
-      const end = spans[4 * i + 3];
+      const start = spans[4 * i] as number;
+      const hdrAt = spans[4 * i + 1] as number;
+      const bodyAt = spans[4 * i + 2] as number;
+      const end = spans[4 * i + 3] as number;
       let to = bodyAt - 4;
       let from = lastLineMark(view, hdrAt, to);
       let prev = from < 0 ? -1 : parseMarkBytes(view, from, to);
@@ -240,26 +253,35 @@ export class StagedChecker {
     const tags = this.mac.tags(this.input, this.starts, n);
     for (let k = 0; k < n; k++) {
       const chars = tagChars(tags, TAG_BYTES * k, this.chars);
-      const at = this.tagAt[k];
+      const at = this.tagAt[k] as number;
       // Compared in constant time (no early exit), as text: the mark's tag is never decoded.
       let diff = 0;
-      for (let j = 0; j < V3_MAC_CHARS; j++) diff |= view[at + j] ^ chars[j];
-      verdicts[this.entries[k]] = diff === 0 ? STAGED.valid : STAGED.mismatch;
+      for (let j = 0; j < V3_MAC_CHARS; j++) diff |= (view[at + j] as number) ^ (chars[j] as number);
+      verdicts[this.entries[k] as number] = diff === 0 ? STAGED.valid : STAGED.mismatch;
     }
   }
 
   /** A v2 mark: one SHA-256 over the key block and the same input (event-mark.ts, `macV2`). */
-  checkV2(view, start, hdrAt, bodyAt, end, prev, to) {
+  private checkV2(
+    view: Bytes,
+    start: number,
+    hdrAt: number,
+    bodyAt: number,
+    end: number,
+    prev: number,
+    to: number,
+  ): number {
     const need = KEY_BLOCK + 2 + (hdrAt - start) + MIDDLE + (end - bodyAt);
     if (need > this.v2.length) this.v2 = grown(this.v2, need, KEY_BLOCK);
     const at = writeInput(this.v2, KEY_BLOCK, view, start, hdrAt, bodyAt, end, prev);
     const mac = hash("sha256", this.v2.subarray(0, at), "base64url");
     let diff = mac.length ^ V2_MAC_CHARS;
-    for (let j = 0; j < V2_MAC_CHARS; j++) diff |= view[to - V2_MAC_CHARS + j] ^ mac.charCodeAt(j);
+    for (let j = 0; j < V2_MAC_CHARS; j++)
+      diff |= (view[to - V2_MAC_CHARS + j] as number) ^ mac.charCodeAt(j);
     return diff === 0 ? STAGED.valid : STAGED.mismatch;
   }
 
-  growEntries() {
+  private growEntries(): void {
     const size = this.starts.length * 2;
     const starts = new Uint32Array(size);
     const entries = new Uint32Array(size);
@@ -274,18 +296,27 @@ export class StagedChecker {
 }
 
 /** Writes `u16 |subject| ‖ subject ‖ u64 prev ‖ u32 |body| ‖ body` of a staged entry at `at`; returns the end. */
-function writeInput(s, at, view, start, hdrAt, bodyAt, end, prev) {
+function writeInput(
+  s: Uint8Array,
+  at: number,
+  view: Bytes,
+  start: number,
+  hdrAt: number,
+  bodyAt: number,
+  end: number,
+  prev: number,
+): number {
   const subjectLength = hdrAt - start;
   s[at++] = subjectLength >>> 8;
   s[at++] = subjectLength & 0xff;
-  for (let j = start; j < hdrAt; j++) s[at++] = view[j];
+  for (let j = start; j < hdrAt; j++) s[at++] = view[j] as number;
   at = writeMiddle(s, at, prev, end - bodyAt);
   s.set(view.subarray(bodyAt, end), at);
   return at + end - bodyAt;
 }
 
 /** `bytes` in a buffer of at least `need` bytes, its first `keep` bytes kept. */
-function grown(bytes, need, keep) {
+function grown(bytes: Uint8Array, need: number, keep: number): Uint8Array {
   const more = new Uint8Array(Math.max(need, 2 * bytes.length));
   more.set(bytes.subarray(0, keep));
   return more;
