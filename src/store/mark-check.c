@@ -1,9 +1,9 @@
 // The byte loops of checking a batch of v3 event marks (ARCHITECTURE.md, "Event marks"), compiled
-// to WebAssembly (mark-check.wasm, by scripts/build-wasm.sh); src/store/mark-wasm.ts drives it and
+// to WebAssembly (mark-check.wasm, by scripts/build-wasm.sh); src/store/mark-ring.ts drives it and
 // makes the AES calls in between. It does what src/store/mark-bytes.ts's StagedChecker does for
 // the writer's layout (the mark its header block's last line) of v3 marks, byte for byte; every
-// other entry it leaves to that checker (verdict FALLBACK). test/mark-wasm.test.ts holds the two to
-// the same verdicts. No libc, no imports: plain loops over this module's own memory.
+// other entry it leaves to that checker (verdict FALLBACK). test/event-mark.test.ts holds both to
+// checking each mark alone. No libc, no imports: plain loops over this module's own memory.
 
 #include <wasm_simd128.h>
 
@@ -23,7 +23,7 @@ enum { VALID = 0, MISSING = 1, MALFORMED = 2, OTHER_KEY = 3, MISMATCH = 4, FALLB
 #define ID_CHARS 8
 #define MAX_PREV_DIGITS 16
 
-/** Socket chunks and staged messages (src/store/frame-ring.ts writes them). */
+/** Socket chunks and staged messages (src/store/mark-ring.ts copies them in). */
 static u8 ring[RING_BYTES];
 /** Per entry: subject's address and length, header block's address, header length, total length. */
 static u32 spans[5 * MAX_ENTRIES];
@@ -76,7 +76,7 @@ static void init_classes(void) {
   for (const char *c = "AQgw"; *c; c++) class_of[(u8)*c] |= 8;
 }
 
-/** Δ_{i+1} = 2·Δ_i in GF(2^128), big-endian, from Δ_0 = L in masks[0, 16). */
+/** Δ_{i+1} = 2·Δ_i in GF(2^128), big-endian, from Δ_0 = L in masks[0, 16); and the character classes. */
 EXPORT(init_masks) void init_masks(void) {
   init_classes();
   for (u32 i = 1; i <= MAX_BLOCKS; i++) {

@@ -73,18 +73,28 @@ const moduleOf = () => {
 export class MarkRing {
   private static readonly byConnection = new WeakMap<NatsConnection, MarkRing>();
   private readonly x: Exports;
-  private mem: Uint8Array;
+  /** The module's memory (it never grows, so this view stays valid). */
+  private readonly mem: Uint8Array;
   private readonly ringPtr: number;
   readonly size: number;
-  /** Bytes written since the ring began (a place in it is this modulo its size), and before the last write. */
+  /** Most entries one `check` takes. */
+  readonly maxEntries: number;
+  /** Whether the connection's own frame reader fills the ring (else every message is copied in when staged). */
+  readonly tapping: boolean;
+  /**
+   * Bytes written since the ring began (a place in it is this modulo its size), before the last
+   * write, and before the last chunk the frame reader copied in.
+   */
   private written = 0;
   private last = 0;
   private lastTap = 0;
   private readonly open = new Set<RingBatch>();
   private key: EventKey | undefined;
   private mac: MarkMac | undefined;
-  /** Whether the connection's own frame reader fills the ring (else every message is copied in when staged). */
-  readonly tapping: boolean;
+  /** Entries the module checked (tests: proof the work was done there). */
+  checkedInModule = 0;
+  /** Times a batch was checked early, before the ring wrote over it. */
+  earlyChecks = 0;
 
   private constructor(nc: NatsConnection | undefined) {
     this.x = new WebAssembly.Instance(moduleOf()).exports as unknown as Exports;
@@ -115,7 +125,7 @@ export class MarkRing {
    * is staged while its chunk is read (nats.js calls a subscription's callback as it parses), so
    * its bytes are there or later.
    */
-  get tapped(): number {
+  get lastChunk(): number {
     return this.lastTap;
   }
 
@@ -123,14 +133,6 @@ export class MarkRing {
   get lastWrite(): number {
     return this.last;
   }
-
-  /** Entries the module checked (tests: proof the work was done there). */
-  checkedInModule = 0;
-  /** Batches checked early, before the ring wrote over them. */
-  earlyChecks = 0;
-
-  /** Most entries one `check` takes. */
-  readonly maxEntries: number;
 
   /**
    * Copies a socket chunk in (the frame reader's tap); returns where it starts in the ring, or -1

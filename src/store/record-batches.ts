@@ -34,11 +34,11 @@ export class RecordBatches<E extends AnyEventView> implements RingBatch {
   private records: StoredRecord<E>[] = [];
   /** Indexes in `records` whose marks are staged, in staging order. */
   private staged: number[] = [];
-  /** Per staged message, SPAN fields (mark-ring.ts). */
-  private spans = new Uint32Array(SPAN * 2_048);
+  /** Per staged message, SPAN fields (mark-ring.ts); grown as a batch grows (most reads are a few events). */
+  private spans = new Uint32Array(SPAN * 64);
   /** Staged messages checked so far, the prev each valid one names, and why each forged one is. */
   private checked = 0;
-  private prevs = new Float64Array(2_048);
+  private prevs = new Float64Array(64);
   private forged = new Map<number, Forged>();
   /** Why a check failed (a bug: the read fails rather than fold what it could not check). */
   private failure: Error | undefined;
@@ -78,7 +78,7 @@ export class RecordBatches<E extends AnyEventView> implements RingBatch {
     const subject = subjectBytesOf(msg);
     let subjectAt = tappedSubjectAt(msg);
     let dataAt = tappedDataAt(msg);
-    let first = ring.tapped;
+    let first = ring.lastChunk;
     if (subjectAt < 0 || dataAt < 0) {
       subjectAt = ring.put(subject, raw);
       if (subjectAt < 0) return false;
