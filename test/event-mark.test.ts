@@ -263,17 +263,23 @@ describe("a batch of marks checked together", () => {
     return { bytes, hdr: head.length };
   }
 
+  /** The cases copied into a ring as messages are, and their spans (mark-ring.ts SPAN fields). */
+  function staged(ring: MarkRing, cases: Case[]): Uint32Array {
+    const spans = new Uint32Array(SPAN * cases.length);
+    cases.forEach((c, i) => {
+      const { bytes, hdr } = raw(c);
+      const subject = encoder.encode(c.subject);
+      const at = ring.address(ring.put(subject, bytes));
+      spans.set([at, subject.length, at + subject.length, hdr, bytes.length], SPAN * i);
+    });
+    return spans;
+  }
+
   it("gives each message the verdict and prev that checking it alone gives", () => {
     const ring = MarkRing.detached();
     fc.assert(
       fc.property(fc.array(aCase, { minLength: 1, maxLength: 60 }), (cases) => {
-        const spans = new Uint32Array(SPAN * cases.length);
-        cases.forEach((c, i) => {
-          const { bytes, hdr } = raw(c);
-          const subject = encoder.encode(c.subject);
-          const at = ring.address(ring.put(subject, bytes));
-          spans.set([at, subject.length, at + subject.length, hdr, bytes.length], SPAN * i);
-        });
+        const spans = staged(ring, cases);
         const before = ring.checkedInModule;
         const { verdicts, prevs } = ring.check(key, spans, cases.length);
         cases.forEach((c, i) => {
@@ -322,13 +328,7 @@ describe("a batch of marks checked together", () => {
         lastLine: true,
       },
     ];
-    const spans = new Uint32Array(SPAN * cases.length);
-    cases.forEach((c, i) => {
-      const { bytes, hdr } = raw(c);
-      const subject = encoder.encode(c.subject);
-      const at = ring.address(ring.put(subject, bytes));
-      spans.set([at, subject.length, at + subject.length, hdr, bytes.length], SPAN * i);
-    });
+    const spans = staged(ring, cases);
     const { verdicts, prevs } = ring.check(key, spans, cases.length);
     assert.deepEqual([...verdicts], [0, 4, UNMACABLE]);
     assert.equal(prevs[0], 4);
