@@ -105,8 +105,17 @@ export function fastParser(
 ): void {
   const slow = Object.getPrototypeOf(parser).parse as NatsParser["parse"];
   parser.parse = function parse(this: NatsParser, buf: Uint8Array) {
-    parseFrames(this, slow, buf, holder.tap ? holder.tap(buf) : -1);
+    parseFrames(this, slow, buf, holder.tap ? tapped(holder.tap, buf) : -1);
   };
+}
+
+/** Where `tap` put `buf`; -1 if it failed (its frames are then read untapped, never lost). */
+function tapped(tap: FrameTap, buf: Uint8Array): number {
+  try {
+    return tap(buf);
+  } catch {
+    return -1;
+  }
 }
 
 /**
