@@ -11,6 +11,7 @@ clang --target=wasm32 -O3 -nostdlib -mbulk-memory -msimd128 \
   -Wall -Wextra -Werror \
   -Wl,--no-entry -Wl,--strip-all \
   -o "$out" mark-check.c
+chmod 644 "$out" # data, not a program
 if [ "$out" != mark-check.wasm ]; then
   if cmp -s "$out" mark-check.wasm; then echo "mark-check.wasm matches mark-check.c"; rm -f "$out"; exit 0; fi
   echo "mark-check.wasm differs from a build of mark-check.c: run npm run build:wasm" >&2
