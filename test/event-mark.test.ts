@@ -50,20 +50,16 @@ describe("the event mark", () => {
   const input = (subj: string, prev: number, b: Uint8Array) =>
     Buffer.concat([u16(subj.length), Buffer.from(subj), u64(prev), u32(b.length), b]);
 
-  /**
-   * The v3 tag as the design states it (ARCHITECTURE.md, "Event marks"), written here block by
-   * block with BigInt arithmetic and one cipher per block, sharing no code with mark-mac.ts.
-   */
-  function referenceTag(secret: Uint8Array, subj: string, prev: number, b: Uint8Array): string {
-    const derive = (label: string) =>
-      createHmac("sha256", secret).update(`corral mark v3 ${label}`).digest().subarray(0, 16);
-    const aes = (k: Uint8Array, block: Uint8Array) => {
-      const c = createCipheriv("aes-128-ecb", k, null);
-      c.setAutoPadding(false);
-      return c.update(block);
-    };
-    let m = Buffer.concat([input(subj, prev, b), Buffer.from([0x80])]);
-    m = Buffer.concat([m, Buffer.alloc((16 - (m.length % 16)) % 16)]);
+  const aes = (k: Uint8Array, block: Uint8Array) => {
+    const c = createCipheriv("aes-128-ecb", k, null);
+    c.setAutoPadding(false);
+    return c.update(block);
+  };
+  const deriver = (secret: Uint8Array, version: number) => (label: string) =>
+    createHmac("sha256", secret).update(`corral mark v${version} ${label}`).digest().subarray(0, 16);
+
+  /** PMAC as the design states it: Σ = ⊕ E1(M_i ⊕ 2^i·L), tag = E2(Σ), with BigInt doubling and one cipher per block. */
+  function referencePmac(derive: (label: string) => Buffer, m: Buffer): string {
     const mask = (1n << 128n) - 1n;
     let delta = BigInt(`0x${derive("offset").toString("hex")}`);
     const sum = Buffer.alloc(16);
@@ -77,23 +73,94 @@ describe("the event mark", () => {
     return aes(derive("final"), sum).toString("base64url");
   }
 
-  it("is the v3 tag as a block-by-block reference computes it, for short, long and far-positioned events", () => {
+  /**
+   * The v3 tag as the design states it (ARCHITECTURE.md, "Event marks"): PMAC over the input
+   * padded 10*, sharing no code with mark-mac.ts.
+   */
+  function referenceTag(secret: Uint8Array, subj: string, prev: number, b: Uint8Array): string {
+    let m = Buffer.concat([input(subj, prev, b), Buffer.from([0x80])]);
+    m = Buffer.concat([m, Buffer.alloc((16 - (m.length % 16)) % 16)]);
+    return referencePmac(deriver(secret, 3), m);
+  }
+
+  /**
+   * The v4 tag as the design states it (src/store/mark-hash.ts, ARCHITECTURE.md "Event marks"):
+   * NH over 1 KiB chunks of `first block ‖ subject ‖ body` (each zero-padded to 32 bytes), four
+   * passes, in BigInt arithmetic; the chunks' sums are the blocks of a PMAC under v4's keys. Shares
+   * no code with mark-hash.ts, mark-mac.ts or mark-check.c.
+   */
+  function referenceTagV4(secret: Uint8Array, subj: string, prev: number, b: Uint8Array): string {
+    const derive = deriver(secret, 4);
+    const keyStream = createCipheriv("aes-128-ctr", derive("hash"), Buffer.alloc(16)).update(
+      Buffer.alloc(4 * 4 * 256),
+    );
+    const word = (bytes: Buffer, i: number) => BigInt(bytes.readUInt32LE(4 * i));
+    const pad32 = (x: Uint8Array) => Buffer.concat([x, Buffer.alloc((32 - (x.length % 32)) % 32)]);
+    const first = Buffer.alloc(32);
+    first.writeUInt16BE(subj.length, 0);
+    first.writeBigUInt64BE(BigInt(prev), 2);
+    first.writeUInt32BE(b.length, 10);
+    const hashed = Buffer.concat([first, pad32(Buffer.from(subj)), pad32(b)]);
+    const blocks: Buffer[] = [];
+    for (let at = 0; at < hashed.length; at += 1024) {
+      const chunk = hashed.subarray(at, at + 1024);
+      const sums = Buffer.alloc(32);
+      for (let q = 0; q < 4; q++) {
+        let sum = 0n;
+        for (let i = 0; i < chunk.length / 4; i += 8) {
+          for (let t = 0; t < 4; t++) {
+            const x = (word(chunk, i + t) + word(keyStream, 256 * q + i + t)) % 2n ** 32n;
+            const y = (word(chunk, i + t + 4) + word(keyStream, 256 * q + i + t + 4)) % 2n ** 32n;
+            sum = (sum + x * y) % 2n ** 64n;
+          }
+        }
+        sums.writeBigUInt64LE(sum, 8 * q);
+      }
+      blocks.push(sums);
+    }
+    return referencePmac(derive, Buffer.concat(blocks));
+  }
+
+  it("is the v4 tag as a reference written from the design computes it, for short, long and far-positioned events", () => {
+    const secret = Buffer.alloc(32, 7);
+    const k = EventKey.fromBytes(secret);
+    const want = referenceTagV4(secret, subject, 42, body);
+    assert.equal(k.tag(subject, 42, body), want);
+    assert.equal(k.mark(subject, body, 42), `v4.${k.id}.42.${want}`);
+    // Positions past 2^32 keep their high bits.
+    assert.equal(k.tag(subject, 2 ** 40 + 5, body), referenceTagV4(secret, subject, 2 ** 40 + 5, body));
+    // Many chunks; and more than the module's input at once (512 KiB), hashed in parts.
+    for (const n of [100_000, 600_000]) {
+      const big = new Uint8Array(n).map((_, i) => (i * 7) % 251);
+      assert.equal(k.tag(subject, 42, big), referenceTagV4(secret, subject, 42, big), `${n} bytes`);
+    }
+    assert.equal(k.tag(subject, 42, body), want, "still right after the buffers grew");
+    // Every length around a 32-byte pad and around the first chunk's end (32 + 32 + 960 = 1 KiB),
+    // the empty body and the empty subject.
+    for (const n of [0, 1, 31, 32, 33, 63, 64, 65, 959, 960, 961, 992, 993]) {
+      const b = new Uint8Array(n).fill(n % 256);
+      assert.equal(k.tag(subject, 1, b), referenceTagV4(secret, subject, 1, b), `${n} bytes`);
+    }
+    assert.equal(k.tag("", 1, body), referenceTagV4(secret, "", 1, body), "empty subject");
+  });
+
+  it("still reads a v3 mark (PMAC over the bytes themselves) as valid, as the reference computes it", () => {
     const secret = Buffer.alloc(32, 7);
     const k = EventKey.fromBytes(secret);
     const want = referenceTag(secret, subject, 42, body);
-    assert.equal(k.tag(subject, 42, body), want);
-    assert.equal(k.mark(subject, body, 42), `v3.${k.id}.42.${want}`);
-    // Positions past 2^32 keep their high bits.
-    assert.equal(k.tag(subject, 2 ** 40 + 5, body), referenceTag(secret, subject, 2 ** 40 + 5, body));
-    // Longer than the buffers first made, and than one native call's chunk (64 KiB).
+    assert.equal(k.macV3(subject, 42, body), want);
+    assert.equal(k.check(subject, body, `v3.${k.id}.42.${want}`), "valid");
+    assert.equal(k.macV3(subject, 2 ** 40 + 5, body), referenceTag(secret, subject, 2 ** 40 + 5, body));
     const big = new Uint8Array(100_000).map((_, i) => i % 251);
-    assert.equal(k.tag(subject, 42, big), referenceTag(secret, subject, 42, big));
-    assert.equal(k.tag(subject, 42, body), want, "still right after the buffers grew");
-    // Every length around a block boundary (the padding), and the empty body.
+    assert.equal(k.macV3(subject, 42, big), referenceTag(secret, subject, 42, big));
     for (let n = 0; n <= 40; n++) {
       const b = new Uint8Array(n).fill(n);
-      assert.equal(k.tag(subject, 1, b), referenceTag(secret, subject, 1, b), `${n} bytes`);
+      assert.equal(k.macV3(subject, 1, b), referenceTag(secret, subject, 1, b), `${n} bytes`);
     }
+    // Each version's tag under the other's name does not match: their keys differ.
+    const v4 = k.mark(subject, body, 42);
+    assert.equal(k.check(subject, body, `v3${v4.slice(2)}`), "mismatch");
+    assert.equal(k.check(subject, body, `v4.${k.id}.42.${want}`), "mismatch");
   });
 
   it("marks a burst together exactly as one by one", () => {
@@ -193,7 +260,7 @@ describe("the event mark", () => {
     const mark = key.mark(subject, body, 0);
     assert.equal(key.check(subject, body, undefined), "missing");
     assert.equal(key.check(subject, body, ""), "missing");
-    assert.equal(key.check(subject, body, `v4${mark.slice(2)}`), "malformed");
+    assert.equal(key.check(subject, body, `v5${mark.slice(2)}`), "malformed");
     assert.equal(key.check(subject, body, mark.slice(0, -1)), "malformed");
     assert.equal(key.check(subject, body, mark.replace(".0.", ".00.")), "malformed");
     // One MAC, one spelling: the same bytes in another base64 form are refused.
@@ -224,9 +291,10 @@ describe("a batch of marks checked together", () => {
   const aCase = fc
     .record({
       id: fc.stringMatching(/^[A-Za-z0-9_-]{1,40}$/),
-      body: fc.uint8Array({ maxLength: 700 }),
+      // Most in one v4 hash chunk (1 KiB), some over several.
+      body: fc.oneof(fc.uint8Array({ maxLength: 700 }), fc.uint8Array({ minLength: 900, maxLength: 2_500 })),
       prev: fc.oneof(fc.nat(), fc.constant(2 ** 40 + 3)),
-      version: fc.constantFrom("v3", "v2"),
+      version: fc.constantFrom("v4", "v4", "v3", "v2"),
       spoil: fc.constantFrom("none", "none", "body", "tag", "prev", "subject", "key", "missing", "shape"),
       lastLine: fc.boolean(),
     })
@@ -234,9 +302,11 @@ describe("a batch of marks checked together", () => {
       const subject = `corral.evt.command.${id}`;
       const by = spoil === "key" ? other : key;
       let mark: string | undefined =
-        version === "v3"
+        version === "v4"
           ? by.mark(subject, body, prev)
-          : `v2.${by.id}.${prev}.${by.macV2(subject, prev, body)}`;
+          : version === "v3"
+            ? `v3.${by.id}.${prev}.${by.macV3(subject, prev, body)}`
+            : `v2.${by.id}.${prev}.${by.macV2(subject, prev, body)}`;
       if (spoil === "tag") mark = `${mark.slice(0, -2)}${mark.at(-2) === "A" ? "B" : "A"}${mark.at(-1)}`;
       if (spoil === "prev") mark = mark.replace(`.${prev}.`, `.${prev + 1}.`);
       if (spoil === "shape") mark = mark.slice(0, -1);
@@ -288,10 +358,10 @@ describe("a batch of marks checked together", () => {
           assert.equal(verdict, typeof alone === "number" ? "valid" : alone, `message ${i}`);
           if (typeof alone === "number") assert.equal(prevs[i], alone);
         });
-        // Every v3 mark of our key where the writer puts it was checked by the module (the rest
-        // by mark-bytes.ts's checker): proof both ran.
+        // Every v4 and v3 mark of our key where the writer puts it was checked by the module (the
+        // rest by mark-bytes.ts's checker): proof both ran.
         const inModule = cases.filter(
-          (c) => c.version === "v3" && c.lastLine && !["key", "missing", "shape"].includes(c.spoil ?? ""),
+          (c) => c.version !== "v2" && c.lastLine && !["key", "missing", "shape"].includes(c.spoil ?? ""),
         ).length;
         assert.equal(ring.checkedInModule - before, inModule);
       }),
@@ -401,7 +471,7 @@ describe("marks through the store, against a real nats-server", () => {
     const good = await writer.append(ref, [created(ref)], 0);
     const stored = await writer.jsm.streams.getMessage(writer.stream, { seq: good.lastSeq });
     const goodMark = stored?.header?.get(MARK_HEADER) ?? "";
-    assert.match(goodMark, new RegExp(`^v3\\.${key.id}\\.0\\.[A-Za-z0-9_-]{22}$`));
+    assert.match(goodMark, new RegExp(`^v4\\.${key.id}\\.0\\.[A-Za-z0-9_-]{22}$`));
 
     const sent = makeEvent(ref, "CommandSent", { attempt: 1 });
     const body = encodeEvent(sent);

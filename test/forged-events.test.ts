@@ -106,7 +106,7 @@ describe("forged events against a running daemon (process runtime, real NATS)", 
       (
         await plain.jsm.streams.getMessage(plain.stream, { last_by_subj: eventSubject(created.aggregate) })
       )?.header?.get(MARK_HEADER) ?? "";
-    assert.match(realMark, /^v3\.[0-9a-f]{8}\./, "the daemon marks what it appends");
+    assert.match(realMark, /^v4\.[0-9a-f]{8}\./, "the daemon marks what it appends");
     plain.close();
 
     const hostDir = tempDir("host-");

@@ -8,7 +8,7 @@ import type { Msg } from "@nats-io/nats-core";
 interface RawMsg {
   /** Header block, then payload. */
   _rdata?: Uint8Array;
-  _msg?: { hdr?: number; reply?: Uint8Array; subject?: Uint8Array; subjectAt?: number; dataAt?: number };
+  _msg?: { hdr?: number; reply?: Uint8Array; subject?: Uint8Array };
 }
 
 /** The raw bytes of a delivered message and the length of its header block, when nats-core has them. */
@@ -47,16 +47,23 @@ export function rawHeaderLength(msg: Msg): number {
   return typeof hdr === "number" ? hdr : -1;
 }
 
-/**
- * Where the frame reader's tap put a message's subject, and its header block and body (places in
- * the tap's ring: src/nats/msg-frames.ts); -1 when it did not.
- */
-export function tappedSubjectAt(msg: Msg): number {
-  const at = (msg as unknown as RawMsg)._msg?.subjectAt;
-  return typeof at === "number" ? at : -1;
+/** A message as src/nats/msg-frames.ts read it from a chunk its tap copied (places in the tap's ring). */
+export interface TappedFrame {
+  subject: Uint8Array;
+  /** Header block length; total size (header block, then body). */
+  hdr: number;
+  size: number;
+  /** Where its subject, and its header block and body, are in the tap's copy. */
+  subjectAt: number;
+  dataAt: number;
 }
 
-export function tappedDataAt(msg: Msg): number {
-  const at = (msg as unknown as RawMsg)._msg?.dataAt;
-  return typeof at === "number" ? at : -1;
+/**
+ * The frame a tap placed, when the frame reader made it and its tap copied it; undefined for any
+ * other message. One check of one object: a read stages every message, and reading each field
+ * through the accessors above cost ~2% of a rebuild.
+ */
+export function tappedFrame(msg: Msg): TappedFrame | undefined {
+  const frame = (msg as unknown as RawMsg)._msg as Partial<TappedFrame> | undefined;
+  return frame !== undefined && (frame.subjectAt as number) >= 0 ? (frame as TappedFrame) : undefined;
 }

@@ -11,25 +11,29 @@ import {
   V3_MAC_CHARS,
   writeMiddle,
 } from "./mark-bytes.ts";
-import { MarkMac, TAG_BYTES } from "./mark-mac.ts";
+import { hashBlocks, hashedLength, hashKey } from "./mark-hash.ts";
+import { type MacVersion, MarkMac, TAG_BYTES } from "./mark-mac.ts";
 
 /**
  * The mark a corral writer puts on every event it appends (ARCHITECTURE.md, "Event marks"):
- * `Corral-Mark: v3.<key id>.<prev>.<tag base64url>`, the tag a MAC (src/store/mark-mac.ts) over
- * the subject, `prev` and the exact msgpack body, encoded one-to-one (see EventKey). `prev` is the
+ * `Corral-Mark: v4.<key id>.<prev>.<tag base64url>`, the tag a MAC (src/store/mark-mac.ts) over
+ * the hash (src/store/mark-hash.ts) of the subject, `prev` and the exact msgpack body, encoded
+ * one-to-one. `prev` is the
  * stream sequence of the subject's message before this one, as the writer appended it (its expected
  * last sequence): a copy of the event stored anywhere later claims a position it is not at. A
  * reader holding the key knows the event came from a corral writer, for this aggregate, after
- * `prev`; one without the key can only tell a marked event from an unmarked one. v2 marks (one
- * SHA-256 call, written until v3) are still checked; v1 marks (HMAC-SHA256) read as malformed,
- * hence forged.
+ * `prev`; one without the key can only tell a marked event from an unmarked one. v3 marks (the
+ * same MAC over the bytes themselves, written until v4) and v2 marks (one SHA-256 call) are still
+ * checked; v1 marks (HMAC-SHA256) read as malformed, hence forged.
  */
 export { MARK_HEADER } from "./mark-bytes.ts";
 
 const KEY_BYTES = 32;
 /** Bytes before the subject: u16 subject length (then MIDDLE bytes between subject and body). */
 const HEAD = 2;
-const V3 = PREFIX.charCodeAt(1);
+const V2 = 50;
+const V3 = 51;
+const V4 = PREFIX.charCodeAt(1);
 
 /** What a reader learns from a message's mark. */
 export type MarkCheck = "valid" | "missing" | "malformed" | "other-key" | "mismatch";
@@ -42,8 +46,9 @@ export interface MarkInput {
 }
 
 /**
- * A writer key. A mark's tag is the MAC of `u16 |subject| ‖ subject ‖ u64 prev ‖ u32 |body| ‖ body`
- * (big-endian, padded to whole AES blocks) by src/store/mark-mac.ts: a batch of marks — an
+ * A writer key. A v4 mark's tag is the MAC (src/store/mark-mac.ts) of the hash of the subject,
+ * prev and body (src/store/mark-hash.ts); a v3 one's of `u16 |subject| ‖ subject ‖ u64 prev ‖
+ * u32 |body| ‖ body` (big-endian, padded to whole AES blocks). A batch of marks — an
  * append burst, a read's batch — costs two native calls, where a hash per mark cost one each, and
  * each such call costs more than the ~300 bytes it hashes.
  */
@@ -53,7 +58,10 @@ export class EventKey {
   /** A v2 MAC's input: the first block holds the key; the rest is rewritten per MAC. */
   private v2: Uint8Array;
   private readonly mac3: MarkMac;
-  /** v3 MAC inputs, laid out for `MarkMac.tags`. */
+  private readonly mac4: MarkMac;
+  /** The v4 hash's key (mark-hash.ts). */
+  private readonly hashKey: Uint32Array;
+  /** v4 (or v3) MAC inputs, laid out for `MarkMac.tags`. */
   private input = new Uint8Array(8192);
   private starts = new Uint32Array(65);
   private readonly chars = new Uint8Array(V3_MAC_CHARS);
@@ -63,7 +71,9 @@ export class EventKey {
     this.id = createHash("sha256").update("corral event key id\0").update(key).digest("hex").slice(0, 8);
     this.v2 = new Uint8Array(KEY_BLOCK + 4096);
     this.v2.set(key, 0);
-    this.mac3 = new MarkMac(key);
+    this.mac3 = new MarkMac(key, 3);
+    this.mac4 = new MarkMac(key, 4);
+    this.hashKey = hashKey(key);
   }
 
   static generate(): EventKey {
@@ -79,16 +89,23 @@ export class EventKey {
    * not ASCII (corral never writes one: src/store/subjects.ts) or prev is out of range.
    */
   tag(subject: string, prev: number, body: Uint8Array): string | undefined {
-    return this.tags([{ subject, prev, body }])[0];
+    return this.tags(4, [{ subject, prev, body }])[0];
   }
 
-  /** `tag` of each input, made together. */
-  private tags(inputs: readonly MarkInput[]): (string | undefined)[] {
+  /** The v3 tag (before v4 marks: the MAC over the bytes themselves); undefined as for `tag`. */
+  macV3(subject: string, prev: number, body: Uint8Array): string | undefined {
+    return this.tags(3, [{ subject, prev, body }])[0];
+  }
+
+  /** `tag` (or `macV3`) of each input, made together. */
+  private tags(version: MacVersion, inputs: readonly MarkInput[]): (string | undefined)[] {
     let used = 0;
     let n = 0;
     const laid: number[] = [];
     for (const { subject, prev, body } of inputs) {
-      const need = used + markInputLength(subject, body) + 16;
+      const need =
+        used +
+        (version === 4 ? hashedLength(subject.length, body.length) : markInputLength(subject, body) + 16);
       if (need > this.input.length) {
         const grown = new Uint8Array(Math.max(need, 2 * this.input.length));
         grown.set(this.input.subarray(0, used));
@@ -99,14 +116,18 @@ export class EventKey {
         grown.set(this.starts);
         this.starts = grown;
       }
-      const end = writeMarkInput(this.input, used, subject, prev, body);
+      const end =
+        version === 4
+          ? hashBlocks(this.hashKey, subject, prev, body, this.input, used)
+          : writeMarkInput(this.input, used, subject, prev, body);
       laid.push(end < 0 ? -1 : n);
       if (end < 0) continue;
       this.starts[n++] = used;
-      used = MarkMac.pad(this.input, end);
+      used = version === 4 ? end : MarkMac.pad(this.input, end);
     }
     this.starts[n] = used;
-    const tags = n > 0 ? this.mac3.tags(this.input, this.starts, n) : undefined;
+    const mac = version === 4 ? this.mac4 : this.mac3;
+    const tags = n > 0 ? mac.tags(this.input, this.starts, n) : undefined;
     return laid.map((k) =>
       k < 0 || !tags
         ? undefined
@@ -148,7 +169,7 @@ export class EventKey {
    * for an input that cannot be marked (see `cannotMark`).
    */
   markAll(inputs: readonly MarkInput[]): (string | undefined)[] {
-    const tags = this.tags(inputs);
+    const tags = this.tags(4, inputs);
     return inputs.map(({ prev }, i) => {
       const tag = tags[i];
       return tag === undefined ? undefined : `${PREFIX}${this.id}.${prev}.${tag}`;
@@ -165,9 +186,14 @@ export class EventKey {
     if (!mark) return "missing";
     const prev = this.precheck(mark);
     if (typeof prev !== "number") return prev;
-    const v3 = mark.charCodeAt(1) === V3;
-    const want = v3 ? this.tag(subject, prev, body) : this.macV2(subject, prev, body);
-    const chars = v3 ? V3_MAC_CHARS : V2_MAC_CHARS;
+    const version = mark.charCodeAt(1);
+    const want =
+      version === V4
+        ? this.tag(subject, prev, body)
+        : version === V3
+          ? this.macV3(subject, prev, body)
+          : this.macV2(subject, prev, body);
+    const chars = version === V2 ? V2_MAC_CHARS : V3_MAC_CHARS;
     if (want?.length !== chars) return "mismatch";
     // Compared in constant time (no early exit), on the base64url text: no decoding needed.
     const macAt = mark.length - chars;

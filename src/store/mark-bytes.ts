@@ -2,6 +2,7 @@
 // message's raw header block, parsing it, and laying out the input its MAC is taken over. Shared by
 // src/store/event-mark.ts and the checks of what a read's ring leaves (src/store/mark-batch.ts).
 import { hash } from "node:crypto";
+import { hashBlocks, hashedLength, hashKey } from "./mark-hash.ts";
 import { MarkMac, TAG_BYTES } from "./mark-mac.ts";
 
 /** Bytes a mark is read from (indexing past the end reads undefined, as the checks expect). */
@@ -12,17 +13,17 @@ export const MARK_HEADER = "Corral-Mark" as const;
 export const KEY_BLOCK = 64 as const;
 /** A v2 MAC in base64url: 32 bytes, unpadded. */
 export const V2_MAC_CHARS = 43 as const;
-/** A v3 tag in base64url: 16 bytes, unpadded. */
+/** A v3 or v4 tag in base64url: 16 bytes, unpadded. */
 export const V3_MAC_CHARS = 22 as const;
 /** Bytes between subject and body in a MAC input: u64 prev, u32 body length. */
 export const MIDDLE = 12 as const;
 /**
- * `v<2|3>.<8 hex>.<prev>.<MAC in unpadded base64url>`, canonical only: one spelling per mark
+ * `v<2|3|4>.<8 hex>.<prev>.<MAC in unpadded base64url>`, canonical only: one spelling per mark
  * (Node's decoder would also take `+/`, padding, or other low bits in the last character). Checked
  * by `parseMarkBytes` in one pass: a regular expression cost as much as a third of a SHA-256 MAC.
- * Writers make v3 marks (mark-mac.ts); v2 marks (SHA-256, event-mark.ts) are still read.
+ * Writers make v4 marks (mark-hash.ts, mark-mac.ts); v3 and v2 marks (event-mark.ts) are still read.
  */
-export const PREFIX = "v3." as const;
+export const PREFIX = "v4." as const;
 export const ID_CHARS = 8 as const;
 const PREFIX_CHARS = 3;
 const MAX_PREV_DIGITS = 16;
@@ -44,11 +45,12 @@ for (const [chars, bit] of [
 const isDigit = (c: number | undefined): boolean => c !== undefined && c >= 48 && c <= 57;
 const classOf = (c: number | undefined): number => (c === undefined || c > 127 ? 0 : (CLASS[c] as number));
 const NAME = `${MARK_HEADER}:`;
-/** The version digit's character code of a mark starting at `from` ("v2." → 50, "v3." → 51). */
+/** The version digit's character code of a mark starting at `from` ("v2." → 50, "v3." → 51, "v4." → 52). */
 export const markVersion = (data: Bytes, from: number): number | undefined => data[from + 1];
 const V2 = 50;
 const V3 = 51;
-const macChars = (version: number | undefined): number => (version === V3 ? V3_MAC_CHARS : V2_MAC_CHARS);
+const V4 = 52;
+const macChars = (version: number | undefined): number => (version === V2 ? V2_MAC_CHARS : V3_MAC_CHARS);
 
 /** Where the value of the first `Corral-Mark:` line of the raw header block `data[begin, end)` starts; -1: none. */
 export function markValueStart(data: Bytes, begin: number, end: number): number {
@@ -83,7 +85,7 @@ export function markValueStart(data: Bytes, begin: number, end: number): number 
  */
 export function lastLineMark(data: Bytes, begin: number, to: number): number {
   if (data[to] !== 13 || data[to + 1] !== 10) return -1;
-  let at = to - V3_MAC_CHARS - 1; // the "." before the MAC
+  let at = to - V3_MAC_CHARS - 1; // the "." before the MAC (a v3 or v4 tag)
   if (data[at] !== 46) at = to - V2_MAC_CHARS - 1;
   if (at <= begin || data[at] !== 46) return -1;
   let digits = 0;
@@ -113,7 +115,7 @@ export function markValueEnd(data: Bytes, from: number, end: number): number {
 export function parseMarkBytes(data: Bytes, from: number, to: number): number {
   if (data[from] !== 118 /* v */ || data[from + 2] !== 46) return -1;
   const version = markVersion(data, from);
-  if (version !== V2 && version !== V3) return -1;
+  if (version !== V2 && version !== V3 && version !== V4) return -1;
   const mac = macChars(version);
   if (to - from < PREFIX_CHARS + ID_CHARS + 3 + mac) return -1;
   let at = from + PREFIX_CHARS;
@@ -126,7 +128,7 @@ export function parseMarkBytes(data: Bytes, from: number, to: number): number {
   if (digits === 0 || digits > MAX_PREV_DIGITS || (digits > 1 && data[digitsAt] === 48)) return -1;
   if (data[at++] !== 46 || to - at !== mac) return -1;
   for (; at < to - 1; at++) if (!(classOf(data[at]) & 2)) return -1;
-  return classOf(data[at]) & (version === V3 ? 8 : 4) ? prev : -1;
+  return classOf(data[at]) & (version === V2 ? 4 : 8) ? prev : -1;
 }
 
 /** Whether the mark at `data[from…]` names the key with this id (8 lowercase hex characters). */
@@ -175,39 +177,35 @@ export const STAGED = { valid: 0, missing: 1, malformed: 2, "other-key": 3, mism
 /**
  * Checks batches staged by src/store/mark-batch.ts, on whichever thread runs it. Entry i is
  * `subject ‖ header block ‖ body` in `view`, with `spans[4i…4i+3]` = its start, header start, body
- * start and end. Each v3 mark's MAC input (u16 |subject|, subject, u64 prev, u32 |body|, body,
- * padding) is laid out in one buffer and the whole batch's tags made in two native calls
- * (mark-mac.ts); a v2 mark is hashed on its own, as before.
+ * start and end. The MAC inputs of a batch's v4 marks (their hashes' blocks) and of its v3 marks
+ * (u16 |subject|, subject, u64 prev, u32 |body|, body, padding) are laid out in one buffer per
+ * version and each version's tags made in two native calls (mark-mac.ts); a v2 mark is hashed on
+ * its own, as before.
  */
 export class StagedChecker {
-  private readonly mac: MarkMac;
+  private readonly v4: Laid;
+  private readonly v3: Laid;
+  private readonly hashKey: Uint32Array;
   private v2: Uint8Array;
-  private input: Uint8Array;
-  private starts: Uint32Array;
-  /** Per v3 input: its entry, and where its mark's tag is in the view. */
-  private entries: Uint32Array;
-  private tagAt: Uint32Array;
-  private readonly chars: Uint8Array;
 
   /** `keyBlock`: the writer's 32-byte key, then zeros to KEY_BLOCK (never logged). */
   constructor(
     keyBlock: Uint8Array,
     private readonly keyId: string,
   ) {
-    this.mac = new MarkMac(keyBlock.subarray(0, 32));
+    const key = keyBlock.subarray(0, 32);
+    this.v4 = new Laid(new MarkMac(key, 4));
+    this.v3 = new Laid(new MarkMac(key, 3));
+    this.hashKey = hashKey(key);
     this.v2 = new Uint8Array(4096);
     this.v2.set(keyBlock.subarray(0, KEY_BLOCK));
-    this.input = new Uint8Array(1 << 20);
-    this.starts = new Uint32Array(2049);
-    this.entries = new Uint32Array(2048);
-    this.tagAt = new Uint32Array(2048);
-    this.chars = new Uint8Array(V3_MAC_CHARS);
   }
 
   /** Writes each entry's verdict to `verdicts` and each valid mark's prev to `prevs`. */
   check(view: Bytes, spans: Uint32Array, count: number, verdicts: Uint8Array, prevs: Float64Array): void {
-    let n = 0;
-    let used = 0;
+    const { v3, v4 } = this;
+    v3.reset();
+    v4.reset();
     for (let i = 0; i < count; i++) {
       const start = spans[4 * i] as number;
       const hdrAt = spans[4 * i + 1] as number;
@@ -235,30 +233,27 @@ export class StagedChecker {
         continue;
       }
       prevs[i] = prev;
-      if (markVersion(view, from) !== V3) {
+      const version = markVersion(view, from);
+      if (version === V2) {
         verdicts[i] = this.checkV2(view, start, hdrAt, bodyAt, end, prev, to);
         continue;
       }
-      const need = used + 2 + (hdrAt - start) + MIDDLE + (end - bodyAt) + 16;
-      if (need > this.input.length) this.input = grown(this.input, need, used);
-      if (n + 1 >= this.starts.length) this.growEntries();
-      this.starts[n] = used;
-      this.entries[n] = i;
-      this.tagAt[n] = to - V3_MAC_CHARS;
-      used = MarkMac.pad(this.input, writeInput(this.input, used, view, start, hdrAt, bodyAt, end, prev));
-      n++;
+      const subjectLength = hdrAt - start;
+      const bodyLength = end - bodyAt;
+      if (version === V4) {
+        const at = v4.room(hashedLength(subjectLength, bodyLength), i, to - V3_MAC_CHARS);
+        const subject = view.subarray(start, hdrAt);
+        const laid = hashBlocks(this.hashKey, subject, prev, view.subarray(bodyAt, end), v4.input, at);
+        if (laid < 0)
+          verdicts[i] = STAGED.mismatch; // a prev no writer marks
+        else v4.laid(laid);
+      } else {
+        const at = v3.room(2 + subjectLength + MIDDLE + bodyLength + 16, i, to - V3_MAC_CHARS);
+        v3.laid(MarkMac.pad(v3.input, writeInput(v3.input, at, view, start, hdrAt, bodyAt, end, prev)));
+      }
     }
-    if (n === 0) return;
-    this.starts[n] = used;
-    const tags = this.mac.tags(this.input, this.starts, n);
-    for (let k = 0; k < n; k++) {
-      const chars = tagChars(tags, TAG_BYTES * k, this.chars);
-      const at = this.tagAt[k] as number;
-      // Compared in constant time (no early exit), as text: the mark's tag is never decoded.
-      let diff = 0;
-      for (let j = 0; j < V3_MAC_CHARS; j++) diff |= (view[at + j] as number) ^ (chars[j] as number);
-      verdicts[this.entries[k] as number] = diff === 0 ? STAGED.valid : STAGED.mismatch;
-    }
+    v4.compare(view, verdicts);
+    v3.compare(view, verdicts);
   }
 
   /** A v2 mark: one SHA-256 over the key block and the same input (event-mark.ts, `macV2`). */
@@ -280,18 +275,61 @@ export class StagedChecker {
       diff |= (view[to - V2_MAC_CHARS + j] as number) ^ mac.charCodeAt(j);
     return diff === 0 ? STAGED.valid : STAGED.mismatch;
   }
+}
 
-  private growEntries(): void {
-    const size = this.starts.length * 2;
-    const starts = new Uint32Array(size);
-    const entries = new Uint32Array(size);
-    const tagAt = new Uint32Array(size);
-    starts.set(this.starts);
-    entries.set(this.entries);
-    tagAt.set(this.tagAt);
-    this.starts = starts;
-    this.entries = entries;
-    this.tagAt = tagAt;
+/** One version's MAC inputs of a batch, laid out for `MarkMac.tags`, and where their tags are to be compared. */
+class Laid {
+  input = new Uint8Array(1 << 16);
+  private starts = new Uint32Array(257);
+  /** Per input: its entry, and where its mark's tag is in the view. */
+  private entries = new Uint32Array(256);
+  private tagAt = new Uint32Array(256);
+  private n = 0;
+  private used = 0;
+  private readonly chars = new Uint8Array(V3_MAC_CHARS);
+
+  constructor(private readonly mac: MarkMac) {}
+
+  reset(): void {
+    this.n = 0;
+    this.used = 0;
+  }
+
+  /** Makes room for an input of up to `bytes` for entry `entry`, its tag at `tagAt`; returns where to lay it. */
+  room(bytes: number, entry: number, tagAt: number): number {
+    const need = this.used + bytes;
+    if (need > this.input.length) this.input = grown(this.input, need, this.used);
+    if (this.n + 1 >= this.starts.length) {
+      this.starts = grown(this.starts, 2 * this.starts.length, this.starts.length);
+      this.entries = grown(this.entries, 2 * this.entries.length, this.entries.length);
+      this.tagAt = grown(this.tagAt, 2 * this.tagAt.length, this.tagAt.length);
+    }
+    this.starts[this.n] = this.used;
+    this.entries[this.n] = entry;
+    this.tagAt[this.n] = tagAt;
+    return this.used;
+  }
+
+  /** The input made room for last ends at `end`. */
+  laid(end: number): void {
+    this.used = end;
+    this.n++;
+  }
+
+  /** Each laid-out entry's verdict: its tag against its mark's. */
+  compare(view: Bytes, verdicts: Uint8Array): void {
+    const n = this.n;
+    if (n === 0) return;
+    this.starts[n] = this.used;
+    const tags = this.mac.tags(this.input, this.starts, n);
+    for (let k = 0; k < n; k++) {
+      const chars = tagChars(tags, TAG_BYTES * k, this.chars);
+      const at = this.tagAt[k] as number;
+      // Compared in constant time (no early exit), as text: the mark's tag is never decoded.
+      let diff = 0;
+      for (let j = 0; j < V3_MAC_CHARS; j++) diff |= (view[at + j] as number) ^ (chars[j] as number);
+      verdicts[this.entries[k] as number] = diff === 0 ? STAGED.valid : STAGED.mismatch;
+    }
   }
 }
 
@@ -315,9 +353,9 @@ function writeInput(
   return at + end - bodyAt;
 }
 
-/** `bytes` in a buffer of at least `need` bytes, its first `keep` bytes kept. */
-function grown(bytes: Uint8Array, need: number, keep: number): Uint8Array {
-  const more = new Uint8Array(Math.max(need, 2 * bytes.length));
-  more.set(bytes.subarray(0, keep));
+/** `array` in a new one of at least `need` elements, its first `keep` kept. */
+function grown<T extends Uint8Array | Uint32Array>(array: T, need: number, keep: number): T {
+  const more = new (array.constructor as new (n: number) => T)(Math.max(need, 2 * array.length));
+  more.set(array.subarray(0, keep));
   return more;
 }

@@ -1,9 +1,11 @@
-// The byte loops of checking a batch of v3 event marks (ARCHITECTURE.md, "Event marks"), compiled
-// to WebAssembly (mark-check.wasm, by scripts/build-wasm.sh); src/store/mark-ring.ts drives it and
-// makes the AES calls in between. It does what src/store/mark-bytes.ts's StagedChecker does for
-// the writer's layout (the mark its header block's last line) of v3 marks, byte for byte; every
-// other entry it leaves to that checker (verdict FALLBACK). test/event-mark.test.ts holds both to
-// checking each mark alone. No libc, no imports: plain loops over this module's own memory.
+// The byte loops of event marks (ARCHITECTURE.md, "Event marks"), compiled to WebAssembly
+// (mark-check.wasm, by scripts/build-wasm.sh). src/store/mark-ring.ts drives a batch's check and
+// makes the AES calls in between: for v4 and v3 marks in the writer's layout (the mark its header
+// block's last line) it does what src/store/mark-bytes.ts's StagedChecker does, byte for byte, and
+// leaves every other entry to that checker (verdict FALLBACK). src/store/mark-hash.ts uses `nh_laid`
+// alone, to hash a v4 MAC input laid out in `input`. test/event-mark.test.ts holds all of it to
+// checking each mark alone and to a reference written from the design. No libc, no imports: plain
+// loops over this module's own memory.
 
 #include <wasm_simd128.h>
 
@@ -20,11 +22,17 @@ enum { VALID = 0, MISSING = 1, MALFORMED = 2, OTHER_KEY = 3, MISMATCH = 4, FALLB
 #define MAX_BLOCKS (MAX_ENTRY / 16 + 2)
 #define INPUT_BYTES (512u << 10)
 #define V3_MAC 22
+/** A v4 hash chunk: 1 KiB of MAC input, 256 words of each pass's key. */
+#define NH_CHUNK 1024u
+#define NH_WORDS (NH_CHUNK / 4)
+#define NH_PASSES 4
+/** Blocks of a v4 MAC input for the largest entry: two per chunk. */
+#define MAX_BLOCKS4 (2 * ((MAX_ENTRY + 3 * 32) / NH_CHUNK + 1))
 #define ID_CHARS 8
 #define MAX_PREV_DIGITS 16
 
-/** Socket chunks and staged messages (src/store/mark-ring.ts copies them in). */
-static u8 ring[RING_BYTES];
+/** Socket chunks and staged messages (src/store/mark-ring.ts copies them in): grown by `init_ring`. */
+static u8 *ring;
 /** Per entry: subject's address and length, header block's address, header length, total length. */
 static u32 spans[5 * MAX_ENTRIES];
 static u8 verdicts[MAX_ENTRIES];
@@ -41,6 +49,10 @@ static u8 sums[16 * MAX_ENTRIES] __attribute__((aligned(16)));
 static u8 tags[16 * MAX_ENTRIES];
 /** Δ_1 … Δ_MAX_BLOCKS; Δ_0 = L is written by the caller, then `init_masks` makes the rest. */
 static u8 masks[16 * (MAX_BLOCKS + 1)] __attribute__((aligned(16)));
+/** Δ_1 … for v4 (its own L), made by `init_masks` as for v3. */
+static u8 masks4[16 * (MAX_BLOCKS4 + 1)] __attribute__((aligned(16)));
+/** A v4 hash's key: NH_PASSES passes of NH_WORDS words, written by the caller. */
+static u32 nh_key[NH_PASSES * NH_WORDS] __attribute__((aligned(16)));
 /** The key id the marks must name (8 lowercase hex characters). */
 static u8 key_id[ID_CHARS];
 /** Character classes (mark-bytes.ts CLASS): 1 hex, 2 base64url, 4 v2 last, 8 v3 last. */
@@ -51,9 +63,22 @@ static const char NAME[] = "Corral-Mark:";
 
 static u32 laid;
 static u32 used;
+/** The version of the marks the last `layout` laid out (3 or 4): one version a call. */
+static u32 version;
 
 #define EXPORT(name) __attribute__((export_name(#name)))
 
+/**
+ * Grows the memory by the ring and a page after it (only a ring's instance has one: mark-hash.ts's
+ * needs none). The page is never written: a hash reads up to 31 bytes past a message (`nh_piece`).
+ */
+EXPORT(init_ring) u8 *init_ring(void) {
+  if (!ring) {
+    int pages = __builtin_wasm_memory_grow(0, RING_BYTES / 65536 + 1);
+    if (pages >= 0) ring = (u8 *)((unsigned long)pages * 65536);
+  }
+  return ring;
+}
 EXPORT(ring_ptr) u8 *ring_ptr(void) { return ring; }
 EXPORT(ring_size) u32 ring_size(void) { return RING_BYTES; }
 EXPORT(spans_ptr) u32 *spans_ptr(void) { return spans; }
@@ -64,6 +89,9 @@ EXPORT(out_ptr) u8 *out_ptr(void) { return out; }
 EXPORT(sums_ptr) u8 *sums_ptr(void) { return sums; }
 EXPORT(tags_ptr) u8 *tags_ptr(void) { return tags; }
 EXPORT(masks_ptr) u8 *masks_ptr(void) { return masks; }
+EXPORT(masks4_ptr) u8 *masks4_ptr(void) { return masks4; }
+EXPORT(nh_key_ptr) u32 *nh_key_ptr(void) { return nh_key; }
+EXPORT(laid_version) u32 laid_version(void) { return version; }
 EXPORT(key_id_ptr) u8 *key_id_ptr(void) { return key_id; }
 EXPORT(max_entries) u32 max_entries(void) { return MAX_ENTRIES; }
 EXPORT(laid_count) u32 laid_count(void) { return laid; }
@@ -76,12 +104,11 @@ static void init_classes(void) {
   for (const char *c = "AQgw"; *c; c++) class_of[(u8)*c] |= 8;
 }
 
-/** Δ_{i+1} = 2·Δ_i in GF(2^128), big-endian, from Δ_0 = L in masks[0, 16); and the character classes. */
-EXPORT(init_masks) void init_masks(void) {
-  init_classes();
-  for (u32 i = 1; i <= MAX_BLOCKS; i++) {
-    const u8 *x = masks + 16 * (i - 1);
-    u8 *y = masks + 16 * i;
+/** Δ_{i+1} = 2·Δ_i in GF(2^128), big-endian, for i < n, from Δ_0 = L in m[0, 16). */
+static void doublings(u8 *m, u32 n) {
+  for (u32 i = 1; i <= n; i++) {
+    const u8 *x = m + 16 * (i - 1);
+    u8 *y = m + 16 * i;
     u32 carry = 0;
     for (int j = 15; j >= 0; j--) {
       y[j] = (u8)((x[j] << 1) | carry);
@@ -89,6 +116,108 @@ EXPORT(init_masks) void init_masks(void) {
     }
     if (carry) y[15] ^= 0x87;
   }
+}
+
+/** The masks of v3 and v4 from their Δ_0 (L, in masks[0, 16) and masks4[0, 16)); and the character classes. */
+EXPORT(init_masks) void init_masks(void) {
+  init_classes();
+  doublings(masks, MAX_BLOCKS);
+  doublings(masks4, MAX_BLOCKS4);
+}
+
+/**
+ * A v4 hash under way (mark-hash.ts says what it is): NH_PASSES sums of NH over the current chunk,
+ * how many of its words are in, and where its blocks go.
+ */
+typedef struct {
+  v128_t acc[NH_PASSES];
+  u32 words;
+  u8 *out;
+  /** Blocks written so far (each chunk's two are masked with their place's Δ when `masked`). */
+  u32 blocks;
+  int masked;
+} Nh;
+
+/** Inlined, as is all of a hash, so that its sums stay in registers rather than in memory. */
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE void nh_start(Nh *h, u8 *out, int masked) {
+  for (int q = 0; q < NH_PASSES; q++) h->acc[q] = wasm_i64x2_const(0, 0);
+  h->words = 0;
+  h->out = out;
+  h->blocks = 0;
+  h->masked = masked;
+}
+
+/** A chunk's two blocks: its four sums, 64-bit little-endian, (1, 2) then (3, 4). */
+INLINE void nh_emit(Nh *h) {
+  u64 s[NH_PASSES];
+  for (int q = 0; q < NH_PASSES; q++)
+    s[q] = wasm_i64x2_extract_lane(h->acc[q], 0) + wasm_i64x2_extract_lane(h->acc[q], 1);
+  for (int b = 0; b < 2; b++) {
+    v128_t block = wasm_i64x2_make((long long)s[2 * b], (long long)s[2 * b + 1]);
+    if (h->masked) block = wasm_v128_xor(block, wasm_v128_load(masks4 + 16 * (h->blocks + 1)));
+    wasm_v128_store(h->out, block);
+    h->out += 16;
+    h->blocks++;
+  }
+  for (int q = 0; q < NH_PASSES; q++) h->acc[q] = wasm_i64x2_const(0, 0);
+  h->words = 0;
+}
+
+/** Feeds one 32-byte block, as its two halves. */
+INLINE void nh_block(Nh *h, v128_t a, v128_t b) {
+  for (int q = 0; q < NH_PASSES; q++) {
+    const u32 *k = nh_key + NH_WORDS * q + h->words;
+    v128_t x = wasm_i32x4_add(a, wasm_v128_load(k));
+    v128_t y = wasm_i32x4_add(b, wasm_v128_load(k + 4));
+    h->acc[q] = wasm_i64x2_add(h->acc[q], wasm_u64x2_extmul_low_u32x4(x, y));
+    h->acc[q] = wasm_i64x2_add(h->acc[q], wasm_u64x2_extmul_high_u32x4(x, y));
+  }
+  h->words += 8;
+  if (h->words == NH_WORDS) nh_emit(h);
+}
+
+/** Feeds `n` bytes (a whole number of 32-byte blocks) of a chunk-aligned stream. */
+INLINE void nh_blocks(Nh *h, const u8 *p, u32 n) {
+  for (u32 i = 0; i < n; i += 32) nh_block(h, wasm_v128_load(p + i), wasm_v128_load(p + i + 16));
+}
+
+/** 32 bytes of 0xff, then 32 of zeros: `keep + 32 - r` masks all but the first r bytes of 32. */
+static const u8 keep[64] __attribute__((aligned(16))) = {
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255};
+
+/**
+ * Feeds `n` bytes, then zeros to a whole 32-byte block. The last block is read whole and its bytes
+ * past `n` masked off: whatever follows a piece in this memory is readable (the ring has room after
+ * it; see `init_ring`), and never copied.
+ */
+INLINE void nh_piece(Nh *h, const u8 *p, u32 n) {
+  u32 whole = n & ~31u;
+  nh_blocks(h, p, whole);
+  u32 r = n - whole;
+  if (r == 0) return;
+  const u8 *m = keep + 32 - r;
+  nh_block(h, wasm_v128_and(wasm_v128_load(p + whole), wasm_v128_load(m)),
+           wasm_v128_and(wasm_v128_load(p + whole + 16), wasm_v128_load(m + 16)));
+}
+
+/** Ends the stream: the last chunk's blocks, unless it is empty. Returns the blocks written. */
+INLINE u32 nh_end(Nh *h) {
+  if (h->words > 0) nh_emit(h);
+  return h->blocks;
+}
+
+/**
+ * The unmasked blocks of the v4 MAC input laid out in input[0, n) (n a multiple of 32, the input
+ * starting on a chunk), written to `out`; returns their count (mark-hash.ts).
+ */
+EXPORT(nh_laid) u32 nh_laid(u32 n) {
+  Nh h;
+  nh_start(&h, out, 0);
+  nh_blocks(&h, input, n);
+  return nh_end(&h);
 }
 
 /** The byte at an address of this module's memory (spans hold addresses, not offsets). */
@@ -111,7 +240,7 @@ static int is_digit(u8 c) { return c >= '0' && c <= '9'; }
 
 /**
  * mark-bytes.ts lastLineMark over a header block at `data` (begin 0) whose last line ends at `to`:
- * where a v3 mark's value starts, or -1 (a v2 mark's is left to the JavaScript checker).
+ * where a v3 or v4 mark's value starts, or -1 (a v2 mark's is left to the JavaScript checker).
  */
 static int last_line_mark(const u8 *data, int to) {
   const int begin = 0;
@@ -136,9 +265,9 @@ static int last_line_mark(const u8 *data, int to) {
   return a == b && c == d ? from : -1;
 }
 
-/** mark-bytes.ts parseMarkBytes for a v3 mark: its prev, or -1. */
-static double parse_v3(const u8 *data, int from, int to) {
-  if (data[from] != 'v' || data[from + 1] != '3' || data[from + 2] != '.') return -1;
+/** mark-bytes.ts parseMarkBytes for a v3 or v4 mark (the same shape): its prev, or -1. */
+static double parse_v34(const u8 *data, int from, int to) {
+  if (data[from] != 'v' || (data[from + 1] != '3' && data[from + 1] != '4') || data[from + 2] != '.') return -1;
   if (to - from < 3 + ID_CHARS + 3 + V3_MAC) return -1;
   int at = from + 3;
   for (int end = at + ID_CHARS; at < end; at++)
@@ -160,17 +289,65 @@ static u8 *put_be(u8 *p, u64 v, int bytes) {
   return p + bytes;
 }
 
+/** A v3 entry's MAC input, padded and masked, at `p`; returns its end. */
+static u8 *layout_v3(u8 *p, const u8 *subject, u32 subject_len, double prev, const u8 *body, u32 body_len) {
+  u8 *start = p;
+  p = put_be(p, subject_len, 2);
+  __builtin_memcpy(p, subject, subject_len);
+  p += subject_len;
+  p = put_be(p, (u64)prev, 8);
+  p = put_be(p, body_len, 4);
+  __builtin_memcpy(p, body, body_len);
+  p += body_len;
+  u32 end = (u32)(p - start);
+  u32 padded = (end + 16) & ~15u;
+  start[end] = 0x80;
+  for (u32 k = end + 1; k < padded; k++) start[k] = 0;
+  // Each block masked with its position's Δ (Δ_1 for the first).
+  v128_t *w = (v128_t *)start;
+  const v128_t *m = (const v128_t *)(masks + 16);
+  for (u32 k = 0, blocks = padded / 16; k < blocks; k++)
+    wasm_v128_store(w + k, wasm_v128_xor(wasm_v128_load(w + k), wasm_v128_load(m + k)));
+  return start + padded;
+}
+
 /**
- * Entries [from, count): writes the verdict of each that is not a v3 mark in the writer's layout
- * (FALLBACK for the JavaScript checker), and lays out each v3 one's MAC input, padded and masked,
- * in `input`. Stops before an entry whose input would take it past `cap` bytes (but lays out at
- * least one); returns the index to go on from.
- * `laid_count()` and `input_used()` say what was laid out.
+ * A v4 entry's MAC input (its hash's blocks, masked) at `p`, hashed where its subject and body
+ * lie: the first block (u16 |subject|, u64 prev, u32 |body|, zeros), then subject and body, each
+ * padded with zeros to 32 bytes. Returns its end.
+ */
+static u8 *layout_v4(u8 *p, const u8 *subject, u32 subject_len, double prev, const u8 *body, u32 body_len) {
+  u8 first[32] __attribute__((aligned(16)));
+  wasm_v128_store(first, wasm_i64x2_const(0, 0));
+  wasm_v128_store(first + 16, wasm_i64x2_const(0, 0));
+  put_be(put_be(put_be(first, subject_len, 2), (u64)prev, 8), body_len, 4);
+  Nh h;
+  nh_start(&h, p, 1);
+  nh_blocks(&h, first, 32);
+  nh_piece(&h, subject, subject_len);
+  nh_piece(&h, body, body_len);
+  return p + 16 * nh_end(&h);
+}
+
+/** MAC input bytes an entry lays out, at most. */
+static u32 need_of(u32 v, u32 subject_len, u32 body_len) {
+  if (v == 3) return 2 + subject_len + 12 + body_len + 16;
+  u32 stream = 32 + ((subject_len + 31) & ~31u) + ((body_len + 31) & ~31u);
+  return 32 * ((stream + NH_CHUNK - 1) / NH_CHUNK);
+}
+
+/**
+ * Entries [from, count): writes the verdict of each that is not a v3 or v4 mark in the writer's
+ * layout (FALLBACK for the JavaScript checker), and lays out each one's MAC input in `input`, all
+ * of one version (`laid_version()`: the first one's). Stops before an entry of the other version,
+ * or whose input would take it past `cap` bytes (but lays out at least one); returns the index to
+ * go on from. `laid_count()` and `input_used()` say what was laid out.
  */
 EXPORT(layout) u32 layout(u32 from, u32 count, u32 cap) {
   if (cap > INPUT_BYTES) cap = INPUT_BYTES;
   laid = 0;
   used = 0;
+  version = 0;
   u32 i = from;
   for (; i < count; i++) {
     const u32 *s = spans + 5 * i;
@@ -182,7 +359,7 @@ EXPORT(layout) u32 layout(u32 from, u32 count, u32 cap) {
     const u8 *block = addr(data);
     int to = (int)hdr - 4;
     int value = last_line_mark(block, to);
-    double prev = value < 0 ? -1 : parse_v3(block, value, to);
+    double prev = value < 0 ? -1 : parse_v34(block, value, to);
     if (prev < 0) {
       verdicts[i] = FALLBACK;
       continue;
@@ -198,31 +375,20 @@ EXPORT(layout) u32 layout(u32 from, u32 count, u32 cap) {
       verdicts[i] = OTHER_KEY;
       continue;
     }
+    u32 v = block[value + 1] - '0';
+    if (version == 0) version = v;
+    if (v != version) break;
     u32 body_len = size - hdr;
-    u32 need = 2 + subject_len + 12 + body_len + 16;
+    u32 need = need_of(v, subject_len, body_len);
     if (used + need > cap && laid > 0) break; // need <= INPUT_BYTES: entries are at most MAX_ENTRY
     prevs[i] = prev;
     starts[laid] = used;
     entries[laid] = i;
     tag_at[laid] = data + (u32)(to - V3_MAC);
     u8 *p = input + used;
-    p = put_be(p, subject_len, 2);
-    __builtin_memcpy(p, subject_bytes, subject_len);
-    p += subject_len;
-    p = put_be(p, (u64)prev, 8);
-    p = put_be(p, body_len, 4);
-    __builtin_memcpy(p, block + hdr, body_len);
-    p += body_len;
-    u32 end = (u32)(p - input);
-    u32 padded = (end + 16) & ~15u;
-    input[end] = 0x80;
-    for (u32 k = end + 1; k < padded; k++) input[k] = 0;
-    // Each block masked with its position's Δ (Δ_1 for the first).
-    v128_t *w = (v128_t *)(input + used);
-    const v128_t *m = (const v128_t *)(masks + 16);
-    for (u32 k = 0, blocks = (padded - used) / 16; k < blocks; k++)
-      wasm_v128_store(w + k, wasm_v128_xor(wasm_v128_load(w + k), wasm_v128_load(m + k)));
-    used = padded;
+    u8 *end = v == 3 ? layout_v3(p, subject_bytes, subject_len, prev, block + hdr, body_len)
+                     : layout_v4(p, subject_bytes, subject_len, prev, block + hdr, body_len);
+    used = (u32)(end - input);
     verdicts[i] = MISMATCH; // until its tag says otherwise
     laid++;
   }

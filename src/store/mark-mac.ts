@@ -1,5 +1,6 @@
-// The MAC of a v3 event mark (ARCHITECTURE.md, "Event marks"): PMAC-style over AES-128, so a
-// whole batch of marks costs two native calls, not one per mark.
+// The MAC of v3 and v4 event marks (ARCHITECTURE.md, "Event marks"): PMAC-style over AES-128, so
+// a whole batch of marks costs two native calls, not one per mark. A v3 mark's MAC input is the
+// event's bytes; a v4 mark's is their hash (src/store/mark-hash.ts), two blocks per KiB.
 import { type Cipher, createCipheriv, createHmac } from "node:crypto";
 
 /** A tag: one AES block. */
@@ -11,9 +12,15 @@ const BLOCK = 16;
  */
 const CHUNK = 1 << 16;
 
-/** 16 bytes of HMAC-SHA256 of a label under the key: the three secrets a MarkMac uses, independent. */
-function derive(key: Uint8Array, label: string): Uint8Array {
-  return createHmac("sha256", key).update(`corral mark v3 ${label}`).digest().subarray(0, BLOCK);
+/** The mark versions a MarkMac is for: each derives secrets of its own. */
+export type MacVersion = 3 | 4;
+
+/**
+ * 16 bytes of HMAC-SHA256 of a label under the key: the secrets a version's MAC uses (and a v4
+ * hash's key: mark-hash.ts), independent of each other and of the other version's.
+ */
+export function derive(key: Uint8Array, version: MacVersion, label: string): Uint8Array {
+  return createHmac("sha256", key).update(`corral mark v${version} ${label}`).digest().subarray(0, BLOCK);
 }
 
 function ecb(key: Uint8Array): Cipher {
@@ -54,10 +61,13 @@ export class MarkMac {
   /** Where a cipher output not on a word boundary is copied (never so far). */
   private aligned = new Uint8Array(0);
 
-  constructor(key: Uint8Array) {
-    this.blocks = ecb(derive(key, "blocks"));
-    this.final = ecb(derive(key, "final"));
-    this.offset = derive(key, "offset");
+  constructor(
+    key: Uint8Array,
+    readonly version: MacVersion,
+  ) {
+    this.blocks = ecb(derive(key, version, "blocks"));
+    this.final = ecb(derive(key, version, "final"));
+    this.offset = derive(key, version, "offset");
   }
 
   /**

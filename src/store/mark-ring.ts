@@ -1,46 +1,20 @@
-import { readFileSync } from "node:fs";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { setFrameTap } from "../nats/msg-frames.ts";
 import type { EventKey } from "./event-mark.ts";
 import { checkStaged, MarkBatch } from "./mark-batch.ts";
+import { hashKey } from "./mark-hash.ts";
 import { MarkMac, TAG_BYTES } from "./mark-mac.ts";
+import { type MarkModule, markModule } from "./mark-module.ts";
 
 /**
  * Where a read's marks are checked in bulk (ARCHITECTURE.md, "Event marks"): mark-check.wasm
  * (from mark-check.c) over a ring of this connection's socket bytes. The connection's frame reader
  * (src/nats/msg-frames.ts) copies every chunk it reads into the ring, one copy per chunk, and tells
  * each message where its subject and bytes landed; a message that came another way is copied in
- * when it is staged. A batch's check is then three calls into the module (find and parse each mark,
- * lay out its MAC input; sum; compare) around two AES calls over the whole batch (mark-mac.ts).
+ * when it is staged. A batch's check is then three calls into the module around two AES calls over
+ * the whole batch (mark-mac.ts): find and parse each mark and lay out its MAC input (a v4 mark's:
+ * its hash, made where the bytes lie; a v3 mark's: the bytes, copied); sum; compare.
  */
-
-/** The WebAssembly API as used here (the compiler's libraries here do not declare it). */
-declare const WebAssembly: {
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object) => { exports: unknown };
-};
-
-interface Exports {
-  memory: { buffer: ArrayBuffer };
-  ring_ptr(): number;
-  ring_size(): number;
-  spans_ptr(): number;
-  verdicts_ptr(): number;
-  prevs_ptr(): number;
-  input_ptr(): number;
-  out_ptr(): number;
-  sums_ptr(): number;
-  tags_ptr(): number;
-  masks_ptr(): number;
-  key_id_ptr(): number;
-  max_entries(): number;
-  laid_count(): number;
-  input_used(): number;
-  init_masks(): void;
-  layout(from: number, count: number, cap: number): number;
-  sum(): void;
-  compare(): void;
-}
 
 /** mark-check.c's verdicts are mark-bytes.ts STAGED's, and this one: left to the JavaScript checker. */
 const FALLBACK = 5;
@@ -63,16 +37,10 @@ export interface RingBatch {
   checkNow(): void;
 }
 
-let compiled: object | undefined;
-const moduleOf = () => {
-  compiled ??= new WebAssembly.Module(readFileSync(new URL("./mark-check.wasm", import.meta.url)));
-  return compiled;
-};
-
 /** One per connection: the ring its frame reader fills and the module that checks what is in it. */
 export class MarkRing {
   private static readonly byConnection = new WeakMap<NatsConnection, MarkRing>();
-  private readonly x: Exports;
+  private readonly x: MarkModule;
   /** The module's memory (it never grows, so this view stays valid). */
   private readonly mem: Uint8Array;
   private readonly ringPtr: number;
@@ -90,16 +58,19 @@ export class MarkRing {
   private lastTap = 0;
   private readonly open = new Set<RingBatch>();
   private key: EventKey | undefined;
-  private mac: MarkMac | undefined;
+  /** The MACs of v3 and v4 marks under `key`. */
+  private macs: { 3: MarkMac; 4: MarkMac } | undefined;
   /** Entries the module checked (tests: proof the work was done there). */
   checkedInModule = 0;
   /** Times a batch was checked early, before the ring wrote over it. */
   earlyChecks = 0;
 
   private constructor(nc: NatsConnection | undefined) {
-    this.x = new WebAssembly.Instance(moduleOf()).exports as unknown as Exports;
+    this.x = markModule();
+    // Grown before the view is made: growing detaches a view of the old memory.
+    this.ringPtr = this.x.init_ring();
+    if (this.ringPtr === 0) throw new Error("the marks' ring could not be allocated");
     this.mem = new Uint8Array(this.x.memory.buffer);
-    this.ringPtr = this.x.ring_ptr();
     this.size = this.x.ring_size();
     this.maxEntries = this.x.max_entries();
     this.tapping = nc ? setFrameTap(nc, (chunk) => this.tap(chunk)) : false;
@@ -208,7 +179,7 @@ export class MarkRing {
   check(key: EventKey, spans: Uint32Array, count: number): { verdicts: Uint8Array; prevs: Float64Array } {
     if (count > this.maxEntries) throw new RangeError(`at most ${this.maxEntries} entries a check`);
     const x = this.x;
-    const mac = this.useKey(key);
+    const macs = this.useKey(key);
     const mem = this.mem;
     mem.set(new Uint8Array(spans.buffer, spans.byteOffset, SPAN * 4 * count), x.spans_ptr());
     const input = x.input_ptr();
@@ -218,6 +189,7 @@ export class MarkRing {
       from = x.layout(from, count, CHUNK);
       const laid = x.laid_count();
       if (laid === 0) continue; // the rest left to the JavaScript checker
+      const mac = x.laid_version() === 4 ? macs[4] : macs[3];
       mem.set(mac.blocks.update(mem.subarray(input, input + x.input_used())), out);
       x.sum();
       mem.set(mac.final.update(mem.subarray(sums, sums + TAG_BYTES * laid)), x.tags_ptr());
@@ -252,15 +224,20 @@ export class MarkRing {
     }
   }
 
-  /** The module set up for `key`'s marks: its id, and the masks from its secret offset (never logged). */
-  private useKey(key: EventKey): MarkMac {
-    if (this.key === key && this.mac) return this.mac;
-    const mac = new MarkMac(key.keyBlock().subarray(0, 32));
-    this.mem.set(mac.offset, this.x.masks_ptr());
-    this.x.init_masks();
-    for (let i = 0; i < 8; i++) this.mem[this.x.key_id_ptr() + i] = key.id.charCodeAt(i);
+  /** The module set up for `key`'s marks: its id, the masks from each version's secret offset, the v4 hash's key (never logged). */
+  private useKey(key: EventKey): { 3: MarkMac; 4: MarkMac } {
+    if (this.key === key && this.macs) return this.macs;
+    const secret = key.keyBlock().subarray(0, 32);
+    const macs = { 3: new MarkMac(secret, 3), 4: new MarkMac(secret, 4) };
+    const x = this.x;
+    this.mem.set(macs[3].offset, x.masks_ptr());
+    this.mem.set(macs[4].offset, x.masks4_ptr());
+    x.init_masks();
+    const words = hashKey(secret);
+    new Uint32Array(this.mem.buffer, x.nh_key_ptr(), words.length).set(words);
+    for (let i = 0; i < 8; i++) this.mem[x.key_id_ptr() + i] = key.id.charCodeAt(i);
     this.key = key;
-    this.mac = mac;
-    return mac;
+    this.macs = macs;
+    return macs;
   }
 }

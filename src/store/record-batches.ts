@@ -1,12 +1,6 @@
 import type { Msg } from "@nats-io/nats-core";
 import type { AnyEventView } from "../events/reads.ts";
-import {
-  rawDataOf,
-  rawHeaderLength,
-  subjectBytesOf,
-  tappedDataAt,
-  tappedSubjectAt,
-} from "../nats/raw-msg.ts";
+import { rawDataOf, rawHeaderLength, subjectBytesOf, tappedFrame } from "../nats/raw-msg.ts";
 import { describeMark, type EventKey } from "./event-mark.ts";
 import type { Verifier } from "./integrity.ts";
 import { VERDICTS } from "./mark-batch.ts";
@@ -71,32 +65,37 @@ export class RecordBatches<E extends AnyEventView> implements RingBatch {
   /** Stages a message where its bytes are in the ring (copied in if the frame reader did not); false if it cannot. */
   private stage(ring: MarkRing, msg: Msg): boolean {
     const count = this.staged.length;
-    const raw = rawDataOf(msg);
-    const hdr = rawHeaderLength(msg);
-    if (!raw || hdr < 0) return false;
     if (count - this.checked >= ring.maxEntries) this.checkNow();
-    const subject = subjectBytesOf(msg);
-    let subjectAt = tappedSubjectAt(msg);
-    let dataAt = tappedDataAt(msg);
-    let first = ring.lastChunk;
-    if (subjectAt < 0 || dataAt < 0) {
-      subjectAt = ring.put(subject, raw);
-      if (subjectAt < 0) return false;
-      dataAt = subjectAt + subject.length;
+    const k = SPAN * count;
+    if (k + SPAN > this.spans.length) this.spans = grown(this.spans, 2 * this.spans.length);
+    const spans = this.spans;
+    let first: number;
+    const frame = tappedFrame(msg);
+    if (frame && frame.hdr >= 0) {
+      spans[k] = ring.address(frame.subjectAt);
+      spans[k + 1] = frame.subject.length;
+      spans[k + 2] = ring.address(frame.dataAt);
+      spans[k + 3] = frame.hdr;
+      spans[k + 4] = frame.size;
+      first = ring.lastChunk;
+    } else {
+      const raw = rawDataOf(msg);
+      const hdr = rawHeaderLength(msg);
+      if (!raw || hdr < 0) return false;
+      const subject = subjectBytesOf(msg);
+      const at = ring.put(subject, raw);
+      if (at < 0) return false;
+      spans[k] = ring.address(at);
+      spans[k + 1] = subject.length;
+      spans[k + 2] = ring.address(at + subject.length);
+      spans[k + 3] = hdr;
+      spans[k + 4] = raw.length;
       first = ring.lastWrite;
     }
     if (this.first < 0 || first < this.first) {
       this.first = first;
       ring.watch(this);
     }
-    const k = SPAN * count;
-    if (k + SPAN > this.spans.length) this.spans = grown(this.spans, 2 * this.spans.length);
-    const spans = this.spans;
-    spans[k] = ring.address(subjectAt);
-    spans[k + 1] = subject.length;
-    spans[k + 2] = ring.address(dataAt);
-    spans[k + 3] = hdr;
-    spans[k + 4] = raw.length;
     return true;
   }
 
