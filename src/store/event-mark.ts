@@ -18,9 +18,9 @@ import { type MacVersion, MarkMac, TAG_BYTES } from "./mark-mac.ts";
  * The mark a corral writer puts on every event it appends (ARCHITECTURE.md, "Event marks"):
  * `Corral-Mark: v4.<key id>.<prev>.<tag base64url>`, the tag a MAC (src/store/mark-mac.ts) over
  * the hash (src/store/mark-hash.ts) of the subject, `prev` and the exact msgpack body, encoded
- * one-to-one. `prev` is the
- * stream sequence of the subject's message before this one, as the writer appended it (its expected
- * last sequence): a copy of the event stored anywhere later claims a position it is not at. A
+ * one-to-one. `prev` is the stream sequence of the subject's message before this one, as the
+ * writer appended it (its expected last sequence): a copy of the event stored anywhere later
+ * claims a position it is not at. A
  * reader holding the key knows the event came from a corral writer, for this aggregate, after
  * `prev`; one without the key can only tell a marked event from an unmarked one. v3 marks (the
  * same MAC over the bytes themselves, written until v4) and v2 marks (one SHA-256 call) are still

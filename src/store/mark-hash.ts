@@ -44,6 +44,9 @@ export function hashedLength(subjectLength: number, bodyLength: number): number 
 class Hasher {
   private readonly x: MarkModule = markModule();
   private readonly mem = new Uint8Array(this.x.memory.buffer);
+  /** The module's input, and where its output starts (the memory never grows: no ring here). */
+  private readonly input = this.mem.subarray(this.x.input_ptr(), this.x.input_ptr() + INPUT_BYTES);
+  private readonly out = this.x.out_ptr();
   private keyed: Uint32Array | undefined;
 
   /**
@@ -61,42 +64,39 @@ class Hasher {
   ): number {
     if (!Number.isSafeInteger(prev) || prev < 0 || subject.length > 0xffff) return -1;
     const x = this.x;
-    const mem = this.mem;
     if (this.keyed !== key) {
-      new Uint32Array(mem.buffer, x.nh_key_ptr(), key.length).set(key);
+      new Uint32Array(this.mem.buffer, x.nh_key_ptr(), key.length).set(key);
       this.keyed = key;
     }
     const n = FIRST + pad32(subject.length) + pad32(body.length);
-    const inModule = n <= INPUT_BYTES;
-    const stream = inModule ? mem.subarray(x.input_ptr(), x.input_ptr() + n) : new Uint8Array(n);
-    stream.fill(0, 0, FIRST);
-    stream[0] = subject.length >>> 8;
-    stream[1] = subject.length & 0xff;
-    writeMiddle(stream, 2, prev, body.length);
-    let p = FIRST;
+    // Laid out in the module's input, or (larger than it) here first, then copied in a part at a time.
+    const s = n <= INPUT_BYTES ? this.input : new Uint8Array(n);
+    // Plain stores, not fill/set calls: each native call costs more than these few bytes.
+    s[0] = subject.length >>> 8;
+    s[1] = subject.length & 0xff;
+    let p = writeMiddle(s, 2, prev, body.length);
+    while (p < FIRST) s[p++] = 0;
     if (typeof subject === "string") {
       let wide = 0;
       for (let i = 0; i < subject.length; i++) {
         const c = subject.charCodeAt(i);
         wide |= c;
-        stream[p++] = c;
+        s[p++] = c;
       }
       if (wide > 0x7f) return -1;
     } else {
-      stream.set(subject, p);
-      p += subject.length;
+      for (let i = 0; i < subject.length; i++) s[p++] = subject[i] as number;
     }
-    stream.fill(0, p, FIRST + pad32(subject.length));
-    p = FIRST + pad32(subject.length);
-    stream.set(body, p);
-    stream.fill(0, p + body.length, n);
-    const out = x.out_ptr();
-    // A stream larger than the module's input goes in whole chunks, each hashed on its own.
+    for (const end = FIRST + pad32(subject.length); p < end; ) s[p++] = 0;
+    s.set(body, p);
+    p += body.length;
+    while (p < n) s[p++] = 0;
+    const mem = this.mem;
     for (let from = 0; from < n; from += INPUT_BYTES) {
       const length = Math.min(INPUT_BYTES, n - from);
-      if (!inModule) mem.set(stream.subarray(from, from + length), x.input_ptr());
+      if (s !== this.input) this.input.set(s.subarray(from, from + length));
       const bytes = 16 * x.nh_laid(length);
-      dst.set(mem.subarray(out, out + bytes), at);
+      for (let i = 0; i < bytes; i++) dst[at + i] = mem[this.out + i] as number;
       at += bytes;
     }
     return at;
