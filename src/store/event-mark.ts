@@ -9,9 +9,10 @@ import {
   tagChars,
   V2_MAC_CHARS,
   V3_MAC_CHARS,
+  writeAscii,
   writeMiddle,
 } from "./mark-bytes.ts";
-import { hashBlocks, hashedLength, hashKey } from "./mark-hash.ts";
+import { hashedLength, hasher, hashKey } from "./mark-hash.ts";
 import { type MacVersion, MarkMac, TAG_BYTES } from "./mark-mac.ts";
 
 /**
@@ -118,7 +119,7 @@ export class EventKey {
       }
       const end =
         version === 4
-          ? hashBlocks(this.hashKey, subject, prev, body, this.input, used)
+          ? hasher().blocks(this.hashKey, subject, prev, body, this.input, used)
           : writeMarkInput(this.input, used, subject, prev, body);
       laid.push(end < 0 ? -1 : n);
       if (end < 0) continue;
@@ -237,13 +238,8 @@ function writeMarkInput(s: Uint8Array, at: number, subject: string, prev: number
   if (!Number.isSafeInteger(prev) || prev < 0 || subject.length > 0xffff) return -1;
   s[at++] = subject.length >>> 8;
   s[at++] = subject.length & 0xff;
-  let wide = 0;
-  for (let i = 0; i < subject.length; i++) {
-    const c = subject.charCodeAt(i);
-    wide |= c;
-    s[at++] = c;
-  }
-  if (wide > 0x7f) return -1;
+  at = writeAscii(s, at, subject);
+  if (at < 0) return -1;
   at = writeMiddle(s, at, prev, body.length);
   s.set(body, at);
   return at + body.length;

@@ -2,7 +2,7 @@
 // message's raw header block, parsing it, and laying out the input its MAC is taken over. Shared by
 // src/store/event-mark.ts and the checks of what a read's ring leaves (src/store/mark-batch.ts).
 import { hash } from "node:crypto";
-import { hashBlocks, hashedLength, hashKey } from "./mark-hash.ts";
+import { hashedLength, hasher, hashKey } from "./mark-hash.ts";
 import { MarkMac, TAG_BYTES } from "./mark-mac.ts";
 
 /** Bytes a mark is read from (indexing past the end reads undefined, as the checks expect). */
@@ -29,7 +29,7 @@ const PREFIX_CHARS = 3;
 const MAX_PREV_DIGITS = 16;
 /**
  * Character code → 1 for a lowercase hex digit, 2 for base64url, 4 for a v2 MAC's last character
- * (its low 2 bits 0), 8 for a v3 tag's last character (its low 4 bits 0).
+ * (its low 2 bits 0), 8 for a v3 or v4 tag's last character (its low 4 bits 0).
  */
 const CLASS = new Uint8Array(128);
 const BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -79,9 +79,9 @@ export function markValueStart(data: Bytes, begin: number, end: number): number 
 /**
  * Where the mark's value starts when the header block's last line, ending at `to` (before the
  * block's closing "\r\n\r\n"), is `Corral-Mark: <value>` as a corral writer lays it out; -1 when it
- * is not. Found from the end by the value's shape: the MAC's length (a v3 tag's, else a v2 MAC's:
- * neither holds a "."), then back over the prev's digits to the fixed-length `v3.<key id>.` — no
- * scan of the whole block.
+ * is not. Found from the end by the value's shape: the MAC's length (a v3 or v4 tag's, else a v2
+ * MAC's: neither holds a "."), then back over the prev's digits to the fixed-length
+ * `vN.<key id>.` — no scan of the whole block.
  */
 export function lastLineMark(data: Bytes, begin: number, to: number): number {
   if (data[to] !== 13 || data[to + 1] !== 10) return -1;
@@ -152,6 +152,17 @@ export function tagChars(tags: Bytes, at: number, out: Uint8Array): Uint8Array {
   out[o] = B64[(last & 3) << 4] as number;
   return out;
 }
+/** Writes an ASCII string's character codes at `at`; returns the end, or -1 when it is not ASCII. */
+export function writeAscii(s: Uint8Array, at: number, text: string): number {
+  let wide = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    wide |= c;
+    s[at++] = c;
+  }
+  return wide > 0x7f ? -1 : at;
+}
+
 /** Writes `u64 prev ‖ u32 length` (big-endian) at `at`; returns the end. */
 export function writeMiddle(s: Uint8Array, at: number, prev: number, length: number): number {
   const hi = Math.floor(prev / 0x1_0000_0000);
@@ -243,7 +254,7 @@ export class StagedChecker {
       if (version === V4) {
         const at = v4.room(hashedLength(subjectLength, bodyLength), i, to - V3_MAC_CHARS);
         const subject = view.subarray(start, hdrAt);
-        const laid = hashBlocks(this.hashKey, subject, prev, view.subarray(bodyAt, end), v4.input, at);
+        const laid = hasher().blocks(this.hashKey, subject, prev, view.subarray(bodyAt, end), v4.input, at);
         if (laid < 0)
           verdicts[i] = STAGED.mismatch; // a prev no writer marks
         else v4.laid(laid);

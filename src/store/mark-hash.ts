@@ -1,5 +1,5 @@
 import { createCipheriv } from "node:crypto";
-import { writeMiddle } from "./mark-bytes.ts";
+import { writeAscii, writeMiddle } from "./mark-bytes.ts";
 import { derive } from "./mark-mac.ts";
 import { INPUT_BYTES, type MarkModule, markModule } from "./mark-module.ts";
 
@@ -41,7 +41,7 @@ export function hashedLength(subjectLength: number, bodyLength: number): number 
 }
 
 /** One per process: an instance of the module with no ring, keyed for one key at a time. */
-class Hasher {
+export class Hasher {
   private readonly x: MarkModule = markModule();
   private readonly mem = new Uint8Array(this.x.memory.buffer);
   /** The module's input, and where its output starts (the memory never grows: no ring here). */
@@ -77,13 +77,8 @@ class Hasher {
     let p = writeMiddle(s, 2, prev, body.length);
     while (p < FIRST) s[p++] = 0;
     if (typeof subject === "string") {
-      let wide = 0;
-      for (let i = 0; i < subject.length; i++) {
-        const c = subject.charCodeAt(i);
-        wide |= c;
-        s[p++] = c;
-      }
-      if (wide > 0x7f) return -1;
+      p = writeAscii(s, p, subject);
+      if (p < 0) return -1;
     } else {
       for (let i = 0; i < subject.length; i++) s[p++] = subject[i] as number;
     }
@@ -103,17 +98,10 @@ class Hasher {
   }
 }
 
-let hasher: Hasher | undefined;
+let shared: Hasher | undefined;
 
-/** `Hasher.blocks` of the process's hasher. */
-export function hashBlocks(
-  key: Uint32Array,
-  subject: string | Uint8Array,
-  prev: number,
-  body: Uint8Array,
-  dst: Uint8Array,
-  at: number,
-): number {
-  hasher ??= new Hasher();
-  return hasher.blocks(key, subject, prev, body, dst, at);
+/** The process's hasher (made on first use). */
+export function hasher(): Hasher {
+  shared ??= new Hasher();
+  return shared;
 }
