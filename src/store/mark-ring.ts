@@ -41,7 +41,7 @@ export interface RingBatch {
 export class MarkRing {
   private static readonly byConnection = new WeakMap<NatsConnection, MarkRing>();
   private readonly x: MarkModule;
-  /** The module's memory (it never grows, so this view stays valid). */
+  /** The module's memory (grown once, by `init_ring`, before this view is made: it stays valid). */
   private readonly mem: Uint8Array;
   private readonly ringPtr: number;
   readonly size: number;
