@@ -60,7 +60,7 @@ const RUNS = 5;
  * the first. Read in one process, the two interleaved made the worldview's code serve both kinds of
  * record, which slowed the unmarked reads and understated the cost by ~3 points.
  */
-const MARK_ROUNDS = 6;
+const MARK_ROUNDS = 10;
 const READER_RUNS = 4;
 
 export interface Msg {

@@ -191,9 +191,21 @@ describe("process runtime", () => {
         trackProcess(c, `agent process ${id}`, { signal: "SIGKILL", group: true });
         return c.pid as number;
       };
+      /** Past exec: a pid is alive from the fork, but its group and environment are the agent's only after. */
+      const execd = (pid: number, id: string) => {
+        try {
+          return readFileSync(`/proc/${pid}/environ`, "utf8").includes(`CORRAL_RUNTIME_ID=${id}\0`);
+        } catch {
+          return false;
+        }
+      };
       const stray = spawnLike(inst.id);
       const orphan = spawnLike("p-no-such-record");
-      await waitUntil(() => isAlive(stray) && isAlive(orphan), WAIT_MS, "both processes");
+      await waitUntil(
+        () => execd(stray, inst.id) && execd(orphan, "p-no-such-record"),
+        WAIT_MS,
+        "both processes running the agent's command",
+      );
       assert.equal(rt.state.read(inst.id)?.state, "created");
       const next = new ProcessRuntime({ instance, stateDir: stateDirOf(instance), pollMs: 200 });
       await next.ready();
