@@ -138,7 +138,7 @@ export function namesKey(data: Bytes, from: number, id: string): boolean {
 }
 
 /** A tag (`tags[at, at + 16)`) in unpadded base64url, as character codes written to `out[0, 22)`. */
-export function tagChars(tags: Bytes, at: number, out: Uint8Array): Uint8Array {
+function tagChars(tags: Bytes, at: number, out: Uint8Array): Uint8Array {
   let o = 0;
   for (let i = at; i < at + 15; i += 3) {
     const n = ((tags[i] as number) << 16) | ((tags[i + 1] as number) << 8) | (tags[i + 2] as number);

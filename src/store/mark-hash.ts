@@ -18,7 +18,7 @@ import { INPUT_BYTES, type MarkModule, markModule } from "./mark-module.ts";
  */
 
 /** Bytes per chunk, passes, and key words per pass. */
-export const NH_CHUNK = 1024;
+const NH_CHUNK = 1024;
 const PASSES = 4;
 const WORDS = NH_CHUNK / 4;
 /** The stream's first block. */
