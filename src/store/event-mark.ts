@@ -11,7 +11,7 @@ import {
   writeAscii,
   writeMiddle,
 } from "./mark-bytes.ts";
-import { hashedLength, hasher, hashKey } from "./mark-hash.ts";
+import { hasher, hashKey, type V4Key } from "./mark-hash.ts";
 import { type MacVersion, MarkMac, TAG_BYTES } from "./mark-mac.ts";
 
 /**
@@ -58,10 +58,9 @@ export class EventKey {
   /** A v2 MAC's input: the first block holds the key; the rest is rewritten per MAC. */
   private v2: Uint8Array;
   private readonly mac3: MarkMac;
-  private readonly mac4: MarkMac;
-  /** The v4 hash's key (mark-hash.ts). */
-  private readonly hashKey: Uint32Array;
-  /** v4 (or v3) MAC inputs, laid out for `MarkMac.tags`. */
+  /** What v4 tags are made with (mark-hash.ts). */
+  private readonly v4: V4Key;
+  /** v3 MAC inputs, laid out for `MarkMac.tags`. */
   private input = new Uint8Array(8192);
   private starts = new Uint32Array(65);
 
@@ -71,8 +70,7 @@ export class EventKey {
     this.v2 = new Uint8Array(KEY_BLOCK + 4096);
     this.v2.set(key, 0);
     this.mac3 = new MarkMac(key, 3);
-    this.mac4 = new MarkMac(key, 4);
-    this.hashKey = hashKey(key);
+    this.v4 = { id: this.id, hash: hashKey(key), mac: new MarkMac(key, 4) };
   }
 
   static generate(): EventKey {
@@ -98,13 +96,21 @@ export class EventKey {
 
   /** `tag` (or `macV3`) of each input, made together. */
   private tags(version: MacVersion, inputs: readonly MarkInput[]): (string | undefined)[] {
+    const ok = new Uint8Array(inputs.length);
+    const tags = version === 4 ? hasher().tags(this.v4, inputs, ok) : this.tagsV3(inputs, ok);
+    const text = tagsText(tags, inputs.length);
+    return inputs.map((_, k) =>
+      ok[k] ? text.slice(TAG_STRIDE_CHARS * k, TAG_STRIDE_CHARS * k + V3_MAC_CHARS) : undefined,
+    );
+  }
+
+  /** v3 tags as `Hasher.tags` makes v4 ones: TAG_BYTES each, `ok[k]` 0 for nothing to MAC. */
+  private tagsV3(inputs: readonly MarkInput[], ok: Uint8Array): Uint8Array {
     let used = 0;
     let n = 0;
-    const laid: number[] = [];
+    const slots: number[] = [];
     for (const { subject, prev, body } of inputs) {
-      const need =
-        used +
-        (version === 4 ? hashedLength(subject.length, body.length) : markInputLength(subject, body) + 16);
+      const need = used + markInputLength(subject, body) + 16;
       if (need > this.input.length) {
         const grown = new Uint8Array(Math.max(need, 2 * this.input.length));
         grown.set(this.input.subarray(0, used));
@@ -115,21 +121,20 @@ export class EventKey {
         grown.set(this.starts);
         this.starts = grown;
       }
-      const end =
-        version === 4
-          ? hasher().blocks(this.hashKey, subject, prev, body, this.input, used)
-          : writeMarkInput(this.input, used, subject, prev, body);
-      laid.push(end < 0 ? -1 : n);
+      const end = writeMarkInput(this.input, used, subject, prev, body);
+      slots.push(end < 0 ? -1 : n);
       if (end < 0) continue;
       this.starts[n++] = used;
-      used = version === 4 ? end : MarkMac.pad(this.input, end);
+      used = MarkMac.pad(this.input, end);
     }
     this.starts[n] = used;
-    const mac = version === 4 ? this.mac4 : this.mac3;
-    const text = n > 0 ? tagsText(mac.tags(this.input, this.starts, n), n) : "";
-    return laid.map((k) =>
-      k < 0 ? undefined : text.slice(TAG_STRIDE_CHARS * k, TAG_STRIDE_CHARS * k + V3_MAC_CHARS),
-    );
+    const made = n > 0 ? this.mac3.tags(this.input, this.starts, n) : new Uint8Array(0);
+    const tags = new Uint8Array(TAG_BYTES * inputs.length);
+    slots.forEach((slot, k) => {
+      ok[k] = slot < 0 ? 0 : 1;
+      if (slot >= 0) tags.set(made.subarray(TAG_BYTES * slot, TAG_BYTES * (slot + 1)), TAG_BYTES * k);
+    });
+    return tags;
   }
 
   /**
@@ -166,11 +171,7 @@ export class EventKey {
    * for an input that cannot be marked (see `cannotMark`).
    */
   markAll(inputs: readonly MarkInput[]): (string | undefined)[] {
-    const tags = this.tags(4, inputs);
-    return inputs.map(({ prev }, i) => {
-      const tag = tags[i];
-      return tag === undefined ? undefined : `${PREFIX}${this.id}.${prev}.${tag}`;
-    });
+    return hasher().marks(this.v4, inputs);
   }
 
   check(subject: string, body: Uint8Array, mark: string | undefined): MarkCheck {

@@ -2,7 +2,7 @@
 // message's raw header block, parsing it, and laying out the input its MAC is taken over. Shared by
 // src/store/event-mark.ts and the checks of what a read's ring leaves (src/store/mark-batch.ts).
 import { hash } from "node:crypto";
-import { hashedLength, hasher, hashKey } from "./mark-hash.ts";
+import { type HashInput, hasher, hashKey, type V4Key } from "./mark-hash.ts";
 import { MarkMac, TAG_BYTES } from "./mark-mac.ts";
 
 /** Bytes a mark is read from (indexing past the end reads undefined, as the checks expect). */
@@ -152,6 +152,19 @@ function tagChars(tags: Bytes, at: number, out: Uint8Array): Uint8Array {
   out[o] = B64[(last & 3) << 4] as number;
   return out;
 }
+const chars = new Uint8Array(V3_MAC_CHARS);
+
+/**
+ * Whether the mark's tag at `view[at…]` is tag k of `tags` (TAG_BYTES each), compared in constant
+ * time (no early exit) as text: the mark's tag is never decoded.
+ */
+function sameTag(view: Bytes, at: number, tags: Bytes, k: number): boolean {
+  tagChars(tags, TAG_BYTES * k, chars);
+  let diff = 0;
+  for (let j = 0; j < V3_MAC_CHARS; j++) diff |= (view[at + j] as number) ^ (chars[j] as number);
+  return diff === 0;
+}
+
 /** Writes an ASCII string's character codes at `at`; returns the end, or -1 when it is not ASCII. */
 export function writeAscii(s: Uint8Array, at: number, text: string): number {
   let wide = 0;
@@ -194,9 +207,8 @@ export const STAGED = { valid: 0, missing: 1, malformed: 2, "other-key": 3, mism
  * its own, as before.
  */
 export class StagedChecker {
-  private readonly v4: Laid;
+  private readonly v4: V4Key;
   private readonly v3: Laid;
-  private readonly hashKey: Uint32Array;
   private v2: Uint8Array;
 
   /** `keyBlock`: the writer's 32-byte key, then zeros to KEY_BLOCK (never logged). */
@@ -205,18 +217,20 @@ export class StagedChecker {
     private readonly keyId: string,
   ) {
     const key = keyBlock.subarray(0, 32);
-    this.v4 = new Laid(new MarkMac(key, 4));
+    this.v4 = { id: keyId, hash: hashKey(key), mac: new MarkMac(key, 4) };
     this.v3 = new Laid(new MarkMac(key, 3));
-    this.hashKey = hashKey(key);
     this.v2 = new Uint8Array(4096);
     this.v2.set(keyBlock.subarray(0, KEY_BLOCK));
   }
 
   /** Writes each entry's verdict to `verdicts` and each valid mark's prev to `prevs`. */
   check(view: Bytes, spans: Uint32Array, count: number, verdicts: Uint8Array, prevs: Float64Array): void {
-    const { v3, v4 } = this;
+    const v3 = this.v3;
     v3.reset();
-    v4.reset();
+    /** The v4 marks: what to tag, each one's entry, and where its mark's tag is in the view. */
+    const v4: HashInput[] = [];
+    const v4Entries: number[] = [];
+    const v4TagAt: number[] = [];
     for (let i = 0; i < count; i++) {
       const start = spans[4 * i] as number;
       const hdrAt = spans[4 * i + 1] as number;
@@ -252,19 +266,24 @@ export class StagedChecker {
       const subjectLength = hdrAt - start;
       const bodyLength = end - bodyAt;
       if (version === V4) {
-        const at = v4.room(hashedLength(subjectLength, bodyLength), i, to - V3_MAC_CHARS);
-        const subject = view.subarray(start, hdrAt);
-        const laid = hasher().blocks(this.hashKey, subject, prev, view.subarray(bodyAt, end), v4.input, at);
-        if (laid < 0)
-          verdicts[i] = STAGED.mismatch; // a prev no writer marks
-        else v4.laid(laid);
+        v4.push({ subject: view.subarray(start, hdrAt), prev, body: view.subarray(bodyAt, end) });
+        v4Entries.push(i);
+        v4TagAt.push(to - V3_MAC_CHARS);
       } else {
         const at = v3.room(2 + subjectLength + MIDDLE + bodyLength + 16, i, to - V3_MAC_CHARS);
         v3.laid(MarkMac.pad(v3.input, writeInput(v3.input, at, view, start, hdrAt, bodyAt, end, prev)));
       }
     }
-    v4.compare(view, verdicts);
     v3.compare(view, verdicts);
+    if (v4.length === 0) return;
+    const ok = new Uint8Array(v4.length);
+    const tags = hasher().tags(this.v4, v4, ok);
+    for (let k = 0; k < v4.length; k++) {
+      const entry = v4Entries[k] as number;
+      // Not ok: a prev no writer marks.
+      verdicts[entry] =
+        ok[k] && sameTag(view, v4TagAt[k] as number, tags, k) ? STAGED.valid : STAGED.mismatch;
+    }
   }
 
   /** A v2 mark: one SHA-256 over the key block and the same input (event-mark.ts, `macV2`). */
@@ -297,7 +316,6 @@ class Laid {
   private tagAt = new Uint32Array(256);
   private n = 0;
   private used = 0;
-  private readonly chars = new Uint8Array(V3_MAC_CHARS);
 
   constructor(private readonly mac: MarkMac) {}
 
@@ -334,12 +352,8 @@ class Laid {
     this.starts[n] = this.used;
     const tags = this.mac.tags(this.input, this.starts, n);
     for (let k = 0; k < n; k++) {
-      const chars = tagChars(tags, TAG_BYTES * k, this.chars);
-      const at = this.tagAt[k] as number;
-      // Compared in constant time (no early exit), as text: the mark's tag is never decoded.
-      let diff = 0;
-      for (let j = 0; j < V3_MAC_CHARS; j++) diff |= (view[at + j] as number) ^ (chars[j] as number);
-      verdicts[this.entries[k] as number] = diff === 0 ? STAGED.valid : STAGED.mismatch;
+      const valid = sameTag(view, this.tagAt[k] as number, tags, k);
+      verdicts[this.entries[k] as number] = valid ? STAGED.valid : STAGED.mismatch;
     }
   }
 }

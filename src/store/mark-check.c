@@ -2,8 +2,8 @@
 // (mark-check.wasm, by scripts/build-wasm.sh). src/store/mark-ring.ts drives a batch's check and
 // makes the AES calls in between: for v4 and v3 marks in the writer's layout (the mark its header
 // block's last line) it does what src/store/mark-bytes.ts's StagedChecker does, byte for byte, and
-// leaves every other entry to that checker (verdict FALLBACK). src/store/mark-hash.ts uses `nh_laid`
-// alone, to hash a v4 MAC input laid out in `input`. test/event-mark.test.ts holds all of it to
+// leaves every other entry to that checker (verdict FALLBACK). src/store/mark-hash.ts uses `hash_staged`
+// to lay out the v4 MAC inputs of a writer's burst. test/event-mark.test.ts holds all of it to
 // checking each mark alone and to a reference written from the design. No libc, no imports: plain
 // loops over this module's own memory.
 
@@ -26,8 +26,6 @@ enum { VALID = 0, MISSING = 1, MALFORMED = 2, OTHER_KEY = 3, MISMATCH = 4, FALLB
 #define NH_CHUNK 1024u
 #define NH_WORDS (NH_CHUNK / 4)
 #define NH_PASSES 4
-/** Blocks of a v4 MAC input for the largest entry: two per chunk. */
-#define MAX_BLOCKS4 (2 * ((MAX_ENTRY + 3 * 32) / NH_CHUNK + 1))
 #define ID_CHARS 8
 #define MAX_PREV_DIGITS 16
 
@@ -49,8 +47,8 @@ static u8 sums[16 * MAX_ENTRIES] __attribute__((aligned(16)));
 static u8 tags[16 * MAX_ENTRIES];
 /** Δ_1 … Δ_MAX_BLOCKS; Δ_0 = L is written by the caller, then `init_masks` makes the rest. */
 static u8 masks[16 * (MAX_BLOCKS + 1)] __attribute__((aligned(16)));
-/** Δ_1 … for v4 (its own L), made by `init_masks` as for v3. */
-static u8 masks4[16 * (MAX_BLOCKS4 + 1)] __attribute__((aligned(16)));
+/** v4's L (Δ_0), written by the caller; a hash doubles it as it goes, so an entry of any size has its masks. */
+static u8 offset4[16];
 /** A v4 hash's key: NH_PASSES passes of NH_WORDS words, written by the caller. */
 static u32 nh_key[NH_PASSES * NH_WORDS] __attribute__((aligned(16)));
 /** The key id the marks must name (8 lowercase hex characters). */
@@ -89,7 +87,7 @@ EXPORT(out_ptr) u8 *out_ptr(void) { return out; }
 EXPORT(sums_ptr) u8 *sums_ptr(void) { return sums; }
 EXPORT(tags_ptr) u8 *tags_ptr(void) { return tags; }
 EXPORT(masks_ptr) u8 *masks_ptr(void) { return masks; }
-EXPORT(masks4_ptr) u8 *masks4_ptr(void) { return masks4; }
+EXPORT(offset4_ptr) u8 *offset4_ptr(void) { return offset4; }
 EXPORT(nh_key_ptr) u32 *nh_key_ptr(void) { return nh_key; }
 EXPORT(laid_version) u32 laid_version(void) { return version; }
 EXPORT(key_id_ptr) u8 *key_id_ptr(void) { return key_id; }
@@ -118,11 +116,10 @@ static void doublings(u8 *m, u32 n) {
   }
 }
 
-/** The masks of v3 and v4 from their Δ_0 (L, in masks[0, 16) and masks4[0, 16)); and the character classes. */
+/** The masks of v3 from its Δ_0 (L, in masks[0, 16)); and the character classes. */
 EXPORT(init_masks) void init_masks(void) {
   init_classes();
   doublings(masks, MAX_BLOCKS);
-  doublings(masks4, MAX_BLOCKS4);
 }
 
 /**
@@ -133,20 +130,26 @@ typedef struct {
   v128_t acc[NH_PASSES];
   u32 words;
   u8 *out;
-  /** Blocks written so far (each chunk's two are masked with their place's Δ when `masked`). */
+  /** Blocks written so far; each chunk's two are masked with their place's Δ, the last one's here (big-endian halves). */
   u32 blocks;
-  int masked;
+  u64 delta_hi, delta_lo;
 } Nh;
 
 /** Inlined, as is all of a hash, so that its sums stay in registers rather than in memory. */
 #define INLINE static inline __attribute__((always_inline))
 
-INLINE void nh_start(Nh *h, u8 *out, int masked) {
+INLINE void nh_start(Nh *h, u8 *out) {
   for (int q = 0; q < NH_PASSES; q++) h->acc[q] = wasm_i64x2_const(0, 0);
   h->words = 0;
   h->out = out;
   h->blocks = 0;
-  h->masked = masked;
+  u64 hi = 0, lo = 0;
+  for (int i = 0; i < 8; i++) {
+    hi = hi << 8 | offset4[i];
+    lo = lo << 8 | offset4[8 + i];
+  }
+  h->delta_hi = hi;
+  h->delta_lo = lo;
 }
 
 /** A chunk's two blocks: its four sums, 64-bit little-endian, (1, 2) then (3, 4). */
@@ -156,7 +159,12 @@ INLINE void nh_emit(Nh *h) {
     s[q] = wasm_i64x2_extract_lane(h->acc[q], 0) + wasm_i64x2_extract_lane(h->acc[q], 1);
   for (int b = 0; b < 2; b++) {
     v128_t block = wasm_i64x2_make((long long)s[2 * b], (long long)s[2 * b + 1]);
-    if (h->masked) block = wasm_v128_xor(block, wasm_v128_load(masks4 + 16 * (h->blocks + 1)));
+    // Δ_{i+1} = 2·Δ_i in GF(2^128) (as `doublings`), without a branch on the key.
+    u64 carry = h->delta_hi >> 63;
+    h->delta_hi = h->delta_hi << 1 | h->delta_lo >> 63;
+    h->delta_lo = h->delta_lo << 1 ^ (0x87 & (0 - carry));
+    block = wasm_v128_xor(block, wasm_i64x2_make((long long)__builtin_bswap64(h->delta_hi),
+                                                  (long long)__builtin_bswap64(h->delta_lo)));
     wasm_v128_store(h->out, block);
     h->out += 16;
     h->blocks++;
@@ -210,14 +218,22 @@ INLINE u32 nh_end(Nh *h) {
 }
 
 /**
- * The unmasked blocks of the v4 MAC input laid out in input[0, n) (n a multiple of 32, the input
- * starting on a chunk), written to `out`; returns their count (mark-hash.ts).
+ * A writer's staging area (mark-hash.ts): `n` bytes, and 64 more that may be read, never written (a
+ * hash reads up to 31 bytes past a piece). Grown at the end of the memory as needed; its address
+ * (0: the memory could not grow).
  */
-EXPORT(nh_laid) u32 nh_laid(u32 n) {
-  Nh h;
-  nh_start(&h, out, 0);
-  nh_blocks(&h, input, n);
-  return nh_end(&h);
+static u8 *stage;
+static u32 stage_bytes;
+EXPORT(stage_ptr) u8 *stage_ptr(u32 n) {
+  if (n > 0xffffffffu - 64 - 65535) return 0;
+  if (n + 64 > stage_bytes) {
+    u32 want = n + 64 > 2 * stage_bytes ? n + 64 : 2 * stage_bytes;
+    int pages = __builtin_wasm_memory_grow(0, (want + 65535) / 65536);
+    if (pages < 0) return 0;
+    stage = (u8 *)((unsigned long)pages * 65536);
+    stage_bytes = (want + 65535) / 65536 * 65536;
+  }
+  return stage;
 }
 
 /** The byte at an address of this module's memory (spans hold addresses, not offsets). */
@@ -322,11 +338,68 @@ static u8 *layout_v4(u8 *p, const u8 *subject, u32 subject_len, double prev, con
   wasm_v128_store(first + 16, wasm_i64x2_const(0, 0));
   put_be(put_be(put_be(first, subject_len, 2), (u64)prev, 8), body_len, 4);
   Nh h;
-  nh_start(&h, p, 1);
+  nh_start(&h, p);
   nh_blocks(&h, first, 32);
   nh_piece(&h, subject, subject_len);
   nh_piece(&h, body, body_len);
   return p + 16 * nh_end(&h);
+}
+
+/**
+ * The v4 MAC inputs (masked) of `count` entries a writer staged (mark-hash.ts), laid out from `dst`:
+ * entry k's subject and body at the addresses and lengths spans[5k … 5k+3], its prev prevs[k]
+ * (a safe non-negative integer). `starts` says where each begins; returns the bytes laid out.
+ */
+EXPORT(hash_staged) u32 hash_staged(u32 count, u8 *dst) {
+  if (count > MAX_ENTRIES) return 0;
+  u8 *p = dst;
+  for (u32 k = 0; k < count; k++) {
+    const u32 *s = spans + 5 * k;
+    starts[k] = (u32)(p - dst);
+    p = layout_v4(p, addr(s[0]), s[1], prevs[k], addr(s[2]), s[3]);
+  }
+  starts[count] = (u32)(p - dst);
+  laid = count;
+  return (u32)(p - dst);
+}
+
+/** A writer's mark, at most: `v4.`, the key id, `.`, prev's digits, `.`, the tag. */
+#define MARK_TEXT 64
+
+/**
+ * The mark of each entry `hash_staged` laid out, its tag in `tags`: `v4.<key id>.<prev>.<tag in
+ * base64url>` at out[MARK_TEXT · k] (a writer's instance has no other use for `out`), its length
+ * at verdicts[k].
+ */
+EXPORT(mark_texts) void mark_texts(void) {
+  for (u32 k = 0; k < laid; k++) {
+    u8 *p = out + MARK_TEXT * k;
+    *p++ = 'v';
+    *p++ = '4';
+    *p++ = '.';
+    for (int i = 0; i < ID_CHARS; i++) *p++ = key_id[i];
+    *p++ = '.';
+    u8 digits[20];
+    int n = 0;
+    u64 prev = (u64)prevs[k];
+    do {
+      digits[n++] = (u8)('0' + prev % 10);
+      prev /= 10;
+    } while (prev > 0);
+    while (n > 0) *p++ = digits[--n];
+    *p++ = '.';
+    const u8 *t = tags + 16 * k;
+    for (int i = 0; i < 15; i += 3) {
+      u32 v = ((u32)t[i] << 16) | ((u32)t[i + 1] << 8) | t[i + 2];
+      *p++ = (u8)B64[v >> 18];
+      *p++ = (u8)B64[(v >> 12) & 63];
+      *p++ = (u8)B64[(v >> 6) & 63];
+      *p++ = (u8)B64[v & 63];
+    }
+    *p++ = (u8)B64[t[15] >> 2];
+    *p++ = (u8)B64[(t[15] & 3) << 4];
+    verdicts[k] = (u8)(p - (out + MARK_TEXT * k));
+  }
 }
 
 /** MAC input bytes an entry lays out, at most. */
@@ -396,10 +469,10 @@ EXPORT(layout) u32 layout(u32 from, u32 count, u32 cap) {
   return i;
 }
 
-/** Σ of each laid-out entry: the XOR of its blocks in `out` (E1 of its input). */
-EXPORT(sum) void sum(void) {
+/** Σ of each laid-out entry: the XOR of its blocks in E1 of its input, copied in at `e1` (`out`, for `layout`'s). */
+EXPORT(sum) void sum(u8 *e1) {
   for (u32 k = 0; k < laid; k++) {
-    const v128_t *w = (const v128_t *)(out + starts[k]);
+    const v128_t *w = (const v128_t *)(e1 + starts[k]);
     v128_t a = wasm_i64x2_const(0, 0);
     for (u32 j = 0, blocks = (starts[k + 1] - starts[k]) / 16; j < blocks; j++) a = wasm_v128_xor(a, wasm_v128_load(w + j));
     wasm_v128_store(sums + 16 * k, a);

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 /**
  * mark-check.wasm (built from mark-check.c by scripts/build-wasm.sh): the byte loops of event
  * marks. A read's ring (mark-ring.ts) checks batches in an instance of its own; mark-hash.ts
- * hashes v4 MAC inputs in another, which has no ring.
+ * lays out a writer's v4 MAC inputs in another, which has no ring.
  */
 
 /** The WebAssembly API as used here (the compiler's libraries here do not declare it). */
@@ -26,7 +26,7 @@ export interface MarkModule {
   sums_ptr(): number;
   tags_ptr(): number;
   masks_ptr(): number;
-  masks4_ptr(): number;
+  offset4_ptr(): number;
   nh_key_ptr(): number;
   key_id_ptr(): number;
   max_entries(): number;
@@ -35,13 +35,19 @@ export interface MarkModule {
   input_used(): number;
   init_masks(): void;
   layout(from: number, count: number, cap: number): number;
-  sum(): void;
+  sum(e1: number): void;
   compare(): void;
-  nh_laid(n: number): number;
+  stage_ptr(n: number): number;
+  hash_staged(count: number, dst: number): number;
+  mark_texts(): void;
 }
 
-/** Bytes of the module's `input` (and `out`): mark-check.c INPUT_BYTES. */
-export const INPUT_BYTES = 512 << 10;
+/**
+ * u32 fields per entry of the module's `spans`: for a read's ring, subject address, subject length,
+ * data address, header length, size; for a writer's burst, subject address and length, body
+ * address and length, one unused.
+ */
+export const SPAN = 5;
 
 let compiled: object | undefined;
 

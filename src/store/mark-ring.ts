@@ -4,7 +4,7 @@ import type { EventKey } from "./event-mark.ts";
 import { checkStaged, MarkBatch } from "./mark-batch.ts";
 import { hashKey } from "./mark-hash.ts";
 import { MarkMac, TAG_BYTES } from "./mark-mac.ts";
-import { type MarkModule, markModule } from "./mark-module.ts";
+import { type MarkModule, markModule, SPAN } from "./mark-module.ts";
 
 /**
  * Where a read's marks are checked in bulk (ARCHITECTURE.md, "Event marks"): mark-check.wasm
@@ -25,9 +25,6 @@ export const UNMACABLE = 255;
  * than this runs slower per byte (~1.8 GB/s at 700 KB against ~2.9 at 64 KB, measured here).
  */
 const CHUNK = 1 << 16;
-
-/** Fields per entry in a batch's spans: subject address, subject length, data address, header length, size. */
-export const SPAN = 5;
 
 /** A batch of a read staged in the ring (src/store/record-batches.ts). */
 export interface RingBatch {
@@ -191,7 +188,7 @@ export class MarkRing {
       if (laid === 0) continue; // the rest left to the JavaScript checker
       const mac = x.laid_version() === 4 ? macs[4] : macs[3];
       mem.set(mac.blocks.update(mem.subarray(input, input + x.input_used())), out);
-      x.sum();
+      x.sum(out);
       mem.set(mac.final.update(mem.subarray(sums, sums + TAG_BYTES * laid)), x.tags_ptr());
       x.compare();
       this.checkedInModule += laid;
@@ -231,7 +228,7 @@ export class MarkRing {
     const macs = { 3: new MarkMac(secret, 3), 4: new MarkMac(secret, 4) };
     const x = this.x;
     this.mem.set(macs[3].offset, x.masks_ptr());
-    this.mem.set(macs[4].offset, x.masks4_ptr());
+    this.mem.set(macs[4].offset, x.offset4_ptr());
     x.init_masks();
     const words = hashKey(secret);
     new Uint32Array(this.mem.buffer, x.nh_key_ptr(), words.length).set(words);

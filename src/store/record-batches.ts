@@ -6,7 +6,8 @@ import type { Verifier } from "./integrity.ts";
 import { VERDICTS } from "./mark-batch.ts";
 import { STAGED } from "./mark-bytes.ts";
 import { markOf, scanHeaders } from "./mark-header.ts";
-import { type MarkRing, type RingBatch, SPAN, UNMACABLE } from "./mark-ring.ts";
+import { SPAN } from "./mark-module.ts";
+import { type MarkRing, type RingBatch, UNMACABLE } from "./mark-ring.ts";
 import { decodeRecord, type EventDecoder, forgedRecord, type StoredRecord } from "./records.ts";
 
 const MISMATCH = { check: "mismatch", detail: describeMark("mismatch", undefined) } as const;
