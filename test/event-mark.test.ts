@@ -178,6 +178,24 @@ describe("the event mark", () => {
     );
   });
 
+  it("marks a burst past one round of the module (entries, bytes) as one by one, leaving out what it cannot mark", () => {
+    const inputs = Array.from({ length: 4_500 }, (_, i) => ({
+      subject: `${subject}${i % 11}`,
+      prev: i,
+      body: new Uint8Array(i % 300).fill(i),
+    }));
+    // Over a MiB between them, and one alone larger than the module's staging area so far.
+    for (const at of [100, 2_000, 4_400])
+      inputs.splice(at, 0, { subject, prev: at, body: new Uint8Array(700_000).fill(at) });
+    inputs.splice(3_000, 0, { subject: `${subject}\u0131`, prev: 1, body }, { subject, prev: -1, body });
+    const marks = key.markAll(inputs);
+    assert.equal(marks.length, inputs.length);
+    inputs.forEach(({ subject: s, prev, body: b }, i) => {
+      if (i === 3_000 || i === 3_001) assert.equal(marks[i], undefined);
+      else assert.equal(marks[i], key.mark(s, b, prev), `input ${i}`);
+    });
+  });
+
   it("still reads a v2 mark (one SHA-256 over key, a zero pad and the same input) as valid", () => {
     const secret = Buffer.alloc(32, 7);
     const k = EventKey.fromBytes(secret);

@@ -227,7 +227,8 @@ static u32 stage_bytes;
 EXPORT(stage_ptr) u8 *stage_ptr(u32 n) {
   if (n > 0xffffffffu - 64 - 65535) return 0;
   if (n + 64 > stage_bytes) {
-    u32 want = n + 64 > 2 * stage_bytes ? n + 64 : 2 * stage_bytes;
+    u32 want = n + 64;
+    if (stage_bytes < (1u << 30) && 2 * stage_bytes > want) want = 2 * stage_bytes;
     int pages = __builtin_wasm_memory_grow(0, (want + 65535) / 65536);
     if (pages < 0) return 0;
     stage = (u8 *)((unsigned long)pages * 65536);
