@@ -13,7 +13,7 @@ import { ActorHost } from "../src/cp/actor-host.ts";
 import type { AggregateRef } from "../src/events/envelope.ts";
 import { ForgedEventError } from "../src/events/errors.ts";
 import { CheckpointStore } from "../src/projections/checkpoints.ts";
-import { EventKey, MARK_HEADER, markedPrev } from "../src/store/event-mark.ts";
+import { EventKey, MARK_HEADER, type MarkInput, markedPrev } from "../src/store/event-mark.ts";
 import { EventStore } from "../src/store/event-store.ts";
 import { KEY_FILE_ENV, KeyFileError, loadOrCreateEventKey, readEventKey } from "../src/store/key-file.ts";
 import { VERDICTS } from "../src/store/mark-batch.ts";
@@ -179,7 +179,7 @@ describe("the event mark", () => {
   });
 
   it("marks a burst past one round of the module (entries, bytes) as one by one, leaving out what it cannot mark", () => {
-    const inputs = Array.from({ length: 4_500 }, (_, i) => ({
+    const inputs: MarkInput[] = Array.from({ length: 4_500 }, (_, i) => ({
       subject: `${subject}${i % 11}`,
       prev: i,
       body: new Uint8Array(i % 300).fill(i),
