@@ -7,7 +7,7 @@ import { EventKey } from "../src/store/event-mark.ts";
 import { EventStore } from "../src/store/event-store.ts";
 import { PipelinedPublisher } from "../src/store/publisher.ts";
 import { eventSubject } from "../src/store/subjects.ts";
-import { fmt, markCost, median, ratio as ratioText, startBenchNats } from "./lib.ts";
+import { collectGarbage, fmt, markCost, median, ratio as ratioText, startBenchNats } from "./lib.ts";
 
 const AGGREGATES = 1_000;
 const EVENTS_PER_AGGREGATE = 20;
@@ -90,11 +90,15 @@ export async function benchAppend(): Promise<{ baseline: number; store: number; 
     );
     /** Per round, the marked append's cost against the unmarked one run next to it. */
     const costs: number[] = [];
+    /** Every run's time, marked and not. */
+    const markedRuns: number[] = [];
+    const unmarkedRuns: number[] = [];
     /** Per round, the store's rate as a share of the bare publisher's, run next to it. */
     const ofBareRuns: number[] = [];
     // Interleave the variants round by round so drift on this noisy machine hits all of them.
     for (let round = 0; round < ROUNDS; round++) {
       const base = encoded(workload(`base${round}`));
+      collectGarbage();
       best.base = Math.min(
         best.base,
         await timed(() =>
@@ -111,6 +115,7 @@ export async function benchAppend(): Promise<{ baseline: number; store: number; 
       // after a burst (flushing its file store) would otherwise always fall on the same one.
       const appendAll = (via: EventStore, tag: string) => {
         const w = workload(tag);
+        collectGarbage();
         return timed(() =>
           each(w, async ({ ref, events }) => {
             let seq = 0;
@@ -121,6 +126,7 @@ export async function benchAppend(): Promise<{ baseline: number; store: number; 
       // The ceiling: pre-encoded bytes through the bare pipelined publisher (no validation/encoding).
       const bareAll = (tag: string) => {
         const bare = encoded(workload(tag));
+        collectGarbage();
         return timed(() =>
           each(bare, async ({ subject, msgs }) => {
             let seq = 0;
@@ -141,6 +147,8 @@ export async function benchAppend(): Promise<{ baseline: number; store: number; 
           if (p === 0) best[which] = Math.min(best[which], run[which]);
         }
         costs.push((1 - run.store / run.marked) * 100);
+        markedRuns.push(run.marked);
+        unmarkedRuns.push(run.store);
         ofBareRuns.push((run.raw / run.store) * 100);
       }
     }
@@ -159,7 +167,8 @@ export async function benchAppend(): Promise<{ baseline: number; store: number; 
         `range ${spread}; best against best ${((storeRate / bareRate) * 100).toFixed(0)}%; target >= 90%${ofBare < 90 ? ", SHORT" : ""})`,
     );
     console.log(
-      `append: with marks ${fmt(rate(best.marked))} ev/s vs without ${fmt(storeRate)} ev/s (best of ${ROUNDS}): ` +
+      `append: with marks ${fmt(rate(median(markedRuns)))} ev/s vs without ${fmt(rate(median(unmarkedRuns)))} ev/s ` +
+        `(medians of ${costs.length} runs each, a full GC before each): ` +
         markCost(costs),
     );
     store.close();
