@@ -1,10 +1,9 @@
 #!/usr/bin/env node
-// Runs the test suite: every test/**/*.test.ts (listed here: Node 20 does not expand glob patterns
-// given to --test) through node:test's runner (scripts/test-files.js), the longest files first.
+// Runs the test suite: `node --import tsx --test` over every test/**/*.test.ts, listed explicitly
+// because Node 20 does not expand glob patterns given to --test.
 //   npm test                              all tests
 //   npm test -- test/cli.test.ts          only these files
-//   npm test -- --test-name-pattern=tail  --test-* flags go to the runner (scripts/test-files.js),
-//                                         other flags to node
+//   npm test -- --test-name-pattern=tail  extra flags go to node
 import { spawn } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
@@ -30,22 +29,7 @@ function collect(dir) {
 const args = process.argv.slice(2);
 const flags = args.filter((a) => a.startsWith("-"));
 const named = args.filter((a) => !a.startsWith("-"));
-/**
- * The longest files go first: two run at a time, so a long one started late holds the whole run up
- * (pools on docker alone took ~160 s of a ~500 s run when it started two thirds of the way in).
- */
-const LONGEST = [
-  "test/pool-docker.test.ts",
-  "test/pool-process.test.ts",
-  "test/e2e-agent-process.test.ts",
-  "test/e2e-agent-docker.test.ts",
-  "test/cli-history.test.ts",
-];
-const all = collect(join(root, "test")).sort();
-const files =
-  named.length > 0
-    ? named
-    : [...LONGEST.filter((f) => all.includes(f)), ...all.filter((f) => !LONGEST.includes(f))];
+const files = named.length > 0 ? named : collect(join(root, "test")).sort();
 if (files.length === 0) {
   console.error("no test files found under test/");
   process.exit(1);
@@ -60,23 +44,12 @@ if (missing) {
 // Two at a time: the machines have two cores and most files start a nats-server of their own.
 // A test that hangs fails after 3 minutes instead of holding CI up (override: --test-timeout=ms).
 const timeout = flags.some((f) => f.startsWith("--test-timeout")) ? [] : ["--test-timeout=180000"];
-const testFlags = flags.filter((f) => f.startsWith("--test"));
-const nodeFlags = flags.filter((f) => !f.startsWith("--test"));
 // Everything the run starts is marked, so what it leaves can be found, killed and named after.
 const run = await startRun();
 // CORRAL_FROM_SOURCE: the CLI the tests spawn runs these sources, never a build in dist/.
 const child = spawn(
   process.execPath,
-  [
-    "--import",
-    "tsx",
-    ...nodeFlags,
-    join(root, "scripts/test-files.js"),
-    "--test-concurrency=2",
-    ...timeout,
-    ...testFlags,
-    ...files,
-  ],
+  ["--import", "tsx", "--test", "--test-concurrency=2", ...timeout, ...flags, ...files],
   { cwd: root, stdio: "inherit", env: { ...process.env, ...run.env, CORRAL_FROM_SOURCE: "1" } },
 );
 for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => child.kill(sig));
