@@ -48,7 +48,7 @@ static u8 tags[16 * MAX_ENTRIES];
 /** Δ_1 … Δ_MAX_BLOCKS; Δ_0 = L is written by the caller, then `init_masks` makes the rest. */
 static u8 masks[16 * (MAX_BLOCKS + 1)] __attribute__((aligned(16)));
 /** v4's L (Δ_0), written by the caller; a hash doubles it as it goes, so an entry of any size has its masks. */
-static u8 offset4[16];
+static u8 offset4[16] __attribute__((aligned(16)));
 /** A v4 hash's key: NH_PASSES passes of NH_WORDS words, written by the caller. */
 static u32 nh_key[NH_PASSES * NH_WORDS] __attribute__((aligned(16)));
 /** The key id the marks must name (8 lowercase hex characters). */
@@ -130,9 +130,9 @@ typedef struct {
   v128_t acc[NH_PASSES];
   u32 words;
   u8 *out;
-  /** Blocks written so far; each chunk's two are masked with their place's Δ, the last one's here (big-endian halves). */
+  /** Blocks written so far; each chunk's two are masked with their place's Δ, the last one's here. */
   u32 blocks;
-  u64 delta_hi, delta_lo;
+  v128_t delta;
 } Nh;
 
 /** Inlined, as is all of a hash, so that its sums stay in registers rather than in memory. */
@@ -143,13 +143,20 @@ INLINE void nh_start(Nh *h, u8 *out) {
   h->words = 0;
   h->out = out;
   h->blocks = 0;
-  u64 hi = 0, lo = 0;
-  for (int i = 0; i < 8; i++) {
-    hi = hi << 8 | offset4[i];
-    lo = lo << 8 | offset4[8 + i];
-  }
-  h->delta_hi = hi;
-  h->delta_lo = lo;
+  h->delta = wasm_v128_load(offset4);
+}
+
+/**
+ * 2·Δ in GF(2^128) on Δ's bytes, big-endian (as `doublings`), without a branch on the key: each
+ * byte shifted left takes the next one's top bit, and byte 0's top bit folds 0x87 into byte 15.
+ */
+INLINE v128_t twice(v128_t d) {
+  v128_t top = wasm_u8x16_shr(d, 7);
+  v128_t zero = wasm_i64x2_const(0, 0);
+  v128_t next = wasm_i8x16_shuffle(top, zero, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
+  v128_t wrap = wasm_i8x16_shuffle(top, zero, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 0);
+  v128_t fold = wasm_v128_and(wasm_i8x16_neg(wrap), wasm_i8x16_const(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (char)0x87));
+  return wasm_v128_xor(wasm_v128_or(wasm_i8x16_shl(d, 1), next), fold);
 }
 
 /** A chunk's two blocks: its four sums, 64-bit little-endian, (1, 2) then (3, 4). */
@@ -159,12 +166,8 @@ INLINE void nh_emit(Nh *h) {
     s[q] = wasm_i64x2_extract_lane(h->acc[q], 0) + wasm_i64x2_extract_lane(h->acc[q], 1);
   for (int b = 0; b < 2; b++) {
     v128_t block = wasm_i64x2_make((long long)s[2 * b], (long long)s[2 * b + 1]);
-    // Δ_{i+1} = 2·Δ_i in GF(2^128) (as `doublings`), without a branch on the key.
-    u64 carry = h->delta_hi >> 63;
-    h->delta_hi = h->delta_hi << 1 | h->delta_lo >> 63;
-    h->delta_lo = h->delta_lo << 1 ^ (0x87 & (0 - carry));
-    block = wasm_v128_xor(block, wasm_i64x2_make((long long)__builtin_bswap64(h->delta_hi),
-                                                  (long long)__builtin_bswap64(h->delta_lo)));
+    h->delta = twice(h->delta);
+    block = wasm_v128_xor(block, h->delta);
     wasm_v128_store(h->out, block);
     h->out += 16;
     h->blocks++;
