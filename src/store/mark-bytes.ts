@@ -201,10 +201,10 @@ export const STAGED = { valid: 0, missing: 1, malformed: 2, "other-key": 3, mism
 /**
  * Checks batches staged by src/store/mark-batch.ts, on whichever thread runs it. Entry i is
  * `subject ‖ header block ‖ body` in `view`, with `spans[4i…4i+3]` = its start, header start, body
- * start and end. The MAC inputs of a batch's v4 marks (their hashes' blocks) and of its v3 marks
- * (u16 |subject|, subject, u64 prev, u32 |body|, body, padding) are laid out in one buffer per
- * version and each version's tags made in two native calls (mark-mac.ts); a v2 mark is hashed on
- * its own, as before.
+ * start and end. A batch's v4 marks are tagged together by the process's `Hasher` (mark-hash.ts);
+ * the MAC inputs of its v3 marks (u16 |subject|, subject, u64 prev, u32 |body|, body, padding) are
+ * laid out in one buffer and tagged in two native calls (mark-mac.ts); a v2 mark is hashed on its
+ * own, as before.
  */
 export class StagedChecker {
   private readonly v4: V4Key;
@@ -307,7 +307,7 @@ export class StagedChecker {
   }
 }
 
-/** One version's MAC inputs of a batch, laid out for `MarkMac.tags`, and where their tags are to be compared. */
+/** A batch's v3 MAC inputs, laid out for `MarkMac.tags`, and where their tags are to be compared (v4 ones go to mark-hash.ts). */
 class Laid {
   input = new Uint8Array(1 << 16);
   private starts = new Uint32Array(257);
