@@ -11,7 +11,7 @@ import {
   writeAscii,
   writeMiddle,
 } from "./mark-bytes.ts";
-import { hasher, hashKey, type V4Key } from "./mark-hash.ts";
+import { hasher, type V4Key, v4Key } from "./mark-hash.ts";
 import { type MacVersion, MarkMac, TAG_BYTES } from "./mark-mac.ts";
 
 /**
@@ -70,7 +70,7 @@ export class EventKey {
     this.v2 = new Uint8Array(KEY_BLOCK + 4096);
     this.v2.set(key, 0);
     this.mac3 = new MarkMac(key, 3);
-    this.v4 = { id: this.id, hash: hashKey(key), mac: new MarkMac(key, 4) };
+    this.v4 = v4Key(key, this.id);
   }
 
   static generate(): EventKey {

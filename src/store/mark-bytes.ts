@@ -2,7 +2,7 @@
 // message's raw header block, parsing it, and laying out the input its MAC is taken over. Shared by
 // src/store/event-mark.ts and the checks of what a read's ring leaves (src/store/mark-batch.ts).
 import { hash } from "node:crypto";
-import { type HashInput, hasher, hashKey, type V4Key } from "./mark-hash.ts";
+import { type HashInput, hasher, type V4Key, v4Key } from "./mark-hash.ts";
 import { MarkMac, TAG_BYTES } from "./mark-mac.ts";
 
 /** Bytes a mark is read from (indexing past the end reads undefined, as the checks expect). */
@@ -217,7 +217,7 @@ export class StagedChecker {
     private readonly keyId: string,
   ) {
     const key = keyBlock.subarray(0, 32);
-    this.v4 = { id: keyId, hash: hashKey(key), mac: new MarkMac(key, 4) };
+    this.v4 = v4Key(key, keyId);
     this.v3 = new Laid(new MarkMac(key, 3));
     this.v2 = new Uint8Array(4096);
     this.v2.set(keyBlock.subarray(0, KEY_BLOCK));

@@ -1,6 +1,6 @@
 import { createCipheriv } from "node:crypto";
 import { writeAscii } from "./mark-bytes.ts";
-import { derive, type MarkMac, TAG_BYTES } from "./mark-mac.ts";
+import { derive, MarkMac, TAG_BYTES } from "./mark-mac.ts";
 import { type MarkModule, markModule, SPAN } from "./mark-module.ts";
 
 /**
@@ -45,6 +45,11 @@ export interface V4Key {
   id: string;
   hash: Uint32Array;
   mac: MarkMac;
+}
+
+/** A writer key's (32 bytes) v4 material, for the key named `id`. */
+export function v4Key(key: Uint8Array, id: string): V4Key {
+  return { id, hash: hashKey(key), mac: new MarkMac(key, 4) };
 }
 
 /** One v4 tag to make: a subject (a string, or its bytes), the sequence it follows, a body. */
