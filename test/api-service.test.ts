@@ -164,7 +164,8 @@ describe("the API service of real daemons: scoped, authorized, robust", () => {
   });
 
   it("lease tokens: the reply carries one, the stream only its hash; release and renew refuse a wrong or missing one", async () => {
-    const lease = await client.acquire(a.pool, { timeoutMs: 5_000, holder: "test" });
+    // The pool's longest TTL, and the CLI last: a loaded machine must not expire it mid-test.
+    const lease = await client.acquire(a.pool, { timeoutMs: 5_000, holder: "test", ttlMs: 10_000 });
     assert.match(lease.leaseToken, /^[A-Za-z0-9_-]{43}$/, "32 random bytes, base64url");
     const stored = (await leasedEvents(a.pool)).find(
       (e) => (e.data as { leaseId: string }).leaseId === lease.leaseId,
@@ -192,6 +193,11 @@ describe("the API service of real daemons: scoped, authorized, robust", () => {
       "still held by its holder",
     );
 
+    await rejectsWith(client.renew(lease, 1_000), "lease_not_extended", /a renewal must extend the lease/);
+    await rejectsWith(client.release(lease, a.other), "wrong_pool", new RegExp(`belongs to pool ${a.pool}`));
+    const renewed = await client.renew(lease, 10_000);
+    assert.ok(Date.parse(renewed.expiresAt) > Date.parse(lease.expiresAt));
+
     // The CLI: a wrong --token is refused the same way.
     const cli = await corral(["release", lease.leaseId, "--token", "not-it"], {
       NATS_URL: t.url,
@@ -199,11 +205,6 @@ describe("the API service of real daemons: scoped, authorized, robust", () => {
     });
     assert.equal(cli.code, 1);
     assert.match(cli.stderr, /error \(lease_token_invalid\)/);
-
-    await rejectsWith(client.renew(lease, 1_000), "lease_not_extended", /a renewal must extend the lease/);
-    await rejectsWith(client.release(lease, a.other), "wrong_pool", new RegExp(`belongs to pool ${a.pool}`));
-    const renewed = await client.renew(lease, 9_000);
-    assert.ok(Date.parse(renewed.expiresAt) > Date.parse(lease.expiresAt));
     await client.release(lease);
     await rejectsWith(client.release(lease), "lease_not_active", /is released/);
     await rejectsWith(

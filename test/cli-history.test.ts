@@ -156,7 +156,7 @@ describe("replay debugging from the command line", () => {
     const command = { agentId: "build-a", action: "npm test" };
     await put("cmdCreated", cmd, "CommandCreated", command, T0 + 12_000);
     await put("cmdSent", cmd, "CommandSent", { attempt: 1 }, T0 + 12_100, "cmdCreated");
-    // A message no reader can decode, on build-c's subject: shown as skipped, never folded.
+    // Garbage with no writer's mark, on build-c's subject: forged, shown as skipped, never folded.
     nc.publish("corral.evt.agent.build-c", new Uint8Array([0xc1]));
     await nc.flush();
     seq.poison = await store.lastSeq();
@@ -182,7 +182,7 @@ describe("replay debugging from the command line", () => {
           [seq.refusedC, "AgentLeased", "starting", "active"],
           [seq.drainC, "AgentDrainRequested", "stopping", "active"],
           [seq.stoppedC, "AgentStopped", "stopped", "done"],
-          [seq.poison, "UNDECODABLE", "stopped", "done"],
+          [seq.poison, "FORGED", "stopped", "done"],
         ],
       );
       const ports = steps[1] as Record<string, unknown>;
@@ -196,7 +196,7 @@ describe("replay debugging from the command line", () => {
         { path: "stopReason", from: null, to: "scale-down" },
       ]);
       assert.deepEqual(steps[4]?.effects, ["stopInstance"]);
-      assert.equal((steps[6]?.skipped as { reason?: string } | undefined)?.reason, "not-envelope");
+      assert.equal((steps[6]?.skipped as { reason?: string } | undefined)?.reason, "forged");
     });
 
     it("--to stops at a seq or a time; human output names state and changes, not the whole context", async () => {

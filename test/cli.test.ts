@@ -3,13 +3,14 @@ import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { NatsConnection } from "@nats-io/nats-core";
+import { headers, type NatsConnection } from "@nats-io/nats-core";
 import { InvalidArgumentError } from "commander";
 import { parseAggregate, parseCount, parseSeq, parseSince, parseTypes } from "../src/cli/args.ts";
 import { catalogue } from "../src/events/catalogue.ts";
 import type { AggregateRef, Envelope } from "../src/events/envelope.ts";
 import { natsAnswers } from "../src/nats/connect.ts";
 import { freePort } from "../src/nats/server.ts";
+import { MARK_HEADER } from "../src/store/event-mark.ts";
 import { EventStore } from "../src/store/event-store.ts";
 import { KEY_FILE_ENV, loadOrCreateEventKey } from "../src/store/key-file.ts";
 import { bin, corral, type Run, root } from "./helpers/cli.ts";
@@ -59,8 +60,12 @@ describe("corral CLI against a real nats-server", () => {
     await append(alpha, makeEvent(alpha, "CommandCreated", { agentId: "agent-1", action: "npm test" }, at));
     await append(beta, makeEvent(beta, "CommandCreated", { agentId: "agent-2", action: "lint it" }, at + 1));
     await append(alpha, makeEvent(alpha, "CommandSent", { attempt: 1 }, at + 2));
-    // A message no corral reader can decode, written around the store as a foreign client might.
-    nc.publish("corral.evt.command.x", new Uint8Array([0xc1, 0xff]));
+    // A message no corral reader can decode, yet marked by the writer (a newer writer's, or a bug):
+    // undecodable, not forged. (Unmarked garbage is forged: test/forged-events.test.ts.)
+    const poison = new Uint8Array([0xc1, 0xff]);
+    const h = headers();
+    h.set(MARK_HEADER, key.mark("corral.evt.command.x", poison, 0));
+    nc.publish("corral.evt.command.x", poison, { headers: h });
     await nc.flush();
     poisonSeq = await store.lastSeq();
     assert.equal(poisonSeq, 4, "the poison message was stored");

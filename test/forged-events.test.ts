@@ -13,7 +13,7 @@ import type { PoolConfig } from "../src/events/pool.ts";
 import { createRuntime } from "../src/runtime/index.ts";
 import { EventKey, MARK_HEADER } from "../src/store/event-mark.ts";
 import { EventStore } from "../src/store/event-store.ts";
-import { KEY_FILE_ENV } from "../src/store/key-file.ts";
+import { KEY_FILE_ENV, readEventKey } from "../src/store/key-file.ts";
 import { SNAPSHOT_BUCKET } from "../src/store/snapshots.ts";
 import { eventSubject } from "../src/store/subjects.ts";
 import { corral } from "./helpers/cli.ts";
@@ -117,7 +117,9 @@ describe("forged events against a running daemon (process runtime, real NATS)", 
     const yearThree = Date.UTC(3000, 0, 1);
     const table: {
       what: string;
-      event: Envelope;
+      event?: Envelope;
+      /** Bytes that are no event at all, and where they go. */
+      garbage?: { subject: string; body: Uint8Array };
       mark: (subject: string, body: Uint8Array) => string | undefined;
     }[] = [
       {
@@ -170,15 +172,29 @@ describe("forged events against a running daemon (process runtime, real NATS)", 
         event: event(poolRef, "PoolReconfigured", { config, instance: "mallory" }),
         mark: () => undefined,
       },
+      {
+        // The pool's own history: closing the pool at stop reads it, and must not fail on it.
+        what: "garbage on the pool's subject (the daemon's real mark, moved)",
+        garbage: { subject: eventSubject(poolRef), body: new TextEncoder().encode("garbage") },
+        mark: () => realMark,
+      },
+      {
+        what: "garbage on the leased agent's subject (no mark)",
+        garbage: {
+          subject: eventSubject({ kind: "agent", id: victim.agentId }),
+          body: new Uint8Array([0xc1]),
+        },
+        mark: () => undefined,
+      },
     ];
 
     const forger = jetstream(await t.connect("forger"));
     const forgedSeqs: number[] = [];
     for (const row of table) {
-      const subject = eventSubject(row.event.aggregate);
-      const body = encodeEvent(row.event);
+      const subject = row.garbage?.subject ?? eventSubject((row.event as Envelope).aggregate);
+      const body = row.garbage?.body ?? encodeEvent(row.event as Envelope);
       const h = headers();
-      h.set("Nats-Msg-Id", row.event.id);
+      h.set("Nats-Msg-Id", row.event?.id ?? uuidv7());
       const mark = row.mark(subject, body);
       if (mark) h.set(MARK_HEADER, mark);
       forgedSeqs.push((await forger.publish(subject, body, { headers: h })).seq);
@@ -192,7 +208,7 @@ describe("forged events against a running daemon (process runtime, real NATS)", 
       const v = rows.find((a) => a.id === victim.agentId);
       assert.equal(v?.phase, "leased", `${when}: the victim's agent still leased`);
       assert.equal(v?.leaseId, victim.leaseId, `${when}: by the victim's lease`);
-      const mallory = (table[3]?.event.data as { leaseId?: string } | undefined)?.leaseId;
+      const mallory = (table[3]?.event?.data as { leaseId?: string } | undefined)?.leaseId;
       assert.ok(
         rows.every((a) => a.leaseId !== mallory),
         `${when}: no agent holds the forged lease`,
@@ -228,7 +244,7 @@ describe("forged events against a running daemon (process runtime, real NATS)", 
 
     // A restart: it must come up (an instance "mallory" would make it refuse) with the same picture.
     d.proc.kill("SIGTERM");
-    await d.exited;
+    assert.equal(await d.exited, 0, `a clean stop through the forgeries:\n${d.logs.slice(-20).join("\n")}`);
     d = await spawnDaemon(file, t.url);
     daemons.push(d);
     await idle(2);
@@ -298,6 +314,8 @@ describe("forged events against a running daemon (process runtime, real NATS)", 
     for (const [i, seq] of forgedSeqs.entries()) {
       const line = seen.find((l) => l.seq === seq);
       if (table[i]?.mark("x", new Uint8Array()) === undefined) assert.equal(line?.error?.reason, "forged");
+      else if (table[i]?.garbage)
+        assert.equal(line?.error?.reason, "not-envelope", `seq ${seq}: marked garbage`);
       else assert.equal(line?.unverified, true, `seq ${seq}: marked, so unverified, never trusted`);
     }
     assert.ok(
@@ -305,7 +323,74 @@ describe("forged events against a running daemon (process runtime, real NATS)", 
       "nothing claimed verified",
     );
 
-    d.proc.kill("SIGTERM");
+    // `down` closes the pool, reading its whole history (garbage and all), and stops every agent.
+    const down = await corral(["down", "--config", file], cliEnv);
+    assert.equal(down.code, 0, `${down.stderr}\n${d.logs.slice(-20).join("\n")}`);
     assert.equal(await d.exited, 0);
+    const rt = await runtimeFor();
+    assert.deepEqual(await rt.list(), [], "the stop left no agent running");
+    await rt.close();
+  });
+
+  it("a pool whose own history cannot be read still has its agents stopped by `down`", async () => {
+    const instance = `u${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+    const pool = `unread-${instance}`;
+    const stateDir = join(dir, instance);
+    const runtimeFor = () =>
+      createRuntime("process", { instance, stateDir: join(stateDir, "process", instance) });
+    onTeardown(`agents of instance ${instance}`, async () => {
+      const rt = await runtimeFor();
+      for (const i of await rt.list()) await rt.remove(i.id);
+      await rt.close();
+    });
+    const file = writeConfig(stateDir, {
+      instance,
+      stateDir,
+      pools: {
+        [pool]: {
+          runtime: "process",
+          min: 2,
+          max: 2,
+          warm: 2,
+          startTimeout: "30s",
+          ports: { range: portBlock(10), perAgent: 1 },
+        },
+      },
+    });
+    const d = await spawnDaemon(file, t.url);
+    daemons.push(d);
+    await until("2 idle agents", async () =>
+      ((await client.status(pool)).agents as unknown as AgentRow[]).filter((a) => a.phase === "idle")
+        .length >= 2
+        ? true
+        : undefined,
+    );
+    // Bytes no reader can decode, marked with the daemon's own key (a newer writer's event, or
+    // a bug): not forged, so the pool's history really is unreadable, and it cannot close through it.
+    const key = readEventKey(join(stateDir, "event.key"));
+    assert.ok(key);
+    const subject = eventSubject({ kind: "pool", id: pool });
+    const plain = await EventStore.open(nc, { integrity: "off" });
+    const last = (await plain.jsm.streams.getMessage(plain.stream, { last_by_subj: subject }))?.seq ?? 0;
+    plain.close();
+    const body = new TextEncoder().encode("garbage");
+    const h = headers();
+    h.set(MARK_HEADER, key.mark(subject, body, last));
+    const seq = (await jetstream(nc).publish(subject, body, { headers: h })).seq;
+
+    const down = await corral(["down", "--config", file], { NATS_URL: t.url });
+    assert.notEqual(down.code, 0, "down says it could not close the pool");
+    // A fault, not a refusal: the reply says where to look, and the daemon's log names the event.
+    assert.match(down.stderr, /internal error in down; the daemon's log has the details/);
+    assert.ok(
+      d.logs.some(
+        (l) => l.includes("cannot close the pool through its events") && l.includes(`stream seq ${seq}`),
+      ),
+      d.logs.slice(-10).join("\n"),
+    );
+    assert.equal(await d.exited, 0, "the daemon exits as after any down");
+    const rt = await runtimeFor();
+    assert.deepEqual(await rt.list(), [], "its agents were removed all the same");
+    await rt.close();
   });
 });

@@ -330,9 +330,34 @@ export class ControlPlane {
     return [...this.supervisors.keys()];
   }
 
-  /** Closes every pool: leases revoked, agents drained, stopped and removed. */
+  /**
+   * Closes every pool: leases revoked, agents drained, stopped and removed. A pool that cannot
+   * close through its events (its history unreadable) has its agents removed all the same, and
+   * its error is thrown once every pool is done.
+   */
   async closeAll(reason = "shutdown"): Promise<void> {
-    await Promise.all([...this.supervisors.values()].map((s) => s.close({ reason, revokeLeases: true })));
+    const closing = [...this.supervisors].map(async ([pool, s]) => {
+      try {
+        await s.close({ reason, revokeLeases: true });
+      } catch (err) {
+        this.log.error(
+          { pool, err: (err as Error).message },
+          "cannot close the pool through its events: removing its agents from the runtime directly",
+        );
+        await this.removeAgentsOf(pool);
+        throw err;
+      }
+    });
+    const failed = (await Promise.allSettled(closing)).find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
+  }
+
+  /** Removes a pool's instances straight from the runtimes (by their labels), recording nothing. */
+  private async removeAgentsOf(pool: string): Promise<void> {
+    for (const runtime of Object.values(this.opts.runtimes)) {
+      if (!runtime) continue;
+      for (const i of await runtime.list()) if (i.poolId === pool) await runtime.remove(i.id);
+    }
   }
 
   /**
@@ -340,7 +365,9 @@ export class ControlPlane {
    * `stopAgents`: then every pool is closed, leases revoked, and agents stopped and removed.
    */
   async stop(opts: { stopAgents?: boolean } = {}): Promise<void> {
-    if (opts.stopAgents) await this.closeAll();
+    // A pool that failed to close still had its agents removed: stop the rest, then say so.
+    let failure: unknown;
+    if (opts.stopAgents) await this.closeAll().catch((err) => (failure = err));
     for (const s of this.supervisors.values()) s.stop();
     for (const w of this.watchers) w.close();
     await this.dialer.close();
@@ -351,5 +378,6 @@ export class ControlPlane {
     await this.pointWriting;
     await this.writeRecoveryPoint();
     this.store.close();
+    if (failure) throw failure;
   }
 }

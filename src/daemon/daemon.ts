@@ -129,8 +129,12 @@ export class Daemon {
               instances: async () => runningInstances(await worldview.now()),
               exec,
               onDown: async () => {
-                await cp.closeAll("corral down");
-                setImmediate(() => daemon?.onDown());
+                try {
+                  await cp.closeAll("corral down");
+                } finally {
+                  // Even when a pool failed to close (its agents were removed all the same).
+                  setImmediate(() => daemon?.onDown());
+                }
               },
             });
       metrics?.serve(() => worldview.seq);
@@ -155,10 +159,12 @@ export class Daemon {
     await this.metrics?.close();
     await this.api?.stop().catch(() => {});
     await this.exec.close();
-    await this.cp.stop(opts);
+    let failure: unknown;
+    await this.cp.stop(opts).catch((err) => (failure = err));
     await this.worldview.close();
     await Promise.allSettled(this.runtimes.map((r) => r.close()));
     await this.nc.drain().catch(() => {});
+    if (failure) throw failure;
     this.log.info({ stopAgents: opts.stopAgents === true }, "corral stopped");
   }
 }

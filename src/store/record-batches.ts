@@ -53,7 +53,7 @@ export class RecordBatches<E extends AnyEventView> implements RingBatch {
   add(seq: number, time: number, msg: Msg): void {
     const checking = this.checking;
     if (checking && this.stage(checking.ring, msg)) {
-      // An undecodable message stays undecodable, marked or not: its verdict is not applied.
+      // An undecodable message is staged too: without a valid mark it is forged, not undecodable.
       this.staged.push(this.records.length);
       this.records.push(decodeRecord(this.decode, seq, msg, time, msg.data));
       return;
@@ -140,7 +140,7 @@ export class RecordBatches<E extends AnyEventView> implements RingBatch {
     for (const [k, why] of forged) {
       const i = staged[k] as number;
       const r = records[i];
-      if (r?.event) records[i] = forgedRecord(r.seq, r.subject, r.time, r.event, why);
+      if (r) records[i] = forgedRecord(r.seq, r.subject, r.time, r.event?.type, why);
     }
     this.records = [];
     this.staged = [];

@@ -69,8 +69,12 @@ export function decodeRecord<E extends AnyEventView>(
     position.subject = typeof from === "string" ? from : undefined;
     event = decode(data, position);
   } catch (err) {
-    // Undecodable stays undecodable, marked or not: nothing folds it either way.
     const subject = typeof from === "string" ? from : from.subject;
+    // Undecodable and not marked by a writer: forged, like any other message no writer wrote.
+    const verdict = verify?.(subject, data, mark);
+    if (verdict !== undefined && typeof verdict !== "number" && verdict !== "unverified") {
+      return forgedRecord(seq, subject, time, undefined, verdict);
+    }
     if (!(err instanceof DecodeError)) {
       return { seq, subject, time, error: new DecodeError("not-envelope", String(err), { seq, subject }) };
     }
@@ -82,18 +86,18 @@ export function decodeRecord<E extends AnyEventView>(
   const verdict = verify(subject, data, mark);
   if (typeof verdict === "number") return { seq, subject, time, event, prev: verdict };
   if (verdict === "unverified") return { seq, subject, time, event, unverified: true };
-  return forgedRecord(seq, subject, time, event, verdict);
+  return forgedRecord(seq, subject, time, event.type, verdict);
 }
 
-/** The record of a decodable message whose mark is not valid. */
+/** The record of a message whose mark is not valid; `type`: what its body claims, if it could be read. */
 export function forgedRecord<E extends AnyEventView = CorralEvent>(
   seq: number,
   subject: string,
   time: number,
-  event: AnyEventView,
+  type: string | undefined,
   verdict: Exclude<Verdict, number | "unverified">,
 ): StoredRecord<E> {
-  // `type` is what the body claims, for display and `tail -t` only.
-  const error = new ForgedEventError(verdict.check, verdict.detail, event.type, { seq, subject });
+  // `type` is for display and `tail -t` only.
+  const error = new ForgedEventError(verdict.check, verdict.detail, type, { seq, subject });
   return { seq, subject, time, error };
 }
