@@ -478,9 +478,9 @@ describe("marks through the store, against a real nats-server", () => {
     return (await js.publish(subject, body, { headers: h })).seq;
   }
 
-  async function readAll(store: EventStore, filter: string): Promise<StoredRecord[]> {
+  async function readAll(store: EventStore, filter: string, prevs?: false): Promise<StoredRecord[]> {
     const out: StoredRecord[] = [];
-    for await (const b of store.read({ filter })) out.push(...b);
+    for await (const b of store.read({ filter, prevs })) out.push(...b);
     return out;
   }
 
@@ -633,8 +633,14 @@ describe("marks through the store, against a real nats-server", () => {
       const ring = MarkRing.of(nc);
       const before = { module: ring.checkedInModule, early: ring.earlyChecks };
       const records = await readAll(reader, subject);
+      // A projection's read (no prevs wanted): the same verdicts, only no record says where it follows.
+      const unplaced = await readAll(reader, subject, false);
       reader.close();
       assert.equal(records.length, 2_009);
+      assert.deepEqual(
+        unplaced.map((r) => [r.seq, r.event?.type, r.error?.reason, r.prev]),
+        records.map((r) => [r.seq, r.event?.type, r.error?.reason, undefined]),
+      );
       assert.ok(ring.tapping, "the connection's frame reader fills the ring");
       assert.ok(ring.checkedInModule - before.module >= 2_000, "the marks were checked by the ring's module");
       assert.ok(ring.earlyChecks > before.early, "some batches were checked before the ring wrote over them");

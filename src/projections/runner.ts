@@ -253,7 +253,8 @@ export class ProjectionRunner<S, V, E extends AnyEventView = CorralEvent> {
 
   /** A range, decoded as the projection reads it. */
   private read(fromSeq: number, toSeq: number | undefined): AsyncGenerator<StoredRecord<E>[]> {
-    return this.store.read({ fromSeq, toSeq, batch: this.opts.batch, decode: this.projection.decode });
+    const decode = this.projection.decode;
+    return this.store.read({ fromSeq, toSeq, batch: this.opts.batch, decode, prevs: false });
   }
 
   private applyBatch(state: S, batch: readonly (StoredRecord<E> | StoredRecord)[], pos: number): number {

@@ -43,6 +43,8 @@ export class RecordBatches<E extends AnyEventView> implements RingBatch {
     private readonly decode: EventDecoder<E>,
     private readonly verify: Verifier | undefined,
     private readonly checking?: MarkChecking,
+    /** Whether a staged record gets the prev its mark names (reader.ts, `prevs`). */
+    private readonly withPrevs = true,
   ) {}
 
   get size(): number {
@@ -133,9 +135,12 @@ export class RecordBatches<E extends AnyEventView> implements RingBatch {
     if (this.failure) return Promise.reject(this.failure);
     const records = this.records;
     const { staged, prevs, forged } = this;
-    for (let k = 0; k < staged.length; k++) {
-      const r = records[staged[k] as number];
-      if (r?.event) r.prev = prevs[k];
+    // Skipped when unwanted: by now a big batch's records are out of cache, and this is a miss each.
+    if (this.withPrevs) {
+      for (let k = 0; k < staged.length; k++) {
+        const r = records[staged[k] as number];
+        if (r?.event) r.prev = prevs[k];
+      }
     }
     for (const [k, why] of forged) {
       const i = staged[k] as number;
