@@ -52,9 +52,10 @@ describe("forged events against a running daemon (process runtime, real NATS)", 
       if (d.proc.exitCode === null && d.proc.signalCode === null) d.proc.kill("SIGKILL");
   });
 
-  it("no effect live, none after a restart, FORGED in tail, counted in worldview", async () => {
-    const instance = `f${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-    const pool = `forge-${instance}`;
+  /** An instance of its own with one process pool (`spec`), its agents removed at teardown. */
+  function instanceWith(prefix: string, spec: Record<string, unknown>) {
+    const instance = `${prefix}${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+    const pool = `${prefix}-${instance}`;
     const stateDir = join(dir, instance);
     const runtimeFor = () =>
       createRuntime("process", { instance, stateDir: join(stateDir, "process", instance) });
@@ -66,18 +67,19 @@ describe("forged events against a running daemon (process runtime, real NATS)", 
     const file = writeConfig(stateDir, {
       instance,
       stateDir,
-      pools: {
-        [pool]: {
-          runtime: "process",
-          min: 2,
-          max: 4,
-          warm: 2,
-          maintenanceInterval: "300ms",
-          startTimeout: "30s",
-          leaseTtl: "60s",
-          ports: { range: portBlock(20), perAgent: 1 },
-        },
-      },
+      pools: { [pool]: { runtime: "process", startTimeout: "30s", ...spec } },
+    });
+    return { instance, pool, stateDir, file, runtimeFor };
+  }
+
+  it("no effect live, none after a restart, FORGED in tail, counted in worldview", async () => {
+    const { instance, pool, stateDir, file, runtimeFor } = instanceWith("forge", {
+      min: 2,
+      max: 4,
+      warm: 2,
+      maintenanceInterval: "300ms",
+      leaseTtl: "60s",
+      ports: { range: portBlock(20), perAgent: 1 },
     });
     const keyFile = join(stateDir, "event.key");
     const cliEnv = { NATS_URL: t.url, [KEY_FILE_ENV]: keyFile };
@@ -333,29 +335,11 @@ describe("forged events against a running daemon (process runtime, real NATS)", 
   });
 
   it("a pool whose own history cannot be read still has its agents stopped by `down`", async () => {
-    const instance = `u${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-    const pool = `unread-${instance}`;
-    const stateDir = join(dir, instance);
-    const runtimeFor = () =>
-      createRuntime("process", { instance, stateDir: join(stateDir, "process", instance) });
-    onTeardown(`agents of instance ${instance}`, async () => {
-      const rt = await runtimeFor();
-      for (const i of await rt.list()) await rt.remove(i.id);
-      await rt.close();
-    });
-    const file = writeConfig(stateDir, {
-      instance,
-      stateDir,
-      pools: {
-        [pool]: {
-          runtime: "process",
-          min: 2,
-          max: 2,
-          warm: 2,
-          startTimeout: "30s",
-          ports: { range: portBlock(10), perAgent: 1 },
-        },
-      },
+    const { pool, stateDir, file, runtimeFor } = instanceWith("unread", {
+      min: 2,
+      max: 2,
+      warm: 2,
+      ports: { range: portBlock(10), perAgent: 1 },
     });
     const d = await spawnDaemon(file, t.url);
     daemons.push(d);
