@@ -344,7 +344,9 @@ export class ControlPlane {
           { pool, err: (err as Error).message },
           "cannot close the pool through its events: removing its agents from the runtime directly",
         );
-        await this.removeAgentsOf(pool);
+        await this.removeAgentsOf(pool).catch((e: Error) =>
+          this.log.error({ pool, err: e.message }, "could not remove the pool's agents"),
+        );
         throw err;
       }
     });
