@@ -25,7 +25,7 @@ const WORDS = NH_CHUNK / 4;
 const FIRST = 32;
 
 /** The hash's key, derived from the writer's key (never logged): PASSES × WORDS words of AES-CTR keystream. */
-export function hashKey(key: Uint8Array): Uint32Array {
+function hashKey(key: Uint8Array): Uint32Array {
   const ctr = createCipheriv("aes-128-ctr", derive(key, 4, "hash"), new Uint8Array(16));
   const bytes = ctr.update(new Uint8Array(4 * PASSES * WORDS));
   const words = new Uint32Array(PASSES * WORDS);

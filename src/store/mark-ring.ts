@@ -2,7 +2,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { setFrameTap } from "../nats/msg-frames.ts";
 import type { EventKey } from "./event-mark.ts";
 import { checkStaged, MarkBatch } from "./mark-batch.ts";
-import { hashKey } from "./mark-hash.ts";
+import { v4Key } from "./mark-hash.ts";
 import { MarkMac, TAG_BYTES } from "./mark-mac.ts";
 import { type MarkModule, markModule, SPAN } from "./mark-module.ts";
 
@@ -225,14 +225,14 @@ export class MarkRing {
   private useKey(key: EventKey): { 3: MarkMac; 4: MarkMac } {
     if (this.key === key && this.macs) return this.macs;
     const secret = key.keyBlock().subarray(0, 32);
-    const macs = { 3: new MarkMac(secret, 3), 4: new MarkMac(secret, 4) };
+    const v4 = v4Key(secret, key.id);
+    const macs = { 3: new MarkMac(secret, 3), 4: v4.mac };
     const x = this.x;
     this.mem.set(macs[3].offset, x.masks_ptr());
-    this.mem.set(macs[4].offset, x.offset4_ptr());
+    this.mem.set(v4.mac.offset, x.offset4_ptr());
     x.init_masks();
-    const words = hashKey(secret);
-    new Uint32Array(this.mem.buffer, x.nh_key_ptr(), words.length).set(words);
-    for (let i = 0; i < 8; i++) this.mem[x.key_id_ptr() + i] = key.id.charCodeAt(i);
+    new Uint32Array(this.mem.buffer, x.nh_key_ptr(), v4.hash.length).set(v4.hash);
+    for (let i = 0; i < v4.id.length; i++) this.mem[x.key_id_ptr() + i] = v4.id.charCodeAt(i);
     this.key = key;
     this.macs = macs;
     return macs;
